@@ -1,0 +1,5 @@
+"""Allows `python -m twofold`."""
+
+from twofold.cli.app import main
+
+main()

@@ -1,0 +1,89 @@
+"""Compare a sorted scan with the sorted catalog state, as two streams, into changes.
+
+Both streams are in byte order of the relative path, so one pass decides every entry and
+memory stays bounded however large the tree is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+
+from twofold.core.models import Entry, Kind, Record, Skipped
+from twofold.core.paths import is_within
+
+
+class Action(Enum):
+    """What a run must do for one path."""
+
+    NEW = "new"
+    CHANGED = "changed"  # content (or type, or symlink target, or hard-link peer) differs
+    CHECK = "check"  # size and mtime equal, ctime or inode not: hash decides
+    META = "metadata"  # content equal, metadata differs
+    DELETED = "deleted"
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"  # unreadable: the catalog record (if any) is carried forward
+
+
+@dataclass(slots=True)
+class Change:
+    """One decision of the merge: `entry` from the scan, `old` from the catalog."""
+
+    action: Action
+    path: bytes
+    entry: Entry | None = None
+    old: Record | None = None
+    reason: str = ""
+
+
+def compare(entry: Entry, old: Record) -> Action:
+    """Decide what changed between a scanned entry and its catalog record."""
+    if entry.kind != old.kind:
+        return Action.CHANGED
+    if entry.kind is Kind.FILE:
+        if entry.size != old.size or entry.mtime_ns != old.mtime_ns:
+            return Action.CHANGED
+        if entry.link_to != old.link_to:
+            return Action.CHANGED
+        if entry.ctime_ns != old.ctime_ns or entry.ino != old.ino:
+            return Action.CHECK
+        if (entry.mode, entry.uid, entry.gid) != (old.mode, old.uid, old.gid):
+            return Action.META
+        return Action.UNCHANGED
+    if entry.kind is Kind.SYMLINK and entry.target != old.target:
+        return Action.CHANGED
+    if entry.kind in (Kind.CHAR, Kind.BLOCK) and entry.rdev != old.rdev:
+        return Action.CHANGED
+    same = (entry.mtime_ns, entry.ctime_ns, entry.ino, entry.mode, entry.uid, entry.gid) == (
+        old.mtime_ns, old.ctime_ns, old.ino, old.mode, old.uid, old.gid)
+    return Action.UNCHANGED if same else Action.META
+
+
+def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[Record]) -> Iterator[Change]:
+    """Merge two path-sorted streams into one change per path."""
+    scan_it, cat_it = iter(scan), iter(catalog)
+    s = next(scan_it, None)
+    c = next(cat_it, None)
+    skipped_dirs: list[bytes] = []
+    while s is not None or c is not None:
+        if c is not None and (s is None or c.path < s.path):
+            if any(is_within(c.path, d) for d in skipped_dirs):
+                yield Change(Action.SKIPPED, c.path, old=c, reason="inside an unreadable folder")
+            else:
+                yield Change(Action.DELETED, c.path, old=c)
+            c = next(cat_it, None)
+            continue
+        assert s is not None
+        old = c if c is not None and c.path == s.path else None
+        if isinstance(s, Skipped):
+            if s.is_dir:
+                skipped_dirs.append(s.path)
+            yield Change(Action.SKIPPED, s.path, old=old, reason=s.reason)
+        elif old is None:
+            yield Change(Action.NEW, s.path, entry=s)
+        else:
+            yield Change(compare(s, old), s.path, entry=s, old=old)
+        if old is not None:
+            c = next(cat_it, None)
+        s = next(scan_it, None)

@@ -1,0 +1,38 @@
+"""Relative paths inside a backup set: raw bytes joined by b"/", and how they are shown."""
+
+from __future__ import annotations
+
+SEP = b"/"
+
+
+def join(parent: bytes, name: bytes) -> bytes:
+    """Join a relative parent path (b"" for the root) and a name."""
+    return parent + SEP + name if parent else name
+
+
+def parent_of(path: bytes) -> bytes:
+    """The parent of a relative path; b"" for a top-level name."""
+    cut = path.rfind(SEP)
+    return path[:cut] if cut >= 0 else b""
+
+
+def is_within(path: bytes, prefix: bytes) -> bool:
+    """True when `path` is `prefix` or lies below it."""
+    return path == prefix or path.startswith(prefix + SEP)
+
+
+def show(path: bytes) -> str:
+    """A printable form of a path; undecodable bytes appear as \\xNN escapes."""
+    return path.decode("utf-8", errors="backslashreplace")
+
+
+def from_user(text: str) -> bytes:
+    """A relative path typed by a user, normalised to the catalog form."""
+    raw = text.encode("utf-8", errors="surrogateescape")
+    parts = [p for p in raw.replace(b"\\", b"/").split(SEP) if p not in (b"", b".")]
+    return SEP.join(parts)
+
+
+def descendant_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """Bounds [lo, hi) holding exactly the paths below `prefix` in byte order."""
+    return prefix + SEP, prefix + b"0"  # b"0" is the byte after b"/"

@@ -1,0 +1,1 @@
+"""Adapters that read file systems and block devices: scanning, metadata, disk facts."""

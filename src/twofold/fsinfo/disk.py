@@ -1,0 +1,76 @@
+"""Facts about the disks under paths: flushing a file system, same-disk detection, free space."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import sys
+
+_libc: ctypes.CDLL | None = None
+if sys.platform.startswith("linux"):
+    try:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        _libc = None
+
+
+def can_syncfs() -> bool:
+    """True where one call can flush a whole file system (Linux syncfs)."""
+    return _libc is not None and hasattr(_libc, "syncfs")
+
+
+def syncfs(path: bytes | str) -> None:
+    """Flush every written byte of the file system holding `path` to the device."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if can_syncfs():
+            assert _libc is not None
+            if _libc.syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), os.fsdecode(path))
+        else:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: bytes | str) -> None:
+    """Make a folder's entries (renames, creations) durable, where the platform allows."""
+    if os.name != "posix":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some FUSE file systems refuse fsync on folders
+    finally:
+        os.close(fd)
+
+
+def _whole_disk(dev: int) -> str:
+    """The sysfs name of the disk holding block device `dev` (a partition's parent)."""
+    base = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    try:
+        real = os.path.realpath(base)
+    except OSError:
+        return f"{os.major(dev)}:{os.minor(dev)}"
+    if os.path.exists(os.path.join(real, "partition")):
+        real = os.path.dirname(real)
+    return os.path.basename(real)
+
+
+def same_disk(a: bytes | str, b: bytes | str) -> bool:
+    """True when `a` and `b` live on the same file system or the same physical disk."""
+    da, db = os.stat(a).st_dev, os.stat(b).st_dev
+    if da == db:
+        return True
+    if not sys.platform.startswith("linux") or os.major(da) == 0 or os.major(db) == 0:
+        return False
+    return _whole_disk(da) == _whole_disk(db)
+
+
+def free_bytes(path: bytes | str) -> int:
+    """Bytes free for this user on the file system holding `path`."""
+    return shutil.disk_usage(path).free

@@ -1,0 +1,64 @@
+"""Gitignore-style excludes: command line, config, a `.twofoldignore` in a source, defaults."""
+
+from __future__ import annotations
+
+import os
+
+import pathspec
+
+from twofold.core.errors import UsageError
+
+IGNORE_FILE = b".twofoldignore"
+
+# Caches and trash, which nobody wants restored; see docs/CONFIG.md.
+DEFAULT_EXCLUDES = (
+    ".cache/",
+    "__pycache__/",
+    ".thumbnails/",
+    ".Trash/",
+    ".Trash-*/",
+    ".local/share/Trash/",
+    "$RECYCLE.BIN/",
+    "System Volume Information/",
+    ".DS_Store",
+    "Thumbs.db",
+)
+
+
+def _compile(lines: list[str], origin: str) -> pathspec.PathSpec:
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except Exception as err:  # pathspec raises several types for a bad pattern
+        raise UsageError(f"bad exclude pattern in {origin}: {err}",
+                         "patterns follow .gitignore rules") from err
+
+
+class Excluder:
+    """Decides whether a relative path (top name first) is excluded."""
+
+    def __init__(self, patterns: list[str], use_defaults: bool = True) -> None:
+        lines = [*(DEFAULT_EXCLUDES if use_defaults else ()), *patterns]
+        self.patterns = lines
+        self._global = _compile(lines, "the exclude options") if lines else None
+        self._per_source: dict[bytes, pathspec.PathSpec] = {}
+
+    def enter_source(self, top: bytes, abs_path: bytes) -> None:
+        """Read the source's own `.twofoldignore`, if it has one."""
+        path = os.path.join(abs_path, IGNORE_FILE)
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return
+        self._per_source[top] = _compile(lines, os.fsdecode(path))
+
+    def excluded(self, rel: bytes, is_dir: bool) -> bool:
+        """True when `rel` (b"top/inner/path") is excluded."""
+        top, _, inner = rel.partition(b"/")
+        if not inner:
+            return False
+        text = inner.decode("utf-8", errors="surrogateescape") + ("/" if is_dir else "")
+        if self._global is not None and self._global.match_file(text):
+            return True
+        spec = self._per_source.get(top)
+        return spec is not None and spec.match_file(text)

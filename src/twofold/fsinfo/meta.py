@@ -1,0 +1,123 @@
+"""Read and apply file metadata: owners by name, modes, times in ns, extended attributes."""
+
+from __future__ import annotations
+
+import errno
+import os
+from functools import lru_cache
+
+from twofold.core.models import Entry, Kind
+
+try:
+    import grp
+    import pwd
+except ImportError:  # Windows
+    pwd = None  # type: ignore[assignment]
+    grp = None  # type: ignore[assignment]
+
+HAS_XATTR = hasattr(os, "listxattr")
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+_NO_XATTR = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EPERM, errno.EACCES}
+
+
+@lru_cache(maxsize=4096)
+def owner_name(uid: int) -> str | None:
+    """The user name of a uid, or None where it has none."""
+    if pwd is None:
+        return None
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def group_name(gid: int) -> str | None:
+    """The group name of a gid, or None where it has none."""
+    if grp is None:
+        return None
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+@lru_cache(maxsize=4096)
+def uid_for(name: str | None, uid: int) -> int:
+    """The uid to give a restored file: by name when this machine knows it, else the number."""
+    if name and pwd is not None:
+        try:
+            return pwd.getpwnam(name).pw_uid
+        except KeyError:
+            pass
+    return uid
+
+
+@lru_cache(maxsize=4096)
+def gid_for(name: str | None, gid: int) -> int:
+    """The gid to give a restored file: by name when this machine knows it, else the number."""
+    if name and grp is not None:
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            pass
+    return gid
+
+
+def read_xattrs(path: bytes) -> dict[str, bytes]:
+    """All extended attributes of `path` (not following symlinks); {} where unsupported."""
+    if not HAS_XATTR:
+        return {}
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as err:
+        if err.errno in _NO_XATTR:
+            return {}
+        raise
+    out: dict[str, bytes] = {}
+    for name in sorted(names):
+        try:
+            out[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError as err:
+            if err.errno not in _NO_XATTR and err.errno != errno.ENODATA:
+                raise
+    return out
+
+
+def apply_metadata(path: bytes, entry: Entry, *, times: bool = True) -> list[str]:
+    """Give `path` the owner, mode, xattrs and mtime of `entry`; returns what could not be set.
+
+    Owners are set only when running as root. The mtime goes last, since the other
+    changes may touch it.
+    """
+    problems: list[str] = []
+    link = entry.kind is Kind.SYMLINK
+    if IS_ROOT:
+        try:
+            os.chown(path, uid_for(entry.owner, entry.uid), gid_for(entry.group, entry.gid),
+                     follow_symlinks=False)
+        except OSError as err:
+            problems.append(f"owner: {err.strerror}")
+    if not link:
+        try:
+            os.chmod(path, entry.mode)
+        except OSError as err:
+            problems.append(f"mode: {err.strerror}")
+    if entry.xattrs and HAS_XATTR:
+        for name, value in entry.xattrs.items():
+            try:
+                os.setxattr(path, name, value, follow_symlinks=False)
+            except OSError as err:
+                problems.append(f"xattr {name}: {err.strerror}")
+    if times:
+        set_mtime(path, entry.mtime_ns, follow=not link)
+    return problems
+
+
+def set_mtime(path: bytes, mtime_ns: int, follow: bool = True) -> None:
+    """Set access and modification time to `mtime_ns` (symlinks themselves when not follow)."""
+    try:
+        os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
+    except NotImplementedError:
+        if follow:
+            raise

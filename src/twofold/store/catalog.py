@@ -1,0 +1,318 @@
+"""The catalog of a backup set: an SQLite file on the target recording runs and entries.
+
+Each entry row is one version of one path, valid from run `first_run` until `until_run`
+(open rows, with `until_run` NULL, describe current/). The schema is in docs/FORMAT.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from twofold.core.errors import CatalogError
+from twofold.core.models import Kind, Record
+
+FORMAT_VERSION = 1
+PAGE = 2000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs(
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    started_ns INTEGER NOT NULL,
+    finished_ns INTEGER,
+    state TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    host TEXT NOT NULL,
+    stats TEXT
+);
+CREATE TABLE IF NOT EXISTS entries(
+    id INTEGER PRIMARY KEY,
+    path BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    owner TEXT,
+    grp TEXT,
+    xattrs TEXT,
+    target BLOB,
+    rdev INTEGER NOT NULL,
+    link_to BLOB,
+    hash BLOB,
+    first_run INTEGER NOT NULL,
+    until_run INTEGER,
+    vrun INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_open ON entries(path) WHERE until_run IS NULL;
+CREATE INDEX IF NOT EXISTS entries_path ON entries(path, first_run);
+CREATE TABLE IF NOT EXISTS pending(
+    run INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    op TEXT NOT NULL,
+    path BLOB NOT NULL,
+    tmp TEXT,
+    link_to BLOB,
+    PRIMARY KEY(run, seq)
+);
+"""
+
+_COLS = ("path, kind, size, mtime_ns, ctime_ns, ino, mode, uid, gid, owner, grp, xattrs, "
+         "target, rdev, link_to, hash, first_run, until_run, vrun")
+_SELECT = f"SELECT id, {_COLS} FROM entries"
+
+
+@dataclass(slots=True)
+class Run:
+    """One row of the runs table."""
+
+    id: int
+    name: str  # also the name of its versions/ folder
+    started_ns: int
+    finished_ns: int | None
+    state: str  # running, complete, interrupted, pruned
+    sources: list[str]
+    host: str
+    stats: dict[str, Any]
+
+
+@dataclass(slots=True)
+class PendingOp:
+    """A change to current/ that was committed to the catalog but may not be done yet."""
+
+    seq: int
+    op: str  # put, link, mkdir, remove, meta
+    path: bytes
+    tmp: str | None = None
+    link_to: bytes | None = None
+
+
+def encode_xattrs(xattrs: dict[str, bytes] | None) -> str | None:
+    """Xattrs as stored: JSON mapping each name to its base64 value; NULL when none."""
+    if not xattrs:
+        return None
+    return json.dumps({k: base64.b64encode(v).decode() for k, v in sorted(xattrs.items())})
+
+
+def decode_xattrs(text: str | None) -> dict[str, bytes] | None:
+    """The inverse of encode_xattrs."""
+    if not text:
+        return None
+    return {k: base64.b64decode(v) for k, v in json.loads(text).items()}
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    return Record(
+        id=row[0], path=bytes(row[1]), kind=Kind(row[2]), size=row[3], mtime_ns=row[4],
+        ctime_ns=row[5], ino=row[6], mode=row[7], uid=row[8], gid=row[9], owner=row[10],
+        group=row[11], xattrs=decode_xattrs(row[12]),
+        target=None if row[13] is None else bytes(row[13]), rdev=row[14],
+        link_to=None if row[15] is None else bytes(row[15]),
+        hash=None if row[16] is None else bytes(row[16]),
+        first_run=row[17], until_run=row[18], vrun=row[19],
+    )
+
+
+def _run(row: tuple[Any, ...]) -> Run:
+    return Run(id=row[0], name=row[1], started_ns=row[2], finished_ns=row[3], state=row[4],
+               sources=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
+
+
+class Catalog:
+    """Open (or create) the catalog file of one backup set."""
+
+    def __init__(self, path: str, *, create: bool = False, set_name: str = "") -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            # A rollback journal, not WAL: WAL needs shared memory, which FUSE and network
+            # drives do not reliably provide; see docs/DESIGN.md.
+            self.db.execute("PRAGMA journal_mode=DELETE")
+            self.db.execute("PRAGMA synchronous=FULL")
+            if create:
+                self.db.executescript(_SCHEMA)
+                if self.meta("format_version") is None:
+                    with self.transaction():
+                        self.set_meta("format_version", str(FORMAT_VERSION))
+                        self.set_meta("set", set_name)
+            version = self.meta("format_version")
+        except sqlite3.DatabaseError as err:
+            raise CatalogError(f"the catalog {path} cannot be read: {err}",
+                               "it may be damaged; the files in current/ are still plain "
+                               "copies you can use") from err
+        if version is None:
+            raise CatalogError(f"{path} is not a twofold catalog")
+        if int(version) > FORMAT_VERSION:
+            raise CatalogError(f"the catalog {path} has format {version}, newer than this "
+                               f"twofold understands ({FORMAT_VERSION})",
+                               "upgrade twofold to read it")
+
+    def close(self) -> None:
+        """Close the database."""
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic, durable change."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def meta(self, key: str) -> str | None:
+        """A value from the meta table."""
+        try:
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value in the meta table (inside a transaction)."""
+        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    # runs ------------------------------------------------------------------------------
+
+    def add_run(self, name: str, started_ns: int, sources: list[str], host: str) -> int:
+        """Record a new run in state 'running'; returns its id."""
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO runs(name, started_ns, state, sources, host) VALUES(?,?,?,?,?)",
+                (name, started_ns, "running", json.dumps(sources), host))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def set_run_state(self, run_id: int, state: str, finished_ns: int | None = None,
+                      stats: dict[str, Any] | None = None) -> None:
+        """Change a run's state (inside a transaction)."""
+        self.db.execute(
+            "UPDATE runs SET state=?, finished_ns=COALESCE(?, finished_ns), "
+            "stats=COALESCE(?, stats) WHERE id=?",
+            (state, finished_ns, None if stats is None else json.dumps(stats), run_id))
+
+    def runs(self) -> list[Run]:
+        """All runs, oldest first."""
+        return [_run(r) for r in self.db.execute(
+            "SELECT id, name, started_ns, finished_ns, state, sources, host, stats "
+            "FROM runs ORDER BY id")]
+
+    def run_names(self) -> dict[int, str]:
+        """Run id to versions/ folder name."""
+        return dict(self.db.execute("SELECT id, name FROM runs"))
+
+    # entries -----------------------------------------------------------------------------
+
+    def current(self, before_run: int | None = None) -> Iterator[Record]:
+        """Open rows in path order, read page by page so memory stays bounded."""
+        last = b""
+        first = True
+        while True:
+            rows = self.db.execute(
+                f"{_SELECT} WHERE until_run IS NULL AND (path > ? OR ?) "
+                "AND first_run < ? ORDER BY path LIMIT ?",
+                (last, first, before_run if before_run is not None else 1 << 62, PAGE),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _record(row)
+            last, first = bytes(rows[-1][1]), False
+
+    def valid_at(self, run_id: int) -> Iterator[Record]:
+        """Rows describing the tree as run `run_id` left it, in path order."""
+        cur = self.db.execute(
+            f"{_SELECT} WHERE first_run <= ? AND (until_run IS NULL OR until_run > ?) "
+            "ORDER BY path", (run_id, run_id))
+        for row in cur:
+            yield _record(row)
+
+    def open_row(self, path: bytes) -> Record | None:
+        """The open row of `path`, if any."""
+        row = self.db.execute(f"{_SELECT} WHERE until_run IS NULL AND path=?",
+                              (path,)).fetchone()
+        return None if row is None else _record(row)
+
+    def history(self, path: bytes) -> list[Record]:
+        """Every kept version of `path`, oldest first."""
+        return [_record(r) for r in self.db.execute(
+            f"{_SELECT} WHERE path=? ORDER BY first_run", (path,))]
+
+    def stored(self) -> Iterator[Record]:
+        """Rows of regular files whose content is on the target (current/ or versions/)."""
+        cur = self.db.execute(
+            f"{_SELECT} WHERE kind='f' AND link_to IS NULL AND "
+            "(until_run IS NULL OR vrun IS NOT NULL) ORDER BY path, first_run")
+        for row in cur:
+            yield _record(row)
+
+    def closed(self) -> Iterator[Record]:
+        """Rows that no longer describe current/."""
+        for row in self.db.execute(f"{_SELECT} WHERE until_run IS NOT NULL ORDER BY id"):
+            yield _record(row)
+
+    def count_current_files(self) -> int:
+        """How many non-folder entries current/ holds."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM entries WHERE until_run IS NULL AND kind != 'd'").fetchone()
+        return int(row[0])
+
+    def insert(self, records: Iterable[Record]) -> None:
+        """Add rows (inside a transaction)."""
+        self.db.executemany(
+            f"INSERT INTO entries({_COLS}) VALUES({','.join('?' * 19)})",
+            [(r.path, r.kind.value, r.size, r.mtime_ns, r.ctime_ns, r.ino, r.mode, r.uid, r.gid,
+              r.owner, r.group, encode_xattrs(r.xattrs), r.target, r.rdev, r.link_to, r.hash,
+              r.first_run, r.until_run, r.vrun) for r in records])
+
+    def close_rows(self, closes: Iterable[tuple[int, int, bool]]) -> None:
+        """Close rows: (row id, run, content moved to that run's versions/ folder).
+
+        When the content moves, rows of the same path closed earlier without a move (their
+        content was the one just moved) move with it.
+        """
+        for row_id, run, moved in closes:
+            self.db.execute("UPDATE entries SET until_run=? WHERE id=?", (run, row_id))
+            if moved:
+                self.db.execute(
+                    "UPDATE entries SET vrun=? WHERE vrun IS NULL AND until_run IS NOT NULL "
+                    "AND kind='f' AND path=(SELECT path FROM entries WHERE id=?)",
+                    (run, row_id))
+
+    def delete_rows(self, ids: Iterable[int]) -> None:
+        """Forget rows (prune)."""
+        self.db.executemany("DELETE FROM entries WHERE id=?", [(i,) for i in ids])
+
+    # pending operations ------------------------------------------------------------------
+
+    def add_pending(self, run_id: int, ops: Iterable[PendingOp]) -> None:
+        """Record operations about to be applied to current/ (inside a transaction)."""
+        self.db.executemany(
+            "INSERT INTO pending(run, seq, op, path, tmp, link_to) VALUES(?,?,?,?,?,?)",
+            [(run_id, o.seq, o.op, o.path, o.tmp, o.link_to) for o in ops])
+
+    def pending(self) -> list[tuple[int, PendingOp]]:
+        """Operations of interrupted runs that may still need doing, in order."""
+        return [(r[0], PendingOp(r[1], r[2], bytes(r[3]), r[4],
+                                 None if r[5] is None else bytes(r[5])))
+                for r in self.db.execute(
+                    "SELECT run, seq, op, path, tmp, link_to FROM pending ORDER BY run, seq")]
+
+    def clear_pending(self, run_id: int, upto_seq: int | None = None) -> None:
+        """Forget operations known to be durable (inside a transaction)."""
+        if upto_seq is None:
+            self.db.execute("DELETE FROM pending WHERE run <= ?", (run_id,))
+        else:
+            self.db.execute("DELETE FROM pending WHERE run=? AND seq <= ?", (run_id, upto_seq))

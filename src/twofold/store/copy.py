@@ -1,0 +1,159 @@
+"""Copy one file while hashing it with BLAKE3, keeping holes of sparse files as holes."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+import blake3
+
+BUF = 1 << 20
+_ZEROS = bytes(BUF)
+_HAS_SEEK_DATA = hasattr(os, "SEEK_DATA") and hasattr(os, "SEEK_HOLE")
+_O_BINARY = getattr(os, "O_BINARY", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+class SourceReadError(OSError):
+    """Reading the source failed (as opposed to writing the target)."""
+
+
+@dataclass(slots=True)
+class Copied:
+    """Result of a copy: content hash, bytes, and the source's stat before and after."""
+
+    hash: bytes
+    size: int
+    before: os.stat_result
+    after: os.stat_result
+
+    @property
+    def stable(self) -> bool:
+        """True when the source did not change while it was read."""
+        a, b = self.before, self.after
+        return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns,
+                                                              b.st_ctime_ns)
+
+
+def _hash_zeros(h: blake3.blake3, n: int) -> None:
+    while n > 0:
+        step = min(n, BUF)
+        h.update(_ZEROS[:step] if step < BUF else _ZEROS)
+        n -= step
+
+
+def _segments(fd: int, size: int) -> list[tuple[int, int]]:
+    """Data segments (offset, length) of a file, using SEEK_DATA/SEEK_HOLE."""
+    out: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # only a hole remains
+                break
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        out.append((start, min(end, size) - start))
+        pos = end
+    return out
+
+
+def _read_full(fd: int, view: memoryview, want: int) -> int:
+    got = 0
+    while got < want:
+        n = os.readv(fd, [view[got:want]])
+        if n == 0:
+            break
+        got += n
+    return got
+
+
+def _pump(src: int, dst: int | None, h: blake3.blake3, length: int, buf: bytearray) -> int:
+    """Copy up to `length` bytes from src's position to dst's, hashing them."""
+    view = memoryview(buf)
+    done = 0
+    while done < length:
+        try:
+            n = _read_full(src, view, min(BUF, length - done))
+        except OSError as err:
+            raise SourceReadError(err.errno, err.strerror) from err
+        if n == 0:
+            break
+        chunk = view[:n]
+        h.update(chunk)
+        if dst is not None:
+            _write_all(dst, chunk)
+        done += n
+    return done
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+def _stream(src: int, dst: int | None, st: os.stat_result) -> tuple[bytes, int]:
+    """Hash (and copy when dst is given) an open file; holes stay holes in dst."""
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO) if st.st_size > 64 * BUF else \
+        blake3.blake3()
+    buf = bytearray(BUF)
+    size = st.st_size
+    sparse = _HAS_SEEK_DATA and st.st_blocks * 512 < size
+    if not sparse:
+        total = _pump(src, dst, h, size, buf)
+        total += _pump(src, dst, h, 1 << 62, buf)  # the file may have grown
+        return h.digest(), total
+    pos = 0
+    for start, length in _segments(src, size):
+        _hash_zeros(h, start - pos)
+        os.lseek(src, start, os.SEEK_SET)
+        if dst is not None:
+            os.lseek(dst, start, os.SEEK_SET)
+        pos = start + _pump(src, dst, h, length, buf)
+    _hash_zeros(h, size - pos)
+    if dst is not None:
+        os.ftruncate(dst, size)
+    return h.digest(), size
+
+
+def open_source(path: bytes) -> int:
+    """Open a regular file for reading without following a symlink put in its place."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_BINARY | _O_NOFOLLOW)
+    except OSError as err:
+        raise SourceReadError(err.errno, err.strerror, path) from err
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SourceReadError(errno.EINVAL, "no longer a regular file", path)
+    return fd
+
+
+def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False) -> Copied:
+    """Copy src to a new file dst (which must not exist), hashing the content."""
+    src = open_source(src_path)
+    try:
+        before = os.fstat(src)
+        dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+        try:
+            digest, size = _stream(src, dst, before)
+            if fsync:
+                os.fsync(dst)
+        finally:
+            os.close(dst)
+        after = os.fstat(src)
+    finally:
+        os.close(src)
+    return Copied(digest, size, before, after)
+
+
+def hash_file(path: bytes) -> tuple[bytes, int]:
+    """BLAKE3 and length of a file's content."""
+    fd = open_source(path)
+    try:
+        return _stream(fd, None, os.fstat(fd))
+    finally:
+        os.close(fd)
