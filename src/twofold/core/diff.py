@@ -24,6 +24,7 @@ class Action(Enum):
     DELETED = "deleted"
     UNCHANGED = "unchanged"
     SKIPPED = "skipped"  # unreadable: the catalog record (if any) is carried forward
+    CARRIED = "carried"  # in the catalog, inside an unreadable folder: kept as it was
 
 
 @dataclass(slots=True)
@@ -69,7 +70,7 @@ def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[Record]) -> Iterato
     while s is not None or c is not None:
         if c is not None and (s is None or c.path < s.path):
             if any(is_within(c.path, d) for d in skipped_dirs):
-                yield Change(Action.SKIPPED, c.path, old=c, reason="inside an unreadable folder")
+                yield Change(Action.CARRIED, c.path, old=c)
             else:
                 yield Change(Action.DELETED, c.path, old=c)
             c = next(cat_it, None)

@@ -1,4 +1,4 @@
-"""The error tree: each error twofold raises on purpose carries its message, a hint and its exit code."""
+"""The error tree: each deliberate error carries its message, a hint and its exit code."""
 
 from __future__ import annotations
 

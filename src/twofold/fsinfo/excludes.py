@@ -25,7 +25,7 @@ DEFAULT_EXCLUDES = (
 )
 
 
-def _compile(lines: list[str], origin: str) -> pathspec.PathSpec:
+def _compile(lines: list[str], origin: str) -> pathspec.GitIgnoreSpec:
     try:
         return pathspec.GitIgnoreSpec.from_lines(lines)
     except Exception as err:  # pathspec raises several types for a bad pattern
@@ -40,7 +40,7 @@ class Excluder:
         lines = [*(DEFAULT_EXCLUDES if use_defaults else ()), *patterns]
         self.patterns = lines
         self._global = _compile(lines, "the exclude options") if lines else None
-        self._per_source: dict[bytes, pathspec.PathSpec] = {}
+        self._per_source: dict[bytes, pathspec.GitIgnoreSpec] = {}
 
     def enter_source(self, top: bytes, abs_path: bytes) -> None:
         """Read the source's own `.twofoldignore`, if it has one."""

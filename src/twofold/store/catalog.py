@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS runs(
     started_ns INTEGER NOT NULL,
     finished_ns INTEGER,
     state TEXT NOT NULL,
-    sources TEXT NOT NULL,
+    config TEXT NOT NULL,
     host TEXT NOT NULL,
     stats TEXT
 );
@@ -81,7 +81,7 @@ class Run:
     started_ns: int
     finished_ns: int | None
     state: str  # running, complete, interrupted, pruned
-    sources: list[str]
+    config: dict[str, Any]  # sources, excludes, default_excludes
     host: str
     stats: dict[str, Any]
 
@@ -125,7 +125,7 @@ def _record(row: tuple[Any, ...]) -> Record:
 
 def _run(row: tuple[Any, ...]) -> Run:
     return Run(id=row[0], name=row[1], started_ns=row[2], finished_ns=row[3], state=row[4],
-               sources=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
+               config=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
 
 
 class Catalog:
@@ -186,12 +186,12 @@ class Catalog:
 
     # runs ------------------------------------------------------------------------------
 
-    def add_run(self, name: str, started_ns: int, sources: list[str], host: str) -> int:
+    def add_run(self, name: str, started_ns: int, config: dict[str, Any], host: str) -> int:
         """Record a new run in state 'running'; returns its id."""
         with self.transaction():
             cur = self.db.execute(
-                "INSERT INTO runs(name, started_ns, state, sources, host) VALUES(?,?,?,?,?)",
-                (name, started_ns, "running", json.dumps(sources), host))
+                "INSERT INTO runs(name, started_ns, state, config, host) VALUES(?,?,?,?,?)",
+                (name, started_ns, "running", json.dumps(config), host))
         assert cur.lastrowid is not None
         return cur.lastrowid
 
@@ -206,7 +206,7 @@ class Catalog:
     def runs(self) -> list[Run]:
         """All runs, oldest first."""
         return [_run(r) for r in self.db.execute(
-            "SELECT id, name, started_ns, finished_ns, state, sources, host, stats "
+            "SELECT id, name, started_ns, finished_ns, state, config, host, stats "
             "FROM runs ORDER BY id")]
 
     def run_names(self) -> dict[int, str]:
@@ -238,6 +238,12 @@ class Catalog:
             "ORDER BY path", (run_id, run_id))
         for row in cur:
             yield _record(row)
+
+    def link_targets(self, run_id: int) -> set[bytes]:
+        """Paths that other files of run `run_id` are hard links to."""
+        return {bytes(r[0]) for r in self.db.execute(
+            "SELECT DISTINCT link_to FROM entries WHERE link_to IS NOT NULL AND first_run <= ? "
+            "AND (until_run IS NULL OR until_run > ?)", (run_id, run_id))}
 
     def open_row(self, path: bytes) -> Record | None:
         """The open row of `path`, if any."""
@@ -284,7 +290,8 @@ class Catalog:
         content was the one just moved) move with it.
         """
         for row_id, run, moved in closes:
-            self.db.execute("UPDATE entries SET until_run=? WHERE id=?", (run, row_id))
+            self.db.execute("UPDATE entries SET until_run=?, vrun=? WHERE id=?",
+                            (run, run if moved else None, row_id))
             if moved:
                 self.db.execute(
                     "UPDATE entries SET vrun=? WHERE vrun IS NULL AND until_run IS NOT NULL "

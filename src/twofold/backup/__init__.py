@@ -1,0 +1,1 @@
+"""The backup engine: plan, copy, restore, verify and prune exact-copy backups."""

@@ -1,0 +1,337 @@
+"""Carry out a planned run in batches: copy into .tmp/, flush, commit to the catalog, rename.
+
+Per batch: new content is written to .tmp/ and flushed to the device; then one catalog
+transaction records the new rows and the pending renames; then the renames move replaced
+files to versions/<run>/ and the new ones into current/. A kill at any point leaves
+current/ with whole files only, and the pending list lets the next run finish the renames.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from twofold.backup.ops import apply_op, target_failure
+from twofold.backup.records import to_record
+from twofold.core.diff import Action, Change
+from twofold.core.errors import TargetError
+from twofold.core.models import Entry, Issue, Kind, Record, RunStats
+from twofold.core.paths import parent_of
+from twofold.core.progress import Progress
+from twofold.fsinfo.disk import can_syncfs, syncfs
+from twofold.fsinfo.meta import apply_metadata, read_xattrs, set_mtime
+from twofold.store.catalog import Catalog, PendingOp
+from twofold.store.copy import SourceReadError, copy_file, hash_file
+from twofold.store.target import SetDir
+
+BATCH_FILES = 1000
+BATCH_BYTES = 256 << 20
+
+
+@dataclass(slots=True)
+class Step:
+    """What one change amounts to: a new row, an operation, an old row to close."""
+
+    change: Change
+    record: Record | None = None
+    op: PendingOp | None = None
+    close: tuple[int, bool] | None = None  # (old row id, content moved to versions/)
+    issue: Issue | None = None
+    copied: int = 0
+
+
+@dataclass
+class Applier:
+    """Applies the changes of one run to the target."""
+
+    sd: SetDir
+    catalog: Catalog
+    run_id: int
+    run_name: str
+    sources: dict[bytes, bytes]  # top-level name -> absolute source path
+    progress: Progress
+    stats: RunStats
+    workers: int = 4
+    _seq: int = 0
+    _tmp_seq: int = 0
+    _pool: ThreadPoolExecutor | None = None
+    _touched: set[bytes] = field(default_factory=set)
+    _dir_mtime: dict[bytes, int] = field(default_factory=dict)
+    _link_hash: dict[bytes, bytes] = field(default_factory=dict)
+    _done_seq: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _bytes: int = 0
+
+    def src(self, rel: bytes) -> bytes:
+        """Absolute source path of a relative path."""
+        top, _, inner = rel.partition(b"/")
+        base = self.sources[top]
+        return os.path.join(base, inner) if inner else base
+
+    def run(self, changes: Iterable[Change], total_files: int, total_bytes: int) -> None:
+        """Apply all changes, then finish the run's folders."""
+        self.progress.phase("copying", total_files, total_bytes)
+        batch: list[Change] = []
+        size = 0
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            self._pool = pool
+            for ch in changes:
+                batch.append(ch)
+                if ch.entry is not None and ch.entry.kind is Kind.FILE:
+                    size += ch.entry.size
+                if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+                    self._batch(batch)
+                    batch, size = [], 0
+            if batch:
+                self._batch(batch)
+        self._finish_dirs()
+
+    # one batch -----------------------------------------------------------------------------
+
+    def _batch(self, changes: list[Change]) -> None:
+        steps = [Step(ch) for ch in changes]
+        futures: dict[Future[None], Step] = {}
+        assert self._pool is not None
+        for step in steps:
+            if self._needs_worker(step.change):
+                futures[self._pool.submit(self._prepare_file, step, self._next_tmp())] = step
+            else:
+                self._prepare_other(step)
+        self._wait(futures)
+        for step in steps:
+            self._resolve_link(step)  # hard links take the hash of the file they link to
+            if step.op is not None:
+                self._seq += 1
+                step.op.seq = self._seq
+        try:
+            if futures:
+                self._flush()
+            with self.catalog.transaction():
+                self.catalog.clear_pending(self.run_id, self._done_seq)
+                self.catalog.close_rows((s.close[0], self.run_id, s.close[1])
+                                        for s in steps if s.close is not None)
+                self.catalog.insert(s.record for s in steps if s.record is not None)
+                ops = [s.op for s in steps if s.op is not None]
+                self.catalog.add_pending(self.run_id, ops)
+        except OSError as err:
+            raise target_failure(err, self.sd.catalog) from err
+        entries = {s.change.path: s.record for s in steps if s.record is not None}
+        for op in ops:
+            try:
+                apply_op(self.sd, self.run_name, op, entries.get)
+            except OSError as err:
+                raise target_failure(err, op.path) from err
+            self._touched.add(parent_of(op.path))
+        if ops:
+            self._done_seq = ops[-1].seq
+        for s in steps:
+            self._account(s)
+
+    def _next_tmp(self) -> str:
+        self._tmp_seq += 1
+        return f"{self.run_id}-{self._tmp_seq}"
+
+    @staticmethod
+    def _needs_worker(ch: Change) -> bool:
+        e = ch.entry
+        return (e is not None and e.kind is Kind.FILE and e.link_to is None
+                and ch.action in (Action.NEW, Action.CHANGED, Action.CHECK))
+
+    def _wait(self, futures: dict[Future[None], Step]) -> None:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            self._report_bytes()
+            for fut in done:
+                exc = fut.exception()
+                if exc is not None:
+                    for other in pending:
+                        other.cancel()
+                    if isinstance(exc, OSError) and not isinstance(exc, TargetError):
+                        raise target_failure(exc, futures[fut].change.path) from exc
+                    raise exc
+        self._report_bytes()
+
+    def _count_bytes(self, n: int) -> None:
+        with self._lock:
+            self._bytes += n
+
+    def _report_bytes(self) -> None:
+        with self._lock:
+            n, self._bytes = self._bytes, 0
+        if n:
+            self.progress.advance(0, n)
+
+    def _flush(self) -> None:
+        if can_syncfs():
+            syncfs(self.sd.tmp)
+
+    # preparing steps -------------------------------------------------------------------
+
+    def _prepare_file(self, step: Step, tmp_name: str) -> None:
+        """Worker: copy a new or changed file into .tmp/ (or confirm it unchanged)."""
+        ch, entry, old = step.change, step.change.entry, step.change.old
+        assert entry is not None
+        src = self.src(ch.path)
+        try:
+            if ch.action is Action.CHECK and old is not None:
+                digest, _ = hash_file(src)
+                if digest == old.hash:
+                    entry.xattrs = _source_xattrs(src)
+                    step.record = to_record(entry, self.run_id, digest)
+                    step.op = PendingOp(0, "meta", ch.path)
+                    step.close = (old.id, False)
+                    return
+            tmp = os.path.join(self.sd.tmp, os.fsencode(tmp_name))
+            copied = None
+            for _attempt in range(2):
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                copied = copy_file(src, tmp, fsync=not can_syncfs())
+                self._count_bytes(copied.size)
+                if copied.stable:
+                    break
+            assert copied is not None
+            if not copied.stable:
+                step.issue = Issue(ch.path, "unstable",
+                                   "changed while being copied, twice; the second copy is kept")
+            entry.xattrs = _source_xattrs(src)
+            fresh = to_record(entry, self.run_id, copied.hash, copied.before)
+            fresh.size = copied.size
+            problems = apply_metadata(tmp, fresh)
+            if problems:
+                step.issue = step.issue or Issue(ch.path, "metadata", "; ".join(problems))
+        except SourceReadError as err:
+            if err.errno != errno.ENOENT:  # a file deleted since the scan is simply gone
+                step.issue = Issue(ch.path, "skipped", err.strerror or str(err))
+            return
+        step.record = fresh
+        step.op = PendingOp(0, "put", ch.path, tmp_name)
+        step.close = (old.id, True) if old is not None else None
+        step.copied = copied.size
+
+    def _prepare_other(self, step: Step) -> None:
+        """Main thread: folders, symlinks, specials, hard links, metadata, deletions."""
+        ch, entry, old = step.change, step.change.entry, step.change.old
+        if ch.action in (Action.UNCHANGED, Action.SKIPPED, Action.CARRIED):
+            return
+        if ch.action is Action.DELETED:
+            assert old is not None
+            step.op = PendingOp(0, "remove", ch.path)
+            step.close = (old.id, True)
+            return
+        assert entry is not None
+        src = self.src(ch.path)
+        try:
+            if entry.kind is not Kind.SYMLINK or ch.action is Action.META:
+                entry.xattrs = read_xattrs(src)
+        except OSError as err:
+            step.issue = Issue(ch.path, "skipped", err.strerror or str(err))
+            return
+        moved = ch.action is not Action.META
+        step.close = (old.id, moved) if old is not None else None
+        step.record = to_record(entry, self.run_id, old.hash if old is not None and
+                                ch.action is Action.META else None)
+        if ch.action is Action.META:
+            step.op = PendingOp(0, "meta", ch.path)
+        elif entry.kind is Kind.DIR:
+            step.op = PendingOp(0, "mkdir", ch.path)
+        elif entry.kind is Kind.SYMLINK:
+            self._prepare_symlink(step, entry)
+        elif entry.kind is Kind.FILE:  # a hard link to a file earlier in the set
+            step.op = PendingOp(0, "link", ch.path, link_to=entry.link_to)
+        else:
+            step.issue = Issue(ch.path, "special", f"a {_SPECIAL[entry.kind]}: recorded, "
+                               "not copied")
+            if old is not None:
+                step.op = PendingOp(0, "remove", ch.path)
+
+    def _prepare_symlink(self, step: Step, entry: Entry) -> None:
+        assert entry.target is not None
+        tmp_name = self._next_tmp()
+        tmp = os.path.join(self.sd.tmp, os.fsencode(tmp_name))
+        try:
+            os.symlink(entry.target, tmp)
+        except OSError as err:
+            raise target_failure(err, step.change.path) from err
+        apply_metadata(tmp, entry)
+        step.op = PendingOp(0, "put", step.change.path, tmp_name)
+
+    def _resolve_link(self, step: Step) -> None:
+        rec = step.record
+        if rec is None or rec.kind is not Kind.FILE:
+            return
+        if rec.link_to is None:
+            if rec.hash is not None:
+                self._link_hash[rec.path] = rec.hash
+            return
+        known = self._link_hash.get(rec.link_to)
+        if known is None:
+            first = self.catalog.open_row(rec.link_to)
+            known = first.hash if first is not None else None
+        rec.hash = known
+
+    def _account(self, step: Step) -> None:
+        st = self.stats
+        if step.issue is not None:
+            st.issues.append(step.issue)
+            self.progress.issue(step.issue)
+            if step.issue.kind == "skipped":
+                st.skipped += 1
+            elif step.issue.kind == "special":
+                st.special += 1
+        if step.record is None and step.change.action is not Action.DELETED:
+            return
+        action = step.change.action
+        if action is Action.CHECK:
+            action = Action.META if step.op is not None and step.op.op == "meta" \
+                else Action.CHANGED
+        if action is Action.NEW:
+            st.new += 1
+        elif action is Action.CHANGED:
+            st.changed += 1
+        elif action is Action.META:
+            st.metadata += 1
+        elif action is Action.DELETED:
+            st.deleted += 1
+        st.bytes_copied += step.copied
+        if step.record is not None and step.record.kind is Kind.DIR:
+            self._dir_mtime[step.record.path] = step.record.mtime_ns
+            self._touched.add(step.record.path)
+        if step.change.entry is not None and step.change.entry.kind is not Kind.DIR:
+            self.progress.advance(1, 0)
+
+    # end of run ------------------------------------------------------------------------
+
+    def _finish_dirs(self) -> None:
+        """Give folders touched by this run the modification time of their source."""
+        for rel in sorted(self._touched, key=lambda p: p.count(b"/"), reverse=True):
+            if not rel:
+                continue
+            mtime = self._dir_mtime.get(rel)
+            if mtime is None:
+                row = self.catalog.open_row(rel)
+                if row is None or row.kind is not Kind.DIR:
+                    continue
+                mtime = row.mtime_ns
+            try:
+                set_mtime(self.sd.cur(rel), mtime)
+            except FileNotFoundError:
+                continue
+            except OSError as err:
+                raise target_failure(err, rel) from err
+
+
+def _source_xattrs(src: bytes) -> dict[str, bytes]:
+    try:
+        return read_xattrs(src)
+    except OSError as err:
+        raise SourceReadError(err.errno, err.strerror, src) from err
+
+
+_SPECIAL = {Kind.FIFO: "named pipe (FIFO)", Kind.SOCKET: "socket",
+            Kind.CHAR: "character device", Kind.BLOCK: "block device"}

@@ -1,0 +1,150 @@
+"""Run one backup of a set: check, recover an interrupted run, plan, apply, finish."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from twofold.backup.apply import Applier
+from twofold.backup.ops import apply_op, target_failure
+from twofold.backup.plan import Plan, make_plan
+from twofold.backup.safety import check_mass_delete, check_overlap, resolve_sources, resolve_target
+from twofold.core.clock import Clock
+from twofold.core.diff import Action
+from twofold.core.models import RunStats
+from twofold.core.progress import Progress
+from twofold.fsinfo.disk import syncfs
+from twofold.fsinfo.excludes import Excluder
+from twofold.fsinfo.scan import Scanner
+from twofold.store.catalog import Catalog
+from twofold.store.target import SetDir
+
+
+@dataclass
+class BackupOptions:
+    """How to run a backup."""
+
+    excludes: list[str] = field(default_factory=list)
+    default_excludes: bool = True
+    dry_run: bool = False
+    allow_mass_delete: bool = False
+    workers: int = 4
+
+
+@dataclass
+class BackupResult:
+    """What a run did."""
+
+    set_name: str
+    target: str
+    run_id: int | None
+    run_name: str | None
+    stats: RunStats
+    warnings: list[str]
+    dry_run: bool
+
+
+def run_name_for(now_ns: int, taken: set[str]) -> str:
+    """A versions/ folder name for a run started at `now_ns`: UTC time, no colons."""
+    base = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(now_ns // 1_000_000_000))
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def recover(sd: SetDir, catalog: Catalog) -> None:
+    """Finish the renames of an interrupted run and mark it interrupted."""
+    names = catalog.run_names()
+    pending = catalog.pending()
+    for run_id, op in pending:
+        try:
+            apply_op(sd, names[run_id], op, catalog.open_row)
+        except OSError as err:
+            raise target_failure(err, op.path) from err
+    if pending:
+        syncfs(sd.current)
+    with catalog.transaction():
+        if pending:
+            catalog.clear_pending(max(r for r, _ in pending))
+        for run in catalog.runs():
+            if run.state == "running":
+                catalog.set_run_state(run.id, "interrupted")
+    sd.clean_tmp()
+
+
+def _stats_from_plan(plan: Plan) -> RunStats:
+    c = plan.counts
+    return RunStats(new=c[Action.NEW], changed=c[Action.CHANGED] + c[Action.CHECK],
+                    metadata=c[Action.META], deleted=c[Action.DELETED],
+                    unchanged=c[Action.UNCHANGED], skipped=c[Action.SKIPPED],
+                    bytes_copied=plan.copy_bytes, bytes_total=plan.bytes_total,
+                    files_total=plan.files_total, issues=list(plan.issues))
+
+
+def backup(sources: list[str], target: str, set_name: str, options: BackupOptions,
+           clock: Clock, progress: Progress) -> BackupResult:
+    """Back up `sources` into set `set_name` on `target`."""
+    started = clock.now_ns()
+    srcs = resolve_sources(sources)
+    real_target = resolve_target(target)
+    warnings = check_overlap(srcs, real_target)
+    sd = SetDir(real_target, set_name)
+    scanner = Scanner(srcs, Excluder(options.excludes, options.default_excludes))
+    result = BackupResult(set_name, real_target, None, None, RunStats(), warnings,
+                          options.dry_run)
+    if options.dry_run:
+        catalog = Catalog(os.fsdecode(sd.catalog)) if sd.exists() else None
+        try:
+            plan = make_plan(scanner, catalog.current() if catalog else [], progress)
+        finally:
+            if catalog is not None:
+                catalog.close()
+        result.stats = _stats_from_plan(plan)
+        plan.close()
+        progress.finish()
+        return result
+    try:
+        sd.create()
+    except OSError as err:
+        raise target_failure(err, os.fsdecode(sd.root)) from err
+    with sd.lock():
+        catalog = Catalog(os.fsdecode(sd.catalog), create=True, set_name=set_name)
+        try:
+            recover(sd, catalog)
+            plan = make_plan(scanner, catalog.current(), progress)
+            try:
+                check_mass_delete(plan.moves, catalog.count_current_files(),
+                                  options.allow_mass_delete)
+                name = run_name_for(started, set(catalog.run_names().values()))
+                run_id = catalog.add_run(name, started, {
+                    "sources": [os.fsdecode(s.path) for s in srcs],
+                    "excludes": options.excludes,
+                    "default_excludes": options.default_excludes,
+                }, socket.gethostname())
+                result.run_id, result.run_name = run_id, name
+                stats = RunStats(unchanged=plan.counts[Action.UNCHANGED],
+                                 files_total=plan.files_total, bytes_total=plan.bytes_total,
+                                 skipped=plan.counts[Action.SKIPPED], issues=list(plan.issues))
+                applier = Applier(sd, catalog, run_id, name,
+                                  {s.name: s.path for s in srcs}, progress, stats,
+                                  workers=options.workers)
+                applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
+            finally:
+                plan.close()
+            try:
+                syncfs(sd.current)
+            except OSError as err:
+                raise target_failure(err, os.fsdecode(sd.current)) from err
+            stats.seconds = (clock.now_ns() - started) / 1e9
+            with catalog.transaction():
+                catalog.clear_pending(run_id)
+                catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())
+            result.stats = stats
+        finally:
+            catalog.close()
+    progress.finish()
+    return result

@@ -1,0 +1,53 @@
+"""Read-only views of a set: its runs, and the kept versions of one path."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from twofold.core.errors import UsageError
+from twofold.core.models import Record
+from twofold.core.paths import from_user, show
+from twofold.store.catalog import Catalog, Run
+from twofold.store.target import SetDir
+
+
+@dataclass
+class Version:
+    """One kept version of a path: which runs show it and where its content is."""
+
+    record: Record
+    first_run: str
+    until_run: str | None
+    location: str
+
+
+def list_runs(target: str, set_name: str) -> list[Run]:
+    """All runs of a set, oldest first."""
+    sd = SetDir(target, set_name)
+    sd.require()
+    catalog = Catalog(os.fsdecode(sd.catalog))
+    try:
+        return catalog.runs()
+    finally:
+        catalog.close()
+
+
+def history(target: str, set_name: str, path: str) -> list[Version]:
+    """Every kept version of `path`, oldest first."""
+    sd = SetDir(target, set_name)
+    sd.require()
+    catalog = Catalog(os.fsdecode(sd.catalog))
+    try:
+        rel = from_user(path)
+        rows = catalog.history(rel)
+        if not rows:
+            raise UsageError(f"{show(rel)} was never backed up in set {set_name!r}",
+                             "paths start with the source folder's name, e.g. "
+                             "Documents/letter.odt")
+        names = catalog.run_names()
+        return [Version(r, names[r.first_run], names.get(r.until_run or -1),
+                        os.fsdecode(os.path.relpath(sd.location(r, names), sd.root)))
+                for r in rows]
+    finally:
+        catalog.close()

@@ -1,0 +1,88 @@
+"""Plan a run: merge the scan with the catalog and spool every change to a temporary file.
+
+Planning first lets a run be judged (dry run, mass-delete guard) before anything on the
+target is touched, while memory stays bounded: changes wait on disk, not in a list.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from twofold.core.diff import Action, Change, merge
+from twofold.core.models import Entry, Issue, Kind, Record, Skipped
+from twofold.core.progress import Progress
+
+_REPORT_EVERY = 500
+
+
+@dataclass
+class Plan:
+    """What a run will do, with its changes spooled in path order."""
+
+    counts: dict[Action, int] = field(default_factory=lambda: dict.fromkeys(Action, 0))
+    copy_files: int = 0
+    copy_bytes: int = 0
+    moves: int = 0  # files, links and specials in current/ to be replaced or deleted
+    files_total: int = 0
+    bytes_total: int = 0
+    issues: list[Issue] = field(default_factory=list)
+    _spool: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile(  # noqa: SIM115
+        prefix="twofold-plan-"))
+    _spooled: int = 0
+
+    def add(self, change: Change) -> None:
+        """Count a change and spool it unless nothing is to be done."""
+        self.counts[change.action] += 1
+        e, old = change.entry, change.old
+        if e is not None and e.kind is Kind.FILE:
+            self.files_total += 1
+            self.bytes_total += e.size
+        if change.action in (Action.UNCHANGED, Action.SKIPPED, Action.CARRIED):
+            return
+        if e is not None and e.kind is Kind.FILE and e.link_to is None and \
+                change.action in (Action.NEW, Action.CHANGED, Action.CHECK):
+            self.copy_files += 1
+            self.copy_bytes += e.size
+        if old is not None and old.kind is not Kind.DIR and \
+                change.action in (Action.CHANGED, Action.DELETED):
+            self.moves += 1
+        pickle.dump(change, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
+        self._spooled += 1
+
+    @property
+    def spooled(self) -> int:
+        """How many changes are waiting to be applied."""
+        return self._spooled
+
+    def changes(self) -> Iterator[Change]:
+        """The spooled changes, in path order."""
+        self._spool.seek(0)
+        for _ in range(self._spooled):
+            yield pickle.load(self._spool)
+
+    def close(self) -> None:
+        """Drop the spool file."""
+        self._spool.close()
+
+
+def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[Record],
+              progress: Progress) -> Plan:
+    """Merge the scan with the catalog's current rows into a Plan."""
+    plan = Plan()
+    progress.phase("scanning")
+    seen = 0
+    for change in merge(scan, current):
+        plan.add(change)
+        if change.action is Action.SKIPPED:
+            issue = Issue(change.path, "skipped", change.reason)
+            plan.issues.append(issue)
+            progress.issue(issue)
+        seen += 1
+        if seen % _REPORT_EVERY == 0:
+            progress.advance(_REPORT_EVERY)
+    progress.advance(seen % _REPORT_EVERY)
+    return plan

@@ -1,0 +1,25 @@
+"""Turning scanned entries into catalog rows."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from twofold.core.models import Entry, Record
+
+
+def to_record(entry: Entry, run_id: int, digest: bytes | None,
+              st: os.stat_result | None = None) -> Record:
+    """A new open catalog row for `entry`, with stat fields refreshed from `st` if given."""
+    rec = Record(
+        path=entry.path, kind=entry.kind, size=entry.size, mtime_ns=entry.mtime_ns,
+        ctime_ns=entry.ctime_ns, ino=entry.ino, dev=entry.dev, nlink=entry.nlink,
+        mode=entry.mode, uid=entry.uid, gid=entry.gid, owner=entry.owner, group=entry.group,
+        xattrs=entry.xattrs, target=entry.target, rdev=entry.rdev, link_to=entry.link_to,
+        hash=digest, first_run=run_id,
+    )
+    if st is not None:
+        rec.size, rec.mtime_ns, rec.ctime_ns = st.st_size, st.st_mtime_ns, st.st_ctime_ns
+        rec.ino, rec.mode = st.st_ino, stat.S_IMODE(st.st_mode)
+        rec.uid, rec.gid = st.st_uid, st.st_gid
+    return rec

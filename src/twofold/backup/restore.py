@@ -1,0 +1,186 @@
+"""Restore a set, or parts of it, as it was after a chosen run, metadata included.
+
+Every file is checked against its BLAKE3 as it is copied; a damaged copy is named and
+never put in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from datetime import tzinfo
+
+from twofold.core.asof import resolve_as_of
+from twofold.core.errors import RestoreError, UsageError
+from twofold.core.models import Issue, Kind, Record
+from twofold.core.paths import from_user, is_within, show
+from twofold.core.progress import Progress
+from twofold.fsinfo.meta import IS_ROOT, apply_metadata
+from twofold.store.catalog import Catalog
+from twofold.store.copy import SourceReadError, copy_file
+from twofold.store.target import SetDir
+
+
+@dataclass
+class RestoreResult:
+    """What a restore did."""
+
+    run_id: int
+    run_name: str
+    files: int = 0
+    bytes: int = 0
+    entries: int = 0
+    issues: list[Issue] = field(default_factory=list)
+
+
+def _selected(path: bytes, wanted: list[bytes]) -> bool:
+    if not wanted:
+        return True
+    return any(is_within(path, w) or is_within(w, path) for w in wanted)
+
+
+@dataclass
+class _Restorer:
+    sd: SetDir
+    catalog: Catalog
+    dest: bytes
+    overwrite: bool
+    progress: Progress
+    result: RestoreResult
+    names: dict[int, str]
+    link_targets: set[bytes]
+    restored_links: set[bytes] = field(default_factory=set)
+    dirs: list[Record] = field(default_factory=list)
+
+    def note(self, path: bytes, kind: str, message: str) -> None:
+        issue = Issue(path, kind, message)
+        self.result.issues.append(issue)
+        self.progress.issue(issue)
+
+    def entry(self, rec: Record) -> None:
+        out = os.path.join(self.dest, rec.path)
+        if rec.kind is Kind.DIR:
+            if os.path.lexists(out) and not os.path.isdir(out):
+                self.note(rec.path, "exists", "a file is in the way of this folder")
+                return
+            os.makedirs(out, exist_ok=True)
+            self.dirs.append(rec)
+            self.result.entries += 1
+            return
+        if os.path.lexists(out):
+            if not self.overwrite or (os.path.isdir(out) and not os.path.islink(out)):
+                self.note(rec.path, "exists", "already there; not overwritten"
+                          if not self.overwrite else "a folder is in the way")
+                return
+            os.unlink(out)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        if rec.kind is Kind.FILE:
+            self.file(rec, out)
+        elif rec.kind is Kind.SYMLINK:
+            assert rec.target is not None
+            os.symlink(rec.target, out)
+            apply_metadata(out, rec)
+        elif rec.kind is Kind.FIFO:
+            os.mkfifo(out)
+            apply_metadata(out, rec)
+        elif rec.kind in (Kind.CHAR, Kind.BLOCK) and IS_ROOT:
+            os.mknod(out, rec.mode | (0o020000 if rec.kind is Kind.CHAR else 0o060000),
+                     rec.rdev)
+            apply_metadata(out, rec)
+        else:
+            self.note(rec.path, "skipped", "sockets and devices (without root) are not "
+                      "recreated")
+            return
+        self.result.entries += 1
+
+    def file(self, rec: Record, out: bytes) -> None:
+        if rec.link_to is not None and rec.link_to in self.restored_links:
+            os.link(os.path.join(self.dest, rec.link_to), out)
+            self.result.entries += 1
+            self.progress.advance(1, 0)
+            return
+        src = self.sd.location(rec, self.names)
+        part = os.path.join(os.path.dirname(out), b".twofold-restore-" + os.path.basename(out))
+        try:
+            if os.path.lexists(part):
+                os.unlink(part)
+            copied = copy_file(src, part)
+        except SourceReadError as err:
+            self.note(rec.path, "failed", f"cannot read the backup copy {show(src)}: "
+                      f"{err.strerror}")
+            return
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise RestoreError(f"no space left in {os.fsdecode(self.dest)}",
+                                   "free some space or restore elsewhere") from err
+            raise
+        self.progress.advance(1, copied.size)
+        if copied.hash != rec.hash or copied.size != rec.size:
+            os.unlink(part)
+            self.note(rec.path, "damaged", f"the backup copy {show(src)} does not match its "
+                      "BLAKE3; not restored (run `twofold verify`)")
+            return
+        problems = apply_metadata(part, rec)
+        os.rename(part, out)
+        if problems and IS_ROOT:
+            self.note(rec.path, "metadata", "; ".join(problems))
+        if rec.path in self.link_targets:
+            self.restored_links.add(rec.path)
+        self.result.files += 1
+        self.result.bytes += copied.size
+        self.result.entries += 1
+
+    def finish_dirs(self) -> None:
+        for rec in sorted(self.dirs, key=lambda r: r.path.count(b"/"), reverse=True):
+            apply_metadata(os.path.join(self.dest, rec.path), rec)
+
+
+def restore(target: str, set_name: str, dest: str, paths: list[str], as_of: str | None,
+            overwrite: bool, progress: Progress, tz: tzinfo) -> RestoreResult:
+    """Restore `paths` (all when empty) of set `set_name` into folder `dest`."""
+    sd = SetDir(target, set_name)
+    sd.require()
+    real_dest = os.path.realpath(os.path.expanduser(dest))
+    if is_within(os.fsencode(real_dest), os.path.realpath(sd.root)):
+        raise UsageError("cannot restore into the backup itself",
+                         "choose a folder outside the target's twofold/ folder")
+    catalog = Catalog(os.fsdecode(sd.catalog))
+    try:
+        runs = catalog.runs()
+        run_id = resolve_as_of([(r.id, r.finished_ns, r.state) for r in runs], as_of, tz)
+        names = {r.id: r.name for r in runs}
+        result = RestoreResult(run_id, names[run_id])
+        wanted = [from_user(p) for p in paths]
+        found: set[bytes] = set()
+        n_files = n_bytes = 0
+        for rec in catalog.valid_at(run_id):  # first pass: totals, and every PATH exists
+            if _selected(rec.path, wanted):
+                found.update(w for w in wanted if is_within(rec.path, w))
+                if rec.kind is Kind.FILE:
+                    n_files, n_bytes = n_files + 1, n_bytes + rec.size
+        for w in wanted:
+            if w not in found:
+                raise UsageError(f"{show(w)} is not in the backup as of run {run_id}",
+                                 "`twofold history` shows the versions of a path")
+        try:
+            os.makedirs(real_dest, exist_ok=True)
+        except OSError as err:
+            raise RestoreError(f"cannot create {real_dest}: {err.strerror}") from err
+        worker = _Restorer(sd, catalog, os.fsencode(real_dest), overwrite, progress, result,
+                           names, catalog.link_targets(run_id))
+        progress.phase("restoring", n_files, n_bytes)
+        rows = (r for r in catalog.valid_at(run_id) if _selected(r.path, wanted))
+        for rec in rows:
+            try:
+                worker.entry(rec)
+            except RestoreError:
+                raise
+            except OSError as err:
+                worker.note(rec.path, "failed", err.strerror or str(err))
+        worker.finish_dirs()
+    finally:
+        catalog.close()
+    progress.finish()
+    return result
+

@@ -1,0 +1,1 @@
+"""When and where to run: configuration, the system clock, schedules (later)."""

@@ -1,0 +1,125 @@
+"""The folders of a backup set on the target: current/, versions/, the catalog, a lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from twofold.core.errors import TargetError, UsageError
+from twofold.core.models import Record
+
+ROOT_DIR = b"twofold"
+CATALOG = b"catalog.sqlite"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SetDir:
+    """Paths of one set: `<target>/twofold/<set>/{current,versions,.tmp,catalog.sqlite}`."""
+
+    def __init__(self, target: str | bytes, set_name: str) -> None:
+        if not set_name or "/" in set_name or set_name in (".", "..") or "\\" in set_name:
+            raise UsageError(f"bad set name {set_name!r}",
+                             "use letters, digits, '-' or '_'")
+        self.target = os.fsencode(target)
+        self.name = set_name
+        self.root = os.path.join(self.target, ROOT_DIR, os.fsencode(set_name))
+        self.current = os.path.join(self.root, b"current")
+        self.versions = os.path.join(self.root, b"versions")
+        self.tmp = os.path.join(self.root, b".tmp")
+        self.catalog = os.path.join(self.root, CATALOG)
+        self.lock_path = os.path.join(self.root, b"lock")
+
+    def exists(self) -> bool:
+        """True when the set has a catalog on the target."""
+        return os.path.exists(self.catalog)
+
+    def require(self) -> None:
+        """Fail clearly unless the target holds this set."""
+        if not os.path.isdir(self.target):
+            raise UsageError(f"target {os.fsdecode(self.target)} does not exist",
+                             "is the drive plugged in and mounted?")
+        if not self.exists():
+            raise UsageError(
+                f"no backup set {self.name!r} on {os.fsdecode(self.target)}",
+                f"sets there: {', '.join(self.sets_on_target()) or 'none'}")
+
+    def sets_on_target(self) -> list[str]:
+        """Names of the sets found on the target."""
+        base = os.path.join(self.target, ROOT_DIR)
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return []
+        return sorted(os.fsdecode(n) for n in names
+                      if os.path.exists(os.path.join(base, n, CATALOG)))
+
+    def create(self) -> None:
+        """Make the set's folders."""
+        for d in (self.current, self.versions, self.tmp):
+            os.makedirs(d, exist_ok=True)
+
+    def cur(self, rel: bytes) -> bytes:
+        """Absolute path of `rel` in current/."""
+        return os.path.join(self.current, rel)
+
+    def ver(self, run_name: str, rel: bytes) -> bytes:
+        """Absolute path of `rel` in the versions/ folder of a run."""
+        return os.path.join(self.versions, os.fsencode(run_name), rel)
+
+    def location(self, rec: Record, run_names: dict[int, str]) -> bytes:
+        """Where the content of a catalog row is kept on the target."""
+        if rec.vrun is None:
+            return self.cur(rec.path)
+        return self.ver(run_names[rec.vrun], rec.path)
+
+    def clean_tmp(self) -> None:
+        """Remove what an interrupted run left in .tmp/ (never part of current/)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp, exist_ok=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the set's lock file; a lock left by a dead process on this host is taken over."""
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        for _attempt in range(2):
+            try:
+                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", 0))):
+                    os.unlink(self.lock_path)
+                    continue
+                raise TargetError(
+                    f"set {self.name!r} is in use by twofold (pid {holder.get('pid')} on "
+                    f"{holder.get('host')})",
+                    f"if no twofold runs there, delete {os.fsdecode(self.lock_path)}") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            break
+        try:
+            yield
+        finally:
+            with suppress(OSError):
+                os.unlink(self.lock_path)
+
+    def _holder(self) -> dict[str, Any]:
+        try:
+            with open(self.lock_path) as f:
+                data = json.load(f)
+                return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
