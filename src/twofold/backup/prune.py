@@ -31,10 +31,8 @@ class PruneResult:
 
 def _remove_empty_dirs(top: bytes) -> None:
     for dirpath, _dirs, _files in os.walk(top, topdown=False):
-        try:
+        with contextlib.suppress(OSError):  # not empty
             os.rmdir(dirpath)
-        except OSError:
-            pass  # not empty
 
 
 def prune(target: str, set_name: str, policy: Policy, tz: tzinfo,

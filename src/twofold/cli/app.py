@@ -1,0 +1,52 @@
+"""The `twofold` command: global options and the list of commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from twofold import __version__
+from twofold.cli.backup_cmd import backup_command
+from twofold.cli.init_cmd import init_command
+from twofold.cli.prune_cmd import prune_command
+from twofold.cli.restore_cmd import restore_command
+from twofold.cli.runs_cmd import history_command, runs_command
+from twofold.cli.verify_cmd import verify_command
+
+app = typer.Typer(
+    name="twofold", no_args_is_help=True, add_completion=False,
+    help="Exact-copy incremental backups of your files. Exit codes: 0 ok, 1 failed, "
+         "2 usage error, 3 finished but some items were skipped (listed).")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"twofold {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Option(
+        "--config", envvar="TWOFOLD_CONFIG", help="Config file to use.")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version.")] = False,
+) -> None:
+    """Keep a computer safe: backups of your files (images come next)."""
+    ctx.obj = {"config": config}
+
+
+app.command("backup")(backup_command)
+app.command("restore")(restore_command)
+app.command("verify")(verify_command)
+app.command("runs")(runs_command)
+app.command("history")(history_command)
+app.command("prune")(prune_command)
+app.command("init")(init_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,73 @@
+"""Render engine progress with Rich: bars with bytes, files, rate and ETA."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from twofold.core.models import Issue
+
+
+class RichProgress:
+    """A Progress sink drawing one bar per phase on stderr (nothing when not a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description:<10}"), BarColumn(),
+            DownloadColumn(), TextColumn("{task.fields[files]}"), TransferSpeedColumn(),
+            TimeRemainingColumn(), console=console, transient=True)
+        self.task: TaskID | None = None
+        self.files = 0
+        self.total_files: int | None = None
+        self.by_bytes = False
+        self.issues = 0
+        self.started = False
+        self._name = ""
+
+    def _files_text(self) -> str:
+        if self.total_files:
+            return f"{self.files:,}/{self.total_files:,} files"
+        return f"{self.files:,} entries"
+
+    def phase(self, name: str, total_files: int | None = None,
+              total_bytes: int | None = None) -> None:
+        """Start a new bar."""
+        if not self.started:
+            self.bar.start()
+            self.started = True
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.files, self.total_files = 0, total_files
+        self.by_bytes = total_bytes is not None
+        self._name = name
+        self.task = self.bar.add_task(name, total=total_bytes, files=self._files_text())
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        """Move the bar."""
+        if self.task is None:
+            return
+        self.files += files
+        self.bar.update(self.task, advance=nbytes if self.by_bytes else 0,
+                        files=self._files_text())
+
+    def issue(self, issue: Issue) -> None:
+        """Count issues on the bar; the command lists them all at the end."""
+        self.issues += 1
+        if self.task is not None:
+            self.bar.update(self.task, description=f"{self._name} ({self.issues} issues)")
+
+    def finish(self) -> None:
+        """Remove the bars."""
+        if self.started:
+            self.bar.stop()
+            self.started = False

@@ -1,0 +1,65 @@
+"""`twofold runs` and `twofold history`: what a set holds."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from twofold.backup.inspect import history, list_runs
+from twofold.cli.common import handles_errors, out, print_json, size, when
+
+FROM = typer.Option("--from", help="The target holding the backup.")
+SET = typer.Option("--set", help="Backup set.")
+JSON = typer.Option("--json", help="Print as JSON.")
+
+
+@handles_errors
+def runs_command(
+    source: Annotated[str, FROM] = ...,  # type: ignore[assignment]
+    set_name: Annotated[str, SET] = "default",
+    as_json: Annotated[bool, JSON] = False,
+) -> None:
+    """List the runs of a set, one line each."""
+    runs = list_runs(source, set_name)
+    if as_json:
+        print_json([{"id": r.id, "name": r.name, "started_ns": r.started_ns,
+                     "finished_ns": r.finished_ns, "state": r.state, "host": r.host,
+                     "config": r.config, "stats": r.stats} for r in runs])
+        return
+    table = Table("id", "versions folder", "finished", "state", "new", "changed", "deleted",
+                  "unchanged", "skipped", "copied", box=None, header_style="bold")
+    for r in runs:
+        s = r.stats
+        table.add_row(str(r.id), r.name, when(r.finished_ns), r.state,
+                      *(f"{s.get(k, '-'):,}" if isinstance(s.get(k), int) else "-"
+                        for k in ("new", "changed", "deleted", "unchanged", "skipped")),
+                      size(s["bytes_copied"]) if "bytes_copied" in s else "-")
+    out.print(table)
+
+
+@handles_errors
+def history_command(
+    path: Annotated[str, typer.Argument(help="Path inside the set, e.g. Documents/cv.odt.")],
+    source: Annotated[str, FROM] = ...,  # type: ignore[assignment]
+    set_name: Annotated[str, SET] = "default",
+    as_json: Annotated[bool, JSON] = False,
+) -> None:
+    """List every kept version of a file or folder."""
+    versions = history(source, set_name, path)
+    if as_json:
+        print_json([{"from_run": v.first_run, "until_run": v.until_run,
+                     "kind": v.record.kind.value, "size": v.record.size,
+                     "mtime_ns": v.record.mtime_ns,
+                     "blake3": v.record.hash.hex() if v.record.hash else None,
+                     "stored_at": v.location} for v in versions])
+        return
+    table = Table("shown by runs", "kind", "size", "modified", "BLAKE3", "stored at",
+                  box=None, header_style="bold")
+    for v in versions:
+        span = f"{v.first_run} .. {v.until_run or 'now'}"
+        table.add_row(span, v.record.kind.name.lower(), size(v.record.size),
+                      when(v.record.mtime_ns),
+                      v.record.hash.hex()[:16] if v.record.hash else "-", v.location)
+    out.print(table)

@@ -1,0 +1,168 @@
+"""The TOML config file: backup sets with their sources, target and excludes.
+
+The schema is documented in docs/CONFIG.md; every key is checked, so a typo is an error
+that names the key and its line rather than a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twofold.core.errors import ConfigError
+
+SET_KEYS = {"sources", "target", "exclude", "default_excludes", "allow_mass_delete"}
+TOP_KEYS = {"exclude", "sets"}
+USER_FOLDERS = ("DOCUMENTS", "PICTURES", "MUSIC", "VIDEOS", "DESKTOP")
+
+
+@dataclass
+class SetConfig:
+    """One backup set from the config."""
+
+    name: str
+    sources: list[str]
+    target: str | None = None
+    exclude: list[str] = field(default_factory=list)
+    default_excludes: bool = True
+    allow_mass_delete: bool = False
+
+
+@dataclass
+class Config:
+    """The whole config; `exists` is False when no file was found."""
+
+    path: Path
+    exists: bool = False
+    exclude: list[str] = field(default_factory=list)
+    sets: dict[str, SetConfig] = field(default_factory=dict)
+
+
+def default_path() -> Path:
+    """$XDG_CONFIG_HOME/twofold/config.toml (~/.config by default)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
+    return Path(base) / "twofold" / "config.toml"
+
+
+def _line_of(text: str, key: str) -> str:
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith(key):
+            return f" (line {n})"
+    return ""
+
+
+def _strings(value: Any, where: str, text: str, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: '{key}' must be a list of strings{_line_of(text, key)}",
+                          'for example: exclude = ["*.iso", "node_modules/"]')
+    return list(value)
+
+
+def _bool(value: Any, where: str, text: str, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: '{key}' must be true or false{_line_of(text, key)}")
+    return value
+
+
+def _unknown(keys: set[str], known: set[str], where: str, text: str) -> None:
+    for key in sorted(keys - known):
+        raise ConfigError(f"{where}: unknown key '{key}'{_line_of(text, key)}",
+                          f"known keys: {', '.join(sorted(known))}")
+
+
+def parse(text: str, path: Path) -> Config:
+    """Parse and check config text."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: {err}", "fix that line; docs/CONFIG.md shows a full "
+                          "example") from err
+    cfg = Config(path, exists=True)
+    _unknown(set(data), TOP_KEYS, str(path), text)
+    cfg.exclude = _strings(data.get("exclude", []), str(path), text, "exclude")
+    sets = data.get("sets", {})
+    if not isinstance(sets, dict):
+        raise ConfigError(f"{path}: 'sets' must be a table of [sets.NAME] sections")
+    for name, body in sets.items():
+        where = f"{path} [sets.{name}]"
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: must be a table{_line_of(text, f'[sets.{name}]')}")
+        _unknown(set(body), SET_KEYS, where, text)
+        sources = _strings(body.get("sources", []), where, text, "sources")
+        if not sources:
+            raise ConfigError(f"{where}: 'sources' lists no folder",
+                              'add e.g. sources = ["~/Documents"]')
+        target = body.get("target")
+        if target is not None and not isinstance(target, str):
+            raise ConfigError(f"{where}: 'target' must be a path string"
+                              f"{_line_of(text, 'target')}")
+        cfg.sets[name] = SetConfig(
+            name=name, sources=sources, target=target,
+            exclude=_strings(body.get("exclude", []), where, text, "exclude"),
+            default_excludes=_bool(body.get("default_excludes", True), where, text,
+                                   "default_excludes"),
+            allow_mass_delete=_bool(body.get("allow_mass_delete", False), where, text,
+                                    "allow_mass_delete"))
+    return cfg
+
+
+def load(path: Path | None) -> Config:
+    """Load the config at `path` (or the default path); a missing file is an empty config."""
+    where = path or default_path()
+    try:
+        text = where.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if path is not None:
+            raise ConfigError(f"config file {path} does not exist",
+                              "create one with `twofold init`") from None
+        return Config(where)
+    except OSError as err:
+        raise ConfigError(f"cannot read config {where}: {err.strerror}") from err
+    return parse(text, where)
+
+
+def user_folders(home: Path) -> list[Path]:
+    """The user's Documents, Pictures, Music, Videos and Desktop folders that exist."""
+    named = {k: home / k.capitalize() for k in USER_FOLDERS}
+    dirs_file = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "user-dirs.dirs"
+    try:
+        for line in dirs_file.read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition("=")
+            kind = key.strip().removeprefix("XDG_").removesuffix("_DIR")
+            if kind in named and value:
+                named[kind] = Path(value.strip().strip('"').replace("$HOME", str(home)))
+    except OSError:
+        pass
+    return [p for p in (named[k] for k in USER_FOLDERS) if p.is_dir()]
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_text(sources: list[Path], target: str | None) -> str:
+    """A commented config with one set, 'default'."""
+    src = ",\n    ".join(_toml_str(str(p)) for p in sources)
+    tgt = f"target = {_toml_str(target)}" if target else \
+        '# target = "/media/you/BACKUP"   # the mount point of your backup drive'
+    return f"""# twofold configuration. Full reference: docs/CONFIG.md
+# Run a set with `twofold backup NAME`; `twofold backup` alone runs the set "default".
+
+# Patterns (gitignore rules) left out of every set, besides the built-in caches and trash.
+exclude = []
+
+[sets.default]
+# The folders to back up; each becomes a top-level folder in the backup.
+sources = [
+    {src}
+]
+# Where backups go: a folder on the external drive (a new folder twofold/ is made there).
+{tgt}
+# Patterns left out of this set only, e.g. ["*.iso", "node_modules/"].
+exclude = []
+# Leave out caches and trash (.cache/, .Trash-*/, Thumbs.db ...)?
+default_excludes = true
+"""
