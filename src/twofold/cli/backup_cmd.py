@@ -70,6 +70,9 @@ def backup_command(
                 + (f" (no set named {name!r} in {cfg.path})" if name else ""),
                 f"sets in the config: {known}; `twofold init` writes a config")
         conf = cfg.sets[name]
+        if not conf.sources:
+            raise UsageError(f"set {name!r} in {cfg.path} lists no source folder",
+                             'add e.g. sources = ["~/Documents"] to it')
         if conf.target is None:
             raise UsageError(f"set {name!r} in {cfg.path} has no target",
                              "add target = \"/media/you/BACKUP\" to it, or pass --to")

@@ -92,9 +92,6 @@ def parse(text: str, path: Path) -> Config:
             raise ConfigError(f"{where}: must be a table{_line_of(text, f'[sets.{name}]')}")
         _unknown(set(body), SET_KEYS, where, text)
         sources = _strings(body.get("sources", []), where, text, "sources")
-        if not sources:
-            raise ConfigError(f"{where}: 'sources' lists no folder",
-                              'add e.g. sources = ["~/Documents"]')
         target = body.get("target")
         if target is not None and not isinstance(target, str):
             raise ConfigError(f"{where}: 'target' must be a path string"

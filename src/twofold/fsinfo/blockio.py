@@ -1,0 +1,106 @@
+"""Positional byte readers over files, block devices and windows of them (partitions)."""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Protocol
+
+from twofold.core.errors import TwofoldError
+
+
+class LayoutError(TwofoldError):
+    """A partition table or file system structure is damaged, truncated or not understood."""
+
+
+class Reader(Protocol):
+    """Anything that reads `length` bytes at `offset`; fewer bytes only at the end."""
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Return up to `length` bytes starting at `offset`."""
+        ...
+
+
+def read_exact(reader: Reader, offset: int, length: int, what: str = "data") -> bytes:
+    """Read exactly `length` bytes at `offset`, or raise LayoutError naming `what`."""
+    if offset < 0 or length < 0:
+        raise LayoutError(f"{what}: negative offset or length ({offset}, {length})")
+    data = reader.pread(offset, length)
+    if len(data) != length:
+        raise LayoutError(
+            f"{what}: wanted {length} bytes at offset {offset}, got {len(data)}",
+            "the image or device is shorter than its own structures say",
+        )
+    return data
+
+
+class FileReader:
+    """A Reader over a path or an open file descriptor (a regular file or a block device)."""
+
+    def __init__(self, source: str | os.PathLike[str] | int) -> None:
+        if isinstance(source, int):
+            self.fd = source
+            self._owned = False
+        else:
+            self.fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self._owned = True
+        self.size = os.lseek(self.fd, 0, os.SEEK_END)
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Read up to `length` bytes at `offset`, looping over short reads."""
+        parts: list[bytes] = []
+        done = 0
+        while done < length:
+            chunk = os.pread(self.fd, length - done, offset + done)
+            if not chunk:
+                break
+            parts.append(chunk)
+            done += len(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def close(self) -> None:
+        """Close the descriptor if this reader opened it."""
+        if self._owned and self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> FileReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SliceReader:
+    """A Reader over the window [start, start + size) of another Reader (a partition)."""
+
+    def __init__(self, base: Reader, start: int, size: int) -> None:
+        if start < 0 or size < 0:
+            raise ValueError("slice start and size must not be negative")
+        self.base = base
+        self.start = start
+        self.size = size
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Read up to `length` bytes at `offset` inside the window, never past its end."""
+        if offset >= self.size or length <= 0:
+            return b""
+        length = min(length, self.size - offset)
+        return self.base.pread(self.start + offset, length)
+
+
+class BytesReader:
+    """A Reader over bytes in memory (tests and small structures)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def pread(self, offset: int, length: int) -> bytes:
+        """Return the slice [offset, offset + length) of the bytes."""
+        return self.data[offset : offset + length]
