@@ -17,8 +17,9 @@ class Version:
     """One kept version of a path: which runs show it and where its content is."""
 
     record: Record
-    first_run: str
-    until_run: str | None
+    first_run: int
+    first_name: str
+    until_run: int | None  # the run that replaced or deleted it; None while current
     location: str
 
 
@@ -46,7 +47,7 @@ def history(target: str, set_name: str, path: str) -> list[Version]:
                              "paths start with the source folder's name, e.g. "
                              "Documents/letter.odt")
         names = catalog.run_names()
-        return [Version(r, names[r.first_run], names.get(r.until_run or -1),
+        return [Version(r, r.first_run, names[r.first_run], r.until_run,
                         os.fsdecode(os.path.relpath(sd.location(r, names), sd.root)))
                 for r in rows]
     finally:

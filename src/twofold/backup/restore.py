@@ -76,7 +76,8 @@ class _Restorer:
             os.unlink(out)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         if rec.kind is Kind.FILE:
-            self.file(rec, out)
+            if not self.file(rec, out):
+                return
         elif rec.kind is Kind.SYMLINK:
             assert rec.target is not None
             os.symlink(rec.target, out)
@@ -94,12 +95,12 @@ class _Restorer:
             return
         self.result.entries += 1
 
-    def file(self, rec: Record, out: bytes) -> None:
+    def file(self, rec: Record, out: bytes) -> bool:
+        """Restore one regular file; False when it could not be."""
         if rec.link_to is not None and rec.link_to in self.restored_links:
             os.link(os.path.join(self.dest, rec.link_to), out)
-            self.result.entries += 1
             self.progress.advance(1, 0)
-            return
+            return True
         src = self.sd.location(rec, self.names)
         part = os.path.join(os.path.dirname(out), b".twofold-restore-" + os.path.basename(out))
         try:
@@ -109,7 +110,7 @@ class _Restorer:
         except SourceReadError as err:
             self.note(rec.path, "failed", f"cannot read the backup copy {show(src)}: "
                       f"{err.strerror}")
-            return
+            return False
         except OSError as err:
             if err.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise RestoreError(f"no space left in {os.fsdecode(self.dest)}",
@@ -120,7 +121,7 @@ class _Restorer:
             os.unlink(part)
             self.note(rec.path, "damaged", f"the backup copy {show(src)} does not match its "
                       "BLAKE3; not restored (run `twofold verify`)")
-            return
+            return False
         problems = apply_metadata(part, rec)
         os.rename(part, out)
         if problems and IS_ROOT:
@@ -129,7 +130,7 @@ class _Restorer:
             self.restored_links.add(rec.path)
         self.result.files += 1
         self.result.bytes += copied.size
-        self.result.entries += 1
+        return True
 
     def finish_dirs(self) -> None:
         for rec in sorted(self.dirs, key=lambda r: r.path.count(b"/"), reverse=True):

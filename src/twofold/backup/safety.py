@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass
 
 from twofold.core.errors import SafetyRefusal, UsageError
 from twofold.fsinfo.disk import same_disk
@@ -44,16 +44,9 @@ def resolve_target(path: str) -> str:
     return real
 
 
-@dataclass
-class Overlap:
-    """Warnings about where source and target live."""
-
-    warnings: list[str]
-
-
 def check_overlap(sources: list[Source], target: str) -> list[str]:
     """Refuse overlapping source and target; warn when they share a disk."""
-    warnings: list[str] = []
+    shared: list[str] = []
     for s in sources:
         src = os.fsdecode(s.path)
         if _inside(target, src):
@@ -62,14 +55,13 @@ def check_overlap(sources: list[Source], target: str) -> list[str]:
         if _inside(src, target):
             raise UsageError(f"the source {src} is inside the target {target}",
                              "back up from outside the backup drive")
-        try:
+        with contextlib.suppress(OSError):
             if same_disk(src, target):
-                warnings.append(
-                    f"{src} and the target are on the same disk: this backup does not "
-                    "protect against that disk failing")
-        except OSError:
-            pass
-    return warnings
+                shared.append(src)
+    if not shared:
+        return []
+    return [f"{', '.join(shared)} and the target are on the same disk: this backup does "
+            "not protect against that disk failing"]
 
 
 def check_mass_delete(moves: int, current_files: int, allowed: bool) -> None:

@@ -49,17 +49,19 @@ def history_command(
     """List every kept version of a file or folder."""
     versions = history(source, set_name, path)
     if as_json:
-        print_json([{"from_run": v.first_run, "until_run": v.until_run,
+        print_json([{"from_run": v.first_run, "from_run_name": v.first_name,
+                     "until_run": v.until_run,
                      "kind": v.record.kind.value, "size": v.record.size,
                      "mtime_ns": v.record.mtime_ns,
                      "blake3": v.record.hash.hex() if v.record.hash else None,
                      "stored_at": v.location} for v in versions])
         return
-    table = Table("shown by runs", "kind", "size", "modified", "BLAKE3", "stored at",
+    table = Table("from run", "until run", "kind", "size", "modified", "BLAKE3", "stored at",
                   box=None, header_style="bold")
     for v in versions:
-        span = f"{v.first_run} .. {v.until_run or 'now'}"
-        table.add_row(span, v.record.kind.name.lower(), size(v.record.size),
+        until = "now" if v.until_run is None else str(v.until_run)
+        table.add_row(f"{v.first_run} ({v.first_name})", until,
+                      v.record.kind.name.lower(), size(v.record.size),
                       when(v.record.mtime_ns),
                       v.record.hash.hex()[:16] if v.record.hash else "-", v.location)
     out.print(table)

@@ -104,3 +104,9 @@ class BytesReader:
     def pread(self, offset: int, length: int) -> bytes:
         """Return the slice [offset, offset + length) of the bytes."""
         return self.data[offset : offset + length]
+
+
+def reader_size(reader: Reader) -> int | None:
+    """The size in bytes a Reader reports through a `size` attribute, if it has one."""
+    size = getattr(reader, "size", None)
+    return size if isinstance(size, int) else None
