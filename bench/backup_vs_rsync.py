@@ -1,0 +1,469 @@
+"""Time twofold against `rsync -aH --delete` on one generated tree: full, no-op, ~1 % changed.
+
+Both tools copy the same source (made by bench/gentree.py) to their own folder on the same
+file system; the page cache is dropped before each cold measurement when we are root.
+Prints a table and checks the goals of issue 2. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gentree
+
+MB = 1 << 20
+SET = "bench"
+MARKER = ".twofold-bench"
+RSYNC_FLAGS = ["-aH", "--delete"]
+GOAL_FULL, GOAL_NOOP, GOAL_MEM_MB = 1.0, 0.6, 200
+
+SHIM = """
+import json, sys
+from twofold.backup.engine import BackupOptions, backup
+from twofold.core.progress import NullProgress
+from twofold.jobs.clock import SystemClock
+*srcs, to, name = sys.argv[1:]
+r = backup(srcs, to, name, BackupOptions(), SystemClock(), NullProgress())
+print(json.dumps({"stats": r.stats.as_dict(), "warnings": r.warnings}))
+sys.exit(3 if r.stats.skipped else 0)
+"""
+
+
+# measuring one process ------------------------------------------------------------------------
+
+@dataclass
+class Measure:
+    """One run of one tool."""
+
+    seconds: float
+    peak_mb: float  # peak RSS of the largest process in the tree
+    tree_mb: float  # largest sampled sum of RSS over the process tree
+    sync_s: float  # a `sync` right after the run: data the tool left unflushed
+    rc: int
+    stdout: str
+
+
+def _tree_rss(pid: int, skip_root: bool) -> int:
+    """Sum of RSS (bytes) of pid's descendants (and of pid unless skip_root), from /proc."""
+    total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
+    while todo:
+        p = todo.pop()
+        try:
+            if p != pid or not skip_root:
+                with open(f"/proc/{p}/statm") as f:
+                    total += int(f.read().split()[1]) * page
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def _hwm_kb(pid: int) -> int:
+    """Peak RSS (VmHWM, KiB) of one process so far, 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+TIME = "/usr/bin/time"
+
+
+def run_measured(cmd: list[str]) -> Measure:
+    """Run cmd, timing it and recording its peak memory.
+
+    The peak comes from GNU time's %M (ru_maxrss of the process it forks) when
+    /usr/bin/time exists: ru_maxrss of a process we fork ourselves would include this
+    benchmark's own peak, which survives exec. Without it, VmHWM is sampled.
+    """
+    use_time = os.access(TIME, os.X_OK)
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
+        full = [TIME, "-f", "%M", "-o", rss.name, *cmd] if use_time else cmd
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT)
+        tree, hwm = [0], [0]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.1):
+                tree[0] = max(tree[0], _tree_rss(proc.pid, skip_root=use_time))
+                if not use_time:
+                    hwm[0] = max(hwm[0], _hwm_kb(proc.pid))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        rc = proc.wait()
+        seconds = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
+        t1 = time.perf_counter()
+        os.sync()
+        sync_s = time.perf_counter() - t1
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+        peak_kb = hwm[0]
+        if use_time:
+            lines = rss.read().split()
+            peak_kb = int(lines[-1]) if lines and lines[-1].isdigit() else 0
+    return Measure(seconds, peak_kb / 1024, tree[0] / MB, sync_s, rc, text)
+
+
+def drop_caches() -> str | None:
+    """Flush and drop the page cache; None when done, else why not."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    except OSError as err:
+        return f"cannot drop the page cache ({err.strerror}); cold figures are warm"
+    return None
+
+
+# checking copies ------------------------------------------------------------------------------
+
+def tree_listing(root: str) -> list[tuple[str, str, int, int, str]]:
+    """(path, type, size, mtime_ns for files, link target) of every entry, sorted."""
+    rows: list[tuple[str, str, int, int, str]] = []
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        with os.scandir(os.path.join(root, rel)) as it:
+            for d in it:
+                p = f"{rel}/{d.name}" if rel else d.name
+                st = d.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    rows.append((p, "d", 0, 0, ""))
+                    todo.append(p)
+                elif stat.S_ISLNK(st.st_mode):
+                    rows.append((p, "l", 0, 0, os.readlink(d.path)))
+                else:
+                    kind = "h" if st.st_nlink > 1 else "f"
+                    rows.append((p, kind, st.st_size, st.st_mtime_ns, ""))
+    rows.sort()
+    return rows
+
+
+def compare_trees(src: list[tuple[str, str, int, int, str]], copy_root: str) -> str | None:
+    """None when the copy lists the same entries as the source, else what differs."""
+    dst = tree_listing(copy_root)
+    if dst == src:
+        return None
+    a, b = set(src), set(dst)
+    missing, extra = sorted(a - b)[:3], sorted(b - a)[:3]
+    return (f"{len(src)} entries in the source, {len(dst)} in the copy; "
+            f"differ e.g. source {missing} copy {extra}")
+
+
+def same_content(src_root: str, copy_root: str, rels: list[str]) -> str | None:
+    """None when every listed file has the same bytes in the copy."""
+    for rel in rels:
+        with open(os.path.join(src_root, rel), "rb") as a, \
+                open(os.path.join(copy_root, rel), "rb") as b:
+            if hashlib.blake2b(a.read()).digest() != hashlib.blake2b(b.read()).digest():
+                return f"{rel} differs"
+    return None
+
+
+def listing_counts(rows: list[tuple[str, str, int, int, str]]) -> str:
+    """A short description of a listing."""
+    n = {k: sum(1 for r in rows if r[1] == k) for k in "fhld"}
+    size = sum(r[2] for r in rows)
+    return (f"{n['f'] + n['h']} files ({n['h']} hard-link names), {n['l']} symlinks, "
+            f"{n['d']} folders, {size / MB:.0f} MiB")
+
+
+# the benchmark --------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One phase: both tools' measurements."""
+
+    phase: str
+    twofold: Measure
+    rsync: Measure
+    checks: list[str] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """twofold seconds / rsync seconds."""
+        return self.twofold.seconds / self.rsync.seconds
+
+
+@dataclass
+class Bench:
+    """Paths and commands of one benchmark run."""
+
+    workdir: str
+    twofold_cmd: list[str]
+    wrap: str
+    cold: bool
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def src(self) -> str:
+        """The generated source folder."""
+        return os.path.join(self.workdir, "src", "home")
+
+    @property
+    def target(self) -> str:
+        """twofold's target folder."""
+        return os.path.join(self.workdir, "twofold-target")
+
+    @property
+    def current(self) -> str:
+        """Where twofold keeps the current copy of the source."""
+        return os.path.join(self.target, "twofold", SET, "current", "home")
+
+    @property
+    def rsync_dst(self) -> str:
+        """rsync's copy of the source."""
+        return os.path.join(self.workdir, "rsync", "home")
+
+    def twofold(self, phase: str) -> Measure:
+        """One measured twofold run."""
+        prefix = shlex.split(self.wrap.replace("{phase}", phase)) if self.wrap else []
+        m = run_measured([*prefix, *self.twofold_cmd, self.src, "--to", self.target,
+                          "--set", SET, "--json"])
+        if m.rc not in (0, 3):
+            raise SystemExit(f"twofold failed in phase {phase!r} (exit {m.rc}):\n{m.stdout}")
+        return m
+
+    def rsync(self) -> Measure:
+        """One measured rsync run."""
+        m = run_measured(["rsync", *RSYNC_FLAGS, self.src + "/", self.rsync_dst + "/"])
+        if m.rc != 0:
+            raise SystemExit(f"rsync failed (exit {m.rc}):\n{m.stdout}")
+        return m
+
+    def phase(self, name: str, cold: bool, changed: list[str] | None = None) -> Row:
+        """Measure both tools on the current source, then check both copies."""
+        if cold:
+            self._drop()
+        else:
+            os.sync()
+        label = f"{name} ({'cold' if cold and self.cold else 'warm'})"
+        print(f"-- {label}: load average {os.getloadavg()[0]:.2f}", flush=True)
+        tf = self.twofold(label)
+        if cold:
+            self._drop()
+        rs = self.rsync()
+        row = Row(label, tf, rs)
+        src_rows = tree_listing(self.src)
+        for who, root in (("twofold", self.current), ("rsync", self.rsync_dst)):
+            problem = compare_trees(src_rows, root)
+            if problem is None and changed:
+                problem = same_content(self.src, root, changed)
+            row.checks.append(f"{who}: {'OK' if problem is None else 'WRONG: ' + problem}")
+        row.checks.append(f"twofold exit {tf.rc}; {_stats_text(tf.stdout)}")
+        print(f"   twofold {tf.seconds:7.2f} s {tf.peak_mb:6.0f} MB | rsync {rs.seconds:7.2f} s "
+              f"{rs.peak_mb:6.0f} MB | {'; '.join(row.checks)}", flush=True)
+        self.rows.append(row)
+        return row
+
+    def _drop(self) -> None:
+        why = drop_caches()
+        if why is not None and why not in self.notes:
+            self.notes.append(why)
+            self.cold = False
+
+
+def _stats_text(stdout: str) -> str:
+    try:
+        start = stdout.index("{")
+        s = json.loads(stdout[start:])["stats"]
+    except (ValueError, KeyError):
+        return "no JSON from twofold"
+    keys = ("new", "changed", "metadata", "deleted", "unchanged", "skipped")
+    return ", ".join(f"{k} {s[k]}" for k in keys if k in s)
+
+
+def find_twofold() -> tuple[list[str], str]:
+    """The twofold CLI next to this Python, or an engine shim when the CLI does not run."""
+    cli = os.path.join(os.path.dirname(sys.executable), "twofold")
+    try:
+        ok = subprocess.run([cli, "backup", "--help"], check=False, capture_output=True,
+                            timeout=60).returncode == 0
+    except OSError:
+        ok = False
+    if ok:
+        return [cli, "backup"], f"CLI {cli}"
+    return [sys.executable, "-c", SHIM], "engine shim (the CLI did not run)"
+
+
+def check_space(workdir: str, total: int) -> None:
+    """Fail clearly unless the workdir's file system can hold the source and two copies."""
+    probe = os.path.abspath(workdir)
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    need = int(3.3 * total) + 256 * MB + (1 << 30)
+    free = shutil.disk_usage(probe).free
+    if free < need:
+        raise SystemExit(f"backup_vs_rsync: {probe} has {free / (1 << 30):.1f} GiB free, the "
+                         f"benchmark needs about {need / (1 << 30):.1f} GiB (source + 2 copies); "
+                         "choose another --workdir or a smaller --total-size")
+
+
+def prepare_workdir(workdir: str) -> None:
+    """Create an empty workdir, clearing one left by an earlier run of this benchmark."""
+    if os.path.exists(workdir):
+        if os.listdir(workdir) and not os.path.exists(os.path.join(workdir, MARKER)):
+            raise SystemExit(f"backup_vs_rsync: {workdir} exists, is not empty and was not "
+                             "made by this benchmark; choose another --workdir")
+        shutil.rmtree(workdir)
+    os.makedirs(workdir)
+    open(os.path.join(workdir, MARKER), "w").close()
+    os.makedirs(os.path.join(workdir, "twofold-target"))
+    os.makedirs(os.path.join(workdir, "rsync", "home"))
+
+
+def _output(cmd: list[str]) -> str:
+    """What a command prints, or '?' when it fails."""
+    try:
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    except OSError:
+        return "?"
+    return done.stdout.strip() or "?"
+
+
+def machine_facts(workdir: str) -> list[str]:
+    """nproc, memory, file system of the workdir, versions."""
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
+    fs = _output(["findmnt", "-n", "-o", "FSTYPE,SOURCE,OPTIONS", "-T", workdir])
+    rsync = _output(["rsync", "--version"]).split("\n")[0]
+    commit = _output(["git", "-C", os.path.dirname(os.path.abspath(__file__)),
+                      "rev-parse", "--short", "HEAD"])
+    return [f"nproc: {os.cpu_count()}", f"memory: {mem}", f"workdir file system: {fs}",
+            f"kernel: {platform.release()}", f"python: {platform.python_version()}",
+            f"rsync: {rsync}", f"twofold commit: {commit}"]
+
+
+def verdict(ok: bool) -> str:
+    """PASS or MISS."""
+    return "PASS" if ok else "MISS"
+
+
+def report(b: Bench, files: int) -> None:
+    """Print the table and the goals."""
+    print("\n| phase | twofold s | rsync s | ratio | rsync+sync s | twofold peak MB "
+          "| rsync peak MB (largest process / all processes) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in b.rows:
+        t, s = r.twofold, r.rsync
+        print(f"| {r.phase} | {t.seconds:.2f} | {s.seconds:.2f} | {r.ratio:.2f}x "
+              f"| {s.seconds + s.sync_s:.2f} | {t.peak_mb:.0f} "
+              f"| {s.peak_mb:.0f} / {f'{s.tree_mb:.0f}' if s.tree_mb else '-'} |")
+    print("(all processes: RSS summed over rsync's processes, sampled every 0.1 s; "
+          "'-' when the run ended before the first sample)")
+    print("\nChecks after each phase:")
+    for r in b.rows:
+        print(f"- {r.phase}: " + "; ".join(r.checks))
+    full = [r for r in b.rows if r.phase.startswith("full")]
+    noop = [r for r in b.rows if r.phase.startswith("no-op")]
+    peak = max(r.twofold.peak_mb for r in b.rows)
+    print("\nGoals (issue 2):")
+    for r in full:
+        print(f"- full backup <= {GOAL_FULL}x rsync, {r.phase}: {r.ratio:.2f}x "
+              f"{verdict(r.ratio <= GOAL_FULL)}")
+    for r in noop:
+        print(f"- no-op run <= {GOAL_NOOP}x rsync, {r.phase}: {r.ratio:.2f}x "
+              f"{verdict(r.ratio <= GOAL_NOOP)}")
+    scale = "" if files >= 100_000 else f" (this run has {files} files; the goal is for 100k)"
+    print(f"- twofold peak memory <= {GOAL_MEM_MB} MB: {peak:.0f} MB "
+          f"{verdict(peak <= GOAL_MEM_MB)}{scale}")
+    wrong = [c for r in b.rows for c in r.checks if "WRONG" in c]
+    print(f"- copies correct after every phase: {verdict(not wrong)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate a tree, measure both tools on it, print the results."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--files", type=int, default=100_000, help="files in the tree (100000)")
+    ap.add_argument("--total-size", default="2G", help="bytes in the tree, e.g. 50M (2G)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the tree (1)")
+    ap.add_argument("--change", type=float, default=0.01,
+                    help="fraction of files changed between runs (0.01)")
+    ap.add_argument("--workdir", default="/var/tmp/twofold-bench",
+                    help="where the tree and both copies go (/var/tmp/twofold-bench)")
+    ap.add_argument("--keep", action="store_true", help="keep the workdir afterwards")
+    ap.add_argument("--warm-full", action="store_true",
+                    help="also time a full backup with a warm cache (two more full copies)")
+    ap.add_argument("--wrap", default="",
+                    help="prefix for twofold's command, '{phase}' replaced by the phase, e.g. "
+                         "'py-spy record -o /tmp/{phase}.svg --'")
+    args = ap.parse_args(argv)
+    total = gentree.parse_size(args.total_size)
+    workdir = os.path.abspath(args.workdir)
+    check_space(workdir, total)
+    if shutil.which("rsync") is None:
+        raise SystemExit("backup_vs_rsync: rsync is not installed")
+    prepare_workdir(workdir)
+    twofold_cmd, how = find_twofold()
+    b = Bench(workdir, twofold_cmd, args.wrap, cold=True)
+    try:
+        print("Machine:", "; ".join(machine_facts(workdir)))
+        print(f"Note: {os.cpu_count()} CPUs shared with whatever else runs now "
+              f"(load average at start {os.getloadavg()[0]:.2f}).")
+        print(f"twofold: {how}, `--set {SET}`; rsync: `rsync {' '.join(RSYNC_FLAGS)} SRC/ DST/`"
+              " (-H for hard links; no -S, so rsync writes holes of sparse files as zeros; "
+              "rsync does not fsync, twofold does: see the rsync+sync column)")
+        s = gentree.generate(b.src, args.files, total, args.seed)
+        print(f"Tree: {s.files} files ({s.small} small, {s.medium} medium, {s.videos} videos, "
+              f"{s.sparse} sparse), {s.bytes / MB:.0f} MiB of data, {s.dirs} folders "
+              f"({s.empty_dirs} empty), {s.symlinks} symlinks, {s.hardlinks} hard links; "
+              f"made in {s.seconds:.1f} s", flush=True)
+        print(f"Listing: {listing_counts(tree_listing(b.src))}", flush=True)
+        b.phase("full", cold=True)
+        b.phase("no-op", cold=True)
+        b.phase("no-op", cold=False)
+        for i, cold in enumerate((True, False)):
+            m = gentree.mutate(b.src, args.change, args.seed + i)
+            print(f"Changed the source: edited {len(m.edited)}, added {len(m.added)}, "
+                  f"deleted {len(m.deleted)} files", flush=True)
+            b.phase(f"{args.change:.0%} changed", cold=cold, changed=m.edited + m.added)
+        if args.warm_full:
+            shutil.rmtree(b.target)
+            shutil.rmtree(b.rsync_dst)
+            os.makedirs(b.target)
+            os.makedirs(b.rsync_dst)
+            tree_listing(b.src)
+            b.phase("full", cold=False)
+        for note in b.notes:
+            print("Note:", note)
+        if b.cold:
+            print("Page cache: dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before "
+                  "each cold measurement")
+        report(b, args.files)
+    finally:
+        if args.keep:
+            print(f"Kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
