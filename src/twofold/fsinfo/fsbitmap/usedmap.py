@@ -41,9 +41,9 @@ class UsedMap:
 def merge_extents(extents: Iterable[Extent], limit: int | None = None) -> tuple[Extent, ...]:
     """Sort byte ranges, clip them to [0, limit), and join overlapping or touching ones."""
     out: list[Extent] = []
-    for start, length in sorted(extents):
-        end = start + length
-        start = max(start, 0)
+    for first, length in sorted(extents):
+        end = first + length
+        start = max(first, 0)
         if limit is not None:
             end = min(end, limit)
         if end <= start:
@@ -91,12 +91,3 @@ def bitmap_extents(
         out.extend(mask_extents(bits, unit, base + first_bit * unit))
     return list(merge_extents(out))
 
-
-def count_bits(packed: bytes | npt.NDArray[np.uint8], nbits: int) -> int:
-    """How many of the first `nbits` bits of a little-endian packed bitmap are set."""
-    arr = np.frombuffer(packed, dtype=np.uint8) if isinstance(packed, bytes) else packed
-    full, rest = divmod(nbits, 8)
-    total = int(np.unpackbits(arr[:full]).sum(dtype=np.int64)) if full else 0
-    if rest:
-        total += bin(int(arr[full]) & ((1 << rest) - 1)).count("1")
-    return total
