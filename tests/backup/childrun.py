@@ -1,0 +1,104 @@
+"""Child process for the backup tests: one backup run, optionally SIGKILLed at its Nth I/O call.
+
+Usage: python childrun.py '<json>' with keys sources, target, set, start_ns, and optionally
+kill_at (0 or absent: never), log (a file that receives one line per counted call, or the
+line of the fatal call), batch_files and batch_bytes (the engine's batch limits, made
+small so that a run of a few hundred files spans many batches). Prints the run's result
+as JSON. No production code has hooks: this process wraps os.rename, os.replace, os.link,
+os.symlink, os.write, os.unlink, os.mkdir and the catalog's commits from outside, counts
+the calls, and kills itself before call N.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import twofold.backup.apply as apply_mod
+from twofold.backup.engine import BackupOptions, backup
+from twofold.core.errors import TwofoldError
+from twofold.core.progress import NullProgress
+from twofold.store.catalog import Catalog
+
+WRAPPED = ("rename", "replace", "link", "symlink", "write", "unlink", "mkdir")
+
+
+class Clock:
+    """A fake clock, as in the tests."""
+
+    def __init__(self, start_ns: int) -> None:
+        self.t = start_ns
+
+    def now_ns(self) -> int:
+        t = self.t
+        self.t += 60 * 10**9
+        return t
+
+
+def main() -> int:
+    cfg: dict[str, Any] = json.loads(sys.argv[1])
+    kill_at = int(cfg.get("kill_at", 0))
+    real_write = os.write
+    log_fd = os.open(cfg.get("log", os.devnull), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    lock = threading.Lock()
+    count = 0
+    seen: list[str] = []
+
+    def tick(kind: str) -> None:
+        nonlocal count
+        with lock:  # held while dying, so no other thread gets past its next call
+            count += 1
+            if kill_at == 0:
+                seen.append(kind)
+            elif count == kill_at:
+                real_write(log_fd, f"{count} {kind}\n".encode())
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def wrap(name: str) -> None:
+        real: Callable[..., Any] = getattr(os, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            tick(name)
+            return real(*args, **kwargs)
+
+        setattr(os, name, counted)
+
+    real_transaction = Catalog.transaction
+
+    @contextmanager
+    def transaction(self: Catalog) -> Iterator[None]:
+        with real_transaction(self):
+            yield
+            tick("commit")  # everything done in the transaction, COMMIT not yet
+        tick("committed")
+
+    apply_mod.BATCH_FILES = int(cfg.get("batch_files", apply_mod.BATCH_FILES))
+    apply_mod.BATCH_BYTES = int(cfg.get("batch_bytes", apply_mod.BATCH_BYTES))
+    for name in WRAPPED:
+        wrap(name)
+    Catalog.transaction = transaction  # type: ignore[method-assign]
+
+    try:
+        result = backup(cfg["sources"], cfg["target"], cfg["set"], BackupOptions(),
+                        Clock(int(cfg["start_ns"])), NullProgress())
+    except TwofoldError as err:
+        print(json.dumps({"error": type(err).__name__, "message": str(err)}))
+        return 1
+
+    if kill_at == 0:
+        real_write(log_fd, "".join(f"{k}\n" for k in seen).encode())
+    os.close(log_fd)
+    print(json.dumps({"run_id": result.run_id, "calls": count, "stats": result.stats.as_dict(),
+                      "issues": [[i.kind, os.fsdecode(i.path), i.message]
+                                 for i in result.stats.issues]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
