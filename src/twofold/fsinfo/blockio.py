@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
+import struct
 from types import TracebackType
 from typing import Protocol
 
 from twofold.core.errors import TwofoldError
+
+_BLKSSZGET = 0x1268  # Linux ioctl: logical sector size of a block device
 
 
 class LayoutError(TwofoldError):
@@ -45,6 +50,7 @@ class FileReader:
             self.fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             self._owned = True
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
+        self.sector_size = _logical_sector_size(self.fd)
 
     def pread(self, offset: int, length: int) -> bytes:
         """Read up to `length` bytes at `offset`, looping over short reads."""
@@ -74,6 +80,18 @@ class FileReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _logical_sector_size(fd: int) -> int | None:
+    """A block device's logical sector size; None for regular files or when unknown."""
+    if not stat.S_ISBLK(os.fstat(fd).st_mode):
+        return None
+    try:
+        raw = fcntl.ioctl(fd, _BLKSSZGET, b"\0\0\0\0")
+    except OSError:
+        return None
+    size: int = struct.unpack("i", raw)[0]
+    return size if size in (512, 1024, 2048, 4096) else None
 
 
 class SliceReader:
