@@ -12,7 +12,7 @@ import errno
 import os
 import threading
 from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from twofold.backup.ops import apply_op, target_failure
@@ -28,8 +28,8 @@ from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.copy import SourceReadError, copy_file, hash_file
 from twofold.store.target import SetDir
 
-BATCH_FILES = 1000
-BATCH_BYTES = 256 << 20
+BATCH_FILES = 4000
+BATCH_BYTES = 512 << 20
 
 
 @dataclass(slots=True)
@@ -142,19 +142,22 @@ class Applier:
                 and ch.action in (Action.NEW, Action.CHANGED, Action.CHECK))
 
     def _wait(self, futures: dict[Future[None], Step]) -> None:
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            self._report_bytes()
-            for fut in done:
-                exc = fut.exception()
-                if exc is not None:
-                    for other in pending:
-                        other.cancel()
-                    if isinstance(exc, OSError) and not isinstance(exc, TargetError):
-                        raise target_failure(exc, futures[fut].change.path) from exc
-                    raise exc
-        self._report_bytes()
+        """Wait for the batch's copies in order, reporting bytes while large ones run."""
+        try:
+            for fut in futures:
+                while True:
+                    try:
+                        fut.result(timeout=0.25)
+                        break
+                    except TimeoutError:
+                        self._report_bytes()
+                self._report_bytes()
+        except BaseException as exc:
+            for other in futures:
+                other.cancel()
+            if isinstance(exc, OSError) and not isinstance(exc, TargetError):
+                raise target_failure(exc, b"a new file") from exc
+            raise
 
     def _count_bytes(self, n: int) -> None:
         with self._lock:
@@ -188,10 +191,10 @@ class Applier:
                     return
             tmp = os.path.join(self.sd.tmp, os.fsencode(tmp_name))
             copied = None
-            for _attempt in range(2):
-                if os.path.lexists(tmp):
+            for attempt in range(2):
+                if attempt:
                     os.unlink(tmp)
-                copied = copy_file(src, tmp, fsync=not can_syncfs())
+                copied = copy_file(src, tmp, fsync=not can_syncfs(), meta=entry)
                 self._count_bytes(copied.size)
                 if copied.stable:
                     break
@@ -199,12 +202,13 @@ class Applier:
             if not copied.stable:
                 step.issue = Issue(ch.path, "unstable",
                                    "changed while being copied, twice; the second copy is kept")
-            entry.xattrs = _source_xattrs(src)
             fresh = to_record(entry, self.run_id, copied.hash, copied.before)
             fresh.size = copied.size
-            problems = apply_metadata(tmp, fresh)
-            if problems:
-                step.issue = step.issue or Issue(ch.path, "metadata", "; ".join(problems))
+            if fresh.signature() != entry.signature():  # changed since the scan
+                copied.problems = apply_metadata(tmp, fresh)
+            if copied.problems:
+                step.issue = step.issue or Issue(ch.path, "metadata",
+                                                 "; ".join(copied.problems))
         except SourceReadError as err:
             if err.errno != errno.ENOENT:  # a file deleted since the scan is simply gone
                 step.issue = Issue(ch.path, "skipped", err.strerror or str(err))

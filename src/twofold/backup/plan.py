@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from twofold.core.diff import Action, Change, merge
-from twofold.core.models import Entry, Issue, Kind, Record, Skipped
+from twofold.core.diff import Action, CatalogRow, Change, merge
+from twofold.core.models import Entry, Issue, Kind, Skipped
 from twofold.core.progress import Progress
 
 _REPORT_EVERY = 500
@@ -69,7 +69,7 @@ class Plan:
         self._spool.close()
 
 
-def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[Record],
+def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[CatalogRow],
               progress: Progress) -> Plan:
     """Merge the scan with the catalog's current rows into a Plan."""
     plan = Plan()

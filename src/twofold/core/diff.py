@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
 
 from twofold.core.models import Entry, Kind, Record, Skipped
 from twofold.core.paths import is_within
@@ -37,6 +38,21 @@ class Change:
     old: Record | None = None
     reason: str = ""
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return Change, (self.action, self.path, self.entry, self.old, self.reason)
+
+
+class CatalogRow(Protocol):
+    """A catalog row as the merge reads it: path and signature now, the Record on demand."""
+
+    @property
+    def path(self) -> bytes: ...
+
+    @property
+    def sig(self) -> tuple[object, ...]: ...
+
+    def record(self) -> Record: ...
+
 
 def compare(entry: Entry, old: Record) -> Action:
     """Decide what changed between a scanned entry and its catalog record."""
@@ -61,8 +77,11 @@ def compare(entry: Entry, old: Record) -> Action:
     return Action.UNCHANGED if same else Action.META
 
 
-def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[Record]) -> Iterator[Change]:
-    """Merge two path-sorted streams into one change per path."""
+def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow]) -> Iterator[Change]:
+    """Merge two path-sorted streams into one change per path.
+
+    An entry whose signature equals its row's is unchanged without building the Record.
+    """
     scan_it, cat_it = iter(scan), iter(catalog)
     s = next(scan_it, None)
     c = next(cat_it, None)
@@ -70,21 +89,25 @@ def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[Record]) -> Iterato
     while s is not None or c is not None:
         if c is not None and (s is None or c.path < s.path):
             if any(is_within(c.path, d) for d in skipped_dirs):
-                yield Change(Action.CARRIED, c.path, old=c)
+                yield Change(Action.CARRIED, c.path, old=c.record())
             else:
-                yield Change(Action.DELETED, c.path, old=c)
+                yield Change(Action.DELETED, c.path, old=c.record())
             c = next(cat_it, None)
             continue
         assert s is not None
-        old = c if c is not None and c.path == s.path else None
+        same = c is not None and c.path == s.path
         if isinstance(s, Skipped):
             if s.is_dir:
                 skipped_dirs.append(s.path)
-            yield Change(Action.SKIPPED, s.path, old=old, reason=s.reason)
-        elif old is None:
+            yield Change(Action.SKIPPED, s.path, old=c.record() if same and c else None,
+                         reason=s.reason)
+        elif not same or c is None:
             yield Change(Action.NEW, s.path, entry=s)
+        elif s.signature() == c.sig:
+            yield Change(Action.UNCHANGED, s.path, entry=s)
         else:
+            old = c.record()
             yield Change(compare(s, old), s.path, entry=s, old=old)
-        if old is not None:
+        if same:
             c = next(cat_it, None)
         s = next(scan_it, None)

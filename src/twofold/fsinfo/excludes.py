@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable
 
 import pathspec
 
@@ -25,12 +27,30 @@ DEFAULT_EXCLUDES = (
 )
 
 
-def _compile(lines: list[str], origin: str) -> pathspec.GitIgnoreSpec:
+Matcher = Callable[[str], bool]
+
+
+def _compile(lines: list[str], origin: str) -> Matcher:
+    """A matcher for gitignore lines; one combined regex when no line negates."""
     try:
-        return pathspec.GitIgnoreSpec.from_lines(lines)
+        spec = pathspec.GitIgnoreSpec.from_lines(lines)
     except Exception as err:  # pathspec raises several types for a bad pattern
         raise UsageError(f"bad exclude pattern in {origin}: {err}",
                          "patterns follow .gitignore rules") from err
+    parts: list[str] = []
+    for pat in spec.patterns:
+        regex = getattr(pat, "regex", None)
+        include = getattr(pat, "include", None)
+        if include is None or regex is None:
+            continue
+        text = regex.pattern.replace("(?P<ps_d>/)", "/")
+        if not include or "(?P<" in text:
+            return spec.match_file  # negations: pathspec decides, last match wins
+        parts.append(f"(?:{text})")
+    if not parts:
+        return lambda _path: False
+    combined = re.compile("|".join(parts))
+    return lambda path: combined.match(path) is not None
 
 
 class Excluder:
@@ -40,7 +60,7 @@ class Excluder:
         lines = [*(DEFAULT_EXCLUDES if use_defaults else ()), *patterns]
         self.patterns = lines
         self._global = _compile(lines, "the exclude options") if lines else None
-        self._per_source: dict[bytes, pathspec.GitIgnoreSpec] = {}
+        self._per_source: dict[bytes, Matcher] = {}
 
     def enter_source(self, top: bytes, abs_path: bytes) -> None:
         """Read the source's own `.twofoldignore`, if it has one."""
@@ -58,7 +78,7 @@ class Excluder:
         if not inner:
             return False
         text = inner.decode("utf-8", errors="surrogateescape") + ("/" if is_dir else "")
-        if self._global is not None and self._global.match_file(text):
+        if self._global is not None and self._global(text):
             return True
         spec = self._per_source.get(top)
-        return spec is not None and spec.match_file(text)
+        return spec is not None and spec(text)

@@ -64,12 +64,13 @@ def gid_for(name: str | None, gid: int) -> int:
     return gid
 
 
-def read_xattrs(path: bytes) -> dict[str, bytes]:
-    """All extended attributes of `path` (not following symlinks); {} where unsupported."""
+def read_xattrs(path: bytes | int) -> dict[str, bytes]:
+    """All extended attributes of a path (not following symlinks) or an open file."""
     if not HAS_XATTR:
         return {}
+    nofollow = {} if isinstance(path, int) else {"follow_symlinks": False}
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, **nofollow)
     except OSError as err:
         if err.errno in _NO_XATTR:
             return {}
@@ -77,25 +78,26 @@ def read_xattrs(path: bytes) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name in sorted(names):
         try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
+            out[name] = os.getxattr(path, name, **nofollow)
         except OSError as err:
             if err.errno not in _NO_XATTR and err.errno != errno.ENODATA:
                 raise
     return out
 
 
-def apply_metadata(path: bytes, entry: Entry, *, times: bool = True) -> list[str]:
-    """Give `path` the owner, mode, xattrs and mtime of `entry`; returns what could not be set.
+def apply_metadata(path: bytes | int, entry: Entry, *, times: bool = True) -> list[str]:
+    """Give a path or open file the owner, mode, xattrs and mtime of `entry`.
 
-    Owners are set only when running as root. The mtime goes last, since the other
-    changes may touch it.
+    Returns what could not be set. Owners are set only when running as root. The mtime
+    goes last, since the other changes may touch it.
     """
     problems: list[str] = []
     link = entry.kind is Kind.SYMLINK
+    nofollow = {} if isinstance(path, int) else {"follow_symlinks": False}
     if IS_ROOT:
         try:
             os.chown(path, uid_for(entry.owner, entry.uid), gid_for(entry.group, entry.gid),
-                     follow_symlinks=False)
+                     **nofollow)
         except OSError as err:
             problems.append(f"owner: {err.strerror}")
     if not link:
@@ -106,7 +108,7 @@ def apply_metadata(path: bytes, entry: Entry, *, times: bool = True) -> list[str
     if entry.xattrs and HAS_XATTR:
         for name, value in entry.xattrs.items():
             try:
-                os.setxattr(path, name, value, follow_symlinks=False)
+                os.setxattr(path, name, value, **nofollow)
             except OSError as err:
                 problems.append(f"xattr {name}: {err.strerror}")
     if times:
@@ -114,8 +116,11 @@ def apply_metadata(path: bytes, entry: Entry, *, times: bool = True) -> list[str
     return problems
 
 
-def set_mtime(path: bytes, mtime_ns: int, follow: bool = True) -> None:
+def set_mtime(path: bytes | int, mtime_ns: int, follow: bool = True) -> None:
     """Set access and modification time to `mtime_ns` (symlinks themselves when not follow)."""
+    if isinstance(path, int):
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+        return
     try:
         os.utime(path, ns=(mtime_ns, mtime_ns), follow_symlinks=follow)
     except NotImplementedError:

@@ -123,6 +123,23 @@ def _record(row: tuple[Any, ...]) -> Record:
     )
 
 
+class Row:
+    """An open catalog row as the merge reads it: path and signature, the Record on demand."""
+
+    __slots__ = ("path", "raw", "sig")
+
+    def __init__(self, raw: tuple[Any, ...]) -> None:
+        self.raw = raw
+        self.path: bytes = raw[1]
+        # kind, size, mtime, ctime, ino, mode, uid, gid, target, rdev, link_to: see
+        # Entry.signature()
+        self.sig: tuple[object, ...] = (*raw[2:10], raw[13], raw[14], raw[15])
+
+    def record(self) -> Record:
+        """The full Record."""
+        return _record(self.raw)
+
+
 def _run(row: tuple[Any, ...]) -> Run:
     return Run(id=row[0], name=row[1], started_ns=row[2], finished_ns=row[3], state=row[4],
                config=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
@@ -215,7 +232,7 @@ class Catalog:
 
     # entries -----------------------------------------------------------------------------
 
-    def current(self, before_run: int | None = None) -> Iterator[Record]:
+    def current(self, before_run: int | None = None) -> Iterator[Row]:
         """Open rows in path order, read page by page so memory stays bounded."""
         last = b""
         first = True
@@ -228,8 +245,8 @@ class Catalog:
             if not rows:
                 return
             for row in rows:
-                yield _record(row)
-            last, first = bytes(rows[-1][1]), False
+                yield Row(row)
+            last, first = rows[-1][1], False
 
     def valid_at(self, run_id: int) -> Iterator[Record]:
         """Rows describing the tree as run `run_id` left it, in path order."""

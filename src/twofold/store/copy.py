@@ -5,9 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import blake3
+
+from twofold.core.models import Entry
+from twofold.fsinfo.meta import apply_metadata, read_xattrs
 
 BUF = 1 << 20
 _ZEROS = bytes(BUF)
@@ -28,6 +31,7 @@ class Copied:
     size: int
     before: os.stat_result
     after: os.stat_result
+    problems: list[str] = field(default_factory=list)  # metadata that could not be set
 
     @property
     def stable(self) -> bool:
@@ -132,14 +136,26 @@ def open_source(path: bytes) -> int:
     return fd
 
 
-def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False) -> Copied:
-    """Copy src to a new file dst (which must not exist), hashing the content."""
+def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False,
+              meta: Entry | None = None) -> Copied:
+    """Copy src to a new file dst (which must not exist), hashing the content.
+
+    With `meta`, the source's xattrs are read into it and its metadata is given to the
+    copy through the open descriptor (no further path lookups).
+    """
     src = open_source(src_path)
     try:
         before = os.fstat(src)
         dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
         try:
             digest, size = _stream(src, dst, before)
+            problems: list[str] = []
+            if meta is not None:
+                try:
+                    meta.xattrs = read_xattrs(src)
+                except OSError as err:
+                    raise SourceReadError(err.errno, err.strerror, src_path) from err
+                problems = apply_metadata(dst, meta)
             if fsync:
                 os.fsync(dst)
         finally:
@@ -147,7 +163,7 @@ def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False) -> Copie
         after = os.fstat(src)
     finally:
         os.close(src)
-    return Copied(digest, size, before, after)
+    return Copied(digest, size, before, after, problems)
 
 
 def hash_file(path: bytes) -> tuple[bytes, int]:

@@ -1,0 +1,60 @@
+"""Excludes: the combined-regex matcher agrees with pathspec; .twofoldignore; defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pathspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twofold.fsinfo.excludes import DEFAULT_EXCLUDES, Excluder, _compile
+from twofold.fsinfo.scan import Scanner, Source
+
+PATTERNS = ["*.tmp", ".cache/", "/build", "a/**/b", "docs/*.pdf", "x?", "[ab]c",
+            "deep/dir/", "Thumbs.db", "**/logs", "*.ISO"]
+segments = st.sampled_from(["a", "b", "ac", "x1", "build", "docs", "f.pdf", "t.tmp",
+                            ".cache", "logs", "deep", "dir", "Thumbs.db", "z.ISO"])
+
+
+@settings(max_examples=150)
+@given(st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=5),
+       st.lists(segments, min_size=1, max_size=4), st.booleans())
+def test_fast_matcher_agrees_with_pathspec(pats: list[str], parts: list[str],
+                                           is_dir: bool) -> None:
+    path = "/".join(parts) + ("/" if is_dir else "")
+    fast = _compile(pats, "test")
+    assert fast(path) == pathspec.GitIgnoreSpec.from_lines(pats).match_file(path)
+
+
+def test_negation_falls_back_to_pathspec() -> None:
+    m = _compile(["*.tmp", "!keep.tmp"], "test")
+    assert m("x.tmp") and not m("keep.tmp")
+
+
+def _scan(root: Path, excluder: Excluder) -> set[str]:
+    return {os.fsdecode(e.path) for e in Scanner([Source(b"src", os.fsencode(root))],
+                                                  excluder)}
+
+
+def test_twofoldignore_and_defaults(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for rel in ["keep.txt", "skip.log", "sub/skip.log", ".cache/x", "build/out.o",
+                "sub/build/kept.o", "Thumbs.db"]:
+        p = src / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(rel)
+    (src / ".twofoldignore").write_text("*.log\n/build\n")
+    got = _scan(src, Excluder([]))
+    assert got == {"src", "src/.twofoldignore", "src/keep.txt", "src/sub",
+                   "src/sub/build", "src/sub/build/kept.o"}
+    everything = _scan(src, Excluder([], use_defaults=False))
+    assert "src/.cache/x" in everything and "src/Thumbs.db" in everything
+    assert "src/build" not in everything  # the .twofoldignore still applies
+
+
+def test_defaults_are_gitignore_lines() -> None:
+    m = _compile(list(DEFAULT_EXCLUDES), "defaults")
+    assert m(".cache/") and m(".local/share/Trash/") and m(".Trash-1000/")
+    assert not m("cache.txt") and not m("Documents/")
