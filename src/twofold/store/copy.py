@@ -15,6 +15,7 @@ from twofold.fsinfo.meta import apply_metadata, read_xattrs
 BUF = 1 << 20
 _ZEROS = bytes(BUF)
 _HAS_SEEK_DATA = hasattr(os, "SEEK_DATA") and hasattr(os, "SEEK_HOLE")
+_HAS_READV = hasattr(os, "readv")
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -68,7 +69,12 @@ def _segments(fd: int, size: int) -> list[tuple[int, int]]:
 def _read_full(fd: int, view: memoryview, want: int) -> int:
     got = 0
     while got < want:
-        n = os.readv(fd, [view[got:want]])
+        if _HAS_READV:
+            n = os.readv(fd, [view[got:want]])
+        else:  # Windows: no readv
+            data = os.read(fd, want - got)
+            n = len(data)
+            view[got:got + n] = data
         if n == 0:
             break
         got += n
