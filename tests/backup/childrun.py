@@ -1,10 +1,13 @@
 """Child process for the backup tests: one backup run, optionally SIGKILLed at its Nth I/O call.
 
 Usage: python childrun.py '<json>' with keys sources, target, set, start_ns, and optionally
-kill_at (0 or absent: never), log (a file that receives one line per counted call, or the
-line of the fatal call), batch_files and batch_bytes (the engine's batch limits, made
-small so that a run of a few hundred files spans many batches). Prints the run's result
-as JSON. No production code has hooks: this process wraps os.rename, os.replace, os.link,
+cli (run the `twofold backup` command in this process rather than the Python API; it
+reads the system clock), kill_at (0 or absent: never), log (a file that receives one line
+per counted call, or the line of the fatal call), batch_files and batch_bytes (the
+engine's batch limits, made small so that a run of a few hundred files spans many
+batches). Prints the run's result as JSON.
+
+No production code has hooks: this process wraps os.rename, os.replace, os.link,
 os.symlink, os.write, os.unlink, os.mkdir and the catalog's commits from outside, counts
 the calls, and kills itself before call N.
 """
@@ -85,18 +88,34 @@ def main() -> int:
     Catalog.transaction = transaction  # type: ignore[method-assign]
 
     try:
-        result = backup(cfg["sources"], cfg["target"], cfg["set"], BackupOptions(),
-                        Clock(int(cfg["start_ns"])), NullProgress())
+        if cfg.get("cli"):
+            code = _cli(cfg)
+        else:
+            result = backup(cfg["sources"], cfg["target"], cfg["set"], BackupOptions(),
+                            Clock(int(cfg["start_ns"])), NullProgress())
+            print(json.dumps({"run_id": result.run_id, "stats": result.stats.as_dict(),
+                              "issues": [[i.kind, os.fsdecode(i.path), i.message]
+                                         for i in result.stats.issues]}))
+            code = 0
     except TwofoldError as err:
         print(json.dumps({"error": type(err).__name__, "message": str(err)}))
-        return 1
-
+        code = 1
     if kill_at == 0:
         real_write(log_fd, "".join(f"{k}\n" for k in seen).encode())
     os.close(log_fd)
-    print(json.dumps({"run_id": result.run_id, "calls": count, "stats": result.stats.as_dict(),
-                      "issues": [[i.kind, os.fsdecode(i.path), i.message]
-                                 for i in result.stats.issues]}))
+    return code
+
+
+def _cli(cfg: dict[str, Any]) -> int:
+    """`twofold backup SRC... --to TARGET --set NAME --json`, in this process."""
+    from twofold.cli.app import main as cli_main
+
+    sys.argv = ["twofold", "backup", *cfg["sources"], "--to", cfg["target"],
+                "--set", cfg["set"], "--json"]
+    try:
+        cli_main()
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
     return 0
 
 

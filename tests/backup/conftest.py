@@ -30,8 +30,6 @@ T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 HAS_XATTR = hasattr(os, "setxattr")
 
-root_only = pytest.mark.skipif(not IS_ROOT, reason="needs root (mount, chown or setuid)")
-
 
 # a clock ---------------------------------------------------------------------------------
 

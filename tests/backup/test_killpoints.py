@@ -9,6 +9,7 @@ kind of call among them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -16,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,7 @@ SEED = 20261126
 RUNNER = Path(__file__).with_name("childrun.py")
 BATCH_FILES = 40
 BATCH_BYTES = 2 << 20
+USE_CLI = importlib.util.find_spec("twofold.cli.app") is not None  # else the Python API
 
 
 def _build_before(src: Path, rng: random.Random) -> None:
@@ -114,9 +117,13 @@ def _child(src: Path, target: Path, start_ns: int, kill_at: int,
            log: Path) -> subprocess.CompletedProcess[str]:
     cfg = {"sources": [str(src)], "target": str(target), "set": SET, "start_ns": start_ns,
            "kill_at": kill_at, "log": str(log), "batch_files": BATCH_FILES,
-           "batch_bytes": BATCH_BYTES}
+           "batch_bytes": BATCH_BYTES, "cli": USE_CLI}
+    home = log.parent / "xdg"  # no user config or state leaks in
+    env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config"),
+           "XDG_STATE_HOME": str(home / "state"), "XDG_CACHE_HOME": str(home / "cache")}
+    env.pop("TWOFOLD_CONFIG", None)
     return subprocess.run([sys.executable, str(RUNNER), json.dumps(cfg)], capture_output=True,
-                          text=True, check=False, timeout=120)
+                          text=True, check=False, timeout=120, env=env)
 
 
 def _choose(kinds: list[str], rng: random.Random) -> list[tuple[int, str]]:
@@ -154,11 +161,11 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> KillSetup:
     counting = tmp / "counting-target"
     shutil.copytree(base, counting, symlinks=True)
     log = tmp / "count.log"
-    start_ns = clock.t + 86_400 * 10**9
+    # later than run 1 and than the system clock, which the command line reads
+    start_ns = max(clock.t, time.time_ns()) + 86_400 * 10**9
     proc = _child(src, counting, start_ns, 0, log)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     kinds = log.read_text().split()
-    assert len(kinds) == json.loads(proc.stdout)["calls"]
     shutil.rmtree(counting)
     assert len(kinds) > 1000, f"the run is too small to kill well: {len(kinds)} calls"
     assert {"rename", "write", "commit", "committed", "link", "symlink"} <= set(kinds)
@@ -190,35 +197,32 @@ def _copy_target(base: Path, dest: Path) -> None:
     subprocess.run(["cp", "-a", str(base), str(dest)], check=True)
 
 
-def _kill(setup: KillSetup, target: Path, start_ns: int, n: int, log: Path, where: str) -> None:
+def _kill(setup: KillSetup, target: Path, start_ns: int, n: int, log: Path, where: str) -> str:
+    """Run the child until it kills itself before call `n`; the kind of that call."""
     proc = _child(setup.src, target, start_ns, n, log)
     assert proc.returncode == -signal.SIGKILL, \
         f"{where}: the child was not killed (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
-    assert log.read_text().split()[0] == str(n)
+    number, kind = log.read_text().split()
+    assert number == str(n)
+    return kind
 
 
-def _restore_problems(target: Path, dest: Path, want: Snapshot, when: str) -> list[str]:
+def _restore_problems(target: Path, dest: Path, name: str, want: Snapshot,
+                      when: str) -> list[str]:
     label = f"restore as of run 1 {when}"
     try:
         res = run_restore(target, dest, as_of="1")
     except Exception as err:  # every failure of a kill point is reported
         return [f"{label}: raised {err!r}"]
     out = [f"{label}: {i.kind} {i.message}" for i in res.issues]
-    out += [f"{label}: {d}" for d in snapshot_diff(snapshot(dest / want_name(dest)), want)]
+    out += [f"{label}: {d}" for d in snapshot_diff(snapshot(dest / name), want)]
     return out
-
-
-def want_name(dest: Path) -> str:
-    """The one source folder a restore put in `dest`."""
-    names = os.listdir(dest)
-    assert len(names) == 1, names
-    return names[0]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(POINTS))
 def test_kill_then_recover(setup: KillSetup, index: int, tmp_path: Path) -> None:
-    """Kill run 2 at one point (odd points: kill its successor early too), then run again."""
+    """Kill run 2 at one point (odd points: kill its recovery too), then run again."""
     n, kind = setup.points[index]
     where = f"kill before call {n}/{setup.total} ({kind})"
     target = tmp_path / "target"
@@ -230,10 +234,16 @@ def test_kill_then_recover(setup: KillSetup, index: int, tmp_path: Path) -> None
     _kill(setup, target, setup.start_ns, n, tmp_path / "kill.log", where)
     failures = [f"current/ after the kill: {p}"
                 for p in _partial_problems(current, setup.before, setup.after)]
-    failures += _restore_problems(target, tmp_path / "restore-1", setup.before, "after the kill")
+    failures += _restore_problems(target, tmp_path / "restore-1", setup.src.name,
+                                  setup.before, "after the kill")
     if index % 2:
-        where += ", then before call 3 of the next run (recovery)"
-        _kill(setup, target, setup.start_ns + day, 3, tmp_path / "kill2.log", where)
+        # The next run makes 3 mkdir calls (its folders exist), unlinks the dead run's lock,
+        # then redoes the pending operations: kill it halfway through those.
+        pending = len(catalog_rows(target, "SELECT * FROM pending"))
+        m = 5 + pending // 2
+        where += f", then before call {m} of the next run ({pending} pending operations)"
+        kind2 = _kill(setup, target, setup.start_ns + day, m, tmp_path / "kill2.log", where)
+        where += f" ({kind2})"
         failures += [f"current/ after the second kill: {p}"
                      for p in _partial_problems(current, setup.before, setup.after)]
 
@@ -251,8 +261,8 @@ def test_kill_then_recover(setup: KillSetup, index: int, tmp_path: Path) -> None
     if os.listdir(sd / ".tmp"):
         failures.append(f".tmp/: not emptied: {os.listdir(sd / '.tmp')[:5]}")
     failures += [f"verify: {p.kind} {p.message}" for p in run_verify(target).problems]
-    failures += _restore_problems(target, tmp_path / "restore-2", setup.before,
-                                  "after the next run")
+    failures += _restore_problems(target, tmp_path / "restore-2", setup.src.name,
+                                  setup.before, "after the next run")
 
     assert not failures, f"{where}: {len(failures)} problems\n" + _summary(failures)
 
