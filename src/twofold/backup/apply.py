@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from twofold.backup.ops import apply_op, target_failure
+from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.records import to_record
 from twofold.core.diff import Action, Change
 from twofold.core.errors import TargetError
@@ -23,10 +23,10 @@ from twofold.core.models import Entry, Issue, Kind, Record, RunStats
 from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import can_syncfs, syncfs
-from twofold.fsinfo.meta import apply_metadata, read_xattrs, set_mtime
+from twofold.fsinfo.meta import apply_metadata, read_xattrs
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.copy import SourceReadError, copy_file, hash_file
-from twofold.store.target import SetDir
+from twofold.store.target import SetDir, target_failure
 
 BATCH_FILES = 4000
 BATCH_BYTES = 512 << 20
@@ -313,21 +313,7 @@ class Applier:
 
     def _finish_dirs(self) -> None:
         """Give folders touched by this run the modification time of their source."""
-        for rel in sorted(self._touched, key=lambda p: p.count(b"/"), reverse=True):
-            if not rel:
-                continue
-            mtime = self._dir_mtime.get(rel)
-            if mtime is None:
-                row = self.catalog.open_row(rel)
-                if row is None or row.kind is not Kind.DIR:
-                    continue
-                mtime = row.mtime_ns
-            try:
-                set_mtime(self.sd.cur(rel), mtime)
-            except FileNotFoundError:
-                continue
-            except OSError as err:
-                raise target_failure(err, rel) from err
+        set_dir_times(self.sd, self._touched, self._dir_mtime, self.catalog.open_row)
 
 
 def _source_xattrs(src: bytes) -> dict[str, bytes]:

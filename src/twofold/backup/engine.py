@@ -8,18 +8,19 @@ import time
 from dataclasses import dataclass, field
 
 from twofold.backup.apply import Applier
-from twofold.backup.ops import apply_op, target_failure
+from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
 from twofold.backup.safety import check_mass_delete, check_overlap, resolve_sources, resolve_target
 from twofold.core.clock import Clock
 from twofold.core.diff import Action
 from twofold.core.models import RunStats
+from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner
 from twofold.store.catalog import Catalog
-from twofold.store.target import SetDir
+from twofold.store.target import SetDir, target_failure
 
 
 @dataclass
@@ -57,7 +58,7 @@ def run_name_for(now_ns: int, taken: set[str]) -> str:
 
 
 def recover(sd: SetDir, catalog: Catalog) -> None:
-    """Finish the renames of an interrupted run and mark it interrupted."""
+    """Finish the renames of an interrupted run, restore folder times, mark it interrupted."""
     names = catalog.run_names()
     pending = catalog.pending()
     for run_id, op in pending:
@@ -65,14 +66,17 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
             apply_op(sd, names[run_id], op, catalog.open_row)
         except OSError as err:
             raise target_failure(err, op.path) from err
-    if pending:
+    killed = [run for run in catalog.runs() if run.state == "running"]
+    for run in killed:
+        changed = catalog.changed_by(run.id)
+        set_dir_times(sd, changed | {parent_of(p) for p in changed}, {}, catalog.open_row)
+    if pending or killed:
         syncfs(sd.current)
     with catalog.transaction():
         if pending:
             catalog.clear_pending(max(r for r, _ in pending))
-        for run in catalog.runs():
-            if run.state == "running":
-                catalog.set_run_state(run.id, "interrupted")
+        for run in killed:
+            catalog.set_run_state(run.id, "interrupted")
     sd.clean_tmp()
 
 

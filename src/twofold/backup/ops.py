@@ -11,26 +11,10 @@ import os
 import stat
 from collections.abc import Callable
 
-from twofold.core.errors import TargetError, TargetFullError
 from twofold.core.models import Entry, Kind
-from twofold.core.paths import show
-from twofold.fsinfo.meta import apply_metadata
+from twofold.fsinfo.meta import apply_metadata, set_mtime
 from twofold.store.catalog import PendingOp
-from twofold.store.target import SetDir
-
-
-def target_failure(err: OSError, what: bytes | str) -> TargetError:
-    """The error to raise when writing to the target fails."""
-    where = show(what) if isinstance(what, bytes) else what
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return TargetFullError(
-            f"the target is full (while writing {where})",
-            "free some space on the drive or use a larger one; current/ is unharmed and "
-            "the next run carries on where this one stopped")
-    return TargetError(
-        f"writing to the target failed at {where}: {err.strerror or err}",
-        "is the drive still connected? current/ holds only whole files; once the drive "
-        "is back, the next run finishes the job")
+from twofold.store.target import SetDir, target_failure
 
 
 def move_aside(sd: SetDir, run_name: str, rel: bytes) -> None:
@@ -84,6 +68,26 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
         raise ValueError(f"unknown pending operation {op.op!r}")
 
 
+def set_dir_times(sd: SetDir, dirs: set[bytes], known: dict[bytes, int],
+                  open_row: Callable[[bytes], Entry | None]) -> None:
+    """Give folders in current/ their source mtime, deepest first (after their contents)."""
+    for rel in sorted(dirs, key=lambda p: p.count(b"/"), reverse=True):
+        if not rel:
+            continue
+        mtime = known.get(rel)
+        if mtime is None:
+            row = open_row(rel)
+            if row is None or row.kind is not Kind.DIR:
+                continue
+            mtime = row.mtime_ns
+        try:
+            set_mtime(sd.cur(rel), mtime)
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise target_failure(err, rel) from err
+
+
 def _apply_meta(path: bytes, entry: Entry | None) -> None:
     if entry is not None:  # folder times are set at the end of a run, after their contents
-        apply_metadata(path, entry, times=entry.kind is not Kind.DIR)
+        apply_metadata(path, entry, times=entry.kind is not Kind.DIR, exact_xattrs=True)

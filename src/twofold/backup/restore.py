@@ -101,27 +101,31 @@ class _Restorer:
             os.link(os.path.join(self.dest, rec.link_to), out)
             self.progress.advance(1, 0)
             return True
-        src = self.sd.location(rec, self.names)
         part = os.path.join(os.path.dirname(out), b".twofold-restore-" + os.path.basename(out))
-        try:
-            if os.path.lexists(part):
-                os.unlink(part)
-            copied = copy_file(src, part)
-        except SourceReadError as err:
-            self.note(rec.path, "failed", f"cannot read the backup copy {show(src)}: "
-                      f"{err.strerror}")
-            return False
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise RestoreError(f"no space left in {os.fsdecode(self.dest)}",
-                                   "free some space or restore elsewhere") from err
-            raise
-        self.progress.advance(1, copied.size)
-        if copied.hash != rec.hash or copied.size != rec.size:
+        found: list[tuple[str, str]] = []  # (kind, message) per candidate tried
+        for src in self.sd.candidates(rec, self.names):
+            try:
+                if os.path.lexists(part):
+                    os.unlink(part)
+                copied = copy_file(src, part)
+            except SourceReadError as err:
+                found.append(("failed", f"cannot read the backup copy {show(src)}: "
+                              f"{err.strerror}"))
+                continue
+            except OSError as err:
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise RestoreError(f"no space left in {os.fsdecode(self.dest)}",
+                                       "free some space or restore elsewhere") from err
+                raise
+            if copied.hash == rec.hash and copied.size == rec.size:
+                break
             os.unlink(part)
-            self.note(rec.path, "damaged", f"the backup copy {show(src)} does not match its "
-                      "BLAKE3; not restored (run `twofold verify`)")
+            found.append(("damaged", f"the backup copy {show(src)} does not match its "
+                          "BLAKE3; not restored (run `twofold verify`)"))
+        else:
+            self.note(rec.path, *found[0])  # the main location's problem
             return False
+        self.progress.advance(1, copied.size)
         problems = apply_metadata(part, rec)
         os.rename(part, out)
         if problems and IS_ROOT:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from dataclasses import dataclass, field
 
 from twofold.core.diff import Action, merge
-from twofold.core.models import Issue, Kind
-from twofold.core.paths import show
+from twofold.core.models import Issue, Kind, Record
 from twofold.core.progress import Progress
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
@@ -41,21 +41,16 @@ def verify(target: str, set_name: str, progress: Progress, *, sample: float | No
                   if sample is None or rng.random() * 100 < sample]
         progress.phase("verifying", len(chosen), sum(r.size for r in chosen))
         for rec in chosen:
-            where = sd.location(rec, names)
-            label = "current/" if rec.vrun is None else f"versions/{names[rec.vrun]}/"
-            issue: Issue | None
-            try:
-                digest, size = hash_file(where)
-            except SourceReadError as err:
-                issue = Issue(rec.path, "missing" if err.errno == 2 else "unreadable",
-                              f"{label}{show(rec.path)}: {err.strerror}")
-            else:
-                issue = None if digest == rec.hash else Issue(
-                    rec.path, "damaged",
-                    f"{label}{show(rec.path)} no longer matches its BLAKE3 ({size} bytes)")
-            if issue is not None:
-                result.problems.append(issue)
-                progress.issue(issue)
+            found: list[Issue] = []
+            for where in sd.candidates(rec, names):
+                problem = _check(rec, where, sd)
+                if problem is None:
+                    found = []
+                    break
+                found.append(problem)
+            if found:  # report the main location's problem
+                result.problems.append(found[0])
+                progress.issue(found[0])
             result.checked += 1
             result.bytes += rec.size
             progress.advance(1, rec.size)
@@ -65,6 +60,19 @@ def verify(target: str, set_name: str, progress: Progress, *, sample: float | No
         catalog.close()
     progress.finish()
     return result
+
+
+def _check(rec: Record, where: bytes, sd: SetDir) -> Issue | None:
+    """None when the copy at `where` has the row's BLAKE3, else what is wrong."""
+    label = os.fsdecode(os.path.relpath(where, sd.root))
+    try:
+        digest, size = hash_file(where)
+    except SourceReadError as err:
+        return Issue(rec.path, "missing" if err.errno == errno.ENOENT else "unreadable",
+                     f"{label}: {err.strerror}")
+    if digest == rec.hash:
+        return None
+    return Issue(rec.path, "damaged", f"{label} no longer matches its BLAKE3 ({size} bytes)")
 
 
 _SOURCE_WORDS = {

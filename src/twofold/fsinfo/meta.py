@@ -85,11 +85,13 @@ def read_xattrs(path: bytes | int) -> dict[str, bytes]:
     return out
 
 
-def apply_metadata(path: bytes | int, entry: Entry, *, times: bool = True) -> list[str]:
+def apply_metadata(path: bytes | int, entry: Entry, *, times: bool = True,
+                   exact_xattrs: bool = False) -> list[str]:
     """Give a path or open file the owner, mode, xattrs and mtime of `entry`.
 
-    Returns what could not be set. Owners are set only when running as root. The mtime
-    goes last, since the other changes may touch it.
+    Returns what could not be set. Owners are set only when running as root. With
+    `exact_xattrs` (updating an existing file), xattrs the entry lacks are removed. The
+    mtime goes last, since the other changes may touch it.
     """
     problems: list[str] = []
     link = entry.kind is Kind.SYMLINK
@@ -105,6 +107,12 @@ def apply_metadata(path: bytes | int, entry: Entry, *, times: bool = True) -> li
             os.chmod(path, entry.mode)
         except OSError as err:
             problems.append(f"mode: {err.strerror}")
+    if exact_xattrs and HAS_XATTR and entry.xattrs is not None:
+        for name in set(read_xattrs(path)) - set(entry.xattrs):
+            try:
+                os.removexattr(path, name, **nofollow)
+            except OSError as err:
+                problems.append(f"xattr {name}: {err.strerror}")
     if entry.xattrs and HAS_XATTR:
         for name, value in entry.xattrs.items():
             try:

@@ -10,11 +10,11 @@ import base64
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from twofold.core.errors import CatalogError
+from twofold.core.errors import CatalogError, TargetError, TargetFullError, TwofoldError
 from twofold.core.models import Kind, Record
 
 FORMAT_VERSION = 1
@@ -140,6 +140,18 @@ class Row:
         return _record(self.raw)
 
 
+def _disk_error(err: sqlite3.Error, path: str) -> TwofoldError:
+    """The twofold error for an SQLite failure while writing the catalog."""
+    text = str(err)
+    if "full" in text:
+        return TargetFullError(
+            f"the target is full (while writing the catalog {path})",
+            "free some space on the drive or use a larger one; current/ is unharmed and "
+            "the next run carries on where this one stopped")
+    return TargetError(f"writing the catalog {path} failed: {text}",
+                       "is the drive still connected? The next run finishes the job")
+
+
 def _run(row: tuple[Any, ...]) -> Run:
     return Run(id=row[0], name=row[1], started_ns=row[2], finished_ns=row[3], state=row[4],
                config=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
@@ -163,6 +175,12 @@ class Catalog:
                         self.set_meta("format_version", str(FORMAT_VERSION))
                         self.set_meta("set", set_name)
             version = self.meta("format_version")
+        except sqlite3.OperationalError as err:
+            if create and ("full" in str(err) or "I/O" in str(err)):
+                raise _disk_error(err, path) from err
+            raise CatalogError(f"the catalog {path} cannot be read: {err}",
+                               "it may be damaged; the files in current/ are still plain "
+                               "copies you can use") from err
         except sqlite3.DatabaseError as err:
             raise CatalogError(f"the catalog {path} cannot be read: {err}",
                                "it may be damaged; the files in current/ are still plain "
@@ -180,14 +198,19 @@ class Catalog:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic, durable change."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """One atomic, durable change; SQLite's disk errors become target errors."""
         try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as err:
+            raise _disk_error(err, self.path) from err
 
     def meta(self, key: str) -> str | None:
         """A value from the meta table."""
@@ -261,6 +284,11 @@ class Catalog:
         return {bytes(r[0]) for r in self.db.execute(
             "SELECT DISTINCT link_to FROM entries WHERE link_to IS NOT NULL AND first_run <= ? "
             "AND (until_run IS NULL OR until_run > ?)", (run_id, run_id))}
+
+    def changed_by(self, run_id: int) -> set[bytes]:
+        """Paths a run added, changed or removed."""
+        return {bytes(r[0]) for r in self.db.execute(
+            "SELECT path FROM entries WHERE first_run=? OR until_run=?", (run_id, run_id))}
 
     def open_row(self, path: bytes) -> Record | None:
         """The open row of `path`, if any."""

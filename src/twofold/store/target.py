@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -10,11 +11,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from twofold.core.errors import TargetError, UsageError
+from twofold.core.errors import TargetError, TargetFullError, UsageError
 from twofold.core.models import Record
+from twofold.core.paths import show
 
 ROOT_DIR = b"twofold"
 CATALOG = b"catalog.sqlite"
+
+
+def target_failure(err: OSError, what: bytes | str) -> TargetError:
+    """The error to raise when writing to the target fails."""
+    where = show(what) if isinstance(what, bytes) else what
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TargetFullError(
+            f"the target is full (while writing {where})",
+            "free some space on the drive or use a larger one; current/ is unharmed and "
+            "the next run carries on where this one stopped")
+    return TargetError(
+        f"writing to the target failed at {where}: {err.strerror or err}",
+        "is the drive still connected? current/ holds only whole files; once the drive "
+        "is back, the next run finishes the job")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -86,6 +102,13 @@ class SetDir:
             return self.cur(rec.path)
         return self.ver(run_names[rec.vrun], rec.path)
 
+    def candidates(self, rec: Record, run_names: dict[int, str]) -> list[bytes]:
+        """Where to look for a row's content: its location, then current/ (a move to
+        versions/ may be committed but not yet done when a run was killed; the caller checks
+        the hash, so the fallback can never return wrong data)."""
+        first = self.location(rec, run_names)
+        return [first] if rec.vrun is None else [first, self.cur(rec.path)]
+
     def clean_tmp(self) -> None:
         """Remove what an interrupted run left in .tmp/ (never part of current/)."""
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -107,8 +130,15 @@ class SetDir:
                     f"set {self.name!r} is in use by twofold (pid {holder.get('pid')} on "
                     f"{holder.get('host')})",
                     f"if no twofold runs there, delete {os.fsdecode(self.lock_path)}") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
+            except OSError as err:
+                raise target_failure(err, self.lock_path) from err
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(me, f)
+            except OSError as err:
+                with suppress(OSError):
+                    os.unlink(self.lock_path)
+                raise target_failure(err, self.lock_path) from err
             break
         try:
             yield
