@@ -124,8 +124,22 @@ def parse_gpt_header(sector: bytes, lba: int) -> GptHeader:
     """Parse and check a GPT header read from `lba`; LayoutError says what is wrong."""
     if sector[:8] != GPT_SIGNATURE:
         raise LayoutError(f"no GPT header at LBA {lba}")
-    (_sig, _rev, hsize, hcrc, _res, current, backup, first, last, guid,
-     entries_lba, count, esize, ecrc) = _HEADER.unpack_from(sector)
+    (
+        _sig,
+        _rev,
+        hsize,
+        hcrc,
+        _res,
+        current,
+        backup,
+        first,
+        last,
+        guid,
+        entries_lba,
+        count,
+        esize,
+        ecrc,
+    ) = _HEADER.unpack_from(sector)
     if not 92 <= hsize <= len(sector):
         raise LayoutError(f"GPT header at LBA {lba} has an impossible size {hsize}")
     if header_crc(sector, hsize) != hcrc:
@@ -169,6 +183,17 @@ class GptCopies:
     problems: tuple[str, ...]
 
 
+def _backup_candidates(reader: Reader, last_lba: int, ss: int) -> list[int]:
+    """Where the backup header may be: the last LBA, or where a damaged primary says."""
+    out = [last_lba]
+    primary = reader.pread(ss, ss)
+    if primary[:8] == GPT_SIGNATURE and len(primary) >= _HEADER.size:
+        said = _HEADER.unpack_from(primary)[6]
+        if 1 < said < last_lba:
+            out.append(said)
+    return out
+
+
 def read_gpt(reader: Reader, disk_size: int, ss: int) -> GptCopies:
     """The first good GPT copy (primary, else backup), where both copies are, and the
     problems met; LayoutError when neither copy is usable."""
@@ -178,13 +203,17 @@ def read_gpt(reader: Reader, disk_size: int, ss: int) -> GptCopies:
         header, entries = _read_gpt_copy(reader, 1, ss)
     except LayoutError as primary_error:
         problems.append(f"primary GPT unusable ({primary_error}); using the backup")
-        try:
-            header, entries = _read_gpt_copy(reader, last_lba, ss)
-        except LayoutError as backup_error:
-            raise LayoutError(
-                f"both GPT copies are unusable: {primary_error}; {backup_error}"
-            ) from None
-        return GptCopies(header, entries, 2, last_lba, header.entries_lba, tuple(problems))
+        backup_error = LayoutError("no backup GPT header found")
+        for lba in _backup_candidates(reader, last_lba, ss):
+            try:
+                header, entries = _read_gpt_copy(reader, lba, ss)
+            except LayoutError as error:
+                backup_error = error
+                continue
+            return GptCopies(header, entries, 2, lba, header.entries_lba, tuple(problems))
+        raise LayoutError(
+            f"both GPT copies are unusable: {primary_error}; {backup_error}"
+        ) from None
     entry_sectors = -(-header.entries_bytes // ss)
     backup_entries_lba = header.backup_lba - entry_sectors
     if header.backup_lba != last_lba:
@@ -201,7 +230,11 @@ def read_gpt(reader: Reader, disk_size: int, ss: int) -> GptCopies:
         if backup_entries != entries:
             problems.append("the backup GPT entry array differs from the primary")
     return GptCopies(
-        header, entries, header.entries_lba, header.backup_lba, backup_entries_lba,
+        header,
+        entries,
+        header.entries_lba,
+        header.backup_lba,
+        backup_entries_lba,
         tuple(problems),
     )
 
@@ -262,16 +295,23 @@ def _mbr_partitions(
         if ptype == 0 or count == 0:
             continue
         container = ptype in MBR_EXTENDED
-        parts.append(Partition(slot + 1, first * ss, count * ss, f"{ptype:x}",
-                               attrs=status, container=container))
+        parts.append(
+            Partition(
+                slot + 1, first * ss, count * ss, f"{ptype:x}", attrs=status, container=container
+            )
+        )
         if container:
             _logicals(reader, first, ss, parts, tables, problems)
     return parts, tables
 
 
 def _logicals(
-    reader: Reader, ext_start: int, ss: int, parts: list[Partition],
-    tables: list[Range], problems: list[str],
+    reader: Reader,
+    ext_start: int,
+    ss: int,
+    parts: list[Partition],
+    tables: list[Range],
+    problems: list[str],
 ) -> None:
     """Follow the EBR chain of an extended partition, appending logical partitions."""
     ebr_lba, index = ext_start, 5
@@ -286,8 +326,9 @@ def _logicals(
         entries = mbr_entries(ebr)
         status, ptype, first, count = entries[0]
         if ptype and count:
-            parts.append(Partition(index, (ebr_lba + first) * ss, count * ss, f"{ptype:x}",
-                                   attrs=status))
+            parts.append(
+                Partition(index, (ebr_lba + first) * ss, count * ss, f"{ptype:x}", attrs=status)
+            )
             index += 1
         _s, next_type, next_first, next_count = entries[1]
         if next_type not in MBR_EXTENDED or not next_count:
@@ -323,8 +364,13 @@ def parse_table(
         problems = list(copies.problems)
         parts = _gpt_partitions(copies.header, copies.entries, ss)
         entry_len = -(-copies.header.entries_bytes // ss) * ss
-        tables = [(0, ss), (ss, ss), (copies.primary_entries_lba * ss, entry_len),
-                  (copies.backup_entries_lba * ss, entry_len), (copies.backup_lba * ss, ss)]
+        tables = [
+            (0, ss),
+            (ss, ss),
+            (copies.primary_entries_lba * ss, entry_len),
+            (copies.backup_entries_lba * ss, entry_len),
+            (copies.backup_lba * ss, ss),
+        ]
         kind: Literal["gpt", "mbr", "none"] = "gpt"
         disk_id: str | None = copies.header.disk_guid
         gpt: GptHeader | None = copies.header

@@ -102,9 +102,7 @@ class _Volume:
         for _ in range(limit):
             if not 2 <= cluster < boot.cluster_count + 2:
                 raise LayoutError(f"{what}: cluster {cluster} is outside the heap")
-            out += read_exact(
-                self.reader, boot.cluster_offset(cluster), boot.cluster_size, what
-            )
+            out += read_exact(self.reader, boot.cluster_offset(cluster), boot.cluster_size, what)
             nxt = int(self.fat[cluster])
             if nxt == _END_OF_CHAIN or (nxt == 0 and length is None):
                 break

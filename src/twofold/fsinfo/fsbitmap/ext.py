@@ -101,8 +101,19 @@ def read_super(reader: Reader) -> ExtSuper:
     (magic,) = struct.unpack_from("<H", raw, 56)
     if magic != EXT_MAGIC:
         raise LayoutError("no ext2/3/4 superblock (magic 0xEF53 missing)")
-    (inodes_count, blocks_lo, _r_lo, free_lo, _free_inodes, first_data, log_block,
-     log_cluster, bpg, cpg, ipg) = struct.unpack_from("<11I", raw, 0)
+    (
+        inodes_count,
+        blocks_lo,
+        _r_lo,
+        free_lo,
+        _free_inodes,
+        first_data,
+        log_block,
+        log_cluster,
+        bpg,
+        cpg,
+        ipg,
+    ) = struct.unpack_from("<11I", raw, 0)
     (state,) = struct.unpack_from("<H", raw, 58)
     (inode_size,) = struct.unpack_from("<H", raw, 88)
     (rev_level,) = struct.unpack_from("<I", raw, 76)
@@ -248,9 +259,7 @@ def _read_bitmaps(
         first = wanted[i][0]
         if first <= 0 or wanted[j - 1][0] >= sb.blocks_count:
             raise LayoutError(f"ext group {wanted[i][1]}: block bitmap at {first} is outside")
-        raw = read_exact(
-            reader, first * sb.block_size, (j - i) * sb.block_size, "ext block bitmap"
-        )
+        raw = read_exact(reader, first * sb.block_size, (j - i) * sb.block_size, "ext block bitmap")
         for k in range(i, j):
             block, g = wanted[k]
             src = (block - first) * sb.block_size

@@ -90,4 +90,3 @@ def bitmap_extents(
         bits = np.unpackbits(chunk, bitorder="little")[: nbits - first_bit].astype(np.bool_)
         out.extend(mask_extents(bits, unit, base + first_bit * unit))
     return list(merge_extents(out))
-
