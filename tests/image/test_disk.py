@@ -129,8 +129,8 @@ def test_whole_gpt_disk_through_used_ranges(sample_tree: Path, tmp_path: Path) -
         um = used_ranges(reader)
     assert um is not None and um.used_bytes // um.block_size == partclone_used
 
-    data = _extract(target, data_p["start"] * 512, data_p["size"] * 512, tmp_path / "data2.img")
-    assert run("ntfsfix", "-n", data, check=False).returncode == 0
+    ntfs = _extract(target, data_p["start"] * 512, data_p["size"] * 512, tmp_path / "data2.img")
+    assert run("ntfsfix", "-n", ntfs, check=False).returncode == 0
     if IS_ROOT:
-        with mounted(["ntfs-3g", "-o", "ro", str(data)], tmp_path / "back") as back:
+        with mounted(["ntfs-3g", "-o", "ro", str(ntfs)], tmp_path / "back") as back:
             assert tree_digest(back / "tree") == want

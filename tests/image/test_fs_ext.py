@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.blockio import FileReader, LayoutError
 from twofold.fsinfo.fsbitmap import detect, ext
 
 from .conftest import (
@@ -143,5 +143,5 @@ def test_not_ext_is_refused(tmp_path: Path) -> None:
     image.write_bytes(bytes(1 << 20))
     with FileReader(image) as reader:
         assert detect(reader) is None
-        with pytest.raises(ext.LayoutError):
+        with pytest.raises(LayoutError):
             ext.used_ranges(reader)

@@ -110,6 +110,17 @@ def test_mbr_with_logical_partitions_matches_sfdisk(tmp_path: Path) -> None:
     assert_tiles(table)
 
 
+def test_stale_gpt_header_under_an_mbr_is_ignored(tmp_path: Path) -> None:
+    gpt = make_disk(tmp_path / "gpt.img", 100 * MiB, GPT_SCRIPT)
+    disk = make_disk(tmp_path / "disk.img", 100 * MiB, MBR_SCRIPT)
+    with open(gpt, "rb") as src, open(disk, "r+b") as dst:
+        src.seek(512)
+        dst.seek(512)
+        dst.write(src.read(512))  # left behind by a GPT the MBR replaced
+    assert sfdisk_json(disk)["label"] == "dos"
+    assert read_table(disk).kind == "mbr"
+
+
 @pytest.mark.parametrize(
     "mkfs",
     [
@@ -186,6 +197,7 @@ def test_gpt_damaged_primary_uses_backup_and_grow_repairs(damage: str, tmp_path:
     assert damaged.partitions == good.partitions
     assert any("primary GPT unusable" in p for p in damaged.problems)
     assert damaged.table_ranges == good.table_ranges
+    assert damaged.min_disk_size == good.min_disk_size
     _grow_file(disk, 120 * MiB)
     assert_gpt_clean(disk)
     assert read_table(disk).partitions == good.partitions

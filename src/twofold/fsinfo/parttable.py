@@ -92,9 +92,9 @@ class PartitionTable:
         if self.gpt is None:
             return max(end, self.sector_size if self.kind == "mbr" else 0)
         ss = self.sector_size
+        end = max(end, self.gpt.first_usable_lba * ss)  # past the primary entry array
         entry_sectors = -(-self.gpt.entries_bytes // ss)
-        last_used_lba = max(-(-end // ss) - 1, self.gpt.entries_lba + entry_sectors - 1)
-        return (last_used_lba + 1 + entry_sectors + 1) * ss
+        return -(-end // ss) * ss + (entry_sectors + 1) * ss
 
 
 def _uninterrupted(ranges: list[Range], disk_size: int) -> tuple[Range, ...]:
@@ -359,7 +359,7 @@ def parse_table(
     problems: list[str] = []
     has_mbr = is_mbr(sector0)
     protective = has_mbr and any(t == MBR_PROTECTIVE for _, t, _, _ in mbr_entries(sector0))
-    if protective or reader.pread(ss, 8) == GPT_SIGNATURE:
+    if protective or (not has_mbr and reader.pread(ss, 8) == GPT_SIGNATURE):
         copies = read_gpt(reader, size, ss)
         problems = list(copies.problems)
         parts = _gpt_partitions(copies.header, copies.entries, ss)
