@@ -28,7 +28,21 @@ from twofold.core.progress import NullProgress
 SET = "main"
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-HAS_XATTR = hasattr(os, "setxattr")
+
+
+def _user_xattrs_work() -> bool:
+    """True when the temporary folder's file system keeps user xattrs."""
+    if not hasattr(os, "setxattr"):
+        return False
+    with tempfile.NamedTemporaryFile() as f:
+        try:
+            os.setxattr(f.name, "user.twofold-probe", b"1")
+        except OSError:
+            return False
+    return True
+
+
+HAS_XATTR = _user_xattrs_work()  # where not, trees have none and xattr checks skip
 
 
 # a clock ---------------------------------------------------------------------------------
@@ -104,11 +118,8 @@ def is_sparse(path: str | bytes | Path) -> bool:
 
 
 def set_xattr(path: str | bytes | Path, name: str, value: bytes) -> None:
-    """Set a user xattr (skip the test where the file system has none)."""
-    try:
-        os.setxattr(fs(path), name, value, follow_symlinks=False)
-    except OSError as err:
-        pytest.skip(f"the test folder's file system refuses user xattrs: {err}")
+    """Set a user xattr (callers check HAS_XATTR first)."""
+    os.setxattr(fs(path), name, value, follow_symlinks=False)
 
 
 def rand_bytes(rng: random.Random, n: int) -> bytes:

@@ -169,13 +169,32 @@ def test_restore_latest_equals_source(cycle: Cycle) -> None:
     res = run_restore(cycle.target, dest)
     assert res.run_id == 4
     assert not res.issues, res.issues
-    restored = dest / cycle.src.name
-    assert_same_tree(snapshot(restored), snapshot(cycle.src), "restore of the latest run")
+    assert_same_tree(snapshot(dest / cycle.src.name), snapshot(cycle.src),
+                     "restore of the latest run")
+
+
+def test_sparse_files_keep_their_holes(cycle: Cycle) -> None:
+    dest = cycle.tmp / "restore-sparse"
+    run_restore(cycle.target, dest, paths=["src/data"])
     for sparse in (b"data/sparse2.img", b"data/sparse3.img"):
-        assert is_sparse(os.path.join(fs(restored), sparse)), \
+        if not is_sparse(os.path.join(fs(cycle.src), sparse)):
+            pytest.skip("the test folder's file system does not keep holes")
+        assert is_sparse(os.path.join(fs(dest / cycle.src.name), sparse)), \
             f"{sparse!r} lost its holes on restore"
         assert is_sparse(os.path.join(fs(set_dir(cycle.target) / "current" / cycle.src.name),
                                       sparse)), f"{sparse!r} lost its holes in current/"
+
+
+def test_cycle_covers_xattrs_and_hard_links(cycle: Cycle) -> None:
+    """The snapshots compared above hold what they are meant to test."""
+    for run_id, snap in cycle.source.items():
+        assert any(n.links for n in snap.values()), f"no hard links in run {run_id}"
+        assert any(n.type == "symlink" for n in snap.values())
+        assert any(b"\xe9" in p for p in snap), f"no non-UTF-8 name in run {run_id}"
+    if not HAS_XATTR:
+        pytest.skip("the test folder's file system keeps no user xattrs: not covered")
+    for run_id, snap in cycle.source.items():
+        assert any(n.xattrs for n in snap.values()), f"no xattrs in run {run_id}"
 
 
 def test_verify_after_cycle_is_clean(cycle: Cycle) -> None:
