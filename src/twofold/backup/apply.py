@@ -24,6 +24,7 @@ from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import can_syncfs, syncfs
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
+from twofold.fsinfo.scan import entry_from_stat
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.copy import SourceReadError, copy_file, hash_file
 from twofold.store.target import SetDir, target_failure
@@ -56,6 +57,10 @@ class Applier:
     progress: Progress
     stats: RunStats
     workers: int = 4
+    moved_from: dict[bytes, bytes] = field(default_factory=dict)  # old path -> new path
+    moved_to: dict[bytes, bytes] = field(default_factory=dict)  # new path -> old path
+    _moves_done: set[bytes] = field(default_factory=set)  # new paths
+    _rmdirs: list[PendingOp] = field(default_factory=list)
     _seq: int = 0
     _tmp_seq: int = 0
     _pool: ThreadPoolExecutor | None = None
@@ -88,6 +93,11 @@ class Applier:
                     batch, size = [], 0
             if batch:
                 self._batch(batch)
+        for op in sorted(self._rmdirs, key=lambda o: o.path.count(b"/"), reverse=True):
+            try:
+                apply_op(self.sd, self.run_name, op, lambda _p: None)
+            except OSError as err:
+                raise target_failure(err, op.path) from err
         self._finish_dirs()
 
     # one batch -----------------------------------------------------------------------------
@@ -119,13 +129,18 @@ class Applier:
                 self.catalog.add_pending(self.run_id, ops)
         except OSError as err:
             raise target_failure(err, self.sd.catalog) from err
-        entries = {s.change.path: s.record for s in steps if s.record is not None}
+        entries = {s.record.path: s.record for s in steps if s.record is not None}
         for op in ops:
+            self._touched.add(parent_of(op.path))
+            if op.op == "rmdir":  # after the folder's contents have moved out
+                self._rmdirs.append(op)
+                continue
+            if op.link_to is not None:
+                self._touched.add(parent_of(op.link_to))
             try:
                 apply_op(self.sd, self.run_name, op, entries.get)
             except OSError as err:
                 raise target_failure(err, op.path) from err
-            self._touched.add(parent_of(op.path))
         if ops:
             self._done_seq = ops[-1].seq
         for s in steps:
@@ -135,11 +150,11 @@ class Applier:
         self._tmp_seq += 1
         return f"{self.run_id}-{self._tmp_seq}"
 
-    @staticmethod
-    def _needs_worker(ch: Change) -> bool:
+    def _needs_worker(self, ch: Change) -> bool:
         e = ch.entry
         return (e is not None and e.kind is Kind.FILE and e.link_to is None
-                and ch.action in (Action.NEW, Action.CHANGED, Action.CHECK))
+                and ch.action in (Action.NEW, Action.CHANGED, Action.CHECK)
+                and ch.path not in self.moved_to)
 
     def _wait(self, futures: dict[Future[None], Step]) -> None:
         """Wait for the batch's copies in order, reporting bytes while large ones run."""
@@ -223,9 +238,12 @@ class Applier:
         ch, entry, old = step.change, step.change.entry, step.change.old
         if ch.action in (Action.UNCHANGED, Action.SKIPPED, Action.CARRIED):
             return
+        if (ch.path in self.moved_from or ch.path in self.moved_to) and \
+                self._prepare_move(step):
+            return
         if ch.action is Action.DELETED:
             assert old is not None
-            step.op = PendingOp(0, "remove", ch.path)
+            step.op = PendingOp(0, "rmdir" if old.kind is Kind.DIR else "remove", ch.path)
             step.close = (old.id, True)
             return
         assert entry is not None
@@ -253,6 +271,35 @@ class Applier:
                                "not copied")
             if old is not None:
                 step.op = PendingOp(0, "remove", ch.path)
+
+    def _prepare_move(self, step: Step) -> bool:
+        """A new file that is a deleted one moved: rename it on the target, copy nothing.
+
+        Done at whichever of its two paths comes first; False if it is no longer a move
+        (the source changed since the scan), so the change is applied as it stands.
+        """
+        path = step.change.path
+        new = self.moved_from.get(path, path)
+        old = self.moved_to.get(new, path)
+        if new in self._moves_done:
+            return True  # done at the other path
+        row = step.change.old if path == old else self.catalog.open_row(old)
+        try:
+            st = os.lstat(self.src(new))
+            entry = entry_from_stat(new, st)
+            entry.xattrs = read_xattrs(self.src(new))
+        except OSError:
+            entry = None
+        if row is None or entry is None or (st.st_ino, st.st_size, st.st_mtime_ns) != (
+                row.ino, row.size, row.mtime_ns):
+            self.moved_from.pop(old, None)
+            self.moved_to.pop(new, None)
+            return False
+        self._moves_done.add(new)
+        step.record = to_record(entry, self.run_id, row.hash)
+        step.close = (row.id, True)
+        step.op = PendingOp(0, "move", new, link_to=old)
+        return True
 
     def _prepare_symlink(self, step: Step, entry: Entry) -> None:
         assert entry.target is not None
@@ -288,6 +335,10 @@ class Applier:
                 st.skipped += 1
             elif step.issue.kind == "special":
                 st.special += 1
+        if step.op is not None and step.op.op == "move":
+            st.moved += 1
+            self.progress.advance(1, 0)
+            return
         if step.record is None and step.change.action is not Action.DELETED:
             return
         action = step.change.action

@@ -82,8 +82,9 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
 
 def _stats_from_plan(plan: Plan) -> RunStats:
     c = plan.counts
-    return RunStats(new=c[Action.NEW], changed=c[Action.CHANGED] + c[Action.CHECK],
-                    metadata=c[Action.META], deleted=c[Action.DELETED],
+    moved = len(plan.moved_to)
+    return RunStats(new=c[Action.NEW] - moved, changed=c[Action.CHANGED] + c[Action.CHECK],
+                    metadata=c[Action.META], deleted=c[Action.DELETED] - moved, moved=moved,
                     unchanged=c[Action.UNCHANGED], skipped=c[Action.SKIPPED],
                     bytes_copied=plan.copy_bytes, bytes_total=plan.bytes_total,
                     files_total=plan.files_total, issues=list(plan.issues))
@@ -135,7 +136,8 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
                                  skipped=plan.counts[Action.SKIPPED], issues=list(plan.issues))
                 applier = Applier(sd, catalog, run_id, name,
                                   {s.name: s.path for s in srcs}, progress, stats,
-                                  workers=options.workers)
+                                  workers=options.workers, moved_from=plan.moved_from,
+                                  moved_to=plan.moved_to)
                 applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
             finally:
                 plan.close()

@@ -6,8 +6,10 @@ look at the target to see what part of an operation is already done.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import stat
 from collections.abc import Callable
 
@@ -24,6 +26,49 @@ def move_aside(sd: SetDir, run_name: str, rel: bytes) -> None:
     if os.path.lexists(dest):
         raise FileExistsError(errno.EEXIST, "version already kept", dest)
     os.rename(sd.cur(rel), dest)
+
+
+def _link_or_copy(src: bytes, dst: bytes) -> None:
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:  # no hard links on this drive: a copy on the drive itself
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _move(sd: SetDir, run_name: str, old: bytes, new: bytes) -> None:
+    """Rename current/<old> to current/<new>, keeping the old name in versions/<run>/.
+
+    The versions/ name is a hard link, so nothing is copied. Each step checks whether it
+    is already done.
+    """
+    cur_old, cur_new, kept = sd.cur(old), sd.cur(new), sd.ver(run_name, old)
+    if os.path.lexists(cur_old):
+        if not os.path.lexists(kept):
+            _link_or_copy(cur_old, kept)
+        if os.path.lexists(cur_new):
+            move_aside(sd, run_name, new)
+        os.makedirs(os.path.dirname(cur_new), exist_ok=True)
+        os.rename(cur_old, cur_new)
+    elif not os.path.lexists(cur_new) and os.path.lexists(kept):
+        _link_or_copy(kept, cur_new)  # the old folder went to versions/ with it
+
+
+def _remove_tree(sd: SetDir, run_name: str, rel: bytes) -> None:
+    """Remove a deleted folder from current/ once its contents have moved out.
+
+    Anything still inside (nothing, normally) goes to versions/ rather than away.
+    """
+    top = sd.cur(rel)
+    if not _is_dir(top):
+        return
+    for dirpath, dirs, files in os.walk(top, topdown=False):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
+            inner = os.path.relpath(os.path.join(dirpath, name), sd.current)
+            if not os.path.lexists(sd.ver(run_name, inner)):
+                move_aside(sd, run_name, inner)
+        with contextlib.suppress(OSError):  # never delete what could not be kept
+            os.rmdir(dirpath)
 
 
 def _is_dir(path: bytes) -> bool:
@@ -58,6 +103,13 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
             move_aside(sd, run_name, op.path)
         os.makedirs(cur, exist_ok=True)
         _apply_meta(cur, entry_of(op.path))
+    elif op.op == "move":
+        assert op.link_to is not None
+        _move(sd, run_name, op.link_to, op.path)
+        if os.path.lexists(cur):
+            _apply_meta(cur, entry_of(op.path))
+    elif op.op == "rmdir":
+        _remove_tree(sd, run_name, op.path)
     elif op.op == "remove":
         if os.path.lexists(cur) and not os.path.lexists(sd.ver(run_name, op.path)):
             move_aside(sd, run_name, op.path)

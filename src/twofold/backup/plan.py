@@ -17,6 +17,19 @@ from twofold.core.models import Entry, Issue, Kind, Skipped
 from twofold.core.progress import Progress
 
 _REPORT_EVERY = 500
+MAX_MOVE_CANDIDATES = 200_000  # new files remembered for pairing with deleted ones
+
+MoveKey = tuple[int, int, int]  # inode, size, mtime_ns
+
+
+def _pairable(change: Change) -> MoveKey | None:
+    """The key by which a new file and a deleted one are recognised as one moved file."""
+    e = change.entry if change.action is Action.NEW else change.old
+    if change.action not in (Action.NEW, Action.DELETED) or e is None:
+        return None
+    if e.kind is not Kind.FILE or e.link_to is not None or e.nlink > 1 or not e.ino:
+        return None
+    return (e.ino, e.size, e.mtime_ns)
 
 
 @dataclass
@@ -27,6 +40,8 @@ class Plan:
     copy_files: int = 0
     copy_bytes: int = 0
     moves: int = 0  # files, links and specials in current/ to be replaced or deleted
+    moved_from: dict[bytes, bytes] = field(default_factory=dict)  # old path -> new path
+    moved_to: dict[bytes, bytes] = field(default_factory=dict)  # new path -> old path
     files_total: int = 0
     bytes_total: int = 0
     issues: list[Issue] = field(default_factory=list)
@@ -71,12 +86,19 @@ class Plan:
 
 def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[CatalogRow],
               progress: Progress) -> Plan:
-    """Merge the scan with the catalog's current rows into a Plan."""
+    """Merge the scan with the catalog's current rows into a Plan, pairing moved files."""
     plan = Plan()
     progress.phase("scanning")
     seen = 0
+    born: dict[MoveKey, bytes | None] = {}
+    gone: dict[MoveKey, bytes | None] = {}
     for change in merge(scan, current):
         plan.add(change)
+        key = _pairable(change)
+        if key is not None:
+            side = born if change.action is Action.NEW else gone
+            if side is gone or len(born) < MAX_MOVE_CANDIDATES:
+                side[key] = None if key in side else change.path  # None: ambiguous
         if change.action is Action.SKIPPED:
             issue = Issue(change.path, "skipped", change.reason)
             plan.issues.append(issue)
@@ -85,4 +107,12 @@ def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[CatalogRow],
         if seen % _REPORT_EVERY == 0:
             progress.advance(_REPORT_EVERY)
     progress.advance(seen % _REPORT_EVERY)
+    for key, old in gone.items():
+        new = born.get(key)
+        if old is not None and new is not None:
+            plan.moved_from[old] = new
+            plan.moved_to[new] = old
+            plan.copy_bytes -= key[1]
+    plan.moves -= len(plan.moved_from)  # a moved file stays in current/
+    plan.copy_files -= len(plan.moved_to)
     return plan

@@ -112,6 +112,7 @@ class RunStats:
     changed: int = 0
     metadata: int = 0
     deleted: int = 0
+    moved: int = 0
     unchanged: int = 0
     skipped: int = 0
     special: int = 0
@@ -128,6 +129,7 @@ class RunStats:
             "changed": self.changed,
             "metadata": self.metadata,
             "deleted": self.deleted,
+            "moved": self.moved,
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "special": self.special,

@@ -91,7 +91,7 @@ class PendingOp:
     """A change to current/ that was committed to the catalog but may not be done yet."""
 
     seq: int
-    op: str  # put, link, mkdir, remove, meta
+    op: str  # put, link, move, mkdir, remove, rmdir, meta
     path: bytes
     tmp: str | None = None
     link_to: bytes | None = None
@@ -356,15 +356,22 @@ class Catalog:
             [(run_id, o.seq, o.op, o.path, o.tmp, o.link_to) for o in ops])
 
     def pending(self) -> list[tuple[int, PendingOp]]:
-        """Operations of interrupted runs that may still need doing, in order."""
+        """Operations of interrupted runs that may still need doing, in order (folder
+        removals last, deepest first)."""
         return [(r[0], PendingOp(r[1], r[2], bytes(r[3]), r[4],
                                  None if r[5] is None else bytes(r[5])))
                 for r in self.db.execute(
-                    "SELECT run, seq, op, path, tmp, link_to FROM pending ORDER BY run, seq")]
+                    "SELECT run, seq, op, path, tmp, link_to FROM pending "
+                    "ORDER BY op = 'rmdir', run, CASE op WHEN 'rmdir' THEN -length(path) "
+                    "ELSE seq END")]
 
     def clear_pending(self, run_id: int, upto_seq: int | None = None) -> None:
-        """Forget operations known to be durable (inside a transaction)."""
+        """Forget operations known to be durable (inside a transaction).
+
+        With `upto_seq`, folder removals stay: they are carried out at the end of a run.
+        """
         if upto_seq is None:
             self.db.execute("DELETE FROM pending WHERE run <= ?", (run_id,))
         else:
-            self.db.execute("DELETE FROM pending WHERE run=? AND seq <= ?", (run_id, upto_seq))
+            self.db.execute("DELETE FROM pending WHERE run=? AND seq <= ? AND op != 'rmdir'",
+                            (run_id, upto_seq))
