@@ -32,12 +32,19 @@ RSYNC_FLAGS = ["-aH", "--delete"]
 GOAL_FULL, GOAL_NOOP, GOAL_MEM_MB = 1.0, 0.6, 200
 
 SHIM = """
-import json, sys
+import argparse, json, sys
 from twofold.backup.engine import BackupOptions, backup
 from twofold.core.progress import NullProgress
 from twofold.jobs.clock import SystemClock
-*srcs, to, name = sys.argv[1:]
-r = backup(srcs, to, name, BackupOptions(), SystemClock(), NullProgress())
+ap = argparse.ArgumentParser()
+ap.add_argument("sources", nargs="+")
+ap.add_argument("--to", required=True)
+ap.add_argument("--set", required=True)
+ap.add_argument("--json", action="store_true")
+ap.add_argument("--workers", type=int, default=4)
+a = ap.parse_args()
+r = backup(a.sources, a.to, a.set, BackupOptions(workers=a.workers), SystemClock(),
+           NullProgress())
 print(json.dumps({"stats": r.stats.as_dict(), "warnings": r.warnings}))
 sys.exit(3 if r.stats.skipped else 0)
 """
@@ -51,6 +58,7 @@ class Measure:
 
     seconds: float
     peak_mb: float  # peak RSS of the largest process in the tree
+    cpu_s: float  # user + system CPU seconds of all its processes (0 when unknown)
     tree_mb: float  # largest sampled sum of RSS over the process tree
     sync_s: float  # a `sync` right after the run: data the tool left unflushed
     rc: int
@@ -97,7 +105,7 @@ def run_measured(cmd: list[str]) -> Measure:
     """
     use_time = os.access(TIME, os.X_OK)
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
-        full = [TIME, "-f", "%M", "-o", rss.name, *cmd] if use_time else cmd
+        full = [TIME, "-f", "%M %U %S", "-o", rss.name, *cmd] if use_time else cmd
         t0 = time.perf_counter()
         proc = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT)
         tree, hwm = [0], [0]
@@ -120,11 +128,13 @@ def run_measured(cmd: list[str]) -> Measure:
         sync_s = time.perf_counter() - t1
         out.seek(0)
         text = out.read().decode(errors="replace")
-        peak_kb = hwm[0]
+        peak_kb, cpu = float(hwm[0]), 0.0
         if use_time:
-            lines = rss.read().split()
-            peak_kb = int(lines[-1]) if lines and lines[-1].isdigit() else 0
-    return Measure(seconds, peak_kb / 1024, tree[0] / MB, sync_s, rc, text)
+            # the last line; earlier ones say "Command exited with non-zero status"
+            last = (rss.read().strip().splitlines() or [""])[-1].split()
+            if len(last) == 3:
+                peak_kb, cpu = float(last[0]), float(last[1]) + float(last[2])
+    return Measure(seconds, peak_kb / 1024, cpu, tree[0] / MB, sync_s, rc, text)
 
 
 def drop_caches() -> str | None:
@@ -140,9 +150,18 @@ def drop_caches() -> str | None:
 
 # checking copies ------------------------------------------------------------------------------
 
-def tree_listing(root: str) -> list[tuple[str, str, int, int, str]]:
-    """(path, type, size, mtime_ns for files, link target) of every entry, sorted."""
-    rows: list[tuple[str, str, int, int, str]] = []
+Listing = list[tuple[str, str, int, int, str]]
+
+
+def tree_listing(root: str) -> Listing:
+    """(path, type, size, mtime_ns of files, link target or hard-link group) of every entry.
+
+    Type "h" marks a file that shares its inode with another name inside `root`; its last
+    field is the first such name, so hard-link groups must match, not just link counts
+    (a copy's inode may also have names outside `root`, e.g. in twofold's versions/).
+    """
+    rows: Listing = []
+    inodes: dict[int, list[int]] = {}
     todo = [""]
     while todo:
         rel = todo.pop()
@@ -156,13 +175,19 @@ def tree_listing(root: str) -> list[tuple[str, str, int, int, str]]:
                 elif stat.S_ISLNK(st.st_mode):
                     rows.append((p, "l", 0, 0, os.readlink(d.path)))
                 else:
-                    kind = "h" if st.st_nlink > 1 else "f"
-                    rows.append((p, kind, st.st_size, st.st_mtime_ns, ""))
+                    if st.st_nlink > 1:
+                        inodes.setdefault(st.st_ino, []).append(len(rows))
+                    rows.append((p, "f", st.st_size, st.st_mtime_ns, ""))
+    for idx in inodes.values():
+        if len(idx) > 1:
+            first = min(rows[i][0] for i in idx)
+            for i in idx:
+                rows[i] = (rows[i][0], "h", rows[i][2], rows[i][3], first)
     rows.sort()
     return rows
 
 
-def compare_trees(src: list[tuple[str, str, int, int, str]], copy_root: str) -> str | None:
+def compare_trees(src: Listing, copy_root: str) -> str | None:
     """None when the copy lists the same entries as the source, else what differs."""
     dst = tree_listing(copy_root)
     if dst == src:
@@ -183,7 +208,7 @@ def same_content(src_root: str, copy_root: str, rels: list[str]) -> str | None:
     return None
 
 
-def listing_counts(rows: list[tuple[str, str, int, int, str]]) -> str:
+def listing_counts(rows: Listing) -> str:
     """A short description of a listing."""
     n = {k: sum(1 for r in rows if r[1] == k) for k in "fhld"}
     size = sum(r[2] for r in rows)
@@ -215,6 +240,7 @@ class Bench:
     workdir: str
     twofold_cmd: list[str]
     wrap: str
+    twofold_args: list[str]
     cold: bool
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -243,7 +269,7 @@ class Bench:
         """One measured twofold run."""
         prefix = shlex.split(self.wrap.replace("{phase}", phase)) if self.wrap else []
         m = run_measured([*prefix, *self.twofold_cmd, self.src, "--to", self.target,
-                          "--set", SET, "--json"])
+                          "--set", SET, "--json", *self.twofold_args])
         if m.rc not in (0, 3):
             raise SystemExit(f"twofold failed in phase {phase!r} (exit {m.rc}):\n{m.stdout}")
         return m
@@ -293,7 +319,7 @@ def _stats_text(stdout: str) -> str:
         s = json.loads(stdout[start:])["stats"]
     except (ValueError, KeyError):
         return "no JSON from twofold"
-    keys = ("new", "changed", "metadata", "deleted", "unchanged", "skipped")
+    keys = ("new", "changed", "metadata", "moved", "deleted", "unchanged", "skipped")
     return ", ".join(f"{k} {s[k]}" for k in keys if k in s)
 
 
@@ -354,8 +380,10 @@ def machine_facts(workdir: str) -> list[str]:
                 mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
     fs = _output(["findmnt", "-n", "-o", "FSTYPE,SOURCE,OPTIONS", "-T", workdir])
     rsync = _output(["rsync", "--version"]).split("\n")[0]
-    commit = _output(["git", "-C", os.path.dirname(os.path.abspath(__file__)),
-                      "rev-parse", "--short", "HEAD"])
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    commit = _output(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
+    if _output(["git", "-C", repo, "status", "--porcelain", "--", "src"]) != "?":
+        commit += " (with uncommitted changes in src/)"
     return [f"nproc: {os.cpu_count()}", f"memory: {mem}", f"workdir file system: {fs}",
             f"kernel: {platform.release()}", f"python: {platform.python_version()}",
             f"rsync: {rsync}", f"twofold commit: {commit}"]
@@ -368,16 +396,17 @@ def verdict(ok: bool) -> str:
 
 def report(b: Bench, files: int) -> None:
     """Print the table and the goals."""
-    print("\n| phase | twofold s | rsync s | ratio | rsync+sync s | twofold peak MB "
-          "| rsync peak MB (largest process / all processes) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| phase | twofold s | rsync s | ratio | rsync+sync s | twofold CPU s "
+          "| rsync CPU s | twofold peak MB | rsync peak MB (largest process / all processes) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in b.rows:
         t, s = r.twofold, r.rsync
         print(f"| {r.phase} | {t.seconds:.2f} | {s.seconds:.2f} | {r.ratio:.2f}x "
-              f"| {s.seconds + s.sync_s:.2f} | {t.peak_mb:.0f} "
+              f"| {s.seconds + s.sync_s:.2f} | {t.cpu_s:.1f} | {s.cpu_s:.1f} | {t.peak_mb:.0f} "
               f"| {s.peak_mb:.0f} / {f'{s.tree_mb:.0f}' if s.tree_mb else '-'} |")
-    print("(all processes: RSS summed over rsync's processes, sampled every 0.1 s; "
-          "'-' when the run ended before the first sample)")
+    print("(CPU s: user + system, all processes of the tool. All processes: RSS summed over "
+          "rsync's processes, sampled every 0.1 s; '-' when the run ended before the first "
+          "sample)")
     print("\nChecks after each phase:")
     for r in b.rows:
         print(f"- {r.phase}: " + "; ".join(r.checks))
@@ -414,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wrap", default="",
                     help="prefix for twofold's command, '{phase}' replaced by the phase, e.g. "
                          "'py-spy record -o /tmp/{phase}.svg --'")
+    ap.add_argument("--twofold-args", default="",
+                    help="extra arguments for `twofold backup`, e.g. '--workers 1' (CLI only)")
     args = ap.parse_args(argv)
     total = gentree.parse_size(args.total_size)
     workdir = os.path.abspath(args.workdir)
@@ -422,12 +453,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("backup_vs_rsync: rsync is not installed")
     prepare_workdir(workdir)
     twofold_cmd, how = find_twofold()
-    b = Bench(workdir, twofold_cmd, args.wrap, cold=True)
+    b = Bench(workdir, twofold_cmd, args.wrap, shlex.split(args.twofold_args), cold=True)
     try:
         print("Machine:", "; ".join(machine_facts(workdir)))
         print(f"Note: {os.cpu_count()} CPUs shared with whatever else runs now "
               f"(load average at start {os.getloadavg()[0]:.2f}).")
-        print(f"twofold: {how}, `--set {SET}`; rsync: `rsync {' '.join(RSYNC_FLAGS)} SRC/ DST/`"
+        extra = f" {args.twofold_args}" if args.twofold_args else ""
+        print(f"twofold: {how}, `--set {SET} --json{extra}`; "
+              f"rsync: `rsync {' '.join(RSYNC_FLAGS)} SRC/ DST/`"
               " (-H for hard links; no -S, so rsync writes holes of sparse files as zeros; "
               "rsync does not fsync, twofold does: see the rsync+sync column)")
         s = gentree.generate(b.src, args.files, total, args.seed)
