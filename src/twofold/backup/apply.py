@@ -31,6 +31,8 @@ from twofold.store.target import SetDir, target_failure
 
 BATCH_FILES = 4000
 BATCH_BYTES = 512 << 20
+CHUNK_FILES = 32  # files per worker task
+CHUNK_BYTES = 8 << 20
 
 
 @dataclass(slots=True)
@@ -56,7 +58,7 @@ class Applier:
     sources: dict[bytes, bytes]  # top-level name -> absolute source path
     progress: Progress
     stats: RunStats
-    workers: int = 4
+    workers: int = 2
     moved_from: dict[bytes, bytes] = field(default_factory=dict)  # old path -> new path
     moved_to: dict[bytes, bytes] = field(default_factory=dict)  # new path -> old path
     _moves_done: set[bytes] = field(default_factory=set)  # new paths
@@ -104,13 +106,22 @@ class Applier:
 
     def _batch(self, changes: list[Change]) -> None:
         steps = [Step(ch) for ch in changes]
-        futures: dict[Future[None], Step] = {}
+        futures: dict[Future[None], list[Step]] = {}
         assert self._pool is not None
+        chunk: list[tuple[Step, str]] = []
+        chunk_bytes = 0
         for step in steps:
             if self._needs_worker(step.change):
-                futures[self._pool.submit(self._prepare_file, step, self._next_tmp())] = step
+                chunk.append((step, self._next_tmp()))
+                chunk_bytes += step.change.entry.size if step.change.entry else 0
+                if len(chunk) >= CHUNK_FILES or chunk_bytes >= CHUNK_BYTES:
+                    futures[self._pool.submit(self._prepare_files, chunk)] = [
+                        s for s, _ in chunk]
+                    chunk, chunk_bytes = [], 0
             else:
                 self._prepare_other(step)
+        if chunk:
+            futures[self._pool.submit(self._prepare_files, chunk)] = [s for s, _ in chunk]
         self._wait(futures)
         for step in steps:
             self._resolve_link(step)  # hard links take the hash of the file they link to
@@ -138,7 +149,7 @@ class Applier:
             if op.link_to is not None:
                 self._touched.add(parent_of(op.link_to))
             try:
-                apply_op(self.sd, self.run_name, op, entries.get)
+                apply_op(self.sd, self.run_name, op, entries.get, replay=False)
             except OSError as err:
                 raise target_failure(err, op.path) from err
         if ops:
@@ -156,7 +167,17 @@ class Applier:
                 and ch.action in (Action.NEW, Action.CHANGED, Action.CHECK)
                 and ch.path not in self.moved_to)
 
-    def _wait(self, futures: dict[Future[None], Step]) -> None:
+    def _prepare_files(self, chunk: list[tuple[Step, str]]) -> None:
+        """Worker: a few files per task, so thread hand-offs stay rare."""
+        for step, tmp_name in chunk:
+            try:
+                self._prepare_file(step, tmp_name)
+            except TargetError:
+                raise
+            except OSError as err:  # source errors were handled: this is the target
+                raise target_failure(err, step.change.path) from err
+
+    def _wait(self, futures: dict[Future[None], list[Step]]) -> None:
         """Wait for the batch's copies in order, reporting bytes while large ones run."""
         try:
             for fut in futures:
@@ -167,11 +188,9 @@ class Applier:
                     except TimeoutError:
                         self._report_bytes()
                 self._report_bytes()
-        except BaseException as exc:
+        except BaseException:
             for other in futures:
                 other.cancel()
-            if isinstance(exc, OSError) and not isinstance(exc, TargetError):
-                raise target_failure(exc, b"a new file") from exc
             raise
 
     def _count_bytes(self, n: int) -> None:

@@ -31,7 +31,7 @@ class BackupOptions:
     default_excludes: bool = True
     dry_run: bool = False
     allow_mass_delete: bool = False
-    workers: int = 4
+    workers: int = 2
 
 
 @dataclass

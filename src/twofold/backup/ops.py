@@ -79,13 +79,16 @@ def _is_dir(path: bytes) -> bool:
 
 
 def apply_op(sd: SetDir, run_name: str, op: PendingOp,
-             entry_of: Callable[[bytes], Entry | None]) -> None:
-    """Carry out one pending operation, skipping whatever part of it is already done."""
+             entry_of: Callable[[bytes], Entry | None], *, replay: bool = True) -> None:
+    """Carry out one pending operation, skipping whatever part of it is already done.
+
+    `replay=False` (the run that planned the operation) skips checks only a replay needs.
+    """
     cur = sd.cur(op.path)
     if op.op == "put":
         assert op.tmp is not None
         tmp = os.path.join(sd.tmp, os.fsencode(op.tmp))
-        if not os.path.lexists(tmp):
+        if replay and not os.path.lexists(tmp):
             return  # renamed into place before
         if os.path.lexists(cur):
             move_aside(sd, run_name, op.path)

@@ -17,6 +17,7 @@ from twofold.core.models import Entry, Issue, Kind, Skipped
 from twofold.core.progress import Progress
 
 _REPORT_EVERY = 500
+HOLD_CHANGES = 20_000  # changes kept in memory before the plan spills to a file
 MAX_MOVE_CANDIDATES = 200_000  # new files remembered for pairing with deleted ones
 
 MoveKey = tuple[int, int, int]  # inode, size, mtime_ns
@@ -45,8 +46,8 @@ class Plan:
     files_total: int = 0
     bytes_total: int = 0
     issues: list[Issue] = field(default_factory=list)
-    _spool: IO[bytes] = field(default_factory=lambda: tempfile.TemporaryFile(  # noqa: SIM115
-        prefix="twofold-plan-"))
+    _held: list[Change] = field(default_factory=list)  # the first changes, in memory
+    _spool: IO[bytes] | None = None  # the rest, pickled to a temporary file
     _spooled: int = 0
 
     def add(self, change: Change) -> None:
@@ -65,23 +66,32 @@ class Plan:
         if old is not None and old.kind is not Kind.DIR and \
                 change.action in (Action.CHANGED, Action.DELETED):
             self.moves += 1
+        if len(self._held) < HOLD_CHANGES:
+            self._held.append(change)
+            return
+        if self._spool is None:
+            self._spool = tempfile.TemporaryFile(prefix="twofold-plan-")  # noqa: SIM115
         pickle.dump(change, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
         self._spooled += 1
 
     @property
-    def spooled(self) -> int:
+    def pending(self) -> int:
         """How many changes are waiting to be applied."""
-        return self._spooled
+        return len(self._held) + self._spooled
 
     def changes(self) -> Iterator[Change]:
-        """The spooled changes, in path order."""
-        self._spool.seek(0)
-        for _ in range(self._spooled):
-            yield pickle.load(self._spool)
+        """The changes to apply, in path order."""
+        yield from self._held
+        if self._spool is not None:
+            self._spool.seek(0)
+            for _ in range(self._spooled):
+                yield pickle.load(self._spool)
 
     def close(self) -> None:
         """Drop the spool file."""
-        self._spool.close()
+        self._held = []
+        if self._spool is not None:
+            self._spool.close()
 
 
 def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[CatalogRow],

@@ -51,7 +51,7 @@ def backup_command(
         "--allow-mass-delete",
         help="Allow a run that moves more than half of the backup to versions/.")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, max=64,
-                                         help="Files copied in parallel.")] = 4,
+                                         help="Files copied in parallel.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
     = False,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from dataclasses import dataclass, field
 
 import blake3
@@ -16,6 +17,7 @@ BUF = 1 << 20
 _ZEROS = bytes(BUF)
 _HAS_SEEK_DATA = hasattr(os, "SEEK_DATA") and hasattr(os, "SEEK_HOLE")
 _HAS_READV = hasattr(os, "readv")
+_local = threading.local()
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
@@ -110,12 +112,13 @@ def _stream(src: int, dst: int | None, st: os.stat_result) -> tuple[bytes, int]:
     """Hash (and copy when dst is given) an open file; holes stay holes in dst."""
     h = blake3.blake3(max_threads=blake3.blake3.AUTO) if st.st_size > 64 * BUF else \
         blake3.blake3()
-    buf = bytearray(BUF)
+    buf: bytearray | None = getattr(_local, "buf", None)
+    if buf is None:  # one buffer per thread: zeroing 1 MiB per small file costs more
+        buf = _local.buf = bytearray(BUF)  # than copying it
     size = st.st_size
     sparse = _HAS_SEEK_DATA and st.st_blocks * 512 < size
-    if not sparse:
+    if not sparse:  # growth while reading shows in the stat taken after the copy
         total = _pump(src, dst, h, size, buf)
-        total += _pump(src, dst, h, 1 << 62, buf)  # the file may have grown
         return h.digest(), total
     pos = 0
     for start, length in _segments(src, size):
@@ -130,16 +133,17 @@ def _stream(src: int, dst: int | None, st: os.stat_result) -> tuple[bytes, int]:
     return h.digest(), size
 
 
-def open_source(path: bytes) -> int:
+def open_source(path: bytes) -> tuple[int, os.stat_result]:
     """Open a regular file for reading without following a symlink put in its place."""
     try:
         fd = os.open(path, os.O_RDONLY | _O_BINARY | _O_NOFOLLOW)
     except OSError as err:
         raise SourceReadError(err.errno, err.strerror, path) from err
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise SourceReadError(errno.EINVAL, "no longer a regular file", path)
-    return fd
+    return fd, st
 
 
 def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False,
@@ -149,9 +153,8 @@ def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False,
     With `meta`, the source's xattrs are read into it and its metadata is given to the
     copy through the open descriptor (no further path lookups).
     """
-    src = open_source(src_path)
+    src, before = open_source(src_path)
     try:
-        before = os.fstat(src)
         dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
         try:
             digest, size = _stream(src, dst, before)
@@ -174,8 +177,8 @@ def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False,
 
 def hash_file(path: bytes) -> tuple[bytes, int]:
     """BLAKE3 and length of a file's content."""
-    fd = open_source(path)
+    fd, st = open_source(path)
     try:
-        return _stream(fd, None, os.fstat(fd))
+        return _stream(fd, None, st)
     finally:
         os.close(fd)
