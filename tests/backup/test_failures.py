@@ -330,8 +330,9 @@ def test_full_target_stops_cleanly_and_a_bigger_one_completes(
     first = snapshot(src)
     for i in range(2):
         write_file(src / f"a{i}.bin", rng.randbytes(600_000))
-    for i in range(12):
-        write_file(src / f"b{i:02d}.bin", rng.randbytes(700_000))
+    # Batches of 3 x 300 KB: the first ones fit with a clear margin, the drive fills later.
+    for i in range(14):
+        write_file(src / f"b{i:02d}.bin", rng.randbytes(300_000))
     second = snapshot(src)
 
     with pytest.raises(TargetFullError):
