@@ -25,12 +25,17 @@ def test_fast_matcher_agrees_with_pathspec(pats: list[str], parts: list[str],
                                            is_dir: bool) -> None:
     path = "/".join(parts) + ("/" if is_dir else "")
     fast = _compile(pats, "test")
-    assert fast(path) == pathspec.GitIgnoreSpec.from_lines(pats).match_file(path)
+    assert fast(path.encode()) == pathspec.GitIgnoreSpec.from_lines(pats).match_file(path)
+
+
+def test_non_ascii_patterns_match_raw_names() -> None:
+    m = _compile(["été/", "*.bak"], "test")
+    assert m("x/été/".encode()) and m(b"caf\xe9.bak") and not m(b"ete/")
 
 
 def test_negation_falls_back_to_pathspec() -> None:
     m = _compile(["*.tmp", "!keep.tmp"], "test")
-    assert m("x.tmp") and not m("keep.tmp")
+    assert m(b"x.tmp") and not m(b"keep.tmp")
 
 
 def _scan(root: Path, excluder: Excluder) -> set[str]:
@@ -56,5 +61,5 @@ def test_twofoldignore_and_defaults(tmp_path: Path) -> None:
 
 def test_defaults_are_gitignore_lines() -> None:
     m = _compile(list(DEFAULT_EXCLUDES), "defaults")
-    assert m(".cache/") and m(".local/share/Trash/") and m(".Trash-1000/")
-    assert not m("cache.txt") and not m("Documents/")
+    assert m(b".cache/") and m(b".local/share/Trash/") and m(b".Trash-1000/")
+    assert not m(b"cache.txt") and not m(b"Documents/")

@@ -16,7 +16,6 @@ from twofold.core.diff import Action, CatalogRow, Change, merge
 from twofold.core.models import Entry, Issue, Kind, Skipped
 from twofold.core.progress import Progress
 
-_REPORT_EVERY = 500
 HOLD_CHANGES = 20_000  # changes kept in memory before the plan spills to a file
 MAX_MOVE_CANDIDATES = 200_000  # new files remembered for pairing with deleted ones
 
@@ -102,7 +101,19 @@ def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[CatalogRow],
     seen = 0
     born: dict[MoveKey, bytes | None] = {}
     gone: dict[MoveKey, bytes | None] = {}
+    counts = plan.counts
+    unchanged = Action.UNCHANGED
     for change in merge(scan, current):
+        seen += 1
+        if not seen & 1023:
+            progress.advance(1024)
+        if change.action is unchanged:  # the common case, kept lean
+            counts[unchanged] += 1
+            e = change.entry
+            if e is not None and e.kind is Kind.FILE:
+                plan.files_total += 1
+                plan.bytes_total += e.size
+            continue
         plan.add(change)
         key = _pairable(change)
         if key is not None:
@@ -113,10 +124,7 @@ def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[CatalogRow],
             issue = Issue(change.path, "skipped", change.reason)
             plan.issues.append(issue)
             progress.issue(issue)
-        seen += 1
-        if seen % _REPORT_EVERY == 0:
-            progress.advance(_REPORT_EVERY)
-    progress.advance(seen % _REPORT_EVERY)
+    progress.advance(seen & 1023)
     for key, old in gone.items():
         new = born.get(key)
         if old is not None and new is not None:

@@ -6,6 +6,7 @@ import os
 import stat
 
 from twofold.core.models import Entry, Record
+from twofold.fsinfo.meta import group_name, owner_name
 
 
 def to_record(entry: Entry, run_id: int, digest: bytes | None,
@@ -14,7 +15,7 @@ def to_record(entry: Entry, run_id: int, digest: bytes | None,
     rec = Record(
         path=entry.path, kind=entry.kind, size=entry.size, mtime_ns=entry.mtime_ns,
         ctime_ns=entry.ctime_ns, ino=entry.ino, dev=entry.dev, nlink=entry.nlink,
-        mode=entry.mode, uid=entry.uid, gid=entry.gid, owner=entry.owner, group=entry.group,
+        mode=entry.mode, uid=entry.uid, gid=entry.gid,
         xattrs=entry.xattrs, target=entry.target, rdev=entry.rdev, link_to=entry.link_to,
         hash=digest, first_run=run_id,
     )
@@ -22,4 +23,5 @@ def to_record(entry: Entry, run_id: int, digest: bytes | None,
         rec.size, rec.mtime_ns, rec.ctime_ns = st.st_size, st.st_mtime_ns, st.st_ctime_ns
         rec.ino, rec.mode = st.st_ino, stat.S_IMODE(st.st_mode)
         rec.uid, rec.gid = st.st_uid, st.st_gid
+    rec.owner, rec.group = owner_name(rec.uid), group_name(rec.gid)
     return rec

@@ -27,7 +27,7 @@ DEFAULT_EXCLUDES = (
 )
 
 
-Matcher = Callable[[str], bool]
+Matcher = Callable[[bytes], bool]
 
 
 def _compile(lines: list[str], origin: str) -> Matcher:
@@ -44,12 +44,14 @@ def _compile(lines: list[str], origin: str) -> Matcher:
         if include is None or regex is None:
             continue
         text = regex.pattern.replace("(?P<ps_d>/)", "/")
-        if not include or "(?P<" in text:
-            return spec.match_file  # negations: pathspec decides, last match wins
+        if not include or "(?P<" in text:  # negations: pathspec decides, last match wins
+            return lambda path: bool(spec.match_file(
+                path.decode("utf-8", errors="surrogateescape")))
         parts.append(f"(?:{text})")
     if not parts:
         return lambda _path: False
-    combined = re.compile("|".join(parts))
+    # Matched on the raw bytes of the path: no decoding per file.
+    combined = re.compile("|".join(parts).encode("utf-8", errors="surrogateescape"))
     return lambda path: combined.match(path) is not None
 
 
@@ -77,8 +79,9 @@ class Excluder:
         top, _, inner = rel.partition(b"/")
         if not inner:
             return False
-        text = inner.decode("utf-8", errors="surrogateescape") + ("/" if is_dir else "")
-        if self._global is not None and self._global(text):
+        if is_dir:
+            inner += b"/"
+        if self._global is not None and self._global(inner):
             return True
         spec = self._per_source.get(top)
-        return spec is not None and spec(text)
+        return spec is not None and spec(inner)

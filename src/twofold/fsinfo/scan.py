@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from twofold.core.models import Entry, Kind, Skipped
 from twofold.core.paths import join
 from twofold.fsinfo.excludes import Excluder
-from twofold.fsinfo.meta import group_name, owner_name
 
 _KINDS = {
     stat.S_IFREG: Kind.FILE, stat.S_IFDIR: Kind.DIR, stat.S_IFLNK: Kind.SYMLINK,
@@ -34,16 +33,20 @@ class Source:
 
 
 def entry_from_stat(rel: bytes, st: os.stat_result, abs_path: bytes | None = None) -> Entry:
-    """Build an Entry from an lstat result (reads the link target of a symlink)."""
+    """Build an Entry from an lstat result (reads the link target of a symlink).
+
+    Owner and group names are left out: they are looked up only for catalog rows.
+    """
     kind = _KINDS.get(stat.S_IFMT(st.st_mode), Kind.FILE)
+    if kind is Kind.FILE:
+        return Entry(rel, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+                     st.st_dev, st.st_nlink, st.st_mode & 0o7777, st.st_uid, st.st_gid)
     target = os.readlink(abs_path) if kind is Kind.SYMLINK and abs_path is not None else None
     return Entry(
-        path=rel, kind=kind,
-        size=st.st_size if kind in (Kind.FILE, Kind.SYMLINK) else 0,
+        path=rel, kind=kind, size=st.st_size if kind is Kind.SYMLINK else 0,
         mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, ino=st.st_ino, dev=st.st_dev,
         nlink=st.st_nlink, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
-        owner=owner_name(st.st_uid), group=group_name(st.st_gid), target=target,
-        rdev=st.st_rdev if kind in (Kind.CHAR, Kind.BLOCK) else 0,
+        target=target, rdev=st.st_rdev if kind in (Kind.CHAR, Kind.BLOCK) else 0,
     )
 
 
