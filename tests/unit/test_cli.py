@@ -123,6 +123,21 @@ def test_config_sets_and_broken_lines(tree: tuple[Path, Path], tmp_path: Path) -
     assert code == 2 and "line 3" in text
 
 
+def test_config_from_the_environment_and_moves_in_the_summary(
+        tree: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src, target = tree
+    cfg = tmp_path / "env.toml"
+    cfg.write_text(f'[sets.default]\nsources = ["{src}"]\ntarget = "{target}"\n')
+    monkeypatch.setenv("TWOFOLD_CONFIG", str(cfg))
+    code, text = run("backup")
+    assert code == 0 and "Run 1" in text, text
+    os.rename(src / "a.txt", src / "renamed.txt")
+    code, text = run("backup")
+    assert code == 0 and "moved 1" in text, text
+    code, text = run("runs", "--from", str(target))
+    assert "moved" in text.splitlines()[0]
+
+
 def test_init_writes_a_config_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))

@@ -105,7 +105,8 @@ def _summary(result: BackupResult) -> None:
         f"Run {result.run_id} ({result.run_name}) of set {result.set_name!r} complete"
     out.print(f"[bold]{head}[/]")
     out.print(f"  new {s.new:,}   changed {s.changed:,}   metadata {s.metadata:,}   "
-              f"deleted {s.deleted:,}   unchanged {s.unchanged:,}   skipped {s.skipped:,}")
+              f"deleted {s.deleted:,}   moved {s.moved:,}   unchanged {s.unchanged:,}   "
+              f"skipped {s.skipped:,}")
     copied = "to copy" if result.dry_run else "copied"
     out.print(f"  {size(s.bytes_copied)} {copied}; {s.files_total:,} files, "
               f"{size(s.bytes_total)} in the backup"

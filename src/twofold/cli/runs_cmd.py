@@ -29,12 +29,13 @@ def runs_command(
                      "config": r.config, "stats": r.stats} for r in runs])
         return
     table = Table("id", "versions folder", "finished", "state", "new", "changed", "deleted",
-                  "unchanged", "skipped", "copied", box=None, header_style="bold")
+                  "moved", "unchanged", "skipped", "copied", box=None, header_style="bold")
     for r in runs:
         s = r.stats
         table.add_row(str(r.id), r.name, when(r.finished_ns), r.state,
                       *(f"{s.get(k, '-'):,}" if isinstance(s.get(k), int) else "-"
-                        for k in ("new", "changed", "deleted", "unchanged", "skipped")),
+                        for k in ("new", "changed", "deleted", "moved", "unchanged",
+                                  "skipped")),
                       size(s["bytes_copied"]) if "bytes_copied" in s else "-")
     out.print(table)
 

@@ -1,0 +1,103 @@
+"""Each pending operation can be replayed from any point it stopped at (FORMAT.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from twofold.backup.ops import apply_op
+from twofold.core.models import Entry, Kind
+from twofold.store.catalog import Catalog, PendingOp
+from twofold.store.target import SetDir
+
+RUN = "2026-01-01T000000Z"
+
+
+def _set(tmp_path: Path) -> SetDir:
+    sd = SetDir(str(tmp_path), "s")
+    sd.create()
+    return sd
+
+
+def _write(path: bytes, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _read(path: bytes) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _meta(path: bytes) -> Entry:
+    return Entry(path, Kind.FILE, mode=0o640, mtime_ns=1_000_000_000)
+
+
+def test_move_from_every_stopping_point(tmp_path: Path) -> None:
+    op = PendingOp(1, "move", b"d/new.txt", link_to=b"d/old.txt")
+    for stop in ("before", "after-link", "done"):
+        sd = _set(tmp_path / stop)
+        _write(sd.cur(b"d/old.txt"), b"content")
+        if stop in ("after-link", "done"):
+            os.makedirs(os.path.dirname(sd.ver(RUN, b"d/old.txt")))
+            os.link(sd.cur(b"d/old.txt"), sd.ver(RUN, b"d/old.txt"))
+        if stop == "done":
+            os.rename(sd.cur(b"d/old.txt"), sd.cur(b"d/new.txt"))
+        for _ in range(2):  # a replay of a finished operation changes nothing
+            apply_op(sd, RUN, op, _meta)
+            assert not os.path.lexists(sd.cur(b"d/old.txt"))
+            assert _read(sd.cur(b"d/new.txt")) == b"content"
+            assert os.path.samefile(sd.ver(RUN, b"d/old.txt"), sd.cur(b"d/new.txt"))
+            assert os.stat(sd.cur(b"d/new.txt")).st_mode & 0o777 == 0o640
+
+
+def test_move_when_the_old_folder_already_went_to_versions(tmp_path: Path) -> None:
+    sd = _set(tmp_path)
+    _write(sd.ver(RUN, b"gone/a.txt"), b"kept")
+    apply_op(sd, RUN, PendingOp(1, "move", b"here/a.txt", link_to=b"gone/a.txt"), _meta)
+    assert _read(sd.cur(b"here/a.txt")) == b"kept"
+    assert _read(sd.ver(RUN, b"gone/a.txt")) == b"kept"
+
+
+def test_put_replay_keeps_the_old_version_once(tmp_path: Path) -> None:
+    sd = _set(tmp_path)
+    _write(sd.cur(b"f"), b"old")
+    _write(os.path.join(sd.tmp, b"1-1"), b"new")
+    op = PendingOp(1, "put", b"f", tmp="1-1")
+    apply_op(sd, RUN, op, _meta)
+    apply_op(sd, RUN, op, _meta)  # the temp file is gone: done before
+    assert _read(sd.cur(b"f")) == b"new" and _read(sd.ver(RUN, b"f")) == b"old"
+
+
+def test_put_after_the_old_file_was_moved_aside(tmp_path: Path) -> None:
+    sd = _set(tmp_path)
+    _write(sd.ver(RUN, b"f"), b"old")  # killed between the two renames
+    _write(os.path.join(sd.tmp, b"1-1"), b"new")
+    apply_op(sd, RUN, PendingOp(1, "put", b"f", tmp="1-1"), _meta)
+    assert _read(sd.cur(b"f")) == b"new" and _read(sd.ver(RUN, b"f")) == b"old"
+
+
+def test_rmdir_keeps_anything_left_inside(tmp_path: Path) -> None:
+    sd = _set(tmp_path)
+    os.makedirs(sd.cur(b"d/empty/deeper"))
+    _write(sd.cur(b"d/sub/left.txt"), b"left")
+    os.symlink(b"somewhere", sd.cur(b"d/link"))
+    apply_op(sd, RUN, PendingOp(1, "rmdir", b"d"), _meta)
+    assert not os.path.lexists(sd.cur(b"d"))
+    assert _read(sd.ver(RUN, b"d/sub/left.txt")) == b"left"
+    assert os.readlink(sd.ver(RUN, b"d/link")) == b"somewhere"
+
+
+def test_pending_order_puts_folder_removals_last_deepest_first(tmp_path: Path) -> None:
+    sd = _set(tmp_path)
+    cat = Catalog(os.fsdecode(sd.catalog), create=True)
+    with cat.transaction():
+        cat.add_pending(1, [PendingOp(1, "rmdir", b"a"), PendingOp(2, "rmdir", b"a/b/c"),
+                            PendingOp(3, "put", b"z", tmp="1-1"),
+                            PendingOp(4, "rmdir", b"a/b"), PendingOp(5, "remove", b"y")])
+    assert [op.path for _, op in cat.pending()] == [b"z", b"y", b"a/b/c", b"a/b", b"a"]
+    with cat.transaction():
+        cat.clear_pending(1, 5)  # a batch's commit keeps folder removals for the run's end
+    assert [op.op for _, op in cat.pending()] == ["rmdir"] * 3
+    cat.close()
