@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
 from pathlib import Path
 
+import pytest
+
 from twofold.backup.ops import apply_op
+from twofold.core.errors import TargetError
 from twofold.core.models import Entry, Kind
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.target import SetDir
@@ -101,3 +107,19 @@ def test_pending_order_puts_folder_removals_last_deepest_first(tmp_path: Path) -
         cat.clear_pending(1, 5)  # a batch's commit keeps folder removals for the run's end
     assert [op.op for _, op in cat.pending()] == ["rmdir"] * 3
     cat.close()
+
+
+def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) -> None:
+    sd = _set(tmp_path)
+    with open(sd.lock_path, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
+    with pytest.raises(TargetError, match="in use"), sd.lock():
+        pass
+    proc = subprocess.Popen(["true"])  # a pid that has exited
+    proc.wait()
+    with open(sd.lock_path, "w") as f:
+        json.dump({"host": socket.gethostname(), "pid": proc.pid}, f)
+    with sd.lock():
+        with open(sd.lock_path) as f:
+            assert json.load(f)["pid"] == os.getpid()
+    assert not os.path.exists(sd.lock_path)
