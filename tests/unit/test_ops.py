@@ -119,7 +119,6 @@ def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) ->
     proc.wait()
     with open(sd.lock_path, "w") as f:
         json.dump({"host": socket.gethostname(), "pid": proc.pid}, f)
-    with sd.lock():
-        with open(sd.lock_path) as f:
-            assert json.load(f)["pid"] == os.getpid()
+    with sd.lock(), open(sd.lock_path) as f:
+        assert json.load(f)["pid"] == os.getpid()
     assert not os.path.exists(sd.lock_path)
