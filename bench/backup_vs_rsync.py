@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import platform
@@ -17,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -96,7 +98,7 @@ def _hwm_kb(pid: int) -> int:
 TIME = "/usr/bin/time"
 
 
-def run_measured(cmd: list[str]) -> Measure:
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
     """Run cmd, timing it and recording its peak memory.
 
     The peak comes from GNU time's %M (ru_maxrss of the process it forks) when
@@ -107,7 +109,7 @@ def run_measured(cmd: list[str]) -> Measure:
     with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
         full = [TIME, "-f", "%M %U %S", "-o", rss.name, *cmd] if use_time else cmd
         t0 = time.perf_counter()
-        proc = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, env=env)
         tree, hwm = [0], [0]
         stop = threading.Event()
 
@@ -241,6 +243,7 @@ class Bench:
     twofold_cmd: list[str]
     wrap: str
     twofold_args: list[str]
+    env: dict[str, str] | None
     cold: bool
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -269,7 +272,7 @@ class Bench:
         """One measured twofold run."""
         prefix = shlex.split(self.wrap.replace("{phase}", phase)) if self.wrap else []
         m = run_measured([*prefix, *self.twofold_cmd, self.src, "--to", self.target,
-                          "--set", SET, "--json", *self.twofold_args])
+                          "--set", SET, "--json", *self.twofold_args], self.env)
         if m.rc not in (0, 3):
             raise SystemExit(f"twofold failed in phase {phase!r} (exit {m.rc}):\n{m.stdout}")
         return m
@@ -323,12 +326,33 @@ def _stats_text(stdout: str) -> str:
     return ", ".join(f"{k} {s[k]}" for k in keys if k in s)
 
 
-def find_twofold() -> tuple[list[str], str]:
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pin_source(workdir: str) -> tuple[dict[str, str], str]:
+    """Export src/ of the committed HEAD into the workdir; an env that imports it first.
+
+    Others may edit src/ while a long run goes on; the venv's editable install would pick
+    their half-done changes up between phases. PYTHONPATH puts the export ahead of it.
+    """
+    commit = _output(["git", "-C", REPO, "rev-parse", "HEAD"])
+    if commit == "?":
+        raise SystemExit("backup_vs_rsync: --pin needs a git checkout; use --no-pin")
+    data = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", commit, "src"],
+                          check=True, capture_output=True).stdout
+    dest = os.path.join(workdir, "twofold-src")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(dest, filter="data")
+    env = {**os.environ, "PYTHONPATH": os.path.join(dest, "src")}
+    return env, f"{commit[:7]} (src/ of that commit, pinned)"
+
+
+def find_twofold(env: dict[str, str] | None) -> tuple[list[str], str]:
     """The twofold CLI next to this Python, or an engine shim when the CLI does not run."""
     cli = os.path.join(os.path.dirname(sys.executable), "twofold")
     try:
         ok = subprocess.run([cli, "backup", "--help"], check=False, capture_output=True,
-                            timeout=60).returncode == 0
+                            timeout=60, env=env).returncode == 0
     except OSError:
         ok = False
     if ok:
@@ -371,7 +395,7 @@ def _output(cmd: list[str]) -> str:
     return done.stdout.strip() or "?"
 
 
-def machine_facts(workdir: str) -> list[str]:
+def machine_facts(workdir: str, version: str) -> list[str]:
     """nproc, memory, file system of the workdir, versions."""
     mem = "?"
     with open("/proc/meminfo") as f:
@@ -380,13 +404,9 @@ def machine_facts(workdir: str) -> list[str]:
                 mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
     fs = _output(["findmnt", "-n", "-o", "FSTYPE,SOURCE,OPTIONS", "-T", workdir])
     rsync = _output(["rsync", "--version"]).split("\n")[0]
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    commit = _output(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
-    if _output(["git", "-C", repo, "status", "--porcelain", "--", "src"]) != "?":
-        commit += " (with uncommitted changes in src/)"
     return [f"nproc: {os.cpu_count()}", f"memory: {mem}", f"workdir file system: {fs}",
             f"kernel: {platform.release()}", f"python: {platform.python_version()}",
-            f"rsync: {rsync}", f"twofold commit: {commit}"]
+            f"rsync: {rsync}", f"twofold: {version}"]
 
 
 def verdict(ok: bool) -> str:
@@ -445,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                          "'py-spy record -o /tmp/{phase}.svg --'")
     ap.add_argument("--twofold-args", default="",
                     help="extra arguments for `twofold backup`, e.g. '--workers 1' (CLI only)")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="run the working tree's src/ rather than an export of HEAD's")
     args = ap.parse_args(argv)
     total = gentree.parse_size(args.total_size)
     workdir = os.path.abspath(args.workdir)
@@ -452,10 +474,19 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("rsync") is None:
         raise SystemExit("backup_vs_rsync: rsync is not installed")
     prepare_workdir(workdir)
-    twofold_cmd, how = find_twofold()
-    b = Bench(workdir, twofold_cmd, args.wrap, shlex.split(args.twofold_args), cold=True)
+    env: dict[str, str] | None = None
+    if args.pin:
+        env, version = pin_source(workdir)
+    else:
+        version = _output(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+        if _output(["git", "-C", REPO, "status", "--porcelain", "--", "src"]) != "?":
+            version += " + uncommitted changes in src/"
+        version += " (working tree)"
+    twofold_cmd, how = find_twofold(env)
+    b = Bench(workdir, twofold_cmd, args.wrap, shlex.split(args.twofold_args), env,
+              cold=True)
     try:
-        print("Machine:", "; ".join(machine_facts(workdir)))
+        print("Machine:", "; ".join(machine_facts(workdir, version)))
         print(f"Note: {os.cpu_count()} CPUs shared with whatever else runs now "
               f"(load average at start {os.getloadavg()[0]:.2f}).")
         extra = f" {args.twofold_args}" if args.twofold_args else ""
