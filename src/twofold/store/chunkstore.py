@@ -1,0 +1,255 @@
+"""The content-addressed chunk store on an ObjectStore: packs (optionally in volumes),
+the index of chunk id → pack location, rebuilt from the packs' own indexes when missing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import blake3
+
+from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
+from twofold.store.packs import (
+    ENTRY,
+    FOOTER,
+    PackBuilder,
+    PackDamaged,
+    PackEntry,
+    chunk_id,
+    decompress,
+    pack_name,
+    parse_footer,
+    parse_index,
+)
+
+STORE_FILE = "store.json"
+STORE_FORMAT = "twofold-image-store"
+STORE_VERSION = 1
+CHUNK_SIZE = 4 << 20
+PACK_SIZE = 32 << 20
+INDEX_DIR = "index/"
+INDEX_VERSION = 1
+MIN_VOLUME = 16 << 20
+
+
+class ChunkDamaged(StoreError):
+    """A chunk's stored bytes do not decompress to data with its id."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a chunk is stored."""
+
+    pack: str
+    offset: int
+    length: int
+    plain_length: int
+
+
+def volume_of(pack: str) -> str:
+    """The volume folder of a pack name ("vol-0003"), or "" outside volumes."""
+    head = pack.split("/", 1)[0]
+    return head if head.startswith("vol-") else ""
+
+
+class ChunkStore:
+    """Chunks by id. Writers add chunks, then `flush` and `commit_index`; readers `load`."""
+
+    def __init__(self, objects: ObjectStore, volume_size: int | None = None,
+                 pack_size: int = PACK_SIZE) -> None:
+        if volume_size is not None and volume_size < MIN_VOLUME:
+            raise StoreError(f"a volume must hold at least {MIN_VOLUME >> 20} MiB")
+        self.objects = objects
+        self.volume_size = volume_size
+        self.pack_limit = min(pack_size, volume_size or pack_size)
+        self.index: dict[bytes, Location] = {}
+        self.packs: dict[str, list[PackEntry]] = {}
+        self.index_files: list[str] = []
+        self._builder = PackBuilder()
+        self._session_packs: list[str] = []
+        self._volume_use: dict[str, int] = {}
+        self.new_chunks = 0
+        self.new_bytes = 0  # stored (compressed) bytes written by this session
+
+    # -- opening -----------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Make the store's marker object if the store is new; check it otherwise."""
+        marker = {"format": STORE_FORMAT, "version": STORE_VERSION, "chunk_size": CHUNK_SIZE,
+                  "hash": "blake3", "compression": "zstd"}
+        if not self.objects.put_once(STORE_FILE, json.dumps(marker, indent=1).encode()):
+            self.check()
+
+    def check(self) -> None:
+        """StoreError unless the folder holds an image store of a version we read."""
+        try:
+            marker = json.loads(self.objects.get(STORE_FILE))
+        except ObjectMissing:
+            raise StoreError(f"no image store at {self.objects.describe()}",
+                             "create an image there first (twofold image create)") from None
+        except ValueError:
+            raise StoreError(f"{STORE_FILE} in {self.objects.describe()} is damaged") from None
+        if marker.get("format") != STORE_FORMAT or marker.get("version") != STORE_VERSION:
+            raise StoreError(f"{self.objects.describe()} holds an image store of an unknown "
+                             f"format {marker.get('format')} {marker.get('version')}",
+                             "a newer twofold may read it")
+
+    def load_index(self, repair: bool = False) -> list[str]:
+        """Read the index files, then the footers of packs no index file covers; with
+        `repair`, write an index file for those. Returns the packs that were recovered."""
+        listed = self.objects.list()
+        pack_sizes = {o.name: o.size for o in listed if o.name.endswith(".pack")}
+        for name, size in pack_sizes.items():
+            vol = volume_of(name)
+            self._volume_use[vol] = self._volume_use.get(vol, 0) + size
+        self.index_files = [o.name for o in listed if o.name.startswith(INDEX_DIR)]
+        for name in self.index_files:
+            try:
+                doc = json.loads(self.objects.get(name))
+                packs = doc["packs"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged index file is only a cache: the packs say the same
+            for pack, rows in packs.items():
+                if pack in pack_sizes:
+                    self._add_pack(pack, [PackEntry(bytes.fromhex(r[0]), r[1], r[2], r[3])
+                                          for r in rows])
+        missing = [p for p in pack_sizes if p not in self.packs]
+        recovered = []
+        for pack in missing:
+            try:
+                self._add_pack(pack, self.read_pack_index(pack, pack_sizes[pack]))
+            except PackDamaged:
+                continue  # verify names the images that needed it
+            recovered.append(pack)
+        if repair and recovered:
+            self._write_index(recovered)
+        return recovered
+
+    def read_pack_index(self, pack: str, size: int) -> list[PackEntry]:
+        """The index a pack carries at its end."""
+        tail = self.objects.get_range(pack, max(0, size - FOOTER.size), FOOTER.size)
+        offset, count, crc = parse_footer(tail, size, pack)
+        raw = self.objects.get_range(pack, offset, count * ENTRY.size)
+        return parse_index(raw, count, crc, pack)
+
+    def _add_pack(self, pack: str, entries: list[PackEntry]) -> None:
+        self.packs[pack] = entries
+        for e in entries:
+            self.index.setdefault(e.chunk_id, Location(pack, e.offset, e.length,
+                                                       e.plain_length))
+
+    # -- writing -----------------------------------------------------------------------
+
+    def has(self, cid: bytes) -> bool:
+        """True when the store (or the pack being built) holds the chunk."""
+        return cid in self.index or cid in self._builder.ids
+
+    def add(self, cid: bytes, stored: bytes, plain_length: int) -> bool:
+        """Queue a compressed chunk for the current pack; False when already stored."""
+        if self.has(cid):
+            return False
+        if self._builder.entries and \
+                self._builder.finished_size(1) + len(stored) > self.pack_limit:
+            self.flush()
+        self._builder.add(cid, stored, plain_length)
+        self.new_chunks += 1
+        return True
+
+    def flush(self) -> str | None:
+        """Write the pack being built (if any chunk is in it); returns its name."""
+        builder = self._builder
+        if not builder.entries:
+            return None
+        data = builder.build()
+        name = pack_name(data, self._volume_for(len(data)))
+        self.objects.put_once(name, data)
+        vol = volume_of(name)
+        self._volume_use[vol] = self._volume_use.get(vol, 0) + len(data)
+        self._add_pack(name, builder.entries)
+        self._session_packs.append(name)
+        self.new_bytes += len(data)
+        self._builder = PackBuilder()
+        return name
+
+    def _volume_for(self, size: int) -> str:
+        if self.volume_size is None:
+            return ""
+        used = [v for v in self._volume_use if v]
+        number = max((int(v[4:]) for v in used), default=1)
+        if self._volume_use.get(f"vol-{number:04d}", 0) + size > self.volume_size:
+            number += 1
+        return f"vol-{number:04d}"
+
+    def commit_index(self) -> None:
+        """Write one index file for the packs this session wrote."""
+        self.flush()
+        if self._session_packs:
+            self._write_index(self._session_packs)
+            self._session_packs = []
+
+    def _write_index(self, packs: list[str]) -> str:
+        doc = {"version": INDEX_VERSION, "packs": {
+            p: [[e.chunk_id.hex(), e.offset, e.length, e.plain_length] for e in self.packs[p]]
+            for p in sorted(packs)}}
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        name = f"{INDEX_DIR}{blake3.blake3(data).hexdigest()}.json"
+        self.objects.put_once(name, data)
+        self.index_files.append(name)
+        return name
+
+    # -- reading -----------------------------------------------------------------------
+
+    def location(self, cid: bytes) -> Location | None:
+        """Where a chunk is, or None when the store does not hold it."""
+        return self.index.get(cid)
+
+    def load(self, cid: bytes) -> bytes:
+        """The plain data of a chunk, checked against its id; ChunkDamaged otherwise."""
+        loc = self.index.get(cid)
+        if loc is None:
+            raise ObjectMissing(f"chunk {cid.hex()} is not in the store")
+        stored = self.objects.get_range(loc.pack, loc.offset, loc.length)
+        try:
+            data = decompress(stored, loc.plain_length)
+        except PackDamaged:
+            raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} does not decompress") from None
+        if len(data) != loc.plain_length or chunk_id(data) != cid:
+            raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} fails its hash check")
+        return data
+
+    # -- freeing -----------------------------------------------------------------------
+
+    def collect(self, referenced: set[bytes]) -> tuple[int, int]:
+        """Drop packs holding no referenced chunk and rewrite packs holding some
+        unreferenced ones. Returns (packs removed or rewritten, bytes freed)."""
+        old_packs = dict(self.packs)
+        sizes = {o.name: o.size for o in self.objects.list() if o.name.endswith(".pack")}
+        touched: list[str] = []
+        for pack, entries in old_packs.items():
+            live = [e for e in entries if e.chunk_id in referenced]
+            if len(live) == len(entries):
+                continue
+            touched.append(pack)
+            for e in entries:
+                if self.index.get(e.chunk_id, None) is not None and \
+                        self.index[e.chunk_id].pack == pack:
+                    del self.index[e.chunk_id]
+            del self.packs[pack]
+            for e in live:
+                if e.chunk_id not in self.index:
+                    stored = self.objects.get_range(pack, e.offset, e.length)
+                    self.add(e.chunk_id, stored, e.plain_length)
+        if not touched:
+            return 0, 0
+        self.flush()
+        self._session_packs = []
+        old_index = list(self.index_files)
+        self.index_files = []
+        self._write_index(list(self.packs))  # one index for everything live, then drop
+        for name in old_index:                # the old index files and packs
+            self.objects.delete(name)
+        freed = 0
+        for pack in touched:
+            self.objects.delete(pack)
+            freed += sizes.get(pack, 0)
+        return len(touched), freed - self.new_bytes

@@ -1,0 +1,222 @@
+"""Named immutable objects: the narrow storage interface of the image store, and its
+local-folder implementation (SFTP and S3 implement the same protocol later)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Protocol
+
+from twofold.core.errors import TargetError
+from twofold.fsinfo.disk import fsync_dir
+
+TMP_DIR = ".tmp"
+"""Objects being written; never listed, never part of the store."""
+
+
+class StoreError(TargetError):
+    """The store cannot be read or written: missing object, I/O failure, bad name."""
+
+
+class ObjectMissing(StoreError):
+    """An object the store should hold is not there."""
+
+
+class StoreFullError(StoreError):
+    """The store's drive has no space left."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A stored object: its name ("/"-separated, relative to the store) and size in bytes."""
+
+    name: str
+    size: int
+
+
+class ObjectStore(Protocol):
+    """Write-once named objects. Names are relative, "/"-separated, without "." or ".."
+    parts. An object, once put, is never changed; only deleted."""
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object whose name starts with `prefix`, sorted by name."""
+        ...
+
+    def get(self, name: str) -> bytes:
+        """The whole object; ObjectMissing when absent."""
+        ...
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """`length` bytes at `offset` (fewer only at the object's end); ObjectMissing."""
+        ...
+
+    def put_once(self, name: str, data: bytes) -> bool:
+        """Store `data` under `name` atomically and durably; False (nothing written) when
+        the name already exists. A reader sees the whole object or none of it."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Remove the object; no error when it is already gone."""
+        ...
+
+    def exists(self, name: str) -> bool:
+        """True when the object exists."""
+        ...
+
+    def describe(self) -> str:
+        """Where the store lives, for messages (never with credentials)."""
+        ...
+
+
+def check_name(name: str) -> str:
+    """`name` when it is a valid object name; StoreError otherwise."""
+    parts = name.split("/")
+    if not name or any(p in ("", ".", "..") for p in parts) or "\\" in name or "\0" in name:
+        raise StoreError(f"bad object name {name!r}")
+    return name
+
+
+def io_failure(err: OSError, what: str) -> StoreError:
+    """The error for a failed read or write of the store at `what`."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFullError(
+            f"the image store is full (while writing {what})",
+            "free some space or use a larger drive; images already listed are unharmed "
+            "and a new run reuses what this one stored")
+    return StoreError(f"store I/O failed at {what}: {err.strerror or err}",
+                      "is the drive still connected? images already listed are unharmed")
+
+
+class LocalObjects:
+    """An ObjectStore in a folder: one file per object, written temp → fsync → rename."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = os.fspath(root)
+
+    def describe(self) -> str:
+        """The folder."""
+        return self.root
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, *check_name(name).split("/"))
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Walk the folder below the deepest directory named by `prefix`."""
+        head, _, _tail = prefix.rpartition("/")
+        base = os.path.join(self.root, *head.split("/")) if head else self.root
+        return sorted((i for i in self._walk(base, head) if i.name.startswith(prefix)),
+                      key=lambda i: i.name)
+
+    def _walk(self, folder: str, rel: str) -> Iterator[ObjectInfo]:
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise io_failure(err, folder) from err
+        for entry in entries:
+            name = f"{rel}/{entry.name}" if rel else entry.name
+            if name == TMP_DIR:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(entry.path, name)
+            elif entry.is_file(follow_symlinks=False):
+                yield ObjectInfo(name, entry.stat(follow_symlinks=False).st_size)
+
+    def get(self, name: str) -> bytes:
+        """Read the whole file."""
+        path = self._path(name)
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise ObjectMissing(f"{name} is missing from the store {self.root}") from None
+        except OSError as err:
+            raise io_failure(err, path) from err
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """One positional read (looping over short reads)."""
+        path = self._path(name)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise ObjectMissing(f"{name} is missing from the store {self.root}") from None
+        except OSError as err:
+            raise io_failure(err, path) from err
+        try:
+            parts: list[bytes] = []
+            done = 0
+            while done < length:
+                data = os.pread(fd, length - done, offset + done)
+                if not data:
+                    break
+                parts.append(data)
+                done += len(data)
+            return b"".join(parts)
+        except OSError as err:
+            raise io_failure(err, path) from err
+        finally:
+            os.close(fd)
+
+    def put_once(self, name: str, data: bytes) -> bool:
+        """Write to .tmp/, fsync, then link (or rename) into place unless the name exists."""
+        final = self._path(name)
+        if os.path.exists(final):
+            return False
+        tmp_dir = os.path.join(self.root, TMP_DIR)
+        tmp = os.path.join(tmp_dir, f"{os.getpid()}-{secrets.token_hex(8)}")
+        try:
+            os.makedirs(tmp_dir, exist_ok=True)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return self._place(tmp, final)
+        except OSError as err:
+            raise io_failure(err, final) from err
+        finally:
+            with suppress(OSError):
+                os.unlink(tmp)
+
+    @staticmethod
+    def _place(tmp: str, final: str) -> bool:
+        """Publish `tmp` as `final` without ever replacing an existing `final`."""
+        try:
+            os.link(tmp, final)  # fails with EEXIST: no overwrite even between writers
+        except FileExistsError:
+            return False
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
+                                 errno.ENOSYS):
+                raise
+            if os.path.exists(final):  # FAT/exFAT: no hard links; a rename is atomic
+                return False
+            os.rename(tmp, final)
+        fsync_dir(os.path.dirname(final))
+        return True
+
+    def delete(self, name: str) -> None:
+        """Unlink the file; remove its folder when it became empty."""
+        path = self._path(name)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as err:
+            raise io_failure(err, path) from err
+        folder = os.path.dirname(path)
+        while folder != self.root and folder.startswith(self.root):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+            folder = os.path.dirname(folder)
+
+    def exists(self, name: str) -> bool:
+        """True when the file exists."""
+        return os.path.isfile(self._path(name))
