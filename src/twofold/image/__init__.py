@@ -1,0 +1,1 @@
+"""The image engine: create, verify, restore, list, delete and prune disk images."""

@@ -1,0 +1,179 @@
+"""`create`: read the used data of a disk, partition or image file, cut it into chunks,
+store the new ones, and write the manifest last."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from twofold.core.clock import Clock
+from twofold.core.models import Issue
+from twofold.core.progress import Progress
+from twofold.fsinfo.blockio import FileReader
+from twofold.image.errors import ImageExists, ImageRefused, SourceReadError
+from twofold.image.manifest import (
+    Area,
+    ChunkRef,
+    Extent,
+    Manifest,
+    cell_pieces,
+    check_image_name,
+    manifest_object,
+)
+from twofold.image.repo import Target, open_store
+from twofold.image.source import plan_image, refuse_if_busy, table_doc
+from twofold.store.chunkstore import CHUNK_SIZE, ChunkStore
+from twofold.store.packs import chunk_id, compress
+
+LEVELS = {"fast": 1, "balanced": 3, "max": 19}
+WORKERS = max(2, os.cpu_count() or 2)
+
+
+@dataclass
+class CreateResult:
+    """What a create did."""
+
+    name: str
+    kind: str
+    size: int
+    used_bytes: int = 0
+    stored_new_bytes: int = 0
+    new_chunks: int = 0
+    reused_chunks: int = 0
+    zero_chunks: int = 0
+    seconds: float = 0.0
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Used bytes per stored new byte (0 when nothing new was stored)."""
+        return self.used_bytes / self.stored_new_bytes if self.stored_new_bytes else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        """For the manifest's stats and --json."""
+        return {"used_bytes": self.used_bytes, "stored_new_bytes": self.stored_new_bytes,
+                "new_chunks": self.new_chunks, "reused_chunks": self.reused_chunks,
+                "zero_chunks": self.zero_chunks, "seconds": round(self.seconds, 3)}
+
+
+Work = tuple[bytes | None, bytes | None, int]  # chunk id (None: zeros), new stored bytes, len
+
+
+def _read_pieces(reader: FileReader, start: int, pieces: list[Extent]) -> bytes:
+    parts = []
+    for offset, length in pieces:
+        try:
+            data = reader.pread(start + offset, length)
+        except OSError as err:
+            raise SourceReadError(
+                f"reading the source failed at byte {start + offset}: {err.strerror or err}",
+                "the disk may be failing; copy it with ddrescue first, then image the copy"
+            ) from err
+        if len(data) != length:
+            raise SourceReadError(f"the source ended early at byte {start + offset}",
+                                  "did the device shrink or go away?")
+        parts.append(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: ChunkStore,
+                level: int) -> Work:
+    """Read, hash and (when new) compress one chunk; runs in a worker thread."""
+    data = _read_pieces(reader, start, pieces)
+    if data == bytes(len(data)):
+        return None, None, len(data)
+    cid = chunk_id(data)
+    if store.has(cid):
+        return cid, None, len(data)
+    return cid, compress(data, level), len(data)
+
+
+def _chunks(areas: list[Area]) -> Iterator[tuple[Area, int, list[Extent]]]:
+    for area in areas:
+        for cell, pieces in cell_pieces(area.extents, CHUNK_SIZE):
+            yield area, cell, pieces
+
+
+def create(source: str, target: Target, name: str | None, level: int,
+           volume_size: int | None, force: bool, progress: Progress, clock: Clock
+           ) -> CreateResult:
+    """Image `source` (a disk, partition or image file) into the store at `target`."""
+    started = clock.now_ns()
+    if not 1 <= level <= 22:
+        raise ImageRefused(f"compression level {level} is outside 1..22")
+    if not os.path.exists(source):
+        raise ImageRefused(f"the source {source} does not exist")
+    refuse_if_busy(source, writable_only=True, action="image")
+    if name is None:
+        base = os.path.basename(os.path.normpath(source)).replace(" ", "_") or "disk"
+        stamp = _stamp(started)
+        name = f"{base}-{stamp}"
+    check_image_name(name)
+    with FileReader(source) as reader:
+        if reader.size == 0:
+            raise ImageRefused(f"the source {source} is empty")
+        progress.phase("planning")
+        plan = plan_image(reader, source, force)
+        for issue in plan.issues:
+            progress.issue(issue)
+        store = open_store(target, volume_size, write=True)
+        if store.objects.exists(manifest_object(name)):
+            raise ImageExists(f"an image named {name!r} already exists",
+                              "choose another --name, or delete the old image first")
+        result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
+        result.used_bytes = sum(a.used_bytes for a in plan.areas)
+        progress.phase("imaging", total_bytes=result.used_bytes)
+        _run(reader, plan.areas, store, level, result, progress)
+    progress.phase("finishing")
+    store.commit_index()
+    result.stored_new_bytes = store.new_bytes
+    result.seconds = (clock.now_ns() - started) / 1e9
+    manifest = Manifest(name=name, created_ns=started, source=source, kind=plan.kind,
+                        size=plan.size, chunk_size=CHUNK_SIZE,
+                        table=table_doc(plan.table) if plan.table else None,
+                        areas=plan.areas, stats=result.as_dict())
+    if not store.objects.put_once(manifest_object(name), manifest.to_json()):
+        raise ImageExists(f"an image named {name!r} appeared while this one was made",
+                          "its chunks are stored; run again with another --name")
+    return result
+
+
+def _run(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,
+         result: CreateResult, progress: Progress) -> None:
+    """The pipeline: workers read, hash and compress; this thread stores, in order."""
+    window = WORKERS * 3
+    pending: deque[tuple[Area, int, Future[Work]]] = deque()
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="twofold-chunk") as pool:
+        try:
+            for area, cell, pieces in _chunks(areas):
+                pending.append((area, cell, pool.submit(
+                    _chunk_work, reader, area.start, pieces, store, level)))
+                if len(pending) >= window:
+                    _take(pending.popleft(), store, result, progress)
+            while pending:
+                _take(pending.popleft(), store, result, progress)
+        finally:
+            for _a, _c, fut in pending:
+                fut.cancel()
+
+
+def _take(item: tuple[Area, int, Future[Work]], store: ChunkStore, result: CreateResult,
+          progress: Progress) -> None:
+    area, cell, fut = item
+    cid, stored, length = fut.result()
+    area.chunks.append(ChunkRef(cell, length, cid))
+    if cid is None:
+        result.zero_chunks += 1
+    elif stored is not None and store.add(cid, stored, length):
+        result.new_chunks += 1
+    else:
+        result.reused_chunks += 1
+    progress.advance(nbytes=length)
+
+
+def _stamp(ns: int) -> str:
+    return time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(ns // 1_000_000_000))

@@ -1,0 +1,25 @@
+"""Errors of the image engine, each with its message, hint and exit code."""
+
+from __future__ import annotations
+
+from twofold.core.errors import RestoreError, TwofoldError, UsageError
+
+
+class ImageRefused(TwofoldError):
+    """The source or destination may not be used as it is (mounted, dirty, too small)."""
+
+
+class ImageNotFound(UsageError):
+    """No image of that name in the store."""
+
+
+class ImageExists(UsageError):
+    """An image of that name is already in the store."""
+
+
+class ImageDamaged(RestoreError):
+    """A chunk an image needs is missing or fails its check."""
+
+
+class SourceReadError(TwofoldError):
+    """The source device or file could not be read."""

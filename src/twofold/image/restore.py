@@ -1,0 +1,149 @@
+"""`restore`: write an image (or one partition of it) to a device or file, checking every
+chunk before it is written, then move a GPT's backup copy to a larger disk's end."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+from twofold.core.clock import Clock
+from twofold.core.errors import UsageError
+from twofold.core.progress import Progress
+from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.gptgrow import grow_gpt
+from twofold.image.errors import ImageDamaged, ImageRefused
+from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
+from twofold.image.repo import Target, load_manifest, open_store
+from twofold.image.source import refuse_if_busy
+from twofold.image.verify import check_chunks
+
+_ZEROS = bytes(1 << 20)
+
+
+@dataclass
+class RestoreResult:
+    """What a restore did."""
+
+    image: str
+    dest: str
+    size: int  # bytes the image (or partition) spans
+    dest_size: int
+    created: bool = False
+    bytes_written: int = 0
+    chunks: int = 0
+    gpt_moved: bool = False
+    seconds: float = 0.0
+
+
+def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
+    """The areas to write, the offset to add to their starts, and the bytes needed."""
+    if partition is None:
+        return m.areas, 0, m.size
+    if m.kind != "disk":
+        raise UsageError(f"image {m.name} is of one volume; it has no partition {partition}",
+                         "restore it without --partition")
+    for area in m.areas:
+        if area.role == "partition" and area.number == partition:
+            return [area], -area.start, area.size
+    numbers = ", ".join(str(a.number) for a in m.areas if a.role == "partition")
+    raise UsageError(f"image {m.name} has no partition {partition}",
+                     f"its partitions: {numbers}")
+
+
+def _open_dest(dest: str, needed: int) -> tuple[int, int, bool]:
+    """(fd, size, created): the destination opened for writing, made sparse if new."""
+    if not os.path.exists(dest):
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                     0o600)
+        os.ftruncate(fd, needed)
+        return fd, needed, True
+    mode = os.stat(dest).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        raise ImageRefused(f"{dest} is neither a device nor a file")
+    refuse_if_busy(dest, writable_only=False, action="restore to")
+    fd = os.open(dest, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    size = os.lseek(fd, 0, os.SEEK_END)
+    if size < needed:
+        os.close(fd)
+        raise ImageRefused(
+            f"{dest} is too small: {size:,} bytes, the image needs {needed:,} "
+            f"({needed - size:,} more)", "restore to a disk or file at least that large")
+    return fd, size, False
+
+
+def restore(target: Target, image: str, dest: str, partition: int | None,
+            progress: Progress, clock: Clock) -> RestoreResult:
+    """Write `image` from the store at `target` to `dest` (or its partition N alone)."""
+    started = clock.now_ns()
+    store = open_store(target)
+    m = load_manifest(store.objects, image)
+    areas, shift, needed = _select(m, partition)
+    places: dict[bytes, list[tuple[Area, list[Extent]]]] = {}
+    zero_pieces: list[tuple[Area, list[Extent]]] = []
+    lengths: dict[bytes, int] = {}
+    for area in areas:
+        for ref, pieces in chunk_spans(area, m.chunk_size):
+            if ref.id is None:
+                zero_pieces.append((area, pieces))
+            else:
+                places.setdefault(ref.id, []).append((area, pieces))
+                lengths[ref.id] = ref.length
+    missing = [cid for cid in places if store.location(cid) is None]
+    if missing:
+        area, pieces = places[missing[0]][0]
+        raise ImageDamaged(
+            f"image {m.name} needs {len(missing)} chunk(s) the store does not hold, the "
+            f"first for {area.label} at byte {area.start + pieces[0][0]}",
+            "nothing was written; `twofold image verify` lists all damage")
+    fd, dest_size, created = _open_dest(dest, needed)
+    result = RestoreResult(m.name, dest, needed, dest_size, created)
+    try:
+        progress.phase("restoring", total_bytes=sum(
+            lengths[c] * len(p) for c, p in places.items()))
+        if not created:
+            for area, pieces in zero_pieces:
+                for offset, length in pieces:
+                    _write_zeros(fd, shift + area.start + offset, length)
+
+        def done(cid: bytes, data: bytes | None, problem: str) -> None:
+            if data is None:
+                area, pieces = places[cid][0]
+                first = area.start + pieces[0][0]
+                raise ImageDamaged(
+                    f"image {m.name} is damaged in {area.label}, bytes {first}-"
+                    f"{area.start + pieces[-1][0] + pieces[-1][1]}: {problem}",
+                    f"the restore stopped; {dest} is incomplete. Restore another image "
+                    "(twofold image list) or run twofold image verify for all damage")
+            view = memoryview(data)
+            for area, pieces in places[cid]:
+                pos = 0
+                for offset, length in pieces:
+                    os.pwrite(fd, view[pos:pos + length], shift + area.start + offset)
+                    pos += length
+                result.bytes_written += pos
+                progress.advance(nbytes=pos)
+            result.chunks += 1
+
+        check_chunks(store, list(places), progress, done)
+        if partition is None and m.table and m.table.get("kind") == "gpt" \
+                and dest_size > m.size:
+            progress.phase("partition table")
+            with FileReader(dest) as reader:
+                writes = grow_gpt(reader, dest_size, m.table.get("sector_size"))
+            for offset, data in writes:
+                os.pwrite(fd, data, offset)
+            result.gpt_moved = True
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    result.seconds = (clock.now_ns() - started) / 1e9
+    return result
+
+
+def _write_zeros(fd: int, offset: int, length: int) -> None:
+    while length > 0:
+        n = min(length, len(_ZEROS))
+        os.pwrite(fd, _ZEROS[:n], offset)
+        offset += n
+        length -= n

@@ -1,0 +1,106 @@
+"""`verify`: re-read every chunk an image needs and check it against its id; damage is
+named by image, area and byte range on the disk."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from twofold.core.clock import Clock
+from twofold.core.models import Issue
+from twofold.core.progress import Progress
+from twofold.image.create import WORKERS
+from twofold.image.manifest import Manifest, chunk_spans
+from twofold.image.repo import Target, all_manifests, load_manifest, open_store
+from twofold.store.chunkstore import ChunkStore
+from twofold.store.objects import StoreError
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A damaged or missing chunk, where an image needs it."""
+
+    image: str
+    area: str
+    start: int  # first byte on the source disk (or volume) the chunk covers
+    end: int  # first byte after it
+    message: str
+
+    def __str__(self) -> str:
+        return f"image {self.image}, {self.area}, bytes {self.start}-{self.end}: {self.message}"
+
+
+@dataclass
+class VerifyResult:
+    """What verify checked and found."""
+
+    images: list[str]
+    chunks: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    damages: list[Damage] = field(default_factory=list)
+
+
+def check_chunks(store: ChunkStore, ids: list[bytes], progress: Progress,
+                 done: Callable[[bytes, bytes | None, str], None]) -> None:
+    """Load and check each chunk in `ids` (in store order, in parallel); call
+    done(id, data or None, problem) for each, in that order, from this thread."""
+    def key(cid: bytes) -> tuple[str, int]:
+        loc = store.location(cid)
+        return (loc.pack, loc.offset) if loc else ("", 0)
+
+    def work(cid: bytes) -> tuple[bytes | None, str]:
+        try:
+            return store.load(cid), ""
+        except StoreError as err:
+            return None, err.message
+
+    pending: deque[tuple[bytes, Future[tuple[bytes | None, str]]]] = deque()
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="twofold-check") as pool:
+        for cid in sorted(ids, key=key):
+            pending.append((cid, pool.submit(work, cid)))
+            if len(pending) >= WORKERS * 3:
+                first, fut = pending.popleft()
+                done(first, *fut.result())
+        while pending:
+            first, fut = pending.popleft()
+            done(first, *fut.result())
+
+
+def verify(target: Target, image: str | None, progress: Progress, clock: Clock
+           ) -> VerifyResult:
+    """Check every chunk of `image` (or of every image) in the store at `target`."""
+    started = clock.now_ns()
+    store = open_store(target)
+    manifests = [load_manifest(store.objects, image)] if image else \
+        all_manifests(store.objects)
+    result = VerifyResult([m.name for m in manifests])
+    users: dict[bytes, list[tuple[Manifest, str, int, int]]] = {}
+    sizes: dict[bytes, int] = {}
+    for m in manifests:
+        for area in m.areas:
+            for ref, pieces in chunk_spans(area, m.chunk_size):
+                if ref.id is None:
+                    continue
+                start = area.start + pieces[0][0]
+                end = area.start + pieces[-1][0] + pieces[-1][1]
+                users.setdefault(ref.id, []).append((m, area.label, start, end))
+                sizes[ref.id] = ref.length
+    progress.phase("verifying", total_bytes=sum(sizes.values()))
+
+    def done(cid: bytes, data: bytes | None, problem: str) -> None:
+        result.chunks += 1
+        result.bytes += sizes[cid]
+        progress.advance(nbytes=sizes[cid])
+        if data is None:
+            for m, label, start, end in users[cid]:
+                damage = Damage(m.name, label, start, end, problem)
+                result.damages.append(damage)
+                progress.issue(Issue(m.name.encode(), "damaged", str(damage)))
+
+    check_chunks(store, list(users), progress, done)
+    result.damages.sort(key=lambda d: (d.image, d.start))
+    result.seconds = (clock.now_ns() - started) / 1e9
+    return result
