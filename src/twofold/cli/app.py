@@ -8,6 +8,7 @@ import typer
 
 from twofold import __version__
 from twofold.cli.backup_cmd import backup_command
+from twofold.cli.image_cmd import image_app
 from twofold.cli.init_cmd import init_command
 from twofold.cli.prune_cmd import prune_command
 from twofold.cli.restore_cmd import restore_command
@@ -45,6 +46,7 @@ app.command("runs")(runs_command)
 app.command("history")(history_command)
 app.command("prune")(prune_command)
 app.command("init")(init_command)
+app.add_typer(image_app, name="image")
 
 
 def main() -> None:

@@ -132,7 +132,8 @@ def create(source: str, target: Target, name: str | None, level: int,
     store.commit_index()
     result.stored_new_bytes = store.new_bytes
     result.seconds = (clock.now_ns() - started) / 1e9
-    manifest = Manifest(name=name, created_ns=started, source=source, kind=plan.kind,
+    manifest = Manifest(name=name, created_ns=started, source=os.path.abspath(source),
+                        kind=plan.kind,
                         size=plan.size, chunk_size=CHUNK_SIZE,
                         table=table_doc(plan.table) if plan.table else None,
                         areas=plan.areas, stats=result.as_dict())

@@ -1,0 +1,220 @@
+"""`twofold image ...`: create, list, verify, restore, delete and prune system images."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+
+from twofold.cli.common import err, handles_errors, out, print_json, size, when
+from twofold.cli.render import RichProgress
+from twofold.core.errors import ExitCode, UsageError
+from twofold.core.models import Issue
+from twofold.core.paths import show
+from twofold.core.progress import NullProgress, Progress
+from twofold.image.create import LEVELS, create
+from twofold.image.manage import DeleteResult, delete, list_images, prune
+from twofold.image.restore import restore
+from twofold.image.verify import verify
+from twofold.jobs.clock import SystemClock
+
+image_app = typer.Typer(
+    name="image", no_args_is_help=True,
+    help="System images: compressed, incremental, verified images of disks and partitions.")
+
+VOLUME_PRESETS = {"dvd": 4_700_000_000, "bd": 25_000_000_000, "fat32": (4 << 30) - 1}
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
+
+Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+class ImageProgress(RichProgress):
+    """Bars by bytes only (images count bytes, not files)."""
+
+    def _files_text(self) -> str:
+        return ""
+
+
+def _progress(as_json: bool) -> Progress:
+    return NullProgress() if as_json else ImageProgress(err)
+
+
+def parse_level(text: str) -> int:
+    """fast, balanced, max or a zstd level 1..22."""
+    if text.lower() in LEVELS:
+        return LEVELS[text.lower()]
+    if text.isdigit() and 1 <= int(text) <= 22:
+        return int(text)
+    raise UsageError(f"bad --compression {text!r}", "use fast, balanced, max or 1..22")
+
+
+def parse_size(text: str) -> int:
+    """A size: dvd, bd, fat32, or a number with an optional unit (700M, 4GiB)."""
+    if text.lower() in VOLUME_PRESETS:
+        return VOLUME_PRESETS[text.lower()]
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?", text.strip().lower())
+    if not found:
+        raise UsageError(f"bad size {text!r}", "e.g. 700M, 4GiB, dvd, bd or fat32")
+    return int(float(found.group(1)) * _UNITS[found.group(2) or ""])
+
+
+def _issues(issues: list[Issue]) -> None:
+    for i in issues:
+        err.print(f"[yellow]note:[/] {show(i.path)}: {i.message}")
+
+
+@image_app.command("create")
+@handles_errors
+def create_command(
+    source: Annotated[str, typer.Argument(help="Disk, partition or image file to image.")],
+    to: Annotated[str, typer.Option("--to", help="Target folder (the backup drive).")],
+    name: Annotated[str | None, typer.Option("--name", help="Image name.")] = None,
+    compression: Annotated[str, typer.Option(
+        "--compression", help="fast, balanced, max or a zstd level 1..22.")] = "balanced",
+    volume_size: Annotated[str | None, typer.Option(
+        "--volume-size", help="Split the store into volumes: SIZE, dvd, bd or fat32.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Image a file system marked dirty as it is.")] = False,
+    as_json: Json = False,
+) -> None:
+    """Image SOURCE into the store on --to TARGET; only new chunks are stored."""
+    level = parse_level(compression)
+    volume = parse_size(volume_size) if volume_size else None
+    progress = _progress(as_json)
+    try:
+        r = create(source, to, name, level, volume, force, progress, SystemClock())
+    finally:
+        progress.finish()
+    if as_json:
+        print_json({"image": r.name, "kind": r.kind, "size": r.size, **r.as_dict(),
+                    "ratio": round(r.ratio, 3),
+                    "issues": [i.message for i in r.issues]})
+        return
+    _issues(r.issues)
+    out.print(f"[bold]Image {r.name} complete[/] ({r.kind}, {size(r.size)})")
+    out.print(f"  used {size(r.used_bytes)}   stored new {size(r.stored_new_bytes)}   "
+              f"ratio {r.ratio:.2f}   chunks new {r.new_chunks:,} reused "
+              f"{r.reused_chunks:,} zero {r.zero_chunks:,}   {r.seconds:.1f} s")
+
+
+@image_app.command("list")
+@handles_errors
+def list_command(
+    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    as_json: Json = False,
+) -> None:
+    """List the complete images in TARGET, oldest first."""
+    images = list_images(target)
+    if as_json:
+        print_json([vars(i) for i in images])
+        return
+    if not images:
+        out.print("no images")
+        return
+    out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} {'new':>9}")
+    for i in images:
+        out.print(f"{i.name:32} {when(i.created_ns):19} {i.kind:9} {size(i.size):>9} "
+                  f"{size(i.used_bytes):>9} {size(i.stored_new_bytes):>9}", markup=False)
+
+
+@image_app.command("verify")
+@handles_errors
+def verify_command(
+    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    image: Annotated[str | None, typer.Argument(help="Image to check (default: all).")]
+    = None,
+    as_json: Json = False,
+) -> None:
+    """Re-read every chunk of IMAGE (or of all images) and check its hash."""
+    progress = _progress(as_json)
+    try:
+        r = verify(target, image, progress, SystemClock())
+    finally:
+        progress.finish()
+    code = int(ExitCode.FAILED) if r.damages else int(ExitCode.OK)
+    if as_json:
+        print_json({"images": r.images, "chunks": r.chunks, "bytes": r.bytes,
+                    "seconds": round(r.seconds, 3), "damages": [vars(d) for d in r.damages],
+                    "exit_code": code})
+        raise typer.Exit(code)
+    for d in r.damages:
+        err.print(f"[bold red]damaged:[/] {d}", markup=True)
+    head = "[bold red]DAMAGED[/]" if r.damages else "[bold]OK[/]"
+    out.print(f"{head}: {len(r.images)} image(s), {r.chunks:,} chunks, {size(r.bytes)} "
+              f"checked in {r.seconds:.1f} s" + (f"; {len(r.damages)} damaged" if r.damages
+                                                   else ""))
+    raise typer.Exit(code)
+
+
+@image_app.command("restore")
+@handles_errors
+def restore_command(
+    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    image: Annotated[str, typer.Argument(help="Image to restore.")],
+    to: Annotated[str, typer.Option("--to", help="Device or file to write (created if "
+                                    "missing).")],
+    partition: Annotated[int | None, typer.Option(
+        "--partition", min=1, help="Restore only this partition of a disk image.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Write IMAGE to --to DEVICE_OR_FILE, checking every chunk before writing it."""
+    progress = _progress(as_json)
+    try:
+        r = restore(target, image, to, partition, progress, SystemClock())
+    finally:
+        progress.finish()
+    if as_json:
+        print_json(vars(r))
+        return
+    out.print(f"[bold]Restored {r.image} to {r.dest}[/]: {size(r.bytes_written)} written, "
+              f"{r.chunks:,} chunks checked, {r.seconds:.1f} s")
+    if r.gpt_moved:
+        out.print(f"  GPT backup copy moved to the end of the larger disk "
+                  f"({size(r.dest_size)})")
+
+
+def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
+    if as_json:
+        print_json({**vars(r), "dry_run": dry_run})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {len(r.kept)} image(s)")
+    if not dry_run:
+        out.print(f"  {r.packs_changed} pack(s) dropped or rewritten, "
+                  f"{size(r.bytes_freed)} freed")
+
+
+@image_app.command("delete")
+@handles_errors
+def delete_command(
+    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    image: Annotated[str, typer.Argument(help="Image to delete.")],
+    as_json: Json = False,
+) -> None:
+    """Delete IMAGE and free the chunks no other image needs."""
+    progress = _progress(as_json)
+    try:
+        r = delete(target, image, progress, SystemClock())
+    finally:
+        progress.finish()
+    _deleted(r, as_json)
+
+
+@image_app.command("prune")
+@handles_errors
+def prune_command(
+    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    keep: Annotated[int, typer.Option("--keep", min=1, help="Newest images to keep.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go.")]
+    = False,
+    as_json: Json = False,
+) -> None:
+    """Keep the newest --keep N images; delete the rest and free their chunks."""
+    progress = _progress(as_json)
+    try:
+        r = prune(target, keep, progress, SystemClock(), dry_run=dry_run)
+    finally:
+        progress.finish()
+    _deleted(r, as_json, dry_run)
