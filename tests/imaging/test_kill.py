@@ -59,6 +59,7 @@ def test_kill_during_create_then_create_again(tmp_path: Path) -> None:
                     FixedClock())
     assert second.reused_chunks >= stored and second.new_chunks == 64 - second.reused_chunks
     assert [i.name for i in list_images(str(target))] == ["k"]
+    assert os.listdir(target / "twofold-images" / ".tmp") == []  # the killed run's temp
     assert set(packs_before) <= set(store_files(target, ".pack"))
     fresh = ChunkStore(open_objects(str(target)))
     assert fresh.load_index() == [] and fresh.index  # every pack is indexed now

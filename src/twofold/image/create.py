@@ -31,6 +31,7 @@ from twofold.store.packs import chunk_id, compress
 
 LEVELS = {"fast": 1, "balanced": 3, "max": 19}
 WORKERS = max(2, os.cpu_count() or 2)
+_ZERO_CHUNK = bytes(CHUNK_SIZE)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
                 level: int) -> Work:
     """Read, hash and (when new) compress one chunk; runs in a worker thread."""
     data = _read_pieces(reader, start, pieces)
-    if data == bytes(len(data)):
+    if data == (_ZERO_CHUNK if len(data) == CHUNK_SIZE else bytes(len(data))):
         return None, None, len(data)
     cid = chunk_id(data)
     if store.has(cid):

@@ -3,8 +3,10 @@ chunk before it is written, then move a GPT's backup copy to a larger disk's end
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
+from contextlib import suppress
 from dataclasses import dataclass
 
 from twofold.core.clock import Clock
@@ -19,6 +21,7 @@ from twofold.image.source import refuse_if_busy
 from twofold.image.verify import check_chunks
 
 _ZEROS = bytes(1 << 20)
+_BLKRRPART = 0x125F  # Linux ioctl: re-read the partition table
 
 
 @dataclass
@@ -135,6 +138,9 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
                 os.pwrite(fd, data, offset)
             result.gpt_moved = True
         os.fsync(fd)
+        if partition is None and stat.S_ISBLK(os.fstat(fd).st_mode):
+            with suppress(OSError):  # the kernel re-reads the new table (busy: next boot)
+                fcntl.ioctl(fd, _BLKRRPART)
     finally:
         os.close(fd)
     result.seconds = (clock.now_ns() - started) / 1e9

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -72,6 +73,16 @@ class ObjectStore(Protocol):
         ...
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def check_name(name: str) -> str:
     """`name` when it is a valid object name; StoreError otherwise."""
     parts = name.split("/")
@@ -96,6 +107,22 @@ class LocalObjects:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.fspath(root)
+        self._host = socket.gethostname().replace("-", "_") or "host"
+        self._swept = False
+
+    def _sweep_temp(self, tmp_dir: str) -> None:
+        """Remove temp files a killed writer of this host left (its pid is gone)."""
+        self._swept = True
+        try:
+            names = os.listdir(tmp_dir)
+        except OSError:
+            return
+        for name in names:
+            host, _, rest = name.partition("-")
+            pid = rest.partition("-")[0]
+            if host == self._host and pid.isdigit() and not _pid_alive(int(pid)):
+                with suppress(OSError):
+                    os.unlink(os.path.join(tmp_dir, name))
 
     def describe(self) -> str:
         """The folder."""
@@ -168,9 +195,11 @@ class LocalObjects:
         if os.path.exists(final):
             return False
         tmp_dir = os.path.join(self.root, TMP_DIR)
-        tmp = os.path.join(tmp_dir, f"{os.getpid()}-{secrets.token_hex(8)}")
+        tmp = os.path.join(tmp_dir, f"{self._host}-{os.getpid()}-{secrets.token_hex(8)}")
         try:
             os.makedirs(tmp_dir, exist_ok=True)
+            if not self._swept:
+                self._sweep_temp(tmp_dir)
             os.makedirs(os.path.dirname(final), exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
