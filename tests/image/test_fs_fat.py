@@ -84,6 +84,21 @@ def test_fat_used_clusters_and_restorable(kind: str, sample_tree: Path, tmp_path
     assert tree_digest(out) == want
 
 
+def test_small_fat32_is_fat32(tmp_path: Path) -> None:
+    """FAT32 with fewer clusters than the spec's minimum (mkfs.vfat warns but makes it,
+    small EFI partitions have it, Linux mounts it): the BPB, not the count, says FAT32."""
+    image = tmp_path / "small.img"
+    with open(image, "wb") as f:
+        f.truncate(20 << 20)
+    run("mkfs.vfat", "-F", "32", image)
+    with FileReader(image) as reader:
+        assert detect(reader) == "fat32"
+    um = used_map(image)
+    assert um.fstype == "fat32" and not um.dirty, um.dirty_reason
+    data_offset, cluster, used_clusters = _fsck_counts(image)
+    assert um.used_bytes == data_offset + used_clusters * cluster
+
+
 @pytest.mark.parametrize("kind", ["fat16", "fat32"])
 def test_fat_dirty_bits_detected(kind: str, tmp_path: Path) -> None:
     size, opts = CASES[kind]

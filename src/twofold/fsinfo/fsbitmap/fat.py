@@ -79,7 +79,10 @@ def parse_boot_sector(boot: bytes) -> FatGeometry:
     if data_sectors <= 0:
         raise LayoutError("FAT boot sector describes no data area")
     count = data_sectors // spc
-    kind = "fat12" if count < 4085 else "fat16" if count < 65525 else "fat32"
+    if not fatsz16:  # a FAT32 BPB, even with fewer clusters than the spec wants (as Linux)
+        kind = "fat32"
+    else:
+        kind = "fat12" if count < 4085 else "fat16" if count < 65525 else "fat32"
     if kind == "fat32" and fatsz16:
         raise LayoutError("FAT32 cluster count but a FAT16-style FAT size")
     if kind == "fat32":
