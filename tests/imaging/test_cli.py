@@ -33,8 +33,8 @@ def test_cli_cycle(tmp_path: Path) -> None:
     assert code == 0, text
     data = json.loads(text)
     assert data["image"] == "one" and data["kind"] == "partition"
-    assert data["used_bytes"] == 10 * MiB and data["new_chunks"] == 1
-    assert data["zero_chunks"] == 2 and data["ratio"] > 1
+    assert data["used_bytes"] == 10 * MiB and data["new_chunks"] == 4
+    assert data["zero_chunks"] == 6 and data["ratio"] > 1
     code, text = run("create", str(src), "--to", str(drive), "--name", "two")
     assert code == 0 and "stored new 0 B" in text and "used 10.5 MB" in text
     code, text = run("create", str(src), "--to", str(drive), "--name", "two")
@@ -42,7 +42,7 @@ def test_cli_cycle(tmp_path: Path) -> None:
     code, text = run("list", str(drive), "--json")
     assert [i["name"] for i in json.loads(text)] == ["one", "two"]
     code, text = run("verify", str(drive))
-    assert code == 0 and "OK: 2 image(s), 1 chunks" in text
+    assert code == 0 and "OK: 2 image(s), 4 chunks" in text
     code, text = run("restore", str(drive), "one", "--to", str(tmp_path / "out.img"))
     assert code == 0 and (tmp_path / "out.img").read_bytes() == src.read_bytes()
     blank(tmp_path / "small.img", MiB)

@@ -111,6 +111,6 @@ def test_golden_manifest_and_pack(tmp_path: Path) -> None:
     if pinned["zstd"] == zstd_version:  # zstd output may change between zstd releases
         assert expected_pack == pinned
     assert json.loads((store / "store.json").read_bytes()) == {
-        "format": "twofold-image-store", "version": 1, "chunk_size": 4 * MiB,
+        "format": "twofold-image-store", "version": 1, "chunk_size": MiB,
         "hash": "blake3", "compression": "zstd"}
     assert third_party_restore(store, json.loads(manifest_bytes)) == disk

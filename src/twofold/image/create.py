@@ -26,12 +26,12 @@ from twofold.image.manifest import (
 )
 from twofold.image.repo import Target, open_store
 from twofold.image.source import plan_image, refuse_if_busy, table_doc
-from twofold.store.chunkstore import CHUNK_SIZE, ChunkStore
+from twofold.store.chunkstore import ChunkStore
 from twofold.store.packs import chunk_id, compress
 
 LEVELS = {"fast": 1, "balanced": 3, "max": 19}
 WORKERS = max(2, os.cpu_count() or 2)
-_ZERO_CHUNK = bytes(CHUNK_SIZE)
+_ZEROS = memoryview(bytes(16 << 20))
 
 
 @dataclass
@@ -85,7 +85,7 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
                 level: int) -> Work:
     """Read, hash and (when new) compress one chunk; runs in a worker thread."""
     data = _read_pieces(reader, start, pieces)
-    if data == (_ZERO_CHUNK if len(data) == CHUNK_SIZE else bytes(len(data))):
+    if data == _ZEROS[:len(data)]:
         return None, None, len(data)
     cid = chunk_id(data)
     if store.has(cid):
@@ -93,9 +93,9 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
     return cid, compress(data, level), len(data)
 
 
-def _chunks(areas: list[Area]) -> Iterator[tuple[Area, int, list[Extent]]]:
+def _chunks(areas: list[Area], chunk_size: int) -> Iterator[tuple[Area, int, list[Extent]]]:
     for area in areas:
-        for cell, pieces in cell_pieces(area.extents, CHUNK_SIZE):
+        for cell, pieces in cell_pieces(area.extents, chunk_size):
             yield area, cell, pieces
 
 
@@ -135,7 +135,7 @@ def create(source: str, target: Target, name: str | None, level: int,
     result.seconds = (clock.now_ns() - started) / 1e9
     manifest = Manifest(name=name, created_ns=started, source=os.path.abspath(source),
                         kind=plan.kind,
-                        size=plan.size, chunk_size=CHUNK_SIZE,
+                        size=plan.size, chunk_size=store.chunk_size,
                         table=table_doc(plan.table) if plan.table else None,
                         areas=plan.areas, stats=result.as_dict())
     if not store.objects.put_once(manifest_object(name), manifest.to_json()):
@@ -151,7 +151,7 @@ def _run(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,
     pending: deque[tuple[Area, int, Future[Work]]] = deque()
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="twofold-chunk") as pool:
         try:
-            for area, cell, pieces in _chunks(areas):
+            for area, cell, pieces in _chunks(areas, store.chunk_size):
                 pending.append((area, cell, pool.submit(
                     _chunk_work, reader, area.start, pieces, store, level)))
                 if len(pending) >= window:

@@ -25,7 +25,7 @@ from twofold.store.packs import (
 STORE_FILE = "store.json"
 STORE_FORMAT = "twofold-image-store"
 STORE_VERSION = 1
-CHUNK_SIZE = 4 << 20
+CHUNK_SIZE = 1 << 20
 PACK_SIZE = 32 << 20
 INDEX_DIR = "index/"
 INDEX_VERSION = 1
@@ -46,6 +46,13 @@ class Location:
     plain_length: int
 
 
+def _valid_chunk_size(size: object) -> int:
+    """The chunk size when it is a power of two from 64 KiB to 16 MiB; else StoreError."""
+    if not isinstance(size, int) or size & (size - 1) or not 1 << 16 <= size <= 1 << 24:
+        raise StoreError(f"chunk size {size!r} is not a power of two from 64 KiB to 16 MiB")
+    return size
+
+
 def volume_of(pack: str) -> str:
     """The volume folder of a pack name ("vol-0003"), or "" outside volumes."""
     head = pack.split("/", 1)[0]
@@ -56,10 +63,11 @@ class ChunkStore:
     """Chunks by id. Writers add chunks, then `flush` and `commit_index`; readers `load`."""
 
     def __init__(self, objects: ObjectStore, volume_size: int | None = None,
-                 pack_size: int = PACK_SIZE) -> None:
+                 pack_size: int = PACK_SIZE, chunk_size: int = CHUNK_SIZE) -> None:
         if volume_size is not None and volume_size < MIN_VOLUME:
             raise StoreError(f"a volume must hold at least {MIN_VOLUME >> 20} MiB")
         self.objects = objects
+        self.chunk_size = _valid_chunk_size(chunk_size)
         self.volume_size = volume_size
         self.pack_limit = min(pack_size, volume_size or pack_size)
         self.index: dict[bytes, Location] = {}
@@ -75,7 +83,8 @@ class ChunkStore:
 
     def init(self) -> None:
         """Make the store's marker object if the store is new; check it otherwise."""
-        marker = {"format": STORE_FORMAT, "version": STORE_VERSION, "chunk_size": CHUNK_SIZE,
+        marker = {"format": STORE_FORMAT, "version": STORE_VERSION,
+                  "chunk_size": self.chunk_size,
                   "hash": "blake3", "compression": "zstd"}
         if not self.objects.put_once(STORE_FILE, json.dumps(marker, indent=1).encode()):
             self.check()
@@ -93,6 +102,7 @@ class ChunkStore:
             raise StoreError(f"{self.objects.describe()} holds an image store of an unknown "
                              f"format {marker.get('format')} {marker.get('version')}",
                              "a newer twofold may read it")
+        self.chunk_size = _valid_chunk_size(marker.get("chunk_size"))
 
     def load_index(self, repair: bool = False) -> list[str]:
         """Read the index files, then the footers of packs no index file covers; with
