@@ -109,3 +109,19 @@ def test_mounted_source_and_destination_refused(gpt_disk: Path, tmp_path: Path) 
                 restore(str(target), "x", dev, None, NullProgress(), FixedClock())
         run("partx", "-d", dev, check=False)
     assert start > 0
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason=NOT_ROOT)
+def test_active_swap_destination_refused(imaged: tuple[Path, Path], tmp_path: Path) -> None:
+    _src, target = imaged
+    swap = blank(tmp_path / "swap.img", 16 * MiB)
+    with loop_device(swap) as dev:
+        run("mkswap", dev)
+        if run("swapon", dev, check=False).returncode:
+            pytest.skip("swapon is not allowed here")
+        try:
+            with pytest.raises(ImageRefused, match="in use as swap"):
+                restore(str(target), "img", dev, None, NullProgress(), FixedClock())
+        finally:
+            run("swapoff", dev, check=False)

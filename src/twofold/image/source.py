@@ -86,6 +86,14 @@ def busy_reason(path: str, writable_only: bool) -> str | None:
         if read_write or not writable_only:
             how = "read-write" if read_write else "read-only"
             return f"{tail[1]} is mounted {how} at {fields[4]}"
+    try:
+        with open("/proc/swaps") as f:
+            swaps = {os.path.realpath(line.split()[0]) for line in f.readlines()[1:] if line}
+    except OSError:
+        swaps = set()
+    swapped = sorted(names & swaps)
+    if swapped and not writable_only:
+        return f"{swapped[0]} is in use as swap (swapoff it first)"
     for dev, name in devices.items():
         base = _dev_dir(dev)
         holders = os.listdir(os.path.join(base, "holders")) if base else []
