@@ -93,7 +93,9 @@ def test_golden_manifest_and_pack(tmp_path: Path) -> None:
     disk = tiny_disk(source)
     target = tmp_path / "drive"
     target.mkdir()
-    create(str(source), str(target), "golden", 3, None, False, NullProgress(), FixedClock())
+    clock = FixedClock()
+    clock.now_ns = lambda: 1_767_225_600_000_000_000  # type: ignore[method-assign]
+    create(str(source), str(target), "golden", 3, None, False, NullProgress(), clock)
     store = target / "twofold-images"
     manifest_bytes = (store / "images/golden.json").read_bytes()
     manifest_bytes = manifest_bytes.replace(json.dumps(str(source)).encode(), b'"SOURCE"')

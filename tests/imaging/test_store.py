@@ -126,3 +126,31 @@ def test_delete_and_prune_free_unreferenced_chunks(tmp_path: Path) -> None:
     assert [i.name for i in list_images(str(target))] == ["i2"]
     assert not verify(str(target), None, NullProgress(), clock).damages
     assert not list((target / "twofold-images").rglob("locks/*"))
+
+
+def test_locks_keep_delete_and_create_apart(tmp_path: Path) -> None:
+    import json
+    import socket
+
+    src = tmp_path / "s.img"
+    src.write_bytes(os.urandom(2 * MiB))
+    target = tmp_path / "drive"
+    target.mkdir()
+    clock = FixedClock()
+    create(str(src), str(target), "a", 1, None, False, NullProgress(), clock)
+    locks = target / "twofold-images" / "locks"
+    locks.mkdir()
+    other = {"host": "elsewhere", "pid": 1, "since_ns": 0}
+    (locks / "create-elsewhere-1-ab.json").write_text(json.dumps(other))
+    with pytest.raises(StoreError, match="busy: an image is being created by pid 1 on "
+                                         "elsewhere"):
+        prune(str(target), 1, NullProgress(), clock)
+    (locks / "create-elsewhere-1-ab.json").unlink()
+    (locks / "exclusive.json").write_text(json.dumps(other))
+    with pytest.raises(StoreError, match="busy: images are being deleted"):
+        create(str(src), str(target), "b", 1, None, False, NullProgress(), clock)
+    dead = {"host": socket.gethostname(), "pid": 2**22 + 7, "since_ns": 0}
+    (locks / "exclusive.json").write_text(json.dumps(dead))  # stale: its process is gone
+    create(str(src), str(target), "b", 1, None, False, NullProgress(), clock)
+    assert prune(str(target), 1, NullProgress(), clock).deleted == ["a"]
+    assert not list(locks.glob("*"))

@@ -24,7 +24,7 @@ from twofold.image.manifest import (
     check_image_name,
     manifest_object,
 )
-from twofold.image.repo import Target, open_store
+from twofold.image.repo import Target, creating, open_objects, open_store
 from twofold.image.source import plan_image, refuse_if_busy, table_doc
 from twofold.store.chunkstore import ChunkStore
 from twofold.store.packs import chunk_id, compress
@@ -121,26 +121,27 @@ def create(source: str, target: Target, name: str | None, level: int,
         plan = plan_image(reader, source, force)
         for issue in plan.issues:
             progress.issue(issue)
-        store = open_store(target, volume_size, write=True)
-        if store.objects.exists(manifest_object(name)):
-            raise ImageExists(f"an image named {name!r} already exists",
-                              "choose another --name, or delete the old image first")
-        result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
-        result.used_bytes = sum(a.used_bytes for a in plan.areas)
-        progress.phase("imaging", total_bytes=result.used_bytes)
-        _run(reader, plan.areas, store, level, result, progress)
-    progress.phase("finishing")
-    store.commit_index()
-    result.stored_new_bytes = store.new_bytes
-    result.seconds = (clock.now_ns() - started) / 1e9
-    manifest = Manifest(name=name, created_ns=started, source=os.path.abspath(source),
-                        kind=plan.kind,
-                        size=plan.size, chunk_size=store.chunk_size,
-                        table=table_doc(plan.table) if plan.table else None,
-                        areas=plan.areas, stats=result.as_dict())
-    if not store.objects.put_once(manifest_object(name), manifest.to_json()):
-        raise ImageExists(f"an image named {name!r} appeared while this one was made",
-                          "its chunks are stored; run again with another --name")
+        objects = open_objects(target)
+        with creating(objects, clock):
+            store = open_store(objects, volume_size, write=True)
+            if store.objects.exists(manifest_object(name)):
+                raise ImageExists(f"an image named {name!r} already exists",
+                                  "choose another --name, or delete the old image first")
+            result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
+            result.used_bytes = sum(a.used_bytes for a in plan.areas)
+            progress.phase("imaging", total_bytes=result.used_bytes)
+            _run(reader, plan.areas, store, level, result, progress)
+            progress.phase("finishing")
+            store.commit_index()
+            result.stored_new_bytes = store.new_bytes
+            result.seconds = (clock.now_ns() - started) / 1e9
+            manifest = Manifest(name=name, created_ns=started, source=os.path.abspath(source),
+                                kind=plan.kind, size=plan.size, chunk_size=store.chunk_size,
+                                table=table_doc(plan.table) if plan.table else None,
+                                areas=plan.areas, stats=result.as_dict())
+            if not store.objects.put_once(manifest_object(name), manifest.to_json()):
+                raise ImageExists(f"an image named {name!r} appeared while this one was made",
+                                  "its chunks are stored; run again with another --name")
     return result
 
 

@@ -76,13 +76,13 @@ def delete(target: Target, image: str, progress: Progress, clock: Clock) -> Dele
 
 def prune(target: Target, keep: int, progress: Progress, clock: Clock,
           dry_run: bool = False) -> DeleteResult:
-    """Keep the newest `keep` images, delete the others and free their chunks."""
+    """Keep the newest `keep` images, delete the others and free every chunk no image
+    needs (also what a killed create left)."""
     if keep < 1:
         raise UsageError("--keep must be at least 1", "delete the last image by name instead")
     store = open_store(target)
     manifests = all_manifests(store.objects)
     doomed = [m.name for m in manifests[:-keep]]
-    if dry_run or not doomed:
-        return DeleteResult(deleted=doomed if dry_run else [],
-                            kept=[m.name for m in manifests[-keep:]])
-    return _drop(target, doomed, progress, clock, DeleteResult())
+    if dry_run:
+        return DeleteResult(deleted=doomed, kept=[m.name for m in manifests[-keep:]])
+    return _drop(target, doomed, progress, clock, DeleteResult())  # frees leftovers too

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from twofold.core.clock import Clock
 from twofold.image.errors import ImageNotFound
@@ -17,6 +19,7 @@ from twofold.store.objects import LocalObjects, ObjectMissing, ObjectStore, Stor
 STORE_DIR = "twofold-images"
 """The store's folder on a local target (beside the backup sets' `twofold/`)."""
 LOCK = "locks/exclusive.json"
+CREATE_LOCKS = "locks/create-"
 
 Target = str | ObjectStore
 
@@ -67,20 +70,73 @@ def all_manifests(objects: ObjectStore) -> list[Manifest]:
     return sorted(found, key=lambda m: (m.created_ns, m.name))
 
 
+def _holder(objects: ObjectStore, name: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(objects.get(name))
+    except (StoreError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _stale(holder: dict[str, Any]) -> bool:
+    """A lock of this host whose process is gone (other hosts' locks are never stale yet)."""
+    if holder.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(holder.get("pid", 0)), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
+def _busy(objects: ObjectStore, name: str, what: str) -> StoreError:
+    holder = _holder(objects, name)
+    return StoreError(
+        f"the image store {objects.describe()} is busy: {what} by pid {holder.get('pid')} "
+        f"on {holder.get('host')}",
+        f"wait for it to finish; if no twofold runs there, delete {name} in the store")
+
+
+def _take(objects: ObjectStore, name: str, clock: Clock) -> None:
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "since_ns": clock.now_ns()}
+    if objects.put_once(name, json.dumps(me).encode()):
+        return
+    if _stale(_holder(objects, name)):
+        objects.delete(name)
+        if objects.put_once(name, json.dumps(me).encode()):
+            return
+    raise _busy(objects, name, "locked")
+
+
 @contextmanager
 def exclusive(objects: ObjectStore, clock: Clock) -> Iterator[None]:
-    """Hold the store's exclusive lock (delete, prune); refused while another holds it."""
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "since_ns": clock.now_ns()}
-    if not objects.put_once(LOCK, json.dumps(me).encode()):
-        try:
-            holder = json.loads(objects.get(LOCK))
-        except (StoreError, ValueError):
-            holder = {}
-        raise StoreError(
-            f"the image store {objects.describe()} is locked by pid {holder.get('pid')} on "
-            f"{holder.get('host')}",
-            f"if no twofold runs there, delete {LOCK} in the store")
+    """Hold the store's exclusive lock (delete, prune): refused while another delete or
+    prune, or any create, runs. Locks of dead processes on this host are stale."""
+    _take(objects, LOCK, clock)
     try:
+        for obj in objects.list(CREATE_LOCKS):
+            if _stale(_holder(objects, obj.name)):
+                objects.delete(obj.name)
+            else:
+                raise _busy(objects, obj.name, "an image is being created")
         yield
     finally:
         objects.delete(LOCK)
+
+
+@contextmanager
+def creating(objects: ObjectStore, clock: Clock) -> Iterator[None]:
+    """Mark a create as running (many may run at once); refused while a delete or prune
+    holds the exclusive lock, which could free the chunks this create reuses."""
+    name = f"{CREATE_LOCKS}{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.json"
+    _take(objects, name, clock)
+    try:
+        if objects.exists(LOCK):
+            if not _stale(_holder(objects, LOCK)):
+                raise _busy(objects, LOCK, "images are being deleted")
+            objects.delete(LOCK)
+        yield
+    finally:
+        objects.delete(name)
