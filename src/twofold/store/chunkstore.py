@@ -4,6 +4,7 @@ the index of chunk id → pack location, rebuilt from the packs' own indexes whe
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import blake3
@@ -76,6 +77,8 @@ class ChunkStore:
         self._builder = PackBuilder()
         self._session_packs: list[str] = []
         self._volume_use: dict[str, int] = {}
+        self._writer: ThreadPoolExecutor | None = None
+        self._writes: list[Future[bool]] = []
         self.new_chunks = 0
         self.new_bytes = 0  # stored (compressed) bytes written by this session
 
@@ -172,7 +175,11 @@ class ChunkStore:
             return None
         data = builder.build()
         name = pack_name(data, self._volume_for(len(data)))
-        self.objects.put_once(name, data)
+        while len(self._writes) >= 2:  # at most two packs in memory waiting for the device
+            self._writes.pop(0).result()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="twofold-pack")
+        self._writes.append(self._writer.submit(self.objects.put_once, name, data))
         vol = volume_of(name)
         self._volume_use[vol] = self._volume_use.get(vol, 0) + len(data)
         self._add_pack(name, builder.entries)
@@ -190,9 +197,18 @@ class ChunkStore:
             number += 1
         return f"vol-{number:04d}"
 
+    def wait_writes(self) -> None:
+        """Wait until every pack handed to the writer thread is stored (or raise its error)."""
+        while self._writes:
+            self._writes.pop(0).result()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+
     def commit_index(self) -> None:
-        """Write one index file for the packs this session wrote."""
+        """Write one index file for the packs this session wrote, once they are stored."""
         self.flush()
+        self.wait_writes()
         if self._session_packs:
             self._write_index(self._session_packs)
             self._session_packs = []
@@ -252,6 +268,7 @@ class ChunkStore:
         if not touched:
             return 0, 0
         self.flush()
+        self.wait_writes()
         self._session_packs = []
         old_index = list(self.index_files)
         self.index_files = []
