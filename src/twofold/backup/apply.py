@@ -4,6 +4,7 @@ Per batch: new content is written to .tmp/ and flushed to the device; then one c
 transaction records the new rows and the pending renames; then the renames move replaced
 files to versions/<run>/ and the new ones into current/. A kill at any point leaves
 current/ with whole files only, and the pending list lets the next run finish the renames.
+The workers copy the next batch while the main thread commits and renames this one.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ from twofold.fsinfo.meta import apply_metadata, read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.copy import SourceReadError, copy_file, hash_file
-from twofold.store.target import SetDir, target_failure
+from twofold.store.target import TMP_FANOUT, SetDir, target_failure
 
 BATCH_FILES = 4000
 BATCH_BYTES = 512 << 20
 CHUNK_FILES = 32  # files per worker task
 CHUNK_BYTES = 8 << 20
+
+
+Started = tuple[list["Step"], dict[Future[None], list["Step"]]]
 
 
 @dataclass(slots=True)
@@ -84,6 +88,7 @@ class Applier:
         self.progress.phase("copying", total_files, total_bytes)
         batch: list[Change] = []
         size = 0
+        in_flight: Started | None = None
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             self._pool = pool
             for ch in changes:
@@ -91,10 +96,18 @@ class Applier:
                 if ch.entry is not None and ch.entry.kind is Kind.FILE:
                     size += ch.entry.size
                 if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
-                    self._batch(batch)
-                    batch, size = [], 0
+                    # The next batch copies while this one is committed and renamed.
+                    started = self._start(batch)
+                    if in_flight is not None:
+                        self._finish(*in_flight)
+                    in_flight, batch, size = started, [], 0
             if batch:
-                self._batch(batch)
+                started = self._start(batch)
+                if in_flight is not None:
+                    self._finish(*in_flight)
+                in_flight = started
+            if in_flight is not None:
+                self._finish(*in_flight)
         for op in sorted(self._rmdirs, key=lambda o: o.path.count(b"/"), reverse=True):
             try:
                 apply_op(self.sd, self.run_name, op, lambda _p: None)
@@ -104,7 +117,8 @@ class Applier:
 
     # one batch -----------------------------------------------------------------------------
 
-    def _batch(self, changes: list[Change]) -> None:
+    def _start(self, changes: list[Change]) -> Started:
+        """Prepare a batch: hand new files to the workers, do the rest here."""
         steps = [Step(ch) for ch in changes]
         futures: dict[Future[None], list[Step]] = {}
         assert self._pool is not None
@@ -122,6 +136,10 @@ class Applier:
                 self._prepare_other(step)
         if chunk:
             futures[self._pool.submit(self._prepare_files, chunk)] = [s for s, _ in chunk]
+        return steps, futures
+
+    def _finish(self, steps: list[Step], futures: dict[Future[None], list[Step]]) -> None:
+        """Wait for a batch's copies, flush, commit it to the catalog, then rename."""
         self._wait(futures)
         for step in steps:
             self._resolve_link(step)  # hard links take the hash of the file they link to
@@ -158,8 +176,9 @@ class Applier:
             self._account(s)
 
     def _next_tmp(self) -> str:
+        """A temp name in one of .tmp/'s subfolders (file creation slows in big folders)."""
         self._tmp_seq += 1
-        return f"{self.run_id}-{self._tmp_seq}"
+        return f"{self._tmp_seq % TMP_FANOUT:02x}/{self.run_id}-{self._tmp_seq}"
 
     def _needs_worker(self, ch: Change) -> bool:
         e = ch.entry

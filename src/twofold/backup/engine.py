@@ -149,6 +149,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
             with catalog.transaction():
                 catalog.clear_pending(run_id)
                 catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())
+            sd.tidy_tmp()
             result.stats = stats
         finally:
             catalog.close()

@@ -16,6 +16,7 @@ from twofold.core.models import Record
 from twofold.core.paths import show
 
 ROOT_DIR = b"twofold"
+TMP_FANOUT = 64  # subfolders of .tmp/
 CATALOG = b"catalog.sqlite"
 
 
@@ -110,9 +111,20 @@ class SetDir:
         return [first] if rec.vrun is None else [first, self.cur(rec.path)]
 
     def clean_tmp(self) -> None:
-        """Remove what an interrupted run left in .tmp/ (never part of current/)."""
+        """Remove what an interrupted run left in .tmp/ (never part of current/), and make
+        its subfolders."""
         shutil.rmtree(self.tmp, ignore_errors=True)
-        os.makedirs(self.tmp, exist_ok=True)
+        try:
+            for n in range(TMP_FANOUT):
+                os.makedirs(os.path.join(self.tmp, b"%02x" % n), exist_ok=True)
+        except OSError as err:
+            raise target_failure(err, self.tmp) from err
+
+    def tidy_tmp(self) -> None:
+        """Remove .tmp/'s (empty) subfolders after a complete run."""
+        for n in range(TMP_FANOUT):
+            with suppress(OSError):
+                os.rmdir(os.path.join(self.tmp, b"%02x" % n))
 
     @contextmanager
     def lock(self) -> Iterator[None]:
