@@ -3,6 +3,7 @@ missing packs, a too-small or mounted destination, a dirty or mounted source."""
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -125,3 +126,25 @@ def test_active_swap_destination_refused(imaged: tuple[Path, Path], tmp_path: Pa
                 restore(str(target), "img", dev, None, NullProgress(), FixedClock())
         finally:
             run("swapoff", dev, check=False)
+
+
+def test_readback_finds_a_write_that_did_not_stick(imaged: tuple[Path, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    _src, target = imaged
+    real_pwrite = os.pwrite
+    calls = []
+
+    def bad_pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
+        calls.append(offset)
+        if len(calls) == 2:  # the device silently drops a byte of the second write
+            data = bytes(data[:-1]) + bytes([data[-1] ^ 1])
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", bad_pwrite)
+    with pytest.raises(ImageDamaged, match="does not hold what was written to volume, bytes"):
+        restore(str(target), "img", str(tmp_path / "o.img"), None, NullProgress(),
+                FixedClock())
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+    r = restore(str(target), "img", str(tmp_path / "p.img"), None, NullProgress(),
+                FixedClock())
+    assert r.bytes_checked == r.bytes_written > 0

@@ -85,7 +85,7 @@ def test_image_restore_larger_and_incremental(gpt_disk: Path, seeded_tree: Path,
     with open(bigger, "r+b") as f:  # ...then grown, and restored onto as a larger disk
         f.truncate(gpt_disk.stat().st_size + 32 * MiB)
     result = restore(str(target), "first", str(bigger), None, NullProgress(), clock)
-    assert result.gpt_moved
+    assert result.gpt_moved and result.bytes_checked == result.bytes_written
     _check_restored(bigger, seeded_tree, tmp_path)
     table = json.loads(run("sfdisk", "--json", bigger).stdout)["partitiontable"]
     assert table["lastlba"] == (bigger.stat().st_size // 512) - 34

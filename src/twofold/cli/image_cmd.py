@@ -95,7 +95,7 @@ def create_command(
     _issues(r.issues)
     out.print(f"[bold]Image {r.name} complete[/] ({r.kind}, {size(r.size)})")
     out.print(f"  used {size(r.used_bytes)}   stored new {size(r.stored_new_bytes)}   "
-              f"ratio {r.ratio:.2f}   chunks new {r.new_chunks:,} reused "
+              f"ratio {f'{r.ratio:.2f}' if r.ratio else '-'}   chunks new {r.new_chunks:,} reused "
               f"{r.reused_chunks:,} zero {r.zero_chunks:,}   {r.seconds:.1f} s")
 
 
@@ -157,19 +157,24 @@ def restore_command(
                                     "missing).")],
     partition: Annotated[int | None, typer.Option(
         "--partition", min=1, help="Restore only this partition of a disk image.")] = None,
+    no_readback: Annotated[bool, typer.Option(
+        "--no-readback", help="Skip reading the written data back to check it.")] = False,
     as_json: Json = False,
 ) -> None:
-    """Write IMAGE to --to DEVICE_OR_FILE, checking every chunk before writing it."""
+    """Write IMAGE to --to DEVICE_OR_FILE, checking every chunk before writing it and
+    reading it back afterwards."""
     progress = _progress(as_json)
     try:
-        r = restore(target, image, to, partition, progress, SystemClock())
+        r = restore(target, image, to, partition, progress, SystemClock(),
+                    readback=not no_readback)
     finally:
         progress.finish()
     if as_json:
         print_json(vars(r))
         return
     out.print(f"[bold]Restored {r.image} to {r.dest}[/]: {size(r.bytes_written)} written, "
-              f"{r.chunks:,} chunks checked, {r.seconds:.1f} s")
+              f"{r.chunks:,} chunks checked, {size(r.bytes_checked)} read back, "
+              f"{r.seconds:.1f} s")
     if r.gpt_moved:
         out.print(f"  GPT backup copy moved to the end of the larger disk "
                   f"({size(r.dest_size)})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -14,11 +15,13 @@ from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.gptgrow import grow_gpt
+from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
 from twofold.image.repo import Target, load_manifest, open_store
 from twofold.image.source import refuse_if_busy
 from twofold.image.verify import check_chunks
+from twofold.store.packs import chunk_id
 
 _ZEROS = bytes(1 << 20)
 _BLKRRPART = 0x125F  # Linux ioctl: re-read the partition table
@@ -36,6 +39,7 @@ class RestoreResult:
     bytes_written: int = 0
     chunks: int = 0
     gpt_moved: bool = False
+    bytes_checked: int = 0  # read back from the destination after writing
     seconds: float = 0.0
 
 
@@ -76,8 +80,9 @@ def _open_dest(dest: str, needed: int) -> tuple[int, int, bool]:
 
 
 def restore(target: Target, image: str, dest: str, partition: int | None,
-            progress: Progress, clock: Clock) -> RestoreResult:
-    """Write `image` from the store at `target` to `dest` (or its partition N alone)."""
+            progress: Progress, clock: Clock, readback: bool = True) -> RestoreResult:
+    """Write `image` from the store at `target` to `dest` (or its partition N alone);
+    with `readback`, read every written chunk back from the device and check its hash."""
     started = clock.now_ns()
     store = open_store(target)
     m = load_manifest(store.objects, image)
@@ -129,6 +134,9 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
             result.chunks += 1
 
         check_chunks(store, list(places), progress, done)
+        if readback:
+            os.fsync(fd)
+            result.bytes_checked = _read_back(dest, fd, shift, places, progress)
         if partition is None and m.table and m.table.get("kind") == "gpt" \
                 and dest_size > m.size:
             progress.phase("partition table")
@@ -153,3 +161,37 @@ def _write_zeros(fd: int, offset: int, length: int) -> None:
         os.pwrite(fd, _ZEROS[:n], offset)
         offset += n
         length -= n
+
+
+def _read_back(dest: str, fd: int, shift: int,
+               places: dict[bytes, list[tuple[Area, list[Extent]]]], progress: Progress) -> int:
+    """Read every written chunk back (past the page cache where the OS allows) and check
+    it against its id; ImageDamaged naming the first byte range that differs."""
+    with suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    todo = sorted(((shift + area.start + pieces[0][0], cid, area, pieces)
+                   for cid, where in places.items() for area, pieces in where),
+                  key=lambda t: t[0])
+    progress.phase("checking", total_bytes=sum(n for *_, p in todo for _, n in p))
+
+    def same(item: tuple[int, bytes, Area, list[Extent]]) -> tuple[bool, int]:
+        _first, cid, area, pieces = item
+        data = b"".join(os.pread(rfd, n, shift + area.start + o) for o, n in pieces)
+        return chunk_id(data) == cid, len(data)
+
+    checked = 0
+    rfd = os.open(dest, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        with ThreadPoolExecutor(WORKERS, thread_name_prefix="twofold-readback") as pool:
+            for item, (ok, n) in zip(todo, pool.map(same, todo), strict=True):
+                if not ok:
+                    first, _cid, area, pieces = item
+                    last = shift + area.start + pieces[-1][0] + pieces[-1][1]
+                    raise ImageDamaged(
+                        f"{dest} does not hold what was written to {area.label}, bytes "
+                        f"{first}-{last}", "the destination may be failing; try another")
+                checked += n
+                progress.advance(nbytes=n)
+    finally:
+        os.close(rfd)
+    return checked
