@@ -30,7 +30,7 @@ from twofold.store.chunkstore import ChunkStore
 from twofold.store.packs import chunk_id, compress
 
 LEVELS = {"fast": 1, "balanced": 3, "max": 19}
-WORKERS = max(2, os.cpu_count() or 2)
+WORKERS = min(16, max(4, 2 * (os.cpu_count() or 2)))  # reads overlap hashing
 _ZEROS = memoryview(bytes(16 << 20))
 
 
