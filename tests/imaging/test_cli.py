@@ -72,6 +72,8 @@ def test_missing_store_and_source(tmp_path: Path) -> None:
     assert code == 1 and "no image store" in text
     code, text = run("create", str(tmp_path / "nope.img"), "--to", str(tmp_path))
     assert code == 1 and "does not exist" in text
+    code, text = run("create", str(tmp_path), "--to", str(tmp_path))
+    assert code == 1 and "neither a block device nor an image file" in text
 
 
 def test_option_parsing() -> None:

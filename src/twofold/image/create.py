@@ -4,6 +4,7 @@ store the new ones, and write the manifest last."""
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -108,6 +109,10 @@ def create(source: str, target: Target, name: str | None, level: int,
         raise ImageRefused(f"compression level {level} is outside 1..22")
     if not os.path.exists(source):
         raise ImageRefused(f"the source {source} does not exist")
+    mode = os.stat(source).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        raise ImageRefused(f"the source {source} is neither a block device nor an image file",
+                           "give a disk (/dev/sda), a partition (/dev/sda2) or a disk.img")
     refuse_if_busy(source, writable_only=True, action="image")
     if name is None:
         base = os.path.basename(os.path.normpath(source)).replace(" ", "_") or "disk"
