@@ -17,8 +17,9 @@ from twofold.cli.verify_cmd import verify_command
 
 app = typer.Typer(
     name="twofold", no_args_is_help=True, add_completion=False,
-    help="Exact-copy incremental backups of your files. Exit codes: 0 ok, 1 failed, "
-         "2 usage error, 3 finished but some items were skipped (listed).")
+    help="Exact-copy incremental backups of your files, and incremental images of whole "
+         "disks. Exit codes: 0 ok, 1 failed, 2 usage error, 3 finished but some items were "
+         "skipped (listed).")
 
 
 def _version(value: bool) -> None:
@@ -35,7 +36,7 @@ def root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version.")] = False,
 ) -> None:
-    """Keep a computer safe: backups of your files (images come next)."""
+    """Keep a computer safe: backups of your files and images of your system."""
     ctx.obj = {"config": config}
 
 
