@@ -15,6 +15,7 @@ from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.fsbitmap import merge_extents
 from twofold.image.errors import ImageExists, ImageRefused, SourceReadError
 from twofold.image.manifest import (
     Area,
@@ -25,6 +26,7 @@ from twofold.image.manifest import (
     check_image_name,
     manifest_object,
 )
+from twofold.image.parent import find_parent, parent_cells, within
 from twofold.image.repo import Target, creating, open_objects, open_store
 from twofold.image.source import plan_image, refuse_if_busy, table_doc
 from twofold.store.chunkstore import ChunkStore
@@ -62,7 +64,7 @@ class CreateResult:
                 "zero_chunks": self.zero_chunks, "seconds": round(self.seconds, 3)}
 
 
-Work = tuple[bytes | None, bytes | None, int]  # chunk id (None: zeros), new stored bytes, len
+Work = tuple[bytes | None, bytes | None, list[Extent]]  # id (None: zeros), new bytes, pieces
 
 
 def _read_pieces(reader: FileReader, start: int, pieces: list[Extent]) -> bytes:
@@ -83,21 +85,34 @@ def _read_pieces(reader: FileReader, start: int, pieces: list[Extent]) -> bytes:
 
 
 def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: ChunkStore,
-                level: int) -> Work:
-    """Read, hash and (when new) compress one chunk; runs in a worker thread."""
+                level: int, before: tuple[list[Extent], bytes | None] | None) -> Work:
+    """Read, hash and (when new) compress one chunk; runs in a worker thread. `before`:
+    the previous image's pieces and id for this cell, tried first when they cover ours."""
+    if before is not None:
+        old = _read_pieces(reader, start, before[0])
+        zero = old == _ZEROS[:len(old)]
+        if (before[1] is None and zero) or (not zero and chunk_id(old) == before[1]):
+            return before[1], None, before[0]
     data = _read_pieces(reader, start, pieces)
     if data == _ZEROS[:len(data)]:
-        return None, None, len(data)
+        return None, None, pieces
     cid = chunk_id(data)
     if store.has(cid):
-        return cid, None, len(data)
-    return cid, compress(data, level), len(data)
+        return cid, None, pieces
+    return cid, compress(data, level), pieces
 
 
-def _chunks(areas: list[Area], chunk_size: int) -> Iterator[tuple[Area, int, list[Extent]]]:
+Job = tuple[Area, int, list[Extent], tuple[list[Extent], bytes | None] | None]
+
+
+def _chunks(areas: list[Area], chunk_size: int, parent: Manifest | None) -> Iterator[Job]:
     for area in areas:
+        cells = parent_cells(parent, area, chunk_size)
         for cell, pieces in cell_pieces(area.extents, chunk_size):
-            yield area, cell, pieces
+            before = cells.get(cell)
+            if before is not None and (before[0] == pieces or not within(pieces, before[0])):
+                before = None  # the same pieces anyway, or blocks the old image lacks
+            yield area, cell, pieces, before
 
 
 def create(source: str, target: Target, name: str | None, level: int,
@@ -135,7 +150,8 @@ def create(source: str, target: Target, name: str | None, level: int,
             result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
             result.used_bytes = sum(a.used_bytes for a in plan.areas)
             progress.phase("imaging", total_bytes=result.used_bytes)
-            _run(reader, plan.areas, store, level, result, progress)
+            parent = find_parent(objects, os.path.abspath(source), plan.kind, plan.size)
+            _run(reader, plan.areas, store, level, result, progress, parent)
             progress.phase("finishing")
             store.commit_index()
             result.stored_new_bytes = store.new_bytes
@@ -151,28 +167,33 @@ def create(source: str, target: Target, name: str | None, level: int,
 
 
 def _run(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,
-         result: CreateResult, progress: Progress) -> None:
+         result: CreateResult, progress: Progress, parent: Manifest | None) -> None:
     """The pipeline: workers read, hash and compress; this thread stores, in order."""
     window = WORKERS * 3
     pending: deque[tuple[Area, int, Future[Work]]] = deque()
+    taken: dict[int, list[Extent]] = {id(a): [] for a in areas}
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="twofold-chunk") as pool:
         try:
-            for area, cell, pieces in _chunks(areas, store.chunk_size):
+            for area, cell, pieces, before in _chunks(areas, store.chunk_size, parent):
                 pending.append((area, cell, pool.submit(
-                    _chunk_work, reader, area.start, pieces, store, level)))
+                    _chunk_work, reader, area.start, pieces, store, level, before)))
                 if len(pending) >= window:
-                    _take(pending.popleft(), store, result, progress)
+                    _take(pending.popleft(), store, result, progress, taken)
             while pending:
-                _take(pending.popleft(), store, result, progress)
+                _take(pending.popleft(), store, result, progress, taken)
         finally:
             for _a, _c, fut in pending:
                 fut.cancel()
+    for area in areas:  # the extents as read: cells taken as before keep their old pieces
+        area.extents = list(merge_extents(taken[id(area)]))
 
 
 def _take(item: tuple[Area, int, Future[Work]], store: ChunkStore, result: CreateResult,
-          progress: Progress) -> None:
+          progress: Progress, taken: dict[int, list[Extent]]) -> None:
     area, cell, fut = item
-    cid, stored, length = fut.result()
+    cid, stored, pieces = fut.result()
+    length = sum(n for _, n in pieces)
+    taken[id(area)].extend(pieces)
     area.chunks.append(ChunkRef(cell, length, cid))
     if cid is None:
         result.zero_chunks += 1
