@@ -14,6 +14,8 @@ from twofold.core.clock import Clock
 from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import IMAGES_DIR, Manifest, manifest_object, parse_manifest
 from twofold.store.chunkstore import ChunkStore
+from twofold.store.holders import is_stale
+from twofold.store.holders import me as holder_me
 from twofold.store.objects import LocalObjects, ObjectMissing, ObjectStore, StoreError
 
 STORE_DIR = "twofold-images"
@@ -78,19 +80,6 @@ def _holder(objects: ObjectStore, name: str) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def _stale(holder: dict[str, Any]) -> bool:
-    """A lock of this host whose process is gone (other hosts' locks are never stale yet)."""
-    if holder.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(holder.get("pid", 0)), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, OverflowError):
-        return False
-    return False
-
-
 def _busy(objects: ObjectStore, name: str, what: str) -> StoreError:
     holder = _holder(objects, name)
     return StoreError(
@@ -100,10 +89,10 @@ def _busy(objects: ObjectStore, name: str, what: str) -> StoreError:
 
 
 def _take(objects: ObjectStore, name: str, clock: Clock) -> None:
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "since_ns": clock.now_ns()}
+    me = {**holder_me(), "since_ns": clock.now_ns()}
     if objects.put_once(name, json.dumps(me).encode()):
         return
-    if _stale(_holder(objects, name)):
+    if is_stale(_holder(objects, name)):
         objects.delete(name)
         if objects.put_once(name, json.dumps(me).encode()):
             return
@@ -117,7 +106,7 @@ def exclusive(objects: ObjectStore, clock: Clock) -> Iterator[None]:
     _take(objects, LOCK, clock)
     try:
         for obj in objects.list(CREATE_LOCKS):
-            if _stale(_holder(objects, obj.name)):
+            if is_stale(_holder(objects, obj.name)):
                 objects.delete(obj.name)
             else:
                 raise _busy(objects, obj.name, "an image is being created")
@@ -134,7 +123,7 @@ def creating(objects: ObjectStore, clock: Clock) -> Iterator[None]:
     _take(objects, name, clock)
     try:
         if objects.exists(LOCK):
-            if not _stale(_holder(objects, LOCK)):
+            if not is_stale(_holder(objects, LOCK)):
                 raise _busy(objects, LOCK, "images are being deleted")
             objects.delete(LOCK)
         yield

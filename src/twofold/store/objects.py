@@ -14,6 +14,7 @@ from typing import Protocol
 
 from twofold.core.errors import TargetError
 from twofold.fsinfo.disk import fsync_dir
+from twofold.store.holders import pid_alive
 
 TMP_DIR = ".tmp"
 """Objects being written; never listed, never part of the store."""
@@ -73,16 +74,6 @@ class ObjectStore(Protocol):
         ...
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def check_name(name: str) -> str:
     """`name` when it is a valid object name; StoreError otherwise."""
     parts = name.split("/")
@@ -120,7 +111,7 @@ class LocalObjects:
         for name in names:
             host, _, rest = name.partition("-")
             pid = rest.partition("-")[0]
-            if host == self._host and pid.isdigit() and not _pid_alive(int(pid)):
+            if host == self._host and pid.isdigit() and not pid_alive(int(pid)):
                 with suppress(OSError):
                     os.unlink(os.path.join(tmp_dir, name))
 

@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -14,6 +13,8 @@ from typing import Any
 from twofold.core.errors import TargetError, TargetFullError, UsageError
 from twofold.core.models import Record
 from twofold.core.paths import show
+from twofold.store.holders import is_stale
+from twofold.store.holders import me as holder_me
 
 ROOT_DIR = b"twofold"
 TMP_FANOUT = 64  # subfolders of .tmp/
@@ -32,16 +33,6 @@ def target_failure(err: OSError, what: bytes | str) -> TargetError:
         f"writing to the target failed at {where}: {err.strerror or err}",
         "is the drive still connected? current/ holds only whole files; once the drive "
         "is back, the next run finishes the job")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SetDir:
@@ -129,13 +120,13 @@ class SetDir:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the set's lock file; a lock left by a dead process on this host is taken over."""
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        me = holder_me()
         for _attempt in range(2):
             try:
                 fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 holder = self._holder()
-                if holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", 0))):
+                if is_stale(holder):
                     os.unlink(self.lock_path)
                     continue
                 raise TargetError(
