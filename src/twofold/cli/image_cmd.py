@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,11 +13,13 @@ from twofold.core.errors import ExitCode, UsageError
 from twofold.core.models import Issue
 from twofold.core.paths import show
 from twofold.core.progress import NullProgress, Progress
-from twofold.image.create import LEVELS, create
-from twofold.image.manage import DeleteResult, delete, list_images, prune
-from twofold.image.restore import restore
-from twofold.image.verify import verify
+
+# The image engine (numpy, zstandard, the file system readers) is imported inside each
+# command, so that `twofold backup` and the other commands do not pay for loading it.
 from twofold.jobs.clock import SystemClock
+
+if TYPE_CHECKING:
+    from twofold.image.manage import DeleteResult
 
 image_app = typer.Typer(
     name="image", no_args_is_help=True,
@@ -43,6 +45,8 @@ def _progress(as_json: bool) -> Progress:
 
 def parse_level(text: str) -> int:
     """fast, balanced, max or a zstd level 1..22."""
+    from twofold.image.create import LEVELS
+
     if text.lower() in LEVELS:
         return LEVELS[text.lower()]
     if text.isdigit() and 1 <= int(text) <= 22:
@@ -84,6 +88,8 @@ def create_command(
     volume = parse_size(volume_size) if volume_size else None
     progress = _progress(as_json)
     try:
+        from twofold.image.create import create
+
         r = create(source, to, name, level, volume, force, progress, SystemClock())
     finally:
         progress.finish()
@@ -106,6 +112,8 @@ def list_command(
     as_json: Json = False,
 ) -> None:
     """List the complete images in TARGET, oldest first."""
+    from twofold.image.manage import list_images
+
     images = list_images(target)
     if as_json:
         print_json([vars(i) for i in images])
@@ -130,6 +138,8 @@ def verify_command(
     """Re-read every chunk of IMAGE (or of all images) and check its hash."""
     progress = _progress(as_json)
     try:
+        from twofold.image.verify import verify
+
         r = verify(target, image, progress, SystemClock())
     finally:
         progress.finish()
@@ -165,6 +175,8 @@ def restore_command(
     reading it back afterwards."""
     progress = _progress(as_json)
     try:
+        from twofold.image.restore import restore
+
         r = restore(target, image, to, partition, progress, SystemClock(),
                     readback=not no_readback)
     finally:
@@ -201,6 +213,8 @@ def delete_command(
     """Delete IMAGE and free the chunks no other image needs."""
     progress = _progress(as_json)
     try:
+        from twofold.image.manage import delete
+
         r = delete(target, image, progress, SystemClock())
     finally:
         progress.finish()
@@ -219,6 +233,8 @@ def prune_command(
     """Keep the newest --keep N images; delete the rest and free their chunks."""
     progress = _progress(as_json)
     try:
+        from twofold.image.manage import prune
+
         r = prune(target, keep, progress, SystemClock(), dry_run=dry_run)
     finally:
         progress.finish()
