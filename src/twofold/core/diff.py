@@ -86,6 +86,7 @@ def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow]) -> Ite
     s = next(scan_it, None)
     c = next(cat_it, None)
     skipped_dirs: list[bytes] = []
+    unchanged = Action.UNCHANGED  # enum attribute lookups are slow on Python 3.11
     while s is not None or c is not None:
         if c is not None and (s is None or c.path < s.path):
             if any(is_within(c.path, d) for d in skipped_dirs):
@@ -104,7 +105,7 @@ def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow]) -> Ite
         elif not same or c is None:
             yield Change(Action.NEW, s.path, entry=s)
         elif s.signature() == c.sig:
-            yield Change(Action.UNCHANGED, s.path, entry=s)
+            yield Change(unchanged, s.path, s)
         else:
             old = c.record()
             yield Change(compare(s, old), s.path, entry=s, old=old)

@@ -54,8 +54,11 @@ class Entry:
 
 
     def signature(self) -> tuple[object, ...]:
-        """The fields whose equality means 'unchanged' (see Record.sig and the catalog)."""
-        return (self.kind.value, self.size, self.mtime_ns, self.ctime_ns, self.ino, self.mode,
+        """The fields whose equality means 'unchanged' (see Record.sig and the catalog).
+
+        The kind is a str enum, equal to its one-letter value, so it is used as it is.
+        """
+        return (self.kind, self.size, self.mtime_ns, self.ctime_ns, self.ino, self.mode,
                 self.uid, self.gid, self.target, self.rdev, self.link_to)
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:

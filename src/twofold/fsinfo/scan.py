@@ -32,13 +32,16 @@ class Source:
     path: bytes
 
 
+_FILE = Kind.FILE  # enum attribute lookups are slow on Python 3.11: hoisted
+
+
 def entry_from_stat(rel: bytes, st: os.stat_result, abs_path: bytes | None = None) -> Entry:
     """Build an Entry from an lstat result (reads the link target of a symlink).
 
     Owner and group names are left out: they are looked up only for catalog rows.
     """
-    kind = _KINDS.get(stat.S_IFMT(st.st_mode), Kind.FILE)
-    if kind is Kind.FILE:
+    kind = _KINDS.get(stat.S_IFMT(st.st_mode), _FILE)
+    if kind is _FILE:
         return Entry(rel, kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
                      st.st_dev, st.st_nlink, st.st_mode & 0o7777, st.st_uid, st.st_gid)
     target = os.readlink(abs_path) if kind is Kind.SYMLINK and abs_path is not None else None
