@@ -16,9 +16,8 @@ from twofold.core.diff import Action
 from twofold.core.models import RunStats
 from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
+from twofold.fsinfo import scanproc
 from twofold.fsinfo.disk import syncfs
-from twofold.fsinfo.excludes import Excluder
-from twofold.fsinfo.scan import Scanner
 from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir, target_failure
 
@@ -98,7 +97,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
     real_target = resolve_target(target)
     warnings = check_overlap(srcs, real_target)
     sd = SetDir(real_target, set_name)
-    scanner = Scanner(srcs, Excluder(options.excludes, options.default_excludes))
+    scanner = scanproc.scan(srcs, options.excludes, options.default_excludes)
     result = BackupResult(set_name, real_target, None, None, RunStats(), warnings,
                           options.dry_run)
     if options.dry_run:
