@@ -53,8 +53,12 @@ def main() -> int:
     count = 0
     seen: list[str] = []
 
+    main_pid = os.getpid()
+
     def tick(kind: str) -> None:
         nonlocal count
+        if os.getpid() != main_pid:
+            return  # copy workers only write .tmp/; the run itself is what gets killed
         with lock:  # held while dying, so no other thread gets past its next call
             count += 1
             if kill_at == 0:

@@ -9,25 +9,24 @@ The workers copy the next batch while the main thread commits and renames this o
 
 from __future__ import annotations
 
-import errno
+import multiprocessing
 import os
-import threading
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from twofold.backup.copyjob import CopyOutcome, CopyTask, copy_many
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.records import to_record
 from twofold.core.diff import Action, Change
-from twofold.core.errors import TargetError
 from twofold.core.models import Entry, Issue, Kind, Record, RunStats
 from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import can_syncfs, syncfs
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
+from twofold.fsinfo.scanproc import can_fork, die_with_parent
 from twofold.store.catalog import Catalog, PendingOp
-from twofold.store.copy import SourceReadError, copy_file, hash_file
 from twofold.store.target import TMP_FANOUT, SetDir, target_failure
 
 BATCH_FILES = 4000
@@ -36,7 +35,8 @@ CHUNK_FILES = 32  # files per worker task
 CHUNK_BYTES = 8 << 20
 
 
-Started = tuple[list["Step"], dict[Future[None], list["Step"]]]
+Chunks = dict[Future[list[CopyOutcome]], list[tuple["Step", str]]]
+Started = tuple[list["Step"], Chunks]
 
 
 @dataclass(slots=True)
@@ -69,13 +69,11 @@ class Applier:
     _rmdirs: list[PendingOp] = field(default_factory=list)
     _seq: int = 0
     _tmp_seq: int = 0
-    _pool: ThreadPoolExecutor | None = None
+    _pool: Executor | None = None
     _touched: set[bytes] = field(default_factory=set)
     _dir_mtime: dict[bytes, int] = field(default_factory=dict)
     _link_hash: dict[bytes, bytes] = field(default_factory=dict)
     _done_seq: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _bytes: int = 0
 
     def src(self, rel: bytes) -> bytes:
         """Absolute source path of a relative path."""
@@ -89,7 +87,7 @@ class Applier:
         batch: list[Change] = []
         size = 0
         in_flight: Started | None = None
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+        with _pool(self.workers) as pool:
             self._pool = pool
             for ch in changes:
                 batch.append(ch)
@@ -120,8 +118,7 @@ class Applier:
     def _start(self, changes: list[Change]) -> Started:
         """Prepare a batch: hand new files to the workers, do the rest here."""
         steps = [Step(ch) for ch in changes]
-        futures: dict[Future[None], list[Step]] = {}
-        assert self._pool is not None
+        futures: Chunks = {}
         chunk: list[tuple[Step, str]] = []
         chunk_bytes = 0
         for step in steps:
@@ -129,16 +126,15 @@ class Applier:
                 chunk.append((step, self._next_tmp()))
                 chunk_bytes += step.change.entry.size if step.change.entry else 0
                 if len(chunk) >= CHUNK_FILES or chunk_bytes >= CHUNK_BYTES:
-                    futures[self._pool.submit(self._prepare_files, chunk)] = [
-                        s for s, _ in chunk]
+                    futures[self._submit(chunk)] = chunk
                     chunk, chunk_bytes = [], 0
             else:
                 self._prepare_other(step)
         if chunk:
-            futures[self._pool.submit(self._prepare_files, chunk)] = [s for s, _ in chunk]
+            futures[self._submit(chunk)] = chunk
         return steps, futures
 
-    def _finish(self, steps: list[Step], futures: dict[Future[None], list[Step]]) -> None:
+    def _finish(self, steps: list[Step], futures: Chunks) -> None:
         """Wait for a batch's copies, flush, commit it to the catalog, then rename."""
         self._wait(futures)
         for step in steps:
@@ -186,41 +182,30 @@ class Applier:
                 and ch.action in (Action.NEW, Action.CHANGED, Action.CHECK)
                 and ch.path not in self.moved_to)
 
-    def _prepare_files(self, chunk: list[tuple[Step, str]]) -> None:
-        """Worker: a few files per task, so thread hand-offs stay rare."""
+    def _submit(self, chunk: list[tuple[Step, str]]) -> Future[list[CopyOutcome]]:
+        assert self._pool is not None
+        tasks = []
         for step, tmp_name in chunk:
-            try:
-                self._prepare_file(step, tmp_name)
-            except TargetError:
-                raise
-            except OSError as err:  # source errors were handled: this is the target
-                raise target_failure(err, step.change.path) from err
+            ch = step.change
+            assert ch.entry is not None
+            check = ch.old.hash if ch.action is Action.CHECK and ch.old is not None else None
+            tasks.append(CopyTask(self.src(ch.path),
+                                  os.path.join(self.sd.tmp, os.fsencode(tmp_name)),
+                                  ch.entry, check, not can_syncfs()))
+        return self._pool.submit(copy_many, tasks)
 
-    def _wait(self, futures: dict[Future[None], list[Step]]) -> None:
-        """Wait for the batch's copies in order, reporting bytes while large ones run."""
+    def _wait(self, futures: Chunks) -> None:
+        """Collect the batch's copies in order and turn them into steps."""
         try:
-            for fut in futures:
-                while True:
-                    try:
-                        fut.result(timeout=0.25)
-                        break
-                    except TimeoutError:
-                        self._report_bytes()
-                self._report_bytes()
+            for fut, chunk in futures.items():
+                outcomes = fut.result()
+                self.progress.advance(0, sum(o.size for o in outcomes))
+                for (step, tmp_name), outcome in zip(chunk, outcomes, strict=False):
+                    self._record_copy(step, tmp_name, outcome)
         except BaseException:
             for other in futures:
                 other.cancel()
             raise
-
-    def _count_bytes(self, n: int) -> None:
-        with self._lock:
-            self._bytes += n
-
-    def _report_bytes(self) -> None:
-        with self._lock:
-            n, self._bytes = self._bytes, 0
-        if n:
-            self.progress.advance(0, n)
 
     def _flush(self) -> None:
         if can_syncfs():
@@ -228,48 +213,33 @@ class Applier:
 
     # preparing steps -------------------------------------------------------------------
 
-    def _prepare_file(self, step: Step, tmp_name: str) -> None:
-        """Worker: copy a new or changed file into .tmp/ (or confirm it unchanged)."""
+    def _record_copy(self, step: Step, tmp_name: str, o: CopyOutcome) -> None:
+        """Turn a worker's outcome into the step's row, operation and issue."""
         ch, entry, old = step.change, step.change.entry, step.change.old
         assert entry is not None
-        src = self.src(ch.path)
-        try:
-            if ch.action is Action.CHECK and old is not None:
-                digest, _ = hash_file(src)
-                if digest == old.hash:
-                    entry.xattrs = _source_xattrs(src)
-                    step.record = to_record(entry, self.run_id, digest)
-                    step.op = PendingOp(0, "meta", ch.path)
-                    step.close = (old.id, False)
-                    return
-            tmp = os.path.join(self.sd.tmp, os.fsencode(tmp_name))
-            copied = None
-            for attempt in range(2):
-                if attempt:
-                    os.unlink(tmp)
-                copied = copy_file(src, tmp, fsync=not can_syncfs(), meta=entry)
-                self._count_bytes(copied.size)
-                if copied.stable:
-                    break
-            assert copied is not None
-            if not copied.stable:
-                step.issue = Issue(ch.path, "unstable",
-                                   "changed while being copied, twice; the second copy is kept")
-            fresh = to_record(entry, self.run_id, copied.hash, copied.before)
-            fresh.size = copied.size
-            if fresh.signature() != entry.signature():  # changed since the scan
-                copied.problems = apply_metadata(tmp, fresh)
-            if copied.problems:
-                step.issue = step.issue or Issue(ch.path, "metadata",
-                                                 "; ".join(copied.problems))
-        except SourceReadError as err:
-            if err.errno != errno.ENOENT:  # a file deleted since the scan is simply gone
-                step.issue = Issue(ch.path, "skipped", err.strerror or str(err))
+        if o.kind == "target":
+            raise target_failure(OSError(o.errno, o.message), ch.path)
+        if o.kind == "unreadable":
+            step.issue = Issue(ch.path, "skipped", o.message)
+        if o.kind in ("gone", "unreadable"):
+            return  # a file deleted since the scan is simply gone
+        entry.xattrs = o.xattrs
+        if o.kind == "same":
+            assert old is not None
+            step.record = to_record(entry, self.run_id, o.hash)
+            step.op = PendingOp(0, "meta", ch.path)
+            step.close = (old.id, False)
             return
-        step.record = fresh
+        if not o.stable:
+            step.issue = Issue(ch.path, "unstable",
+                               "changed while being copied, twice; the second copy is kept")
+        elif o.problems:
+            step.issue = Issue(ch.path, "metadata", "; ".join(o.problems))
+        step.record = to_record(entry, self.run_id, o.hash, o.before)
+        step.record.size = o.size
         step.op = PendingOp(0, "put", ch.path, tmp_name)
         step.close = (old.id, True) if old is not None else None
-        step.copied = copied.size
+        step.copied = o.size
 
     def _prepare_other(self, step: Step) -> None:
         """Main thread: folders, symlinks, specials, hard links, metadata, deletions."""
@@ -405,11 +375,12 @@ class Applier:
         set_dir_times(self.sd, self._touched, self._dir_mtime, self.catalog.open_row)
 
 
-def _source_xattrs(src: bytes) -> dict[str, bytes]:
-    try:
-        return read_xattrs(src)
-    except OSError as err:
-        raise SourceReadError(err.errno, err.strerror, src) from err
+def _pool(workers: int) -> Executor:
+    """Worker processes where fork exists (no GIL between copies), else threads."""
+    if can_fork():
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=die_with_parent)
+    return ThreadPoolExecutor(workers)
 
 
 _SPECIAL = {Kind.FIFO: "named pipe (FIFO)", Kind.SOCKET: "socket",

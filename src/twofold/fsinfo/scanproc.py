@@ -7,6 +7,7 @@ the whole tree, so hard links are detected exactly as by an in-process scan.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import pickle
 import sys
@@ -24,6 +25,19 @@ _ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
 _as_tuple = attrgetter(*_ENTRY_FIELDS)
 
 
+def die_with_parent() -> None:
+    """In a child: be killed when the parent dies, even by SIGKILL (Linux), so a killed run
+    leaves no process behind still writing to the target."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def can_fork() -> bool:
     """True where a child process can be forked cheaply."""
     return sys.platform != "win32" and "fork" in multiprocessing.get_all_start_methods()
@@ -31,6 +45,7 @@ def can_fork() -> bool:
 
 def _child(conn: Connection, sources: list[Source], patterns: list[str],
            defaults: bool) -> None:
+    die_with_parent()
     try:
         batch: list[tuple[object, ...]] = []
         for item in Scanner(sources, Excluder(patterns, defaults)):
