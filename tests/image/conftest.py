@@ -95,6 +95,23 @@ def copy_extents(src: Path, dst: Path, extents: Iterable[tuple[int, int]]) -> No
             fout.write(fin.read(length))
 
 
+def blkid(image: Path) -> dict[str, str]:
+    """What `blkid -p` says of an image (TYPE, LABEL, UUID...)."""
+    out = run("blkid", "-p", "-o", "export", image).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def copy_used_and_check(image: Path, extents: Iterable[tuple[int, int]], tmp_path: Path,
+                        fsck: list[str], clean_word: str) -> Path:
+    """A copy of `image` holding only `extents` (zeros elsewhere) that `fsck` must pass."""
+    copy = tmp_path / "copy.img"
+    copy_extents(image, copy, extents)
+    res = run(*fsck, copy, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert clean_word in res.stdout
+    return copy
+
+
 def partclone_domain(fs: str, image: Path, log: Path) -> tuple[tuple[tuple[int, int], ...], int]:
     """The byte ranges `partclone.<fs> -D` (ddrescue domain log) marks as used, and the
     used block count its summary prints ("Space in use: ... = N Blocks")."""

@@ -14,8 +14,9 @@ from twofold.fsinfo.fsbitmap import detect, exfat
 from .conftest import (
     IS_ROOT,
     NOT_ROOT_REASON,
+    blkid,
     clip,
-    copy_extents,
+    copy_used_and_check,
     loop_device,
     mounted,
     partclone_domain,
@@ -52,17 +53,9 @@ def check_exfat(image: Path, tmp_path: Path) -> Path:
     assert clip(um.extents, 0, heap) == tuple(sorted([(0, 24 * ss), fats])), (
         "before the heap: the boot regions and the FATs only"
     )
-    blk = dict(
-        line.split("=", 1) for line in run("blkid", "-p", "-o", "export", image).stdout.split()
-    )
+    blk = blkid(image)
     assert um.label == blk["LABEL"] == "TFLABEL" and um.uuid == blk["UUID"]
-
-    copy = tmp_path / "copy.img"
-    copy_extents(image, copy, um.extents)
-    fsck = run("fsck.exfat", "-n", copy, check=False)
-    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
-    assert "clean" in fsck.stdout
-    return copy
+    return copy_used_and_check(image, um.extents, tmp_path, ["fsck.exfat", "-n"], "clean")
 
 
 def test_exfat_empty_used_clusters(tmp_path: Path) -> None:

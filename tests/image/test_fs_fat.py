@@ -11,7 +11,7 @@ import pytest
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import detect, fat
 
-from .conftest import copy_extents, run, tree_digest, used_map
+from .conftest import blkid, copy_extents, run, tree_digest, used_map
 
 CASES = {
     "fat12": (8 << 20, ["-F", "12"]),
@@ -46,11 +46,6 @@ def _fsck_counts(image: Path) -> tuple[int, int, int]:
     return int(data.group(1)), int(cluster.group(1)), int(used.group(1))
 
 
-def _blkid(image: Path) -> dict[str, str]:
-    out = run("blkid", "-p", "-o", "export", image).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
 @pytest.mark.parametrize("kind", list(CASES))
 def test_fat_used_clusters_and_restorable(kind: str, sample_tree: Path, tmp_path: Path) -> None:
     size, opts = CASES[kind]
@@ -66,7 +61,7 @@ def test_fat_used_clusters_and_restorable(kind: str, sample_tree: Path, tmp_path
     assert um.extents[0][0] == 0 and um.extents[0][1] >= data_offset
     assert um.used_bytes == data_offset + used_clusters * cluster
     assert len(um.extents) > 1, "the deletions should leave free holes between used runs"
-    ids = _blkid(image)
+    ids = blkid(image)
     assert um.label == ids["LABEL"] == "TFLABEL"
     assert um.uuid == ids["UUID"]
 

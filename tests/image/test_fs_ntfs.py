@@ -16,8 +16,9 @@ from twofold.fsinfo.fsbitmap import detect
 from .conftest import (
     IS_ROOT,
     NOT_ROOT_REASON,
+    blkid,
     clip,
-    copy_extents,
+    copy_used_and_check,
     mounted,
     partclone_domain,
     run,
@@ -72,17 +73,10 @@ def check_ntfs(image: Path, tmp_path: Path) -> Path:
     assert clip(um.extents, 0, clusters * cluster) == domain
     assert um.used_bytes == partclone_used * cluster + 512
     assert um.extents[-1] == (um.total_size - 512, 512)
-    blk = dict(
-        line.split("=", 1) for line in run("blkid", "-p", "-o", "export", image).stdout.split()
-    )
+    blk = blkid(image)
     assert um.label == blk["LABEL"] and um.uuid == blk["UUID"]
-
-    copy = tmp_path / "copy.img"
-    copy_extents(image, copy, um.extents)
-    fix = run("ntfsfix", "-n", copy, check=False)
-    assert fix.returncode == 0, fix.stdout + fix.stderr
-    assert "processed successfully" in fix.stdout
-    return copy
+    return copy_used_and_check(image, um.extents, tmp_path, ["ntfsfix", "-n"],
+                               "processed successfully")
 
 
 def test_ntfs_empty_used_clusters(tmp_path: Path) -> None:
