@@ -8,7 +8,7 @@ import pytest
 
 from twofold.core.asof import parse_when, resolve_as_of
 from twofold.core.errors import UsageError
-from twofold.core.paths import descendant_range, from_user, is_within
+from twofold.core.paths import from_user, is_within
 from twofold.core.retention import Policy, needed, runs_to_keep
 
 
@@ -70,6 +70,3 @@ def test_parse_when_uses_the_given_zone() -> None:
 def test_paths() -> None:
     assert from_user("./Docs//a/") == b"Docs/a"
     assert is_within(b"a/b", b"a") and not is_within(b"ab", b"a")
-    lo, hi = descendant_range(b"a")
-    inside = [p for p in [b"a", b"a-b", b"a/b", b"a/z/y", b"a0", b"b"] if lo <= p < hi]
-    assert inside == [b"a/b", b"a/z/y"]

@@ -73,11 +73,6 @@ class Plan:
         pickle.dump(change, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
         self._spooled += 1
 
-    @property
-    def pending(self) -> int:
-        """How many changes are waiting to be applied."""
-        return len(self._held) + self._spooled
-
     def changes(self) -> Iterator[Change]:
         """The changes to apply, in path order."""
         yield from self._held

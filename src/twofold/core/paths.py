@@ -31,8 +31,3 @@ def from_user(text: str) -> bytes:
     raw = text.encode("utf-8", errors="surrogateescape")
     parts = [p for p in raw.replace(b"\\", b"/").split(SEP) if p not in (b"", b".")]
     return SEP.join(parts)
-
-
-def descendant_range(prefix: bytes) -> tuple[bytes, bytes]:
-    """Bounds [lo, hi) holding exactly the paths below `prefix` in byte order."""
-    return prefix + SEP, prefix + b"0"  # b"0" is the byte after b"/"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import shutil
 import sys
 
 _libc: ctypes.CDLL | None = None
@@ -69,8 +68,3 @@ def same_disk(a: bytes | str, b: bytes | str) -> bool:
     if not sys.platform.startswith("linux") or os.major(da) == 0 or os.major(db) == 0:
         return False
     return _whole_disk(da) == _whole_disk(db)
-
-
-def free_bytes(path: bytes | str) -> int:
-    """Bytes free for this user on the file system holding `path`."""
-    return shutil.disk_usage(path).free
