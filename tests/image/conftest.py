@@ -102,7 +102,7 @@ def blkid(image: Path) -> dict[str, str]:
 
 
 def copy_used_and_check(image: Path, extents: Iterable[tuple[int, int]], tmp_path: Path,
-                        fsck: list[str], clean_word: str) -> Path:
+                        fsck: list[str], clean_word: str = "") -> Path:
     """A copy of `image` holding only `extents` (zeros elsewhere) that `fsck` must pass."""
     copy = tmp_path / "copy.img"
     copy_extents(image, copy, extents)

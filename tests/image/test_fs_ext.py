@@ -15,7 +15,7 @@ from twofold.fsinfo.fsbitmap import detect, ext
 from .conftest import (
     IS_ROOT,
     NOT_ROOT_REASON,
-    copy_extents,
+    copy_used_and_check,
     mounted,
     partclone_domain,
     run,
@@ -82,10 +82,7 @@ def test_ext_used_blocks_exact_and_restorable(case: str, sample_tree: Path, tmp_
         assert um.used_bytes // um.block_size == partclone_used
         assert um.extents == domain
 
-    copy = tmp_path / "copy.img"
-    copy_extents(image, copy, um.extents)
-    fsck = run("e2fsck", "-fn", copy, check=False)
-    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+    copy = copy_used_and_check(image, um.extents, tmp_path, ["e2fsck", "-fn"])
     out = tmp_path / "out"
     out.mkdir()
     run("debugfs", "-R", f"rdump / {out}", copy)
