@@ -13,13 +13,14 @@ from twofold.cli.init_cmd import init_command
 from twofold.cli.prune_cmd import prune_command
 from twofold.cli.restore_cmd import restore_command
 from twofold.cli.runs_cmd import history_command, runs_command
+from twofold.cli.status_cmd import status_command
 from twofold.cli.verify_cmd import verify_command
 
 app = typer.Typer(
     name="twofold", no_args_is_help=True, add_completion=False,
     help="Exact-copy incremental backups of your files, and incremental images of whole "
          "disks. Exit codes: 0 ok, 1 failed, 2 usage error, 3 finished but some items were "
-         "skipped (listed).")
+         "skipped (listed), 4 (status) a job is overdue or failing.")
 
 
 def _version(value: bool) -> None:
@@ -47,6 +48,7 @@ app.command("runs")(runs_command)
 app.command("history")(history_command)
 app.command("prune")(prune_command)
 app.command("init")(init_command)
+app.command("status")(status_command)
 app.add_typer(image_app, name="image")
 
 

@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     USAGE = 2
     PARTIAL = 3
+    ATTENTION = 4  # status: a job is overdue or failing
 
 
 class TwofoldError(Exception):

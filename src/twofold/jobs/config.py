@@ -1,4 +1,4 @@
-"""The TOML config file: backup sets with their sources, target and excludes.
+"""The TOML config file: backup sets (sources, target, excludes, schedule) and image jobs.
 
 The schema is documented in docs/CONFIG.md; every key is checked, so a typo is an error
 that names the key and its line rather than a setting silently ignored.
@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from twofold.core.errors import ConfigError
+from twofold.core.schedule import HINT, Schedule, parse_schedule
 
-SET_KEYS = {"sources", "target", "exclude", "default_excludes", "allow_mass_delete"}
-TOP_KEYS = {"exclude", "sets"}
+SET_KEYS = {"sources", "target", "exclude", "default_excludes", "allow_mass_delete",
+            "schedule"}
+IMAGE_KEYS = {"source", "target", "schedule", "on_change", "compression"}
+TOP_KEYS = {"exclude", "sets", "images"}
+IMAGE_SCHEDULE = "every 90 days"
 USER_FOLDERS = ("DOCUMENTS", "PICTURES", "MUSIC", "VIDEOS", "DESKTOP")
 
 
@@ -29,6 +33,25 @@ class SetConfig:
     exclude: list[str] = field(default_factory=list)
     default_excludes: bool = True
     allow_mass_delete: bool = False
+    schedule: Schedule | None = None  # None: run only by hand
+    kind = "backup"
+
+
+@dataclass
+class ImageJob:
+    """One image job: which disk to image, where to, how often, and whether a change of
+    the installed system makes it due."""
+
+    name: str
+    source: str
+    target: str
+    schedule: Schedule = field(default_factory=lambda: parse_schedule(IMAGE_SCHEDULE))
+    on_change: bool = True
+    compression: str = "balanced"
+    kind = "image"
+
+
+Job = SetConfig | ImageJob
 
 
 @dataclass
@@ -39,6 +62,26 @@ class Config:
     exists: bool = False
     exclude: list[str] = field(default_factory=list)
     sets: dict[str, SetConfig] = field(default_factory=dict)
+    images: dict[str, ImageJob] = field(default_factory=dict)
+
+    def jobs(self) -> list[Job]:
+        """Every backup set and image job, sets first."""
+        return [*self.sets.values(), *self.images.values()]
+
+    def job(self, name: str) -> Job | None:
+        """The set or image job called `name`."""
+        return self.sets.get(name) or self.images.get(name)
+
+
+def drive_of(target: str | None) -> tuple[str, str] | None:
+    """("uuid", value) or ("label", value) for a target given as UUID=... or LABEL=...;
+    None for a plain folder."""
+    if target is None:
+        return None
+    key, sep, value = target.partition("=")
+    if sep and key.upper() in ("UUID", "LABEL") and value:
+        return key.lower(), value
+    return None
 
 
 def default_path() -> Path:
@@ -64,6 +107,22 @@ def _strings(value: Any, where: str, text: str, key: str) -> list[str]:
 def _bool(value: Any, where: str, text: str, key: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: '{key}' must be true or false{_line_of(text, key)}")
+    return value
+
+
+def _schedule(value: Any, where: str, text: str) -> Schedule:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: 'schedule' must be a string{_line_of(text, 'schedule')}",
+                          HINT)
+    try:
+        return parse_schedule(value)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}{_line_of(text, 'schedule')}", HINT) from None
+
+
+def _string(value: Any, where: str, text: str, key: str, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: '{key}' must be {what}{_line_of(text, key)}")
     return value
 
 
@@ -93,17 +152,46 @@ def parse(text: str, path: Path) -> Config:
         _unknown(set(body), SET_KEYS, where, text)
         sources = _strings(body.get("sources", []), where, text, "sources")
         target = body.get("target")
-        if target is not None and not isinstance(target, str):
-            raise ConfigError(f"{where}: 'target' must be a path string"
-                              f"{_line_of(text, 'target')}")
+        if target is not None:
+            _string(target, where, text, "target", TARGET_WHAT)
         cfg.sets[name] = SetConfig(
             name=name, sources=sources, target=target,
             exclude=_strings(body.get("exclude", []), where, text, "exclude"),
             default_excludes=_bool(body.get("default_excludes", True), where, text,
                                    "default_excludes"),
             allow_mass_delete=_bool(body.get("allow_mass_delete", False), where, text,
-                                    "allow_mass_delete"))
+                                    "allow_mass_delete"),
+            schedule=None if "schedule" not in body else
+            _schedule(body["schedule"], where, text))
+    _parse_images(data.get("images", {}), cfg, text)
     return cfg
+
+
+TARGET_WHAT = "a folder, UUID=<filesystem uuid> or LABEL=<filesystem label>"
+
+
+def _parse_images(images: Any, cfg: Config, text: str) -> None:
+    if not isinstance(images, dict):
+        raise ConfigError(f"{cfg.path}: 'images' must be a table of [images.NAME] sections")
+    for name, body in images.items():
+        where = f"{cfg.path} [images.{name}]"
+        if not isinstance(body, dict):
+            raise ConfigError(f"{where}: must be a table{_line_of(text, f'[images.{name}]')}")
+        if name in cfg.sets:
+            raise ConfigError(f"{where}: a backup set has the same name",
+                              "jobs are named by their section; give each its own name")
+        _unknown(set(body), IMAGE_KEYS, where, text)
+        for key in ("source", "target"):
+            if key not in body:
+                raise ConfigError(f"{where}: '{key}' is required",
+                                  'e.g. source = "/dev/sda", target = "UUID=..."')
+        cfg.images[name] = ImageJob(
+            name=name, source=_string(body["source"], where, text, "source", "a device path"),
+            target=_string(body["target"], where, text, "target", TARGET_WHAT),
+            schedule=_schedule(body.get("schedule", IMAGE_SCHEDULE), where, text),
+            on_change=_bool(body.get("on_change", True), where, text, "on_change"),
+            compression=_string(body.get("compression", "balanced"), where, text,
+                                "compression", "fast, balanced, max or 1..22"))
 
 
 def load(path: Path | None) -> Config:

@@ -1,0 +1,1 @@
+"""Tests of the jobs layer: schedules, status, drives, run-on-connect."""
