@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from twofold.backup.copyjob import CopyOutcome, CopyTask, copy_many
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.records import to_record
+from twofold.backup.twins import place_twins
 from twofold.core.diff import Action, Change
 from twofold.core.models import Entry, Issue, Kind, Record, RunStats
+from twofold.core.names import too_large
 from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import can_syncfs, syncfs
@@ -122,6 +124,8 @@ class Applier:
         chunk: list[tuple[Step, str]] = []
         chunk_bytes = 0
         for step in steps:
+            if self._too_large(step):
+                continue
             if self._needs_worker(step.change):
                 chunk.append((step, self._next_tmp()))
                 chunk_bytes += step.change.entry.size if step.change.entry else 0
@@ -142,10 +146,13 @@ class Applier:
             if step.op is not None:
                 self._seq += 1
                 step.op.seq = self._seq
+        names = place_twins(self.sd, (s.op for s in steps if s.op is not None and (
+            s.change.old is None or s.op.op == "move")))
         try:
             if futures:
                 self._flush()
             with self.catalog.transaction():
+                self.catalog.add_names(names)
                 self.catalog.clear_pending(self.run_id, self._done_seq)
                 self.catalog.close_rows((s.close[0], self.run_id, s.close[1])
                                         for s in steps if s.close is not None)
@@ -173,8 +180,22 @@ class Applier:
 
     def _next_tmp(self) -> str:
         """A temp name in one of .tmp/'s subfolders (file creation slows in big folders)."""
+        if not self._tmp_seq:
+            self.sd.make_tmp()
         self._tmp_seq += 1
         return f"{self._tmp_seq % TMP_FANOUT:02x}/{self.run_id}-{self._tmp_seq}"
+
+    def _too_large(self, step: Step) -> bool:
+        """A file the target cannot hold is named before any byte is copied; its catalog
+        row (if any) stays as it was."""
+        e = step.change.entry
+        if e is None or e.kind is not Kind.FILE or step.change.action not in _COPIES or \
+                step.change.path in self.moved_to:
+            return False
+        why = too_large(self.sd.namer.profile, e.size)
+        if why is not None:
+            step.issue = Issue(step.change.path, "skipped", why)
+        return why is not None
 
     def _needs_worker(self, ch: Change) -> bool:
         e = ch.entry
@@ -191,7 +212,8 @@ class Applier:
             check = ch.old.hash if ch.action is Action.CHECK and ch.old is not None else None
             tasks.append(CopyTask(self.src(ch.path),
                                   os.path.join(self.sd.tmp, os.fsencode(tmp_name)),
-                                  ch.entry, check, not can_syncfs()))
+                                  ch.entry, check, not can_syncfs(),
+                                  self.sd.namer.profile.holds))
         return self._pool.submit(copy_many, tasks)
 
     def _wait(self, futures: Chunks) -> None:
@@ -311,13 +333,17 @@ class Applier:
 
     def _prepare_symlink(self, step: Step, entry: Entry) -> None:
         assert entry.target is not None
+        if not self.sd.namer.profile.symlinks:  # kept in the catalog only; restore makes it
+            if step.change.old is not None:
+                step.op = PendingOp(0, "remove", step.change.path)
+            return
         tmp_name = self._next_tmp()
         tmp = os.path.join(self.sd.tmp, os.fsencode(tmp_name))
         try:
             os.symlink(entry.target, tmp)
         except OSError as err:
             raise target_failure(err, step.change.path) from err
-        apply_metadata(tmp, entry)
+        apply_metadata(tmp, entry, holds=self.sd.namer.profile.holds)
         step.op = PendingOp(0, "put", step.change.path, tmp_name)
 
     def _resolve_link(self, step: Step) -> None:
@@ -383,5 +409,6 @@ def _pool(workers: int) -> Executor:
     return ThreadPoolExecutor(workers)
 
 
+_COPIES = (Action.NEW, Action.CHANGED, Action.CHECK)
 _SPECIAL = {Kind.FIFO: "named pipe (FIFO)", Kind.SOCKET: "socket",
             Kind.CHAR: "character device", Kind.BLOCK: "block device"}

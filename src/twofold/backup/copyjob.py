@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from twofold.backup.records import to_record
 from twofold.core.models import Entry
+from twofold.core.names import Holds
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
 from twofold.store.copy import SourceReadError, copy_file, hash_file
 
@@ -22,6 +23,7 @@ class CopyTask:
     entry: Entry
     old_hash: bytes | None  # for a CHECK: equal content means only metadata changed
     fsync: bool
+    holds: Holds  # the metadata the target keeps
 
 
 @dataclass(slots=True)
@@ -62,14 +64,15 @@ def copy_one(task: CopyTask) -> CopyOutcome:
         for attempt in range(2):
             if attempt:
                 os.unlink(task.tmp)
-            copied = copy_file(task.src, task.tmp, fsync=task.fsync, meta=task.entry)
+            copied = copy_file(task.src, task.tmp, fsync=task.fsync, meta=task.entry,
+                               holds=task.holds)
             if copied.stable:
                 break
         assert copied is not None
         problems = copied.problems
         fresh = to_record(task.entry, 0, copied.hash, copied.before)
         if fresh.signature() != task.entry.signature():  # changed since the scan
-            problems = apply_metadata(task.tmp, fresh)
+            problems = apply_metadata(task.tmp, fresh, holds=task.holds)
         return CopyOutcome("copied", copied.hash, copied.size, copied.before, copied.stable,
                            task.entry.xattrs, problems)
     except SourceReadError as err:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from twofold.core.errors import UsageError
 from twofold.core.models import Record
 from twofold.core.paths import from_user, show
-from twofold.store.catalog import Catalog, Run
+from twofold.store.catalog import Run
 from twofold.store.target import SetDir
 
 
@@ -27,7 +27,7 @@ def list_runs(target: str, set_name: str) -> list[Run]:
     """All runs of a set, oldest first."""
     sd = SetDir(target, set_name)
     sd.require()
-    catalog = Catalog(os.fsdecode(sd.catalog))
+    catalog = sd.open_catalog()
     try:
         return catalog.runs()
     finally:
@@ -38,7 +38,7 @@ def history(target: str, set_name: str, path: str) -> list[Version]:
     """Every kept version of `path`, oldest first."""
     sd = SetDir(target, set_name)
     sd.require()
-    catalog = Catalog(os.fsdecode(sd.catalog))
+    catalog = sd.open_catalog()
     try:
         rel = from_user(path)
         rows = catalog.history(rel)

@@ -21,11 +21,14 @@ from twofold.store.target import SetDir, target_failure
 
 def move_aside(sd: SetDir, run_name: str, rel: bytes) -> None:
     """Move current/<rel> to versions/<run>/<rel> (a rename on the same drive)."""
-    dest = sd.ver(run_name, rel)
+    _aside(sd.cur(rel), sd.ver(run_name, rel))
+
+
+def _aside(cur: bytes, dest: bytes) -> None:
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.lexists(dest):
         raise FileExistsError(errno.EEXIST, "version already kept", dest)
-    os.rename(sd.cur(rel), dest)
+    os.rename(cur, dest)
 
 
 def _link_or_copy(src: bytes, dst: bytes) -> None:
@@ -33,7 +36,9 @@ def _link_or_copy(src: bytes, dst: bytes) -> None:
     try:
         os.link(src, dst, follow_symlinks=False)
     except OSError:  # no hard links on this drive: a copy on the drive itself
-        shutil.copy2(src, dst, follow_symlinks=False)
+        shutil.copyfile(src, dst, follow_symlinks=False)
+        with contextlib.suppress(OSError):  # drives without modes refuse some of it
+            shutil.copystat(src, dst, follow_symlinks=False)
 
 
 def _move(sd: SetDir, run_name: str, old: bytes, new: bytes) -> None:
@@ -46,12 +51,19 @@ def _move(sd: SetDir, run_name: str, old: bytes, new: bytes) -> None:
     if os.path.lexists(cur_old):
         if not os.path.lexists(kept):
             _link_or_copy(cur_old, kept)
-        if os.path.lexists(cur_new):
+        if os.path.lexists(cur_new) and not _same(cur_old, cur_new):  # not a change of case
             move_aside(sd, run_name, new)
         os.makedirs(os.path.dirname(cur_new), exist_ok=True)
         os.rename(cur_old, cur_new)
     elif not os.path.lexists(cur_new) and os.path.lexists(kept):
         _link_or_copy(kept, cur_new)  # the old folder went to versions/ with it
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _remove_tree(sd: SetDir, run_name: str, rel: bytes) -> None:
@@ -62,11 +74,13 @@ def _remove_tree(sd: SetDir, run_name: str, rel: bytes) -> None:
     top = sd.cur(rel)
     if not _is_dir(top):
         return
+    kept = os.path.join(sd.versions, os.fsencode(run_name))
     for dirpath, dirs, files in os.walk(top, topdown=False):
         for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
-            inner = os.path.relpath(os.path.join(dirpath, name), sd.current)
-            if not os.path.lexists(sd.ver(run_name, inner)):
-                move_aside(sd, run_name, inner)
+            inner = os.path.join(dirpath, name)  # names here are as stored on the target
+            dest = os.path.join(kept, os.path.relpath(inner, sd.current))
+            if not os.path.lexists(dest):
+                _aside(inner, dest)
         with contextlib.suppress(OSError):  # never delete what could not be kept
             os.rmdir(dirpath)
 
@@ -100,17 +114,20 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
             if os.path.exists(first) and os.path.samefile(cur, first):
                 return
             move_aside(sd, run_name, op.path)
-        os.link(first, cur, follow_symlinks=False)
+        if sd.namer.profile.hardlinks:
+            os.link(first, cur, follow_symlinks=False)
+        else:
+            _link_or_copy(first, cur)
     elif op.op == "mkdir":
         if os.path.lexists(cur) and not _is_dir(cur):
             move_aside(sd, run_name, op.path)
         os.makedirs(cur, exist_ok=True)
-        _apply_meta(cur, entry_of(op.path))
+        _apply_meta(sd, cur, entry_of(op.path))
     elif op.op == "move":
         assert op.link_to is not None
         _move(sd, run_name, op.link_to, op.path)
         if os.path.lexists(cur):
-            _apply_meta(cur, entry_of(op.path))
+            _apply_meta(sd, cur, entry_of(op.path))
     elif op.op == "rmdir":
         _remove_tree(sd, run_name, op.path)
     elif op.op == "remove":
@@ -118,7 +135,7 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
             move_aside(sd, run_name, op.path)
     elif op.op == "meta":
         if os.path.lexists(cur):
-            _apply_meta(cur, entry_of(op.path))
+            _apply_meta(sd, cur, entry_of(op.path))
     else:
         raise ValueError(f"unknown pending operation {op.op!r}")
 
@@ -143,6 +160,7 @@ def set_dir_times(sd: SetDir, dirs: set[bytes], known: dict[bytes, int],
             raise target_failure(err, rel) from err
 
 
-def _apply_meta(path: bytes, entry: Entry | None) -> None:
+def _apply_meta(sd: SetDir, path: bytes, entry: Entry | None) -> None:
     if entry is not None:  # folder times are set at the end of a run, after their contents
-        apply_metadata(path, entry, times=entry.kind is not Kind.DIR, exact_xattrs=True)
+        apply_metadata(path, entry, times=entry.kind is not Kind.DIR, exact_xattrs=True,
+                       holds=sd.namer.profile.holds)

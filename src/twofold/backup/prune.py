@@ -14,7 +14,6 @@ from itertools import groupby
 from twofold.core.errors import UsageError
 from twofold.core.models import Kind, Record
 from twofold.core.retention import Policy, needed, runs_to_keep
-from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir
 
 
@@ -45,7 +44,7 @@ def prune(target: str, set_name: str, policy: Policy, tz: tzinfo,
     sd.require()
     result = PruneResult(dry_run=dry_run)
     with sd.lock():
-        catalog = Catalog(os.fsdecode(sd.catalog))
+        catalog = sd.open_catalog()
         try:
             runs = catalog.runs()
             names = {r.id: r.name for r in runs}

@@ -150,7 +150,7 @@ def restore(target: str, set_name: str, dest: str, paths: list[str], as_of: str 
     if is_within(os.fsencode(real_dest), os.path.realpath(sd.root)):
         raise UsageError("cannot restore into the backup itself",
                          "choose a folder outside the target's twofold/ folder")
-    catalog = Catalog(os.fsdecode(sd.catalog))
+    catalog = sd.open_catalog()
     try:
         runs = catalog.runs()
         run_id = resolve_as_of([(r.id, r.finished_ns, r.state) for r in runs], as_of, tz)

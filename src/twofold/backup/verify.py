@@ -32,7 +32,7 @@ def verify(target: str, set_name: str, progress: Progress, *, sample: float | No
     """Check every kept copy (or a `sample` percent of them) of set `set_name`."""
     sd = SetDir(target, set_name)
     sd.require()
-    catalog = Catalog(os.fsdecode(sd.catalog))
+    catalog = sd.open_catalog()
     result = VerifyResult()
     try:
         names = catalog.run_names()

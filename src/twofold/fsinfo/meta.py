@@ -7,6 +7,7 @@ import os
 from functools import lru_cache
 
 from twofold.core.models import Entry, Kind
+from twofold.core.names import Holds
 
 try:
     import grp
@@ -17,6 +18,7 @@ except ImportError:  # Windows
 
 HAS_XATTR = hasattr(os, "listxattr")
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+ALL = Holds()
 _NO_XATTR = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EPERM, errno.EACCES}
 
 
@@ -86,34 +88,35 @@ def read_xattrs(path: bytes | int) -> dict[str, bytes]:
 
 
 def apply_metadata(path: bytes | int, entry: Entry, *, times: bool = True,
-                   exact_xattrs: bool = False) -> list[str]:
+                   exact_xattrs: bool = False, holds: Holds = ALL) -> list[str]:
     """Give a path or open file the owner, mode, xattrs and mtime of `entry`.
 
-    Returns what could not be set. Owners are set only when running as root. With
+    Returns what could not be set. Owners are set only when running as root, and only
+    what the place `holds` (a drive without permissions, say) is tried at all. With
     `exact_xattrs` (updating an existing file), xattrs the entry lacks are removed. The
     mtime goes last, since the other changes may touch it.
     """
     problems: list[str] = []
     link = entry.kind is Kind.SYMLINK
     nofollow = {} if isinstance(path, int) else {"follow_symlinks": False}
-    if IS_ROOT:
+    if IS_ROOT and holds.owners:
         try:
             os.chown(path, uid_for(entry.owner, entry.uid), gid_for(entry.group, entry.gid),
                      **nofollow)
         except OSError as err:
             problems.append(f"owner: {err.strerror}")
-    if not link:
+    if not link and holds.modes:
         try:
             os.chmod(path, entry.mode)
         except OSError as err:
             problems.append(f"mode: {err.strerror}")
-    if exact_xattrs and HAS_XATTR and entry.xattrs is not None:
+    if exact_xattrs and HAS_XATTR and entry.xattrs is not None and holds.xattrs:
         for name in set(read_xattrs(path)) - set(entry.xattrs):
             try:
                 os.removexattr(path, name, **nofollow)
             except OSError as err:
                 problems.append(f"xattr {name}: {err.strerror}")
-    if entry.xattrs and HAS_XATTR:
+    if entry.xattrs and HAS_XATTR and holds.xattrs:
         for name, value in entry.xattrs.items():
             try:
                 os.setxattr(path, name, value, **nofollow)

@@ -6,18 +6,28 @@ Each entry row is one version of one path, valid from run `first_run` until `unt
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any
 
-from twofold.core.errors import CatalogError, TargetError, TargetFullError, TwofoldError
-from twofold.core.models import Kind, Record
+from twofold.core.errors import CatalogError
+from twofold.core.models import Record
+from twofold.core.names import Namer, TargetProfile
+from twofold.store.rows import (
+    PendingOp,
+    Row,
+    Run,
+    disk_error,
+    encode_xattrs,
+    row_record,
+    to_run,
+)
 
-FORMAT_VERSION = 1
+__all__ = ["Catalog", "PendingOp", "Run"]
+
+FORMAT_VERSION = 2
 PAGE = 2000
 
 _SCHEMA = """
@@ -56,6 +66,10 @@ CREATE TABLE IF NOT EXISTS entries(
 );
 CREATE UNIQUE INDEX IF NOT EXISTS entries_open ON entries(path) WHERE until_run IS NULL;
 CREATE INDEX IF NOT EXISTS entries_path ON entries(path, first_run);
+CREATE TABLE IF NOT EXISTS names(
+    path BLOB PRIMARY KEY,
+    stored BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pending(
     run INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -72,91 +86,6 @@ _COLS = ("path, kind, size, mtime_ns, ctime_ns, ino, mode, uid, gid, owner, grp,
 _SELECT = f"SELECT id, {_COLS} FROM entries"
 
 
-@dataclass(slots=True)
-class Run:
-    """One row of the runs table."""
-
-    id: int
-    name: str  # also the name of its versions/ folder
-    started_ns: int
-    finished_ns: int | None
-    state: str  # running, complete, interrupted, pruned
-    config: dict[str, Any]  # sources, excludes, default_excludes
-    host: str
-    stats: dict[str, Any]
-
-
-@dataclass(slots=True)
-class PendingOp:
-    """A change to current/ that was committed to the catalog but may not be done yet."""
-
-    seq: int
-    op: str  # put, link, move, mkdir, remove, rmdir, meta
-    path: bytes
-    tmp: str | None = None
-    link_to: bytes | None = None
-
-
-def encode_xattrs(xattrs: dict[str, bytes] | None) -> str | None:
-    """Xattrs as stored: JSON mapping each name to its base64 value; NULL when none."""
-    if not xattrs:
-        return None
-    return json.dumps({k: base64.b64encode(v).decode() for k, v in sorted(xattrs.items())})
-
-
-def decode_xattrs(text: str | None) -> dict[str, bytes] | None:
-    """The inverse of encode_xattrs."""
-    if not text:
-        return None
-    return {k: base64.b64decode(v) for k, v in json.loads(text).items()}
-
-
-def _record(row: tuple[Any, ...]) -> Record:
-    return Record(
-        id=row[0], path=bytes(row[1]), kind=Kind(row[2]), size=row[3], mtime_ns=row[4],
-        ctime_ns=row[5], ino=row[6], mode=row[7], uid=row[8], gid=row[9], owner=row[10],
-        group=row[11], xattrs=decode_xattrs(row[12]),
-        target=None if row[13] is None else bytes(row[13]), rdev=row[14],
-        link_to=None if row[15] is None else bytes(row[15]),
-        hash=None if row[16] is None else bytes(row[16]),
-        first_run=row[17], until_run=row[18], vrun=row[19],
-    )
-
-
-class Row:
-    """An open catalog row as the merge reads it: path and signature, the Record on demand."""
-
-    __slots__ = ("path", "raw", "sig")
-
-    def __init__(self, raw: tuple[Any, ...]) -> None:
-        self.raw = raw
-        self.path: bytes = raw[1]
-        # kind, size, mtime, ctime, ino, mode, uid, gid, target, rdev, link_to: see
-        # Entry.signature()
-        self.sig: tuple[object, ...] = (*raw[2:10], raw[13], raw[14], raw[15])
-
-    def record(self) -> Record:
-        """The full Record."""
-        return _record(self.raw)
-
-
-def _disk_error(err: sqlite3.Error, path: str) -> TwofoldError:
-    """The twofold error for an SQLite failure while writing the catalog."""
-    text = str(err)
-    if "full" in text:
-        return TargetFullError(
-            f"the target is full (while writing the catalog {path})",
-            "free some space on the drive or use a larger one; current/ is unharmed and "
-            "the next run carries on where this one stopped")
-    return TargetError(f"writing the catalog {path} failed: {text}",
-                       "is the drive still connected? The next run finishes the job")
-
-
-def _run(row: tuple[Any, ...]) -> Run:
-    return Run(id=row[0], name=row[1], started_ns=row[2], finished_ns=row[3], state=row[4],
-               config=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
-
-
 class Catalog:
     """Open (or create) the catalog file of one backup set."""
 
@@ -170,14 +99,16 @@ class Catalog:
             self.db.execute("PRAGMA synchronous=FULL")
             if create:
                 self.db.executescript(_SCHEMA)
-                if self.meta("format_version") is None:
+                old = self.meta("format_version")
+                if old is None or int(old) < FORMAT_VERSION:  # 1 -> 2 added the names table
                     with self.transaction():
                         self.set_meta("format_version", str(FORMAT_VERSION))
-                        self.set_meta("set", set_name)
+                        if old is None:
+                            self.set_meta("set", set_name)
             version = self.meta("format_version")
         except sqlite3.OperationalError as err:
             if create and ("full" in str(err) or "I/O" in str(err)):
-                raise _disk_error(err, path) from err
+                raise disk_error(err, path) from err
             raise CatalogError(f"the catalog {path} cannot be read: {err}",
                                "it may be damaged; the files in current/ are still plain "
                                "copies you can use") from err
@@ -210,7 +141,7 @@ class Catalog:
                         self.db.execute("ROLLBACK")
                 raise
         except sqlite3.OperationalError as err:
-            raise _disk_error(err, self.path) from err
+            raise disk_error(err, self.path) from err
 
     def meta(self, key: str) -> str | None:
         """A value from the meta table."""
@@ -223,6 +154,32 @@ class Catalog:
     def set_meta(self, key: str, value: str) -> None:
         """Set a value in the meta table (inside a transaction)."""
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    # the target drive ------------------------------------------------------------------
+
+    def profile(self) -> TargetProfile | None:
+        """What the target can hold, as probed when the set was made (None: not probed)."""
+        text = self.meta("target")
+        return None if text is None else TargetProfile.from_json(text)
+
+    def set_profile(self, profile: TargetProfile) -> None:
+        """Record the target's profile."""
+        with self.transaction():
+            self.set_meta("target", profile.to_json())
+
+    def namer(self) -> Namer:
+        """The names this set's files have on the target."""
+        try:
+            twins = {bytes(p): bytes(n) for p, n in self.db.execute(
+                "SELECT path, stored FROM names")}
+        except sqlite3.OperationalError:  # a catalog made before names were encoded
+            twins = {}
+        return Namer(self.profile(), twins)
+
+    def add_names(self, names: Iterable[tuple[bytes, bytes]]) -> None:
+        """Record (path, stored last component) for case twins (inside a transaction)."""
+        self.db.executemany("INSERT OR REPLACE INTO names(path, stored) VALUES(?, ?)",
+                            list(names))
 
     # runs ------------------------------------------------------------------------------
 
@@ -245,7 +202,7 @@ class Catalog:
 
     def runs(self) -> list[Run]:
         """All runs, oldest first."""
-        return [_run(r) for r in self.db.execute(
+        return [to_run(r) for r in self.db.execute(
             "SELECT id, name, started_ns, finished_ns, state, config, host, stats "
             "FROM runs ORDER BY id")]
 
@@ -277,7 +234,7 @@ class Catalog:
             f"{_SELECT} WHERE first_run <= ? AND (until_run IS NULL OR until_run > ?) "
             "ORDER BY path", (run_id, run_id))
         for row in cur:
-            yield _record(row)
+            yield row_record(row)
 
     def link_targets(self, run_id: int) -> set[bytes]:
         """Paths that other files of run `run_id` are hard links to."""
@@ -294,11 +251,11 @@ class Catalog:
         """The open row of `path`, if any."""
         row = self.db.execute(f"{_SELECT} WHERE until_run IS NULL AND path=?",
                               (path,)).fetchone()
-        return None if row is None else _record(row)
+        return None if row is None else row_record(row)
 
     def history(self, path: bytes) -> list[Record]:
         """Every kept version of `path`, oldest first."""
-        return [_record(r) for r in self.db.execute(
+        return [row_record(r) for r in self.db.execute(
             f"{_SELECT} WHERE path=? ORDER BY first_run", (path,))]
 
     def stored(self) -> Iterator[Record]:
@@ -307,12 +264,12 @@ class Catalog:
             f"{_SELECT} WHERE kind='f' AND link_to IS NULL AND "
             "(until_run IS NULL OR vrun IS NOT NULL) ORDER BY path, first_run")
         for row in cur:
-            yield _record(row)
+            yield row_record(row)
 
     def closed(self) -> Iterator[Record]:
         """Rows that no longer describe current/."""
         for row in self.db.execute(f"{_SELECT} WHERE until_run IS NOT NULL ORDER BY id"):
-            yield _record(row)
+            yield row_record(row)
 
     def count_current_files(self) -> int:
         """How many non-folder entries current/ holds."""

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import blake3
 
 from twofold.core.models import Entry
-from twofold.fsinfo.meta import apply_metadata, read_xattrs
+from twofold.core.names import Holds
+from twofold.fsinfo.meta import ALL, apply_metadata, read_xattrs
 
 BUF = 1 << 20
 _ZEROS = bytes(BUF)
@@ -147,7 +148,7 @@ def open_source(path: bytes) -> tuple[int, os.stat_result]:
 
 
 def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False,
-              meta: Entry | None = None) -> Copied:
+              meta: Entry | None = None, holds: Holds = ALL) -> Copied:
     """Copy src to a new file dst (which must not exist), hashing the content.
 
     With `meta`, the source's xattrs are read into it and its metadata is given to the
@@ -164,7 +165,7 @@ def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False,
                     meta.xattrs = read_xattrs(src)
                 except OSError as err:
                     raise SourceReadError(err.errno, err.strerror, src_path) from err
-                problems = apply_metadata(dst, meta)
+                problems = apply_metadata(dst, meta, holds=holds)
             if fsync:
                 os.fsync(dst)
         finally:

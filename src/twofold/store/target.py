@@ -12,7 +12,9 @@ from typing import Any
 
 from twofold.core.errors import TargetError, TargetFullError, UsageError
 from twofold.core.models import Record
+from twofold.core.names import Namer
 from twofold.core.paths import show
+from twofold.store.catalog import Catalog
 from twofold.store.holders import is_stale
 from twofold.store.holders import me as holder_me
 
@@ -50,6 +52,7 @@ class SetDir:
         self.tmp = os.path.join(self.root, b".tmp")
         self.catalog = os.path.join(self.root, CATALOG)
         self.lock_path = os.path.join(self.root, b"lock")
+        self.namer = Namer()  # identity until the catalog says how names are stored
 
     def exists(self) -> bool:
         """True when the set has a catalog on the target."""
@@ -80,13 +83,23 @@ class SetDir:
         for d in (self.current, self.versions, self.tmp):
             os.makedirs(d, exist_ok=True)
 
+    def open_catalog(self, *, create: bool = False) -> Catalog:
+        """Open the set's catalog and take from it how names are stored on the target."""
+        catalog = Catalog(os.fsdecode(self.catalog), create=create, set_name=self.name)
+        try:
+            self.namer = catalog.namer()
+        except BaseException:
+            catalog.close()
+            raise
+        return catalog
+
     def cur(self, rel: bytes) -> bytes:
-        """Absolute path of `rel` in current/."""
-        return os.path.join(self.current, rel)
+        """Absolute path of the copy of set path `rel` in current/."""
+        return os.path.join(self.current, self.namer.rel(rel))
 
     def ver(self, run_name: str, rel: bytes) -> bytes:
-        """Absolute path of `rel` in the versions/ folder of a run."""
-        return os.path.join(self.versions, os.fsencode(run_name), rel)
+        """Absolute path of set path `rel` in the versions/ folder of a run."""
+        return os.path.join(self.versions, os.fsencode(run_name), self.namer.rel(rel))
 
     def location(self, rec: Record, run_names: dict[int, str]) -> bytes:
         """Where the content of a catalog row is kept on the target."""
@@ -102,9 +115,14 @@ class SetDir:
         return [first] if rec.vrun is None else [first, self.cur(rec.path)]
 
     def clean_tmp(self) -> None:
-        """Remove what an interrupted run left in .tmp/ (never part of current/), and make
-        its subfolders."""
+        """Remove what an interrupted run left in .tmp/ (never part of current/)."""
+        with suppress(OSError):
+            if not os.listdir(self.tmp):
+                return  # nothing to do: a run that copies nothing writes nothing here
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def make_tmp(self) -> None:
+        """Make .tmp/ and its subfolders (before the first copy of a run)."""
         try:
             for n in range(TMP_FANOUT):
                 os.makedirs(os.path.join(self.tmp, b"%02x" % n), exist_ok=True)

@@ -1,0 +1,98 @@
+"""Rows of the backup catalog as Python values: runs, entries, pending operations, and
+the mapping of SQLite's disk errors to twofold's errors."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from twofold.core.errors import TargetError, TargetFullError, TwofoldError
+from twofold.core.models import Kind, Record
+
+
+@dataclass(slots=True)
+class Run:
+    """One row of the runs table."""
+
+    id: int
+    name: str  # also the name of its versions/ folder
+    started_ns: int
+    finished_ns: int | None
+    state: str  # running, complete, interrupted, pruned
+    config: dict[str, Any]  # sources, excludes, default_excludes
+    host: str
+    stats: dict[str, Any]
+
+
+@dataclass(slots=True)
+class PendingOp:
+    """A change to current/ that was committed to the catalog but may not be done yet."""
+
+    seq: int
+    op: str  # put, link, move, mkdir, remove, rmdir, meta
+    path: bytes
+    tmp: str | None = None
+    link_to: bytes | None = None
+
+
+def encode_xattrs(xattrs: dict[str, bytes] | None) -> str | None:
+    """Xattrs as stored: JSON mapping each name to its base64 value; NULL when none."""
+    if not xattrs:
+        return None
+    return json.dumps({k: base64.b64encode(v).decode() for k, v in sorted(xattrs.items())})
+
+
+def decode_xattrs(text: str | None) -> dict[str, bytes] | None:
+    """The inverse of encode_xattrs."""
+    if not text:
+        return None
+    return {k: base64.b64decode(v) for k, v in json.loads(text).items()}
+
+
+def row_record(row: tuple[Any, ...]) -> Record:
+    return Record(
+        id=row[0], path=bytes(row[1]), kind=Kind(row[2]), size=row[3], mtime_ns=row[4],
+        ctime_ns=row[5], ino=row[6], mode=row[7], uid=row[8], gid=row[9], owner=row[10],
+        group=row[11], xattrs=decode_xattrs(row[12]),
+        target=None if row[13] is None else bytes(row[13]), rdev=row[14],
+        link_to=None if row[15] is None else bytes(row[15]),
+        hash=None if row[16] is None else bytes(row[16]),
+        first_run=row[17], until_run=row[18], vrun=row[19],
+    )
+
+
+class Row:
+    """An open catalog row as the merge reads it: path and signature, the Record on demand."""
+
+    __slots__ = ("path", "raw", "sig")
+
+    def __init__(self, raw: tuple[Any, ...]) -> None:
+        self.raw = raw
+        self.path: bytes = raw[1]
+        # kind, size, mtime, ctime, ino, mode, uid, gid, target, rdev, link_to: see
+        # Entry.signature()
+        self.sig: tuple[object, ...] = (*raw[2:10], raw[13], raw[14], raw[15])
+
+    def record(self) -> Record:
+        """The full Record."""
+        return row_record(self.raw)
+
+
+def disk_error(err: sqlite3.Error, path: str) -> TwofoldError:
+    """The twofold error for an SQLite failure while writing the catalog."""
+    text = str(err)
+    if "full" in text:
+        return TargetFullError(
+            f"the target is full (while writing the catalog {path})",
+            "free some space on the drive or use a larger one; current/ is unharmed and "
+            "the next run carries on where this one stopped")
+    return TargetError(f"writing the catalog {path} failed: {text}",
+                       "is the drive still connected? The next run finishes the job")
+
+
+def to_run(row: tuple[Any, ...]) -> Run:
+    return Run(id=row[0], name=row[1], started_ns=row[2], finished_ns=row[3], state=row[4],
+               config=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
