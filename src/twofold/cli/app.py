@@ -13,6 +13,7 @@ from twofold.cli.init_cmd import init_command
 from twofold.cli.prune_cmd import prune_command
 from twofold.cli.restore_cmd import restore_command
 from twofold.cli.runs_cmd import history_command, runs_command
+from twofold.cli.schedule_cmd import schedule_app
 from twofold.cli.status_cmd import status_command
 from twofold.cli.verify_cmd import verify_command
 
@@ -50,6 +51,7 @@ app.command("prune")(prune_command)
 app.command("init")(init_command)
 app.command("status")(status_command)
 app.add_typer(image_app, name="image")
+app.add_typer(schedule_app, name="schedule")
 
 
 def main() -> None:
