@@ -118,6 +118,8 @@ def udev_matches(rule: str, props: dict[str, str]) -> list[str]:
                for key, env, pattern in conds):
             for unit in re.findall(r'SYSTEMD_WANTS\}\+="([^"]*)"', line):
                 wants.append(re.sub(r"\$env\{(\w+)\}", lambda m: props.get(m[1], ""), unit))
+            if 'GOTO="twofold_end"' in line:
+                break
     return wants
 
 
@@ -131,6 +133,8 @@ def test_udev_rule_matches_its_drive_only(tmp_path: Path) -> None:
     assert udev_matches(rule, other) == []
     labelled = {**base, "ID_FS_UUID": "1234-ABCD", "ID_FS_LABEL": "MY_BACKUP"}
     assert udev_matches(rule, labelled) == ["twofold-drive@1234-ABCD.service"]
+    both = {**mine, "ID_FS_LABEL": "MY_BACKUP"}  # one unit start, not two
+    assert udev_matches(rule, both) == [f"twofold-drive@{UUID}.service"]
     assert udev_matches(rule, {**mine, "ACTION": "remove"}) == []
 
 

@@ -8,10 +8,12 @@ import typer
 
 from twofold import __version__
 from twofold.cli.backup_cmd import backup_command
+from twofold.cli.drives_cmd import drives_command, eject_command
 from twofold.cli.image_cmd import image_app
 from twofold.cli.init_cmd import init_command
 from twofold.cli.prune_cmd import prune_command
 from twofold.cli.restore_cmd import restore_command
+from twofold.cli.rundue_cmd import log_command, run_due_command
 from twofold.cli.runs_cmd import history_command, runs_command
 from twofold.cli.schedule_cmd import schedule_app
 from twofold.cli.status_cmd import status_command
@@ -50,6 +52,10 @@ app.command("history")(history_command)
 app.command("prune")(prune_command)
 app.command("init")(init_command)
 app.command("status")(status_command)
+app.command("run-due")(run_due_command)
+app.command("log")(log_command)
+app.command("drives")(drives_command)
+app.command("eject")(eject_command)
 app.add_typer(image_app, name="image")
 app.add_typer(schedule_app, name="schedule")
 

@@ -21,6 +21,7 @@ from twofold.cli.render import RichProgress
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.progress import NullProgress, Progress
 from twofold.jobs.clock import SystemClock
+from twofold.jobs.drives import resolve_target
 
 PARTIAL_KINDS = {"skipped", "unstable", "failed"}
 
@@ -76,7 +77,7 @@ def backup_command(
         if conf.target is None:
             raise UsageError(f"set {name!r} in {cfg.path} has no target",
                              "add target = \"/media/you/BACKUP\" to it, or pass --to")
-        paths, to, set_name = conf.sources, conf.target, name
+        paths, to, set_name = conf.sources, resolve_target(conf.target), name
         options.excludes = [*options.excludes, *conf.exclude]
         options.default_excludes = options.default_excludes and conf.default_excludes
         options.allow_mass_delete = options.allow_mass_delete or conf.allow_mass_delete

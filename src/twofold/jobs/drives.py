@@ -132,12 +132,12 @@ def locate(target: str) -> str | None:
 
 
 def resolve_target(target: str) -> str:
-    """Like locate, but an absent drive is an error that says what to connect."""
+    """The folder for a target: a plain folder as written (the engine checks it), a
+    UUID=/LABEL= drive's mount point, or an error that says what to connect."""
+    if drive_of(target) is None:
+        return target
     found = locate(target)
     if found is None:
-        if drive_of(target) is None:
-            raise TargetError(f"the target folder {target} does not exist",
-                              "is the drive or share mounted?")
         raise TargetError(f"the drive {target} is not connected or not mounted",
                           "connect it (`twofold drives` lists what is there)")
     return found

@@ -104,7 +104,8 @@ def label_pattern(label: str) -> str:
 def udev_rule(cfg: Config) -> str | None:
     """Rules that start twofold-drive@<fs uuid>.service when a job's drive is plugged in."""
     lines = []
-    wants = (', TAG+="systemd", ENV{SYSTEMD_WANTS}+="twofold-drive@$env{ID_FS_UUID}.service"')
+    wants = (', TAG+="systemd", ENV{SYSTEMD_WANTS}+="twofold-drive@$env{ID_FS_UUID}.service"'
+             ', GOTO="twofold_end"')  # one start per drive, even when two rules match
     seen: set[tuple[str, str]] = set()
     for job in cfg.jobs():
         drive = drive_of(job.target)
@@ -121,7 +122,7 @@ def udev_rule(cfg: Config) -> str | None:
         return None
     return ("# twofold: run the due jobs when a backup drive is connected.\n"
             "# Written by `twofold schedule install`; removed by `twofold schedule remove`.\n"
-            + "\n".join(lines) + "\n")
+            + "\n".join(lines) + '\nLABEL="twofold_end"\n')
 
 
 def drive_units(cfg: Config, inv: Invocation) -> list[UnitFile]:
