@@ -1,15 +1,23 @@
 """Helpers for the image engine tests: a GPT disk with FAT32, ext4 and NTFS partitions,
-a fixed clock, and in-process engine calls."""
+a fixed clock, in-process engine calls, and targets of every kind (folder, SFTP, S3)."""
 
 from __future__ import annotations
 
 import random
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.image.conftest import IS_ROOT, make_tree, mounted, run, sfdisk_json
+from twofold.store.objects import ObjectStore
+from twofold.store.remote import open_target
+from twofold.store.retry import RETRY_ENV
+
+from .servers import Ceph, Sshd, ceph, sshd
+
+__all__ = ["ceph", "sshd"]  # session fixtures of the remote store tests
 
 MiB = 1 << 20
 NOT_ROOT = "needs root (ntfs-3g and loop mounts to fill and read the file systems)"
@@ -116,3 +124,45 @@ def sparse_copy(src: Path, dst: Path) -> Path:
     run("cp", "--sparse=always", src, dst)
     return dst
 
+
+
+@dataclass
+class Place:
+    """A target of one kind for a test: its TARGET text, the environment that reaches it,
+    and its image store's objects."""
+
+    kind: str
+    url: str
+    env: dict[str, str]
+
+    def objects(self) -> ObjectStore:
+        """The store's objects, opened as twofold opens them."""
+        return open_target(self.url)
+
+
+KINDS = ["local", "sftp", "s3"]
+
+
+def make_place(kind: str, request: pytest.FixtureRequest, folder: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Place:
+    """A new, empty target of `kind`, its environment set for in-process calls too."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {RETRY_ENV: "5"}
+    if kind == "local":
+        place = Place(kind, str(folder), env)
+    elif kind == "sftp":
+        server: Sshd = request.getfixturevalue("sshd")
+        place = Place(kind, server.url(folder), {**env, **server.env()})
+    else:
+        cluster: Ceph = request.getfixturevalue("ceph")
+        place = Place(kind, f"s3://{cluster.bucket()}/{folder.name}", {**env, **cluster.env})
+    for key, value in place.env.items():
+        monkeypatch.setenv(key, value)
+    return place
+
+
+@pytest.fixture(params=KINDS)
+def place(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Place:
+    """One empty target of each kind in turn: the shared suite runs on all three."""
+    return make_place(request.param, request, tmp_path / "target", monkeypatch)

@@ -20,6 +20,7 @@ from twofold.jobs.clock import SystemClock
 
 if TYPE_CHECKING:
     from twofold.image.manage import DeleteResult
+    from twofold.image.repo import Target
 
 image_app = typer.Typer(
     name="image", no_args_is_help=True,
@@ -30,6 +31,10 @@ _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
           "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
 
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+TARGET_HELP = "Where the images are: a folder, sftp://user@host[:port]/path or s3://bucket/prefix."
+Endpoint = Annotated[str | None, typer.Option(
+    "--s3-endpoint", envvar="AWS_ENDPOINT_URL", show_envvar=True,
+    help="S3 endpoint URL for non-AWS storage (Ceph, MinIO).")]
 
 
 class ImageProgress(RichProgress):
@@ -64,6 +69,13 @@ def parse_size(text: str) -> int:
     return int(float(found.group(1)) * _UNITS[found.group(2) or ""])
 
 
+def _target(text: str, endpoint: str | None) -> Target:
+    """The store a TARGET names (a network store is connected on first use)."""
+    from twofold.store.remote import open_target
+
+    return open_target(text, endpoint) if endpoint else text
+
+
 def _issues(issues: list[Issue]) -> None:
     for i in issues:
         err.print(f"[yellow]note:[/] {show(i.path)}: {i.message}")
@@ -73,7 +85,7 @@ def _issues(issues: list[Issue]) -> None:
 @handles_errors
 def create_command(
     source: Annotated[str, typer.Argument(help="Disk, partition or image file to image.")],
-    to: Annotated[str, typer.Option("--to", help="Target folder (the backup drive).")],
+    to: Annotated[str, typer.Option("--to", help=TARGET_HELP)],
     name: Annotated[str | None, typer.Option("--name", help="Image name.")] = None,
     compression: Annotated[str, typer.Option(
         "--compression", help="fast, balanced, max or a zstd level 1..22.")] = "balanced",
@@ -81,6 +93,7 @@ def create_command(
         "--volume-size", help="Split the store into volumes: SIZE, dvd, bd or fat32.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Image a file system marked dirty as it is.")] = False,
+    s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
     """Image SOURCE into the store on --to TARGET; only new chunks are stored."""
@@ -90,7 +103,8 @@ def create_command(
     try:
         from twofold.image.create import create
 
-        r = create(source, to, name, level, volume, force, progress, SystemClock())
+        r = create(source, _target(to, s3_endpoint), name, level, volume, force, progress,
+                   SystemClock())
     finally:
         progress.finish()
     if as_json:
@@ -108,13 +122,14 @@ def create_command(
 @image_app.command("list")
 @handles_errors
 def list_command(
-    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
+    s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
     """List the complete images in TARGET, oldest first."""
     from twofold.image.manage import list_images
 
-    images = list_images(target)
+    images = list_images(_target(target, s3_endpoint))
     if as_json:
         print_json([vars(i) for i in images])
         return
@@ -130,9 +145,10 @@ def list_command(
 @image_app.command("verify")
 @handles_errors
 def verify_command(
-    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     image: Annotated[str | None, typer.Argument(help="Image to check (default: all).")]
     = None,
+    s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
     """Re-read every chunk of IMAGE (or of all images) and check its hash."""
@@ -140,7 +156,7 @@ def verify_command(
     try:
         from twofold.image.verify import verify
 
-        r = verify(target, image, progress, SystemClock())
+        r = verify(_target(target, s3_endpoint), image, progress, SystemClock())
     finally:
         progress.finish()
     code = int(ExitCode.FAILED) if r.damages else int(ExitCode.OK)
@@ -161,7 +177,7 @@ def verify_command(
 @image_app.command("restore")
 @handles_errors
 def restore_command(
-    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     image: Annotated[str, typer.Argument(help="Image to restore.")],
     to: Annotated[str, typer.Option("--to", help="Device or file to write (created if "
                                     "missing).")],
@@ -169,6 +185,7 @@ def restore_command(
         "--partition", min=1, help="Restore only this partition of a disk image.")] = None,
     no_readback: Annotated[bool, typer.Option(
         "--no-readback", help="Skip reading the written data back to check it.")] = False,
+    s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
     """Write IMAGE to --to DEVICE_OR_FILE, checking every chunk before writing it and
@@ -177,7 +194,7 @@ def restore_command(
     try:
         from twofold.image.restore import restore
 
-        r = restore(target, image, to, partition, progress, SystemClock(),
+        r = restore(_target(target, s3_endpoint), image, to, partition, progress, SystemClock(),
                     readback=not no_readback)
     finally:
         progress.finish()
@@ -206,8 +223,9 @@ def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
 @image_app.command("delete")
 @handles_errors
 def delete_command(
-    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     image: Annotated[str, typer.Argument(help="Image to delete.")],
+    s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
     """Delete IMAGE and free the chunks no other image needs."""
@@ -215,7 +233,7 @@ def delete_command(
     try:
         from twofold.image.manage import delete
 
-        r = delete(target, image, progress, SystemClock())
+        r = delete(_target(target, s3_endpoint), image, progress, SystemClock())
     finally:
         progress.finish()
     _deleted(r, as_json)
@@ -224,10 +242,11 @@ def delete_command(
 @image_app.command("prune")
 @handles_errors
 def prune_command(
-    target: Annotated[str, typer.Argument(help="Target folder holding the images.")],
+    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     keep: Annotated[int, typer.Option("--keep", min=1, help="Newest images to keep.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go.")]
     = False,
+    s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
     """Keep the newest --keep N images; delete the rest and free their chunks."""
@@ -235,7 +254,38 @@ def prune_command(
     try:
         from twofold.image.manage import prune
 
-        r = prune(target, keep, progress, SystemClock(), dry_run=dry_run)
+        r = prune(_target(target, s3_endpoint), keep, progress, SystemClock(), dry_run=dry_run)
     finally:
         progress.finish()
     _deleted(r, as_json, dry_run)
+
+
+@image_app.command("copy")
+@handles_errors
+def copy_command(
+    src: Annotated[str, typer.Argument(help="Store to copy from (folder or URL).")],
+    dst: Annotated[str, typer.Argument(help="Store to copy to (folder or URL).")],
+    images: Annotated[list[str] | None, typer.Argument(help="Images to copy (default: all).")]
+    = None,
+    s3_endpoint: Endpoint = None,
+    as_json: Json = False,
+) -> None:
+    """Copy images from SRC to DST (e.g. the drive to offsite), sending only the chunks DST
+    lacks, checking each; an interrupted copy resumes where it stopped."""
+    progress = _progress(as_json)
+    try:
+        from twofold.image.copy import copy
+
+        r = copy(_target(src, s3_endpoint), _target(dst, s3_endpoint), images or None,
+                 progress, SystemClock())
+    finally:
+        progress.finish()
+    if as_json:
+        print_json(vars(r))
+        return
+    names = f": {', '.join(r.copied)}" if r.copied else ""
+    there = f"; {len(r.skipped)} already there" if r.skipped else ""
+    out.print(f"[bold]Copied {len(r.copied)} image(s)[/]{names}{there}")
+    out.print(f"  sent {r.chunks_sent:,} chunks ({size(r.bytes_sent)}), "
+              f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
+              f"{r.seconds:.1f} s")

@@ -142,7 +142,7 @@ def create(source: str, target: Target, name: str | None, level: int,
         for issue in plan.issues:
             progress.issue(issue)
         objects = open_objects(target)
-        with creating(objects, clock):
+        with creating(objects, clock) as lease:
             store = open_store(objects, volume_size, write=True)
             if store.objects.exists(manifest_object(name)):
                 raise ImageExists(f"an image named {name!r} already exists",
@@ -160,6 +160,7 @@ def create(source: str, target: Target, name: str | None, level: int,
                                 kind=plan.kind, size=plan.size, chunk_size=store.chunk_size,
                                 table=table_doc(plan.table) if plan.table else None,
                                 areas=plan.areas, stats=result.as_dict())
+            lease.check()
             if not store.objects.put_once(manifest_object(name), manifest.to_json()):
                 raise ImageExists(f"an image named {name!r} appeared while this one was made",
                                   "its chunks are stored; run again with another --name")

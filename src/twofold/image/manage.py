@@ -51,7 +51,7 @@ def list_images(target: Target) -> list[ImageInfo]:
 def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
           result: DeleteResult) -> DeleteResult:
     store = open_store(target, write=True)
-    with exclusive(store.objects, clock):
+    with exclusive(store.objects, clock) as lease:
         for name in names:
             load_manifest(store.objects, name)  # ImageNotFound before anything is removed
         progress.phase("deleting", total_files=len(names))
@@ -60,6 +60,8 @@ def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
             result.deleted.append(name)
             progress.advance(files=1)
         progress.phase("freeing chunks")
+        store.objects.discard_partial()  # no writer runs: what a killed one left
+        lease.check()
         live = all_manifests(store.objects)
         referenced: set[bytes] = set()
         for m in live:

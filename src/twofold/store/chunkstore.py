@@ -116,10 +116,11 @@ class ChunkStore:
             vol = volume_of(name)
             self._volume_use[vol] = self._volume_use.get(vol, 0) + size
         self.index_files = [o.name for o in listed if o.name.startswith(INDEX_DIR)]
-        for name in self.index_files:
+        with ThreadPoolExecutor(self.objects.writers, thread_name_prefix="twofold-idx") as pool:
+            docs = list(pool.map(self.objects.get, self.index_files))
+        for raw in docs:
             try:
-                doc = json.loads(self.objects.get(name))
-                packs = doc["packs"]
+                packs = json.loads(raw)["packs"]
             except (ValueError, KeyError, TypeError):
                 continue  # a damaged index file is only a cache: the packs say the same
             for pack, rows in packs.items():
@@ -175,10 +176,11 @@ class ChunkStore:
             return None
         data = builder.build()
         name = pack_name(data, self._volume_for(len(data)))
-        while len(self._writes) >= 2:  # at most two packs in memory waiting for the device
+        writers = self.objects.writers
+        while len(self._writes) >= writers + 1:  # packs in memory waiting for the store
             self._writes.pop(0).result()
         if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="twofold-pack")
+            self._writer = ThreadPoolExecutor(writers, thread_name_prefix="twofold-pack")
         self._writes.append(self._writer.submit(self.objects.put_once, name, data))
         vol = volume_of(name)
         self._volume_use[vol] = self._volume_use.get(vol, 0) + len(data)

@@ -1,5 +1,5 @@
 """Named immutable objects: the narrow storage interface of the image store, and its
-local-folder implementation (SFTP and S3 implement the same protocol later)."""
+local-folder implementation (store/sftp.py and store/s3.py implement it over the network)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ class ObjectStore(Protocol):
     """Write-once named objects. Names are relative, "/"-separated, without "." or ".."
     parts. An object, once put, is never changed; only deleted."""
 
+    writers: int
+    """How many puts are worth running at once (1 for a local drive, more over a network)."""
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         """Every object whose name starts with `prefix`, sorted by name."""
         ...
@@ -73,6 +76,11 @@ class ObjectStore(Protocol):
         """Where the store lives, for messages (never with credentials)."""
         ...
 
+    def discard_partial(self) -> int:
+        """Remove what unfinished puts left (temp files, unfinished uploads); called only
+        under the exclusive lock, when no put may be running. Returns how many."""
+        ...
+
 
 def check_name(name: str) -> str:
     """`name` when it is a valid object name; StoreError otherwise."""
@@ -93,27 +101,52 @@ def io_failure(err: OSError, what: str) -> StoreError:
                       "is the drive still connected? images already listed are unharmed")
 
 
+def this_host() -> str:
+    """This host's name as it starts a temp file's name (no "-" in it)."""
+    return socket.gethostname().replace("-", "_") or "host"
+
+
+def temp_name(host: str) -> str:
+    """A unique temp file name that tells its writer: <host>-<pid>-<random>."""
+    return f"{host}-{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def dead_writer(name: str, host: str) -> bool:
+    """True when the temp file `name` is of a writer on `host` whose process is gone."""
+    their_host, _, rest = name.partition("-")
+    pid = rest.partition("-")[0]
+    return their_host == host and pid.isdigit() and not pid_alive(int(pid))
+
+
 class LocalObjects:
     """An ObjectStore in a folder: one file per object, written temp → fsync → rename."""
 
+    writers = 1
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.fspath(root)
-        self._host = socket.gethostname().replace("-", "_") or "host"
+        self._host = this_host()
         self._swept = False
 
-    def _sweep_temp(self, tmp_dir: str) -> None:
-        """Remove temp files a killed writer of this host left (its pid is gone)."""
+    def _sweep_temp(self, tmp_dir: str, everything: bool = False) -> int:
+        """Remove temp files a killed writer of this host left (its pid is gone), or
+        `everything` there."""
         self._swept = True
         try:
             names = os.listdir(tmp_dir)
         except OSError:
-            return
+            return 0
+        count = 0
         for name in names:
-            host, _, rest = name.partition("-")
-            pid = rest.partition("-")[0]
-            if host == self._host and pid.isdigit() and not pid_alive(int(pid)):
+            if everything or dead_writer(name, self._host):
                 with suppress(OSError):
                     os.unlink(os.path.join(tmp_dir, name))
+                    count += 1
+        return count
+
+    def discard_partial(self) -> int:
+        """Remove every temp file."""
+        return self._sweep_temp(os.path.join(self.root, TMP_DIR), everything=True)
 
     def describe(self) -> str:
         """The folder."""
@@ -186,7 +219,7 @@ class LocalObjects:
         if os.path.exists(final):
             return False
         tmp_dir = os.path.join(self.root, TMP_DIR)
-        tmp = os.path.join(tmp_dir, f"{self._host}-{os.getpid()}-{secrets.token_hex(8)}")
+        tmp = os.path.join(tmp_dir, temp_name(self._host))
         try:
             os.makedirs(tmp_dir, exist_ok=True)
             if not self._swept:

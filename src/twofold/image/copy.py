@@ -1,0 +1,180 @@
+"""`copy`: replicate images from one store to another (the drive to offsite), sending
+only the chunks the destination lacks. Every chunk is checked against its id before it is
+sent and read back from the destination before the manifest is written, last; a killed
+copy is resumed by the next (its packs are found through their footers)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from twofold.core.clock import Clock
+from twofold.core.progress import Progress
+from twofold.image.create import WORKERS
+from twofold.image.errors import ImageDamaged
+from twofold.image.manifest import Manifest, manifest_object
+from twofold.image.repo import (
+    Target,
+    all_manifests,
+    creating,
+    load_manifest,
+    open_objects,
+    open_store,
+)
+from twofold.image.verify import check_chunks
+from twofold.store.chunkstore import ChunkStore, Location
+from twofold.store.objects import StoreError
+from twofold.store.packs import PackDamaged, chunk_id, decompress
+
+RUN_BYTES = 8 << 20
+"""Chunks next to each other in a source pack are fetched together, up to this much."""
+GAP_BYTES = 256 << 10
+
+
+@dataclass
+class CopyResult:
+    """What a copy did."""
+
+    copied: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already in the destination
+    chunks_sent: int = 0
+    bytes_sent: int = 0  # stored (compressed) chunk bytes sent
+    chunks_present: int = 0  # needed chunks the destination already held
+    chunks_checked: int = 0
+    seconds: float = 0.0
+
+
+Run = tuple[str, int, int, list[tuple[bytes, Location]]]  # pack, start, end, chunks
+
+
+def _runs(source: ChunkStore, ids: list[bytes]) -> Iterator[Run]:
+    """The chunks to fetch as ranged reads: by pack and offset, neighbours merged."""
+    located = sorted((loc.pack, loc.offset, cid, loc) for cid in ids
+                      if (loc := source.location(cid)) is not None)
+    run: Run | None = None
+    for pack, offset, cid, loc in located:
+        end = offset + loc.length
+        if run and run[0] == pack and offset - run[2] <= GAP_BYTES and \
+                end - run[1] <= RUN_BYTES:
+            run = (pack, run[1], end, [*run[3], (cid, loc)])
+            continue
+        if run:
+            yield run
+        run = (pack, offset, end, [(cid, loc)])
+    if run:
+        yield run
+
+
+def _fetch(source: ChunkStore, run: Run) -> list[tuple[bytes, bytes, int]]:
+    """(id, stored bytes, plain length) of a run's chunks, each checked against its id."""
+    pack, start, end, chunks = run
+    data = source.objects.get_range(pack, start, end - start)
+    out = []
+    for cid, loc in chunks:
+        stored = data[loc.offset - start:loc.offset - start + loc.length]
+        try:
+            ok = chunk_id(decompress(stored, loc.plain_length)) == cid
+        except PackDamaged:
+            ok = False
+        if not ok:
+            raise ImageDamaged(f"chunk {cid.hex()} in {pack} of the source fails its check",
+                               "nothing was listed in the destination; run twofold image "
+                               "verify on the source to see which images it harms")
+        out.append((cid, stored, loc.plain_length))
+    return out
+
+
+def _send(source: ChunkStore, dest: ChunkStore, ids: list[bytes], progress: Progress,
+          result: CopyResult) -> None:
+    """Fetch and check in parallel; add to the destination's packs in order."""
+    workers = max(WORKERS, source.objects.writers)
+    pending: deque[Future[list[tuple[bytes, bytes, int]]]] = deque()
+
+    def take() -> None:
+        for cid, stored, plain in pending.popleft().result():
+            if dest.add(cid, stored, plain):
+                result.chunks_sent += 1
+                result.bytes_sent += len(stored)
+            progress.advance(nbytes=len(stored))
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="twofold-fetch") as pool:
+        try:
+            for run in _runs(source, ids):
+                pending.append(pool.submit(_fetch, source, run))
+                if len(pending) >= workers * 2:
+                    take()
+            while pending:
+                take()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def _missing_in(store: ChunkStore, m: Manifest) -> list[bytes]:
+    return [c for c in m.chunk_ids() if store.location(c) is None]
+
+
+def copy(src: Target, dst: Target, images: list[str] | None, progress: Progress,
+         clock: Clock) -> CopyResult:
+    """Copy `images` (default: all) from the store at `src` to the one at `dst`."""
+    started = clock.now_ns()
+    source = open_store(src)
+    wanted = [load_manifest(source.objects, n) for n in images] if images else \
+        all_manifests(source.objects)
+    for m in wanted:
+        if (lack := _missing_in(source, m)):
+            raise ImageDamaged(f"image {m.name} needs {len(lack)} chunk(s) the source "
+                               "store does not hold", "run twofold image verify on it")
+    objects = open_objects(dst)
+    result = CopyResult()
+    with creating(objects, clock) as lease:
+        dest = ChunkStore(objects, chunk_size=source.chunk_size)
+        dest.init()
+        if dest.chunk_size != source.chunk_size:
+            raise StoreError(f"{objects.describe()} holds chunks of {dest.chunk_size} bytes, "
+                             f"the source {source.chunk_size}",
+                             "copy into a new or empty store")
+        dest.load_index(repair=True)  # packs a killed copy stored are not sent again
+        todo: list[Manifest] = []
+        for m in wanted:
+            if objects.exists(manifest_object(m.name)):
+                result.skipped.append(m.name)
+            else:
+                todo.append(m)
+        needed = sorted(set().union(*(m.chunk_ids() for m in todo)))
+        missing = [c for c in needed if dest.location(c) is None]
+        result.chunks_present = len(needed) - len(missing)
+        progress.phase("copying", total_bytes=sum(
+            loc.length for c in missing if (loc := source.location(c)) is not None))
+        _send(source, dest, missing, progress, result)
+        dest.commit_index()
+        _check(open_store(objects), missing, needed, progress, result)
+        lease.check()
+        for m in todo:
+            obj = manifest_object(m.name)
+            objects.put_once(obj, source.objects.get(obj))
+            result.copied.append(m.name)
+    result.seconds = (clock.now_ns() - started) / 1e9
+    return result
+
+
+def _check(dest: ChunkStore, sent: list[bytes], needed: list[bytes], progress: Progress,
+           result: CopyResult) -> None:
+    """Every needed chunk is indexed in the destination, and each sent one reads back."""
+    lost = [c for c in needed if dest.location(c) is None]
+    if lost:
+        raise ImageDamaged(f"{len(lost)} chunk(s) are not in {dest.objects.describe()} "
+                           "after the copy", "run the copy again")
+    progress.phase("checking", total_bytes=sum(
+        loc.plain_length for c in sent if (loc := dest.location(c)) is not None))
+
+    def done(cid: bytes, data: bytes | None, problem: str) -> None:
+        if data is None:
+            raise ImageDamaged(f"chunk {cid.hex()} does not read back from "
+                               f"{dest.objects.describe()}: {problem}", "run the copy again")
+        result.chunks_checked += 1
+        progress.advance(nbytes=len(data))
+
+    check_chunks(dest, sent, progress, done)
