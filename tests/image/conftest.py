@@ -7,10 +7,7 @@ import json
 import os
 import random
 import re
-import shutil
-import subprocess
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,30 +16,11 @@ import pytest
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import UsedMap, merge_extents
 
+from ..drives import IS_ROOT, NOT_ROOT_REASON, loop_device, mounted, run, tool
+
+__all__ = ["IS_ROOT", "NOT_ROOT_REASON", "loop_device", "mounted", "run", "tool"]
+
 _TEXT = bytes(b"abcdef \n"[i % 8] for i in range(256))
-_SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
-
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-NOT_ROOT_REASON = "needs root (loop devices and FUSE mounts)"
-
-
-def tool(name: str) -> str:
-    """The path of an external tool, looking in sbin too; skip the test when it is missing."""
-    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SBIN))
-    if path is None:
-        pytest.skip(f"{name} is not installed")
-    return path
-
-
-def run(
-    *cmd: str | Path, check: bool = True, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run a tool (its name resolved with `tool`), capturing text output."""
-    args = [tool(str(cmd[0])), *map(str, cmd[1:])]
-    proc = subprocess.run(args, capture_output=True, text=True, check=False, input=stdin)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def make_tree(root: Path, seed: int = 7) -> Path:
@@ -144,28 +122,6 @@ def sfdisk_json(path: Path | str) -> dict[str, Any]:
 def assert_gpt_clean(target: str | Path) -> None:
     assert "No problems found" in run("sgdisk", "-v", target, check=False).stdout
     assert "No errors detected" in run("sfdisk", "--verify", target, check=False).stdout
-
-
-@contextmanager
-def loop_device(image: Path, sector_size: int | None = None) -> Iterator[str]:
-    """Attach `image` to a free loop device for the duration (root only)."""
-    args = ["-f", "--show", *(["-b", str(sector_size)] if sector_size else []), str(image)]
-    dev = run("losetup", *args).stdout.strip()
-    try:
-        yield dev
-    finally:
-        run("losetup", "-d", dev, check=False)
-
-
-@contextmanager
-def mounted(cmd: list[str], mountpoint: Path) -> Iterator[Path]:
-    """Mount with `cmd` (ending before the mount point) and unmount afterwards (root only)."""
-    mountpoint.mkdir(parents=True, exist_ok=True)
-    run(*cmd, mountpoint)
-    try:
-        yield mountpoint
-    finally:
-        subprocess.run(["umount", str(mountpoint)], check=False, capture_output=True)
 
 
 @pytest.fixture(scope="session")

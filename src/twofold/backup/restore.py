@@ -101,7 +101,7 @@ class _Restorer:
             os.link(os.path.join(self.dest, rec.link_to), out)
             self.progress.advance(1, 0)
             return True
-        part = os.path.join(os.path.dirname(out), b".twofold-restore-" + os.path.basename(out))
+        part = os.path.join(os.path.dirname(out), b".twofold-restore-%d" % os.getpid())
         found: list[tuple[str, str]] = []  # (kind, message) per candidate tried
         for src in self.sd.candidates(rec, self.names):
             try:

@@ -18,6 +18,7 @@ BUF = 1 << 20
 _ZEROS = bytes(BUF)
 _HAS_SEEK_DATA = hasattr(os, "SEEK_DATA") and hasattr(os, "SEEK_HOLE")
 _HAS_READV = hasattr(os, "readv")
+_NO_HOLES = {errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS}
 _local = threading.local()
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -126,12 +127,30 @@ def _stream(src: int, dst: int | None, st: os.stat_result) -> tuple[bytes, int]:
         _hash_zeros(h, start - pos)
         os.lseek(src, start, os.SEEK_SET)
         if dst is not None:
-            os.lseek(dst, start, os.SEEK_SET)
+            _hole(dst, pos, start)
         pos = start + _pump(src, dst, h, length, buf)
     _hash_zeros(h, size - pos)
     if dst is not None:
-        os.ftruncate(dst, size)
+        _hole(dst, pos, size)
     return h.digest(), size
+
+
+def _hole(dst: int, end: int, start: int) -> None:
+    """Extend dst, whose data ends at `end`, with a hole up to `start`; where the drive
+    cannot make holes (fusefat refuses to grow a file but by writing), write zeros."""
+    if start <= end:
+        return
+    try:
+        os.ftruncate(dst, start)
+    except OSError as err:
+        if err.errno not in _NO_HOLES:
+            raise
+        os.lseek(dst, end, os.SEEK_SET)
+        while end < start:
+            step = min(BUF, start - end)
+            _write_all(dst, memoryview(_ZEROS)[:step])
+            end += step
+    os.lseek(dst, start, os.SEEK_SET)
 
 
 def open_source(path: bytes) -> tuple[int, os.stat_result]:
