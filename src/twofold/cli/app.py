@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from twofold import __version__
+from twofold.cli.advise_cmd import advise_command
 from twofold.cli.backup_cmd import backup_command
 from twofold.cli.drives_cmd import drives_command, eject_command
 from twofold.cli.image_cmd import image_app
@@ -56,6 +57,7 @@ app.command("run-due")(run_due_command)
 app.command("log")(log_command)
 app.command("drives")(drives_command)
 app.command("eject")(eject_command)
+app.command("advise")(advise_command)
 app.add_typer(image_app, name="image")
 app.add_typer(schedule_app, name="schedule")
 

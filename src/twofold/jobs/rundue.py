@@ -104,11 +104,20 @@ def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
 def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
            state: State, probe: Probe) -> tuple[str, str]:
     from twofold.image.create import LEVELS, create
+    from twofold.image.manage import list_images
 
     text = job.compression.lower()
     level = LEVELS.get(text) or (int(text) if text.isdigit() else 0)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.now_ns() // 10**9))
-    name = re.sub(r"[^A-Za-z0-9._+-]", "_", f"{job.name}-{stamp}")
+    name = base = re.sub(r"[^A-Za-z0-9._+-]", "_", f"{job.name}-{stamp}")
+    try:
+        taken = {i.name for i in list_images(location)}
+    except TwofoldError:  # no store there yet
+        taken = set()
+    n = 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
     r = create(job.source, location, name, level, None, False, progress, clock)
     progress.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
                   f"{r.stored_new_bytes:,} stored new")
