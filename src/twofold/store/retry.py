@@ -33,14 +33,15 @@ class Taken(Exception):
     """Raised by a backend's call: the name is taken (a put-once lost)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class RetryPolicy:
     """Backoff from `first` seconds, doubling up to `cap`, with jitter, for at most
-    `budget` seconds in all."""
+    `budget` seconds in all. Once it gave up, later calls (a run's cleanup) try once."""
 
     budget: float = DEFAULT_BUDGET
     first: float = 0.25
     cap: float = 8.0
+    gave_up: bool = False
 
     @classmethod
     def from_env(cls) -> RetryPolicy:
@@ -55,7 +56,7 @@ class RetryPolicy:
             recover: Callable[[], None] | None = None) -> T:
         """`op()`; on Transient wait and retry (calling `recover` first, e.g. to
         reconnect) until the budget is spent, then StoreError naming `where` and `what`."""
-        deadline = time.monotonic() + self.budget
+        deadline = time.monotonic() + (0 if self.gave_up else self.budget)
         delay = self.first
         while True:
             try:
@@ -64,6 +65,7 @@ class RetryPolicy:
                 last = str(err)
             left = deadline - time.monotonic()
             if left <= 0:
+                self.gave_up = True
                 raise StoreError(
                     f"the image store {where} is not answering ({what}: {last}); gave up "
                     f"after {self.budget:.0f} s of retries",
