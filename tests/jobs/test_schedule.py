@@ -178,3 +178,11 @@ def test_crontab_fallback_with_the_real_crontab(tmp_path: Path) -> None:
     assert "my 50\\%/config.toml' run-due --job music" in music  # cron's % escaped
     assert "keep-me" in installed and "crontab: " in shown
     assert after.strip() == "0 1 * * * keep-me"
+
+
+def test_the_documented_example_config_parses() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    cfg = parse(example, Path("CONFIG.md"))
+    assert set(cfg.images) == {"system"} and cfg.sets["nas"].schedule is not None
+    assert udev_rule(cfg) is not None

@@ -1,1 +1,1 @@
-"""When and where to run: configuration, the system clock, schedules (later)."""
+"""When and where to run: the config, schedules and status, drives, run-on-connect."""

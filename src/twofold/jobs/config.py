@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,14 +143,7 @@ def parse(text: str, path: Path) -> Config:
     cfg = Config(path, exists=True)
     _unknown(set(data), TOP_KEYS, str(path), text)
     cfg.exclude = _strings(data.get("exclude", []), str(path), text, "exclude")
-    sets = data.get("sets", {})
-    if not isinstance(sets, dict):
-        raise ConfigError(f"{path}: 'sets' must be a table of [sets.NAME] sections")
-    for name, body in sets.items():
-        where = f"{path} [sets.{name}]"
-        if not isinstance(body, dict):
-            raise ConfigError(f"{where}: must be a table{_line_of(text, f'[sets.{name}]')}")
-        _unknown(set(body), SET_KEYS, where, text)
+    for name, body, where in _sections(data, "sets", SET_KEYS, path, text):
         sources = _strings(body.get("sources", []), where, text, "sources")
         target = body.get("target")
         if target is not None:
@@ -163,24 +157,32 @@ def parse(text: str, path: Path) -> Config:
                                     "allow_mass_delete"),
             schedule=None if "schedule" not in body else
             _schedule(body["schedule"], where, text))
-    _parse_images(data.get("images", {}), cfg, text)
+    _parse_images(data, cfg, text)
     return cfg
 
 
 TARGET_WHAT = "a folder, UUID=<filesystem uuid> or LABEL=<filesystem label>"
 
 
-def _parse_images(images: Any, cfg: Config, text: str) -> None:
-    if not isinstance(images, dict):
-        raise ConfigError(f"{cfg.path}: 'images' must be a table of [images.NAME] sections")
-    for name, body in images.items():
-        where = f"{cfg.path} [images.{name}]"
+def _sections(data: dict[str, Any], kind: str, known: set[str], path: Path, text: str
+              ) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """(name, body, where) of each [kind.NAME] table, its keys checked."""
+    tables = data.get(kind, {})
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: '{kind}' must be a table of [{kind}.NAME] sections")
+    for name, body in tables.items():
+        where = f"{path} [{kind}.{name}]"
         if not isinstance(body, dict):
-            raise ConfigError(f"{where}: must be a table{_line_of(text, f'[images.{name}]')}")
+            raise ConfigError(f"{where}: must be a table{_line_of(text, f'[{kind}.{name}]')}")
+        _unknown(set(body), known, where, text)
+        yield name, body, where
+
+
+def _parse_images(data: dict[str, Any], cfg: Config, text: str) -> None:
+    for name, body, where in _sections(data, "images", IMAGE_KEYS, cfg.path, text):
         if name in cfg.sets:
             raise ConfigError(f"{where}: a backup set has the same name",
                               "jobs are named by their section; give each its own name")
-        _unknown(set(body), IMAGE_KEYS, where, text)
         for key in ("source", "target"):
             if key not in body:
                 raise ConfigError(f"{where}: '{key}' is required",
