@@ -59,6 +59,11 @@ class Sshd:
         """What a twofold process needs to reach this server."""
         return {"TWOFOLD_SSH_CONFIG": str(self.config)}
 
+    def stop(self) -> None:
+        """Stop the server."""
+        self.proc.terminate()
+        self.proc.wait(10)
+
 
 def _keygen(path: Path) -> str:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
@@ -66,12 +71,11 @@ def _keygen(path: Path) -> str:
     return path.with_suffix(".pub").read_text().strip()
 
 
-@pytest.fixture(scope="session")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    """OpenSSH's sshd on a free port of 127.0.0.1, accepting a key made for the test."""
+def start_sshd(d: Path) -> Sshd | str:
+    """OpenSSH's sshd on a free port of 127.0.0.1, accepting a key made for it in `d`;
+    or why it cannot start."""
     if not os.path.exists(SSHD) or not shutil.which("ssh-keygen"):
-        pytest.skip("sshd is not installed (Debian package openssh-server)")
-    d = tmp_path_factory.mktemp("sshd")
+        return "sshd is not installed (Debian package openssh-server)"
     host_pub = _keygen(d / "host_key")
     (d / "authorized_keys").write_text(_keygen(d / "id_ed25519") + "\n")
     port = free_port()
@@ -91,12 +95,20 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=log)
     if not wait_port(port, 10):
         proc.kill()
-        pytest.skip(f"sshd did not start: {(d / 'log').read_text()[-300:]}")
+        return f"sshd did not start: {(d / 'log').read_text()[-300:]}"
+    return Sshd(port, d / "ssh_config", getpass.getuser(), proc)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """The session's sshd (skips with the reason when it cannot start)."""
+    server = start_sshd(tmp_path_factory.mktemp("sshd"))
+    if isinstance(server, str):
+        pytest.skip(server)
     try:
-        yield Sshd(port, d / "ssh_config", getpass.getuser(), proc)
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 @dataclass
@@ -106,6 +118,11 @@ class Ceph:
     env: dict[str, str]
     folder: Path
     port: int
+    script_env: dict[str, str]
+
+    def kill(self) -> None:
+        """Stop every daemon and delete the cluster."""
+        _script(self.script_env, "kill")
 
     @property
     def endpoint(self) -> str:
@@ -145,30 +162,40 @@ class Ceph:
         assert wait_port(self.port, 60), "radosgw did not come back"
 
 
-@pytest.fixture(scope="session")
-def ceph() -> Iterator[Ceph]:
-    """Ceph's S3 gateway on 127.0.0.1, one cluster for the whole session."""
+def _script(env: dict[str, str], action: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(CEPH_SCRIPT), action], env=env, capture_output=True,
+                          text=True, check=False)
+
+
+def start_ceph() -> Ceph | str:
+    """A fresh single-node Ceph with its S3 gateway on 127.0.0.1; or why it cannot start."""
     if not CEPH_SCRIPT.exists():
-        pytest.skip(f"{CEPH_SCRIPT} is missing (set TWOFOLD_CEPH_RGW)")
+        return f"{CEPH_SCRIPT} is missing (set TWOFOLD_CEPH_RGW)"
     if not shutil.which("radosgw"):
-        pytest.skip("Ceph is not installed (ceph-mon ceph-mgr ceph-osd radosgw ceph-common)")
+        return "Ceph is not installed (ceph-mon ceph-mgr ceph-osd radosgw ceph-common)"
     folder = Path(tempfile.mkdtemp(prefix="tfceph", dir="/tmp"))
     port = free_port()
     env = {**os.environ, "CEPH_DIR": str(folder), "RGW_PORT": str(port),
-           "MON_PORT": str(free_port()), "OSD_SIZE": "4G", "CEPH_MGR": "0"}
-    started = subprocess.run(["bash", str(CEPH_SCRIPT), "start"], env=env,
-                             capture_output=True, text=True, check=False)
+           "MON_PORT": str(free_port()), "OSD_SIZE": "8G", "CEPH_MGR": "0"}
+    started = _script(env, "start")
     if started.returncode != 0:
-        subprocess.run(["bash", str(CEPH_SCRIPT), "kill"], env=env, capture_output=True,
-                       check=False)
-        pytest.skip(f"Ceph did not start: {started.stderr[-400:]}")
+        _script(env, "kill")
+        return f"Ceph did not start: {started.stderr[-400:]}"
     s3_env = {}
     for line in started.stdout.splitlines():
         if line.startswith("export "):
             key, _, value = line[7:].partition("=")
             s3_env[key] = value
+    return Ceph(s3_env, folder, port, env)
+
+
+@pytest.fixture(scope="session")
+def ceph() -> Iterator[Ceph]:
+    """Ceph's S3 gateway, one cluster for the whole session (skips when it cannot start)."""
+    cluster = start_ceph()
+    if isinstance(cluster, str):
+        pytest.skip(cluster)
     try:
-        yield Ceph(s3_env, folder, port)
+        yield cluster
     finally:
-        subprocess.run(["bash", str(CEPH_SCRIPT), "kill"], env=env, capture_output=True,
-                       check=False)
+        cluster.kill()

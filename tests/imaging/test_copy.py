@@ -15,49 +15,28 @@ from twofold.image.create import create
 from twofold.image.errors import ImageDamaged
 from twofold.image.manage import list_images
 from twofold.image.verify import verify
-from twofold.store.objects import ObjectInfo, ObjectStore, StoreError
+from twofold.store.metered import Metered
+from twofold.store.objects import ObjectStore, StoreError
 from twofold.store.remote import open_target
 
 from .conftest import FixedClock, MiB, make_place, store_files
 from .test_targets import cli, source_file
 
 
-class FailingPuts:
-    """An ObjectStore that fails every put of a pack after the first `packs` (a link that
-    goes down in the middle of a copy)."""
+class FailingPuts(Metered):
+    """A store that fails every put of a pack after the first `packs` (a link that goes
+    down in the middle of a copy)."""
 
     def __init__(self, inner: ObjectStore, packs: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.packs = packs
-        self.writers = inner.writers
 
     def put_once(self, name: str, data: bytes) -> bool:
         if name.endswith(".pack"):
             if self.packs == 0:
                 raise StoreError("the link went down")
             self.packs -= 1
-        return self.inner.put_once(name, data)
-
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def get(self, name: str) -> bytes:
-        return self.inner.get(name)
-
-    def get_range(self, name: str, offset: int, length: int) -> bytes:
-        return self.inner.get_range(name, offset, length)
-
-    def delete(self, name: str) -> None:
-        self.inner.delete(name)
-
-    def exists(self, name: str) -> bool:
-        return self.inner.exists(name)
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def discard_partial(self) -> int:
-        return self.inner.discard_partial()
+        return super().put_once(name, data)
 
 
 def _two_images(drive: Path, tmp_path: Path) -> None:
