@@ -159,6 +159,8 @@ class Applier:
                 self.catalog.insert(s.record for s in steps if s.record is not None)
                 ops = [s.op for s in steps if s.op is not None]
                 self.catalog.add_pending(self.run_id, ops)
+                self.catalog.add_moves(self.run_id, ((o.link_to, o.path) for o in ops
+                                                     if o.op == "move" and o.link_to))
         except OSError as err:
             raise target_failure(err, self.sd.catalog) from err
         entries = {s.record.path: s.record for s in steps if s.record is not None}

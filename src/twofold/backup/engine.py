@@ -19,7 +19,6 @@ from twofold.core.progress import Progress
 from twofold.fsinfo import scanproc
 from twofold.fsinfo.disk import syncfs
 from twofold.store.catalog import Catalog
-from twofold.store.probe import probe
 from twofold.store.target import SetDir, target_failure
 
 
@@ -80,16 +79,6 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     sd.clean_tmp()
 
 
-def _know_target(sd: SetDir, catalog: Catalog) -> None:
-    """Probe the target on the set's first run, and store names as it requires."""
-    if catalog.profile() is None:
-        try:
-            catalog.set_profile(probe(sd.root))
-        except OSError as err:
-            raise target_failure(err, sd.root) from err
-        sd.namer = catalog.namer()
-
-
 def _stats_from_plan(plan: Plan) -> RunStats:
     c = plan.counts
     moved = len(plan.moved_to)
@@ -129,7 +118,6 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
     with sd.lock():
         catalog = sd.open_catalog(create=True)
         try:
-            _know_target(sd, catalog)
             recover(sd, catalog)
             plan = make_plan(scanner, catalog.current(), progress)
             try:

@@ -49,8 +49,8 @@ def _move(sd: SetDir, run_name: str, old: bytes, new: bytes) -> None:
     """
     cur_old, cur_new, kept = sd.cur(old), sd.cur(new), sd.ver(run_name, old)
     if os.path.lexists(cur_old):
-        if not os.path.lexists(kept):
-            _link_or_copy(cur_old, kept)
+        if not os.path.lexists(kept) and sd.namer.profile.hardlinks:
+            _link_or_copy(cur_old, kept)  # else the catalog's moves table finds it
         if os.path.lexists(cur_new) and not _same(cur_old, cur_new):  # not a change of case
             move_aside(sd, run_name, new)
         os.makedirs(os.path.dirname(cur_new), exist_ok=True)

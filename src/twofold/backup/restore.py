@@ -103,7 +103,7 @@ class _Restorer:
             return True
         part = os.path.join(os.path.dirname(out), b".twofold-restore-%d" % os.getpid())
         found: list[tuple[str, str]] = []  # (kind, message) per candidate tried
-        for src in self.sd.candidates(rec, self.names):
+        for src in self.sd.candidates(rec, self.names, self.catalog):
             try:
                 if os.path.lexists(part):
                     os.unlink(part)

@@ -42,7 +42,7 @@ def verify(target: str, set_name: str, progress: Progress, *, sample: float | No
         progress.phase("verifying", len(chosen), sum(r.size for r in chosen))
         for rec in chosen:
             found: list[Issue] = []
-            for where in sd.candidates(rec, names):
+            for where in sd.candidates(rec, names, catalog):
                 problem = _check(rec, where, sd)
                 if problem is None:
                     found = []

@@ -52,6 +52,7 @@ class TargetProfile:
     unicode_names: bool = True  # takes non-ASCII (UTF-8) names
     bytes_names: bool = True  # takes names that are not valid UTF-8
     refused_chars: str = ""  # other ASCII characters the drive refused
+    rewrites: bool = True  # files can be reopened and written in place (fusefat cannot)
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -143,7 +143,7 @@ def resolve_target(target: str) -> str:
     return found
 
 
-def wait_for_mount(target: str, seconds: float, clock_sleep: float = 1.0) -> str | None:
+def wait_for_mount(target: str, seconds: float, poll: float = 1.0) -> str | None:
     """Wait up to `seconds` for a desktop to mount the drive, then mount it with
     udisksctl if that exists; the mount point, or None."""
     deadline = time.monotonic() + seconds
@@ -151,7 +151,7 @@ def wait_for_mount(target: str, seconds: float, clock_sleep: float = 1.0) -> str
         found = locate(target)
         if found or time.monotonic() >= deadline:
             break
-        time.sleep(clock_sleep)
+        time.sleep(poll)
     drive = drive_of(target)
     if found or drive is None:
         return found

@@ -15,6 +15,7 @@ from typing import Any
 from twofold.core.errors import CatalogError
 from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
+from twofold.store.mirror import Mirror
 from twofold.store.rows import (
     PendingOp,
     Row,
@@ -22,6 +23,7 @@ from twofold.store.rows import (
     disk_error,
     encode_xattrs,
     row_record,
+    target_failure,
     to_run,
 )
 
@@ -70,6 +72,12 @@ CREATE TABLE IF NOT EXISTS names(
     path BLOB PRIMARY KEY,
     stored BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS moves(
+    run INTEGER NOT NULL,
+    old BLOB NOT NULL,
+    new BLOB NOT NULL,
+    PRIMARY KEY(run, old)
+);
 CREATE TABLE IF NOT EXISTS pending(
     run INTEGER NOT NULL,
     seq INTEGER NOT NULL,
@@ -89,10 +97,20 @@ _SELECT = f"SELECT id, {_COLS} FROM entries"
 class Catalog:
     """Open (or create) the catalog file of one backup set."""
 
-    def __init__(self, path: str, *, create: bool = False, set_name: str = "") -> None:
+    def __init__(self, path: str, *, create: bool = False, set_name: str = "",
+                 whole_files: bool = False) -> None:
+        """`whole_files`: the drive's driver cannot rewrite a file in place (see mirror.py)."""
         self.path = path
+        self._mirror: Mirror | None = None
         try:
-            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            if whole_files:
+                try:
+                    self._mirror = Mirror(path)
+                except OSError as err:
+                    raise CatalogError(f"cannot copy the catalog {path}: {err.strerror}",
+                                       "is the drive still connected?") from err
+            self.db = sqlite3.connect(self._mirror.local if self._mirror else path,
+                                      isolation_level=None, check_same_thread=False)
             # A rollback journal, not WAL: WAL needs shared memory, which FUSE and network
             # drives do not reliably provide; see docs/DESIGN.md.
             self.db.execute("PRAGMA journal_mode=DELETE")
@@ -126,6 +144,8 @@ class Catalog:
     def close(self) -> None:
         """Close the database."""
         self.db.close()
+        if self._mirror is not None:
+            self._mirror.drop()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -135,6 +155,8 @@ class Catalog:
             try:
                 yield
                 self.db.execute("COMMIT")
+                if self._mirror is not None:
+                    self._publish()
             except BaseException:
                 if self.db.in_transaction:
                     with suppress(sqlite3.Error):
@@ -142,6 +164,13 @@ class Catalog:
                 raise
         except sqlite3.OperationalError as err:
             raise disk_error(err, self.path) from err
+
+    def _publish(self) -> None:
+        assert self._mirror is not None
+        try:
+            self._mirror.publish()
+        except OSError as err:
+            raise target_failure(err, self.path) from err
 
     def meta(self, key: str) -> str | None:
         """A value from the meta table."""
@@ -174,7 +203,28 @@ class Catalog:
                 "SELECT path, stored FROM names")}
         except sqlite3.OperationalError:  # a catalog made before names were encoded
             twins = {}
+        except sqlite3.DatabaseError as err:
+            raise CatalogError(f"the catalog {self.path} cannot be read: {err}",
+                               "it may be damaged; the files in current/ are still plain "
+                               "copies you can use") from err
         return Namer(self.profile(), twins)
+
+    def add_moves(self, run_id: int, moves: Iterable[tuple[bytes, bytes]]) -> None:
+        """Record files run `run_id` renamed, (old path, new path) (inside a transaction)."""
+        self.db.executemany("INSERT OR REPLACE INTO moves(run, old, new) VALUES(?, ?, ?)",
+                            [(run_id, old, new) for old, new in moves])
+
+    def moved_row(self, rec: Record) -> Record | None:
+        """The row that took over the content of `rec` when its run renamed the file."""
+        if rec.until_run is None:
+            return None
+        try:
+            row = self.db.execute(
+                f"{_SELECT} WHERE first_run=? AND path=(SELECT new FROM moves WHERE run=? "
+                "AND old=?)", (rec.until_run, rec.until_run, rec.path)).fetchone()
+        except sqlite3.OperationalError:  # a catalog from before moves were recorded
+            return None
+        return None if row is None else row_record(row)
 
     def add_names(self, names: Iterable[tuple[bytes, bytes]]) -> None:
         """Record (path, stored last component) for case twins (inside a transaction)."""

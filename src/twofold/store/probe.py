@@ -77,6 +77,27 @@ def _granularity(path: bytes) -> int:
     return 2_000_000_000
 
 
+def _rewrites(path: bytes) -> bool:
+    """True when a file reopened and grown by writes at offsets reads back as written
+    (the way SQLite writes; fusefat loses such data)."""
+    blocks = [bytes([65 + i]) * 4096 for i in range(3)]
+    with open(path, "wb") as f:
+        f.write(blocks[0])
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.pwrite(fd, blocks[1], 4096)
+        os.pwrite(fd, blocks[2], 8192)
+    finally:
+        os.close(fd)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.pwrite(fd, blocks[0], 12288)
+    finally:
+        os.close(fd)
+    with open(path, "rb") as f:
+        return f.read() == b"".join(blocks) + blocks[0]
+
+
 def _tries(action: object) -> bool:
     try:
         action()  # type: ignore[operator]
@@ -112,6 +133,7 @@ def _probe_in(folder: bytes, fs_type: str) -> TargetProfile:
     xattrs = hasattr(os, "setxattr") and _tries(
         lambda: os.setxattr(probe_file, "user.twofold", b"1"))
     granularity = _granularity(probe_file)
+    rewrites = _rewrites(os.path.join(folder, b"rewrite"))
     refused = "".join(c for c in _ASCII_TRIES if not _can_create(folder, f"a{c}b".encode()))
     unicode_names = _can_create(folder, "é".encode())
     bytes_names = _can_create(folder, b"b\xff")
@@ -128,5 +150,5 @@ def _probe_in(folder: bytes, fs_type: str) -> TargetProfile:
         max_file_size=FAT32_MAX if fat else None,
         name_max=255, name_units="utf16" if long_utf16 or windows else "bytes",
         windows_names=windows, unicode_names=unicode_names, bytes_names=bytes_names,
-        refused_chars="" if windows else refused,
+        refused_chars="" if windows else refused, rewrites=rewrites,
         notes=notes)

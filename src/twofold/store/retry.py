@@ -12,7 +12,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from twofold.store.objects import StoreError
+from twofold.store.objects import ObjectMissing, StoreError
 
 T = TypeVar("T")
 
@@ -31,6 +31,23 @@ class Gone(Exception):
 
 class Taken(Exception):
     """Raised by a backend's call: the name is taken (a put-once lost)."""
+
+
+def read_or_missing(read: Callable[[], bytes], name: str, where: str) -> bytes:
+    """`read()`, with Gone turned into ObjectMissing naming the object and the store."""
+    try:
+        return read()
+    except Gone:
+        raise ObjectMissing(f"{name} is missing from the store {where}") from None
+
+
+def found(probe: Callable[[], object]) -> bool:
+    """False when `probe()` raises Gone, else True."""
+    try:
+        probe()
+    except Gone:
+        return False
+    return True
 
 
 @dataclass

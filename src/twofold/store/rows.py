@@ -4,6 +4,7 @@ the mapping of SQLite's disk errors to twofold's errors."""
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import Any
 
 from twofold.core.errors import TargetError, TargetFullError, TwofoldError
 from twofold.core.models import Kind, Record
+from twofold.core.paths import show
 
 
 @dataclass(slots=True)
@@ -96,3 +98,17 @@ def disk_error(err: sqlite3.Error, path: str) -> TwofoldError:
 def to_run(row: tuple[Any, ...]) -> Run:
     return Run(id=row[0], name=row[1], started_ns=row[2], finished_ns=row[3], state=row[4],
                config=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
+
+
+def target_failure(err: OSError, what: bytes | str) -> TargetError:
+    """The error to raise when writing to the target fails."""
+    where = show(what) if isinstance(what, bytes) else what
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TargetFullError(
+            f"the target is full (while writing {where})",
+            "free some space on the drive or use a larger one; current/ is unharmed and "
+            "the next run carries on where this one stopped")
+    return TargetError(
+        f"writing to the target failed at {where}: {err.strerror or err}",
+        "is the drive still connected? current/ holds only whole files; once the drive "
+        "is back, the next run finishes the job")

@@ -14,8 +14,15 @@ import boto3
 import botocore.exceptions as bce
 from botocore.config import Config
 
-from twofold.store.objects import ObjectInfo, ObjectMissing, StoreError, check_name
-from twofold.store.retry import Gone, RetryPolicy, Taken, Transient
+from twofold.store.objects import ObjectInfo, StoreError, check_name
+from twofold.store.retry import (
+    Gone,
+    RetryPolicy,
+    Taken,
+    Transient,
+    found,
+    read_or_missing,
+)
 
 T = TypeVar("T")
 PART_SIZE = 8 << 20
@@ -143,21 +150,14 @@ class S3Objects:
         def run() -> bytes:
             return bytes(self.client.get_object(Bucket=self.bucket, Key=key,
                                                 **extra)["Body"].read())
-        try:
-            return self._call(f"reading {name}", run)
-        except Gone:
-            raise ObjectMissing(f"{name} is missing from the store {self.describe()}") \
-                from None
+        return read_or_missing(lambda: self._call(f"reading {name}", run), name,
+                               self.describe())
 
     def exists(self, name: str) -> bool:
         """HEAD the object."""
         key = self._key(name)
-        try:
-            self._call(f"checking {name}",
-                       lambda: self.client.head_object(Bucket=self.bucket, Key=key))
-        except Gone:
-            return False
-        return True
+        return found(lambda: self._call(f"checking {name}", lambda: self.client.head_object(
+            Bucket=self.bucket, Key=key)))
 
     def put_once(self, name: str, data: bytes) -> bool:
         """A PUT with If-None-Match: * (the server refuses an existing name); above
@@ -190,12 +190,13 @@ class S3Objects:
 
         def send(number: int) -> dict[str, Any]:
             body = parts[number - 1]
-            etag = f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
-            if done.get(number) != etag:
-                self._call(f"uploading part {number} of {key}", lambda: self.client.
-                           upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                       PartNumber=number, Body=body))
-            return {"PartNumber": number, "ETag": etag}
+            if number in done and done[number] == \
+                    f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"':
+                return {"PartNumber": number, "ETag": done[number]}
+            sent = self._call(f"uploading part {number} of {key}", lambda: self.client.
+                              upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
+                                          PartNumber=number, Body=body))
+            return {"PartNumber": number, "ETag": sent["ETag"]}
 
         with ThreadPoolExecutor(PART_WORKERS, thread_name_prefix="twofold-part") as pool:
             sent = list(pool.map(send, range(1, len(parts) + 1)))

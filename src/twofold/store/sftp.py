@@ -20,7 +20,6 @@ import paramiko
 from twofold.store.objects import (
     TMP_DIR,
     ObjectInfo,
-    ObjectMissing,
     StoreError,
     check_name,
     dead_writer,
@@ -28,7 +27,7 @@ from twofold.store.objects import (
     this_host,
 )
 from twofold.store.remote import SftpTarget
-from twofold.store.retry import Gone, RetryPolicy, Transient
+from twofold.store.retry import Gone, RetryPolicy, Transient, found, read_or_missing
 
 T = TypeVar("T")
 SSH_CONFIG_ENV = "TWOFOLD_SSH_CONFIG"
@@ -205,19 +204,13 @@ class SftpObjects:
         return self._read(name, run)
 
     def _read(self, name: str, run: Callable[[Any], bytes]) -> bytes:
-        try:
-            return self._call(f"reading {name}", run)
-        except Gone:
-            raise ObjectMissing(f"{name} is missing from the store {self.describe()}") \
-                from None
+        return read_or_missing(lambda: self._call(f"reading {name}", run), name,
+                               self.describe())
 
     def exists(self, name: str) -> bool:
         """stat the file."""
-        try:
-            self._call(f"checking {name}", lambda sftp: sftp.stat(self._path(name)))
-        except Gone:
-            return False
-        return True
+        return found(lambda: self._call(f"checking {name}",
+                                        lambda sftp: sftp.stat(self._path(name))))
 
     def put_once(self, name: str, data: bytes) -> bool:
         """Write .tmp/<host>-<pid>-<random>, then rename it into place: OpenSSH's server

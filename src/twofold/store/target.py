@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -10,31 +9,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from twofold.core.errors import TargetError, TargetFullError, UsageError
+from twofold.core.errors import TargetError, UsageError
 from twofold.core.models import Record
-from twofold.core.names import Namer
-from twofold.core.paths import show
+from twofold.core.names import Namer, TargetProfile
 from twofold.store.catalog import Catalog
 from twofold.store.holders import is_stale
 from twofold.store.holders import me as holder_me
+from twofold.store.probe import probe
+from twofold.store.rows import target_failure
+
+__all__ = ["SetDir", "target_failure"]
 
 ROOT_DIR = b"twofold"
 TMP_FANOUT = 64  # subfolders of .tmp/
 CATALOG = b"catalog.sqlite"
-
-
-def target_failure(err: OSError, what: bytes | str) -> TargetError:
-    """The error to raise when writing to the target fails."""
-    where = show(what) if isinstance(what, bytes) else what
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        return TargetFullError(
-            f"the target is full (while writing {where})",
-            "free some space on the drive or use a larger one; current/ is unharmed and "
-            "the next run carries on where this one stopped")
-    return TargetError(
-        f"writing to the target failed at {where}: {err.strerror or err}",
-        "is the drive still connected? current/ holds only whole files; once the drive "
-        "is back, the next run finishes the job")
 
 
 class SetDir:
@@ -84,10 +72,35 @@ class SetDir:
             os.makedirs(d, exist_ok=True)
 
     def open_catalog(self, *, create: bool = False) -> Catalog:
-        """Open the set's catalog and take from it how names are stored on the target."""
-        catalog = Catalog(os.fsdecode(self.catalog), create=create, set_name=self.name)
+        """Open the set's catalog and take from it how names are stored on the target.
+
+        With `create` (a backup run), a new set's target is probed first: what the drive
+        can hold decides how names are stored and how the catalog is written.
+        """
+        path = os.fsdecode(self.catalog)
+        fresh: TargetProfile | None = None
+        if self.exists():
+            peek = Catalog(path)
+            try:
+                profile = peek.profile()
+            finally:
+                peek.close()
+        elif create:
+            try:
+                profile = fresh = probe(self.root)
+            except OSError as err:
+                raise target_failure(err, self.root) from err
+        else:
+            profile = None
+        catalog = Catalog(path, create=create, set_name=self.name,
+                          whole_files=profile is not None and not profile.rewrites)
         try:
+            if create and catalog.profile() is None:
+                catalog.set_profile(fresh or probe(self.root))
             self.namer = catalog.namer()
+        except OSError as err:
+            catalog.close()
+            raise target_failure(err, self.root) from err
         except BaseException:
             catalog.close()
             raise
@@ -107,12 +120,22 @@ class SetDir:
             return self.cur(rec.path)
         return self.ver(run_names[rec.vrun], rec.path)
 
-    def candidates(self, rec: Record, run_names: dict[int, str]) -> list[bytes]:
+    def candidates(self, rec: Record, run_names: dict[int, str],
+                   catalog: Catalog | None = None) -> list[bytes]:
         """Where to look for a row's content: its location, then current/ (a move to
-        versions/ may be committed but not yet done when a run was killed; the caller checks
-        the hash, so the fallback can never return wrong data)."""
-        first = self.location(rec, run_names)
-        return [first] if rec.vrun is None else [first, self.cur(rec.path)]
+        versions/ may be committed but not yet done when a run was killed), then, for a
+        file a run renamed, where the renamed file's content is (a drive without hard
+        links keeps no second name in versions/). The caller checks the hash, so a
+        fallback can never return wrong data."""
+        out = [self.location(rec, run_names)]
+        if rec.vrun is not None:
+            out.append(self.cur(rec.path))
+        for _hop in range(16):  # a file renamed again and again
+            if catalog is None or (moved := catalog.moved_row(rec)) is None:
+                break
+            rec = moved
+            out.append(self.location(rec, run_names))
+        return out
 
     def clean_tmp(self) -> None:
         """Remove what an interrupted run left in .tmp/ (never part of current/)."""
