@@ -43,7 +43,9 @@ def test_backup_json_runs_history_verify(tree: tuple[Path, Path]) -> None:
     code, text = run("backup", str(src), "--to", str(target), "--json")
     assert json.loads(text)["stats"]["changed"] == 1
     code, text = run("runs", "--from", str(target), "--json")
-    assert [r["state"] for r in json.loads(text)] == ["complete", "complete"]
+    listed = json.loads(text)
+    assert [r["state"] for r in listed["runs"]] == ["complete", "complete"]
+    assert listed["target"]["symlinks"] is True and listed["target"]["fs_type"] != "unknown"
     code, text = run("history", "--from", str(target), "Docs/a.txt", "--json")
     versions = json.loads(text)
     assert [v["size"] for v in versions] == [5, 13]

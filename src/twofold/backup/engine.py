@@ -14,6 +14,7 @@ from twofold.backup.safety import check_mass_delete, check_overlap, resolve_sour
 from twofold.core.clock import Clock
 from twofold.core.diff import Action
 from twofold.core.models import RunStats
+from twofold.core.names import TargetProfile
 from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo import scanproc
@@ -44,6 +45,7 @@ class BackupResult:
     stats: RunStats
     warnings: list[str]
     dry_run: bool
+    profile: TargetProfile | None = None  # what the target can hold (not on a dry run)
 
 
 def run_name_for(now_ns: int, taken: set[str]) -> str:
@@ -118,6 +120,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
     with sd.lock():
         catalog = sd.open_catalog(create=True)
         try:
+            result.profile = sd.namer.profile
             recover(sd, catalog)
             plan = make_plan(scanner, catalog.current(), progress)
             try:
@@ -128,6 +131,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
                     "sources": [os.fsdecode(s.path) for s in srcs],
                     "excludes": options.excludes,
                     "default_excludes": options.default_excludes,
+                    "same_disk": bool(warnings),  # check_overlap warns of nothing else
                 }, socket.gethostname())
                 result.run_id, result.run_name = run_id, name
                 stats = RunStats(unchanged=plan.counts[Action.UNCHANGED],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from twofold.core.errors import UsageError
 from twofold.core.models import Record
+from twofold.core.names import TargetProfile
 from twofold.core.paths import from_user, show
 from twofold.store.catalog import Run
 from twofold.store.target import SetDir
@@ -25,11 +26,16 @@ class Version:
 
 def list_runs(target: str, set_name: str) -> list[Run]:
     """All runs of a set, oldest first."""
+    return runs_and_target(target, set_name)[0]
+
+
+def runs_and_target(target: str, set_name: str) -> tuple[list[Run], TargetProfile | None]:
+    """All runs of a set, oldest first, and what its target drive can hold."""
     sd = SetDir(target, set_name)
     sd.require()
     catalog = sd.open_catalog()
     try:
-        return catalog.runs()
+        return catalog.runs(), catalog.profile()
     finally:
         catalog.close()
 

@@ -15,6 +15,7 @@ from twofold.cli.common import (
     out,
     print_issues,
     print_json,
+    profile_json,
     size,
 )
 from twofold.cli.render import RichProgress
@@ -91,6 +92,7 @@ def backup_command(
         print_json({"set": result.set_name, "target": result.target, "run_id": result.run_id,
                     "run": result.run_name, "dry_run": result.dry_run,
                     "stats": result.stats.as_dict(), "warnings": result.warnings,
+                    "target_drive": profile_json(result.profile),
                     "issues": [issue_dict(i) for i in result.stats.issues],
                     "exit_code": code})
         raise typer.Exit(code)

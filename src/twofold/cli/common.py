@@ -15,6 +15,7 @@ from rich.console import Console
 
 from twofold.core.errors import ExitCode, TwofoldError
 from twofold.core.models import Issue
+from twofold.core.names import TargetProfile
 from twofold.core.paths import show
 from twofold.jobs.config import Config, load
 
@@ -86,6 +87,15 @@ def issue_dict(i: Issue) -> dict[str, str]:
 def print_json(data: Any) -> None:
     """Write one JSON document to stdout."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def profile_json(profile: TargetProfile | None) -> dict[str, Any] | None:
+    """What a target drive can hold, for --json (None when not known)."""
+    if profile is None:
+        return None
+    data: dict[str, Any] = json.loads(profile.to_json())
+    data["summary"] = profile.summary()
+    return data
 
 
 def print_issues(issues: list[Issue], title: str, limit: int = 200) -> None:

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from twofold.backup.inspect import history, list_runs
-from twofold.cli.common import handles_errors, out, print_json, size, when
+from twofold.backup.inspect import history, runs_and_target
+from twofold.cli.common import handles_errors, out, print_json, profile_json, size, when
 
 FROM = typer.Option("--from", help="The target holding the backup.")
 SET = typer.Option("--set", help="Backup set.")
@@ -22,11 +22,13 @@ def runs_command(
     as_json: Annotated[bool, JSON] = False,
 ) -> None:
     """List the runs of a set, one line each."""
-    runs = list_runs(source, set_name)
+    runs, profile = runs_and_target(source, set_name)
     if as_json:
-        print_json([{"id": r.id, "name": r.name, "started_ns": r.started_ns,
-                     "finished_ns": r.finished_ns, "state": r.state, "host": r.host,
-                     "config": r.config, "stats": r.stats} for r in runs])
+        print_json({"target": profile_json(profile),
+                    "runs": [{"id": r.id, "name": r.name, "started_ns": r.started_ns,
+                              "finished_ns": r.finished_ns, "state": r.state,
+                              "host": r.host, "config": r.config, "stats": r.stats}
+                             for r in runs]})
         return
     table = Table("id", "versions folder", "finished", "state", "new", "changed", "deleted",
                   "moved", "unchanged", "skipped", "copied", box=None, header_style="bold")
@@ -38,6 +40,8 @@ def runs_command(
                                   "skipped")),
                       size(s["bytes_copied"]) if "bytes_copied" in s else "-")
     out.print(table)
+    if profile is not None:
+        out.print(f"Target drive: {profile.summary()}", highlight=False)
 
 
 @handles_errors
