@@ -3,8 +3,11 @@ image jobs made due by a changed package list (injected clock and OS probe)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.jobs.conftest import Cli, json_of
 from twofold.core.schedule import DAY
@@ -94,3 +97,19 @@ def test_image_due_after_os_change_or_age(tmp_path: Path) -> None:
     assert state == "due" and reason.startswith("4 packages changed since the image of ")
     assert verdict(NOW + 70 * DAY, old)[0] == "due"  # 80 of 90 days
     assert verdict(NOW + 140 * DAY, old)[0] == "overdue"
+
+
+def test_overdue_notifies_the_desktop(cli: Cli, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sent = tmp_path / "sent"
+    tool = bin_dir / "notify-send"
+    tool.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {sent}\n')
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("DISPLAY", ":0")
+    code, _ = cli(config(tmp_path), "status", "--no-notify")
+    assert code == 4 and not sent.exists()
+    code, _ = cli(config(tmp_path), "status")
+    assert code == 4 and "later: overdue, never completed" in sent.read_text()
