@@ -35,7 +35,8 @@ from twofold.store.metered import Metered  # noqa: E402
 from twofold.store.remote import open_target  # noqa: E402
 
 MiB = 1 << 20
-LETTERS = b"etaoinshrdlucmfwyp      \n"
+TEXT = bytes(b"etaoinshrdlucmfwyp      \n"[i % 25] for i in range(256))
+"""A byte -> letter table: random bytes become text-like bytes (about 4.6 bits each)."""
 
 
 def fill(path: Path, size_mib: int, seed: int) -> None:
@@ -45,7 +46,7 @@ def fill(path: Path, size_mib: int, seed: int) -> None:
         for _ in range(size_mib):
             kind = rnd.random()
             if kind < 0.55:
-                f.write(bytes(rnd.choices(LETTERS, k=MiB)))
+                f.write(rnd.randbytes(MiB).translate(TEXT))
             elif kind < 0.9:
                 f.write(rnd.randbytes(MiB))
             else:
@@ -134,7 +135,7 @@ def main() -> None:
         if not isinstance(sshd, str):
             sshd.stop()
         if not isinstance(ceph, str):
-            ceph.kill()
+            ceph.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -15,12 +15,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-CEPH_SCRIPT = Path(os.environ.get("TWOFOLD_CEPH_RGW",
-                                  REPO.parent / "shared" / "tools" / "ceph-rgw.sh"))
+_CEPH_PLACES = [os.environ.get("TWOFOLD_CEPH_RGW", ""), shutil.which("ceph-rgw.sh") or "",
+                REPO.parent / "shared" / "tools" / "ceph-rgw.sh", "/work/shared/tools/ceph-rgw.sh"]
+CEPH_SCRIPT = next((Path(p) for p in _CEPH_PLACES if p and Path(p).exists()),
+                   REPO.parent / "shared" / "tools" / "ceph-rgw.sh")
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
@@ -71,6 +74,25 @@ def _keygen(path: Path) -> str:
     return path.with_suffix(".pub").read_text().strip()
 
 
+class Server(Protocol):
+    """A server a session fixture runs."""
+
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Server)
+
+
+def _serve(server: S | str) -> Iterator[S]:
+    """A session fixture's body: skip with the reason, or yield and stop at the end."""
+    if isinstance(server, str):
+        pytest.skip(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def start_sshd(d: Path) -> Sshd | str:
     """OpenSSH's sshd on a free port of 127.0.0.1, accepting a key made for it in `d`;
     or why it cannot start."""
@@ -102,13 +124,7 @@ def start_sshd(d: Path) -> Sshd | str:
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     """The session's sshd (skips with the reason when it cannot start)."""
-    server = start_sshd(tmp_path_factory.mktemp("sshd"))
-    if isinstance(server, str):
-        pytest.skip(server)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(start_sshd(tmp_path_factory.mktemp("sshd")))
 
 
 @dataclass
@@ -120,8 +136,8 @@ class Ceph:
     port: int
     script_env: dict[str, str]
 
-    def kill(self) -> None:
-        """Stop every daemon and delete the cluster."""
+    def stop(self) -> None:
+        """Stop every daemon (SIGKILL: a throw-away cluster) and delete the cluster."""
         _script(self.script_env, "kill")
 
     @property
@@ -192,10 +208,4 @@ def start_ceph() -> Ceph | str:
 @pytest.fixture(scope="session")
 def ceph() -> Iterator[Ceph]:
     """Ceph's S3 gateway, one cluster for the whole session (skips when it cannot start)."""
-    cluster = start_ceph()
-    if isinstance(cluster, str):
-        pytest.skip(cluster)
-    try:
-        yield cluster
-    finally:
-        cluster.kill()
+    yield from _serve(start_ceph())

@@ -1,6 +1,7 @@
 """Many writers and network faults on real servers: two processes imaging into one S3
 store at once (one killed and run again), the S3 gateway stopped in the middle of a
-create, an SSH connection cut mid-run, and credentials kept out of every message."""
+create, an SSH connection cut mid-run, an unfinished multipart upload resumed, and
+credentials kept out of every message."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from twofold.image.manage import list_images
 from twofold.image.repo import all_manifests, open_store
 from twofold.image.verify import verify
 from twofold.store.objects import StoreError
+from twofold.store.s3 import PART_SIZE
 
 from .conftest import FixedClock, MiB, Place, make_place
 from .servers import Ceph, Sshd
@@ -167,3 +169,21 @@ def test_credentials_stay_out_of_messages(
         list_images(url)
     assert "refused the login" in caught.value.message
     assert "hunter22" not in str(caught.value) and "sftp://" in caught.value.message
+
+
+def test_unfinished_upload_is_resumed(
+        request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = make_place("s3", request, tmp_path / "s3", monkeypatch)
+    ceph: Ceph = request.getfixturevalue("ceph")
+    objects = s3.objects()
+    bucket, key = s3.url[5:].split("/")[0], "s3/twofold-images/packs/p.pack"
+    data = os.urandom(3 * PART_SIZE + 100)
+    client = ceph.client()
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)  # type: ignore[attr-defined]
+    for number, body in ((1, data[:PART_SIZE]), (2, b"not what the pack holds")):
+        client.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"],  # type: ignore[attr-defined]
+                           PartNumber=number, Body=body)
+    assert objects.put_once("packs/p.pack", data)  # part 1 kept, part 2 sent again
+    assert objects.get("packs/p.pack") == data
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # type: ignore[attr-defined]
