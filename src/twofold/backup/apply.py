@@ -9,7 +9,6 @@ The workers copy the next batch while the main thread commits and renames this o
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -27,7 +26,7 @@ from twofold.core.progress import Progress
 from twofold.fsinfo.disk import can_syncfs, syncfs
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
-from twofold.fsinfo.scanproc import can_fork, die_with_parent
+from twofold.fsinfo.scanproc import can_fork, child_context, die_with_parent
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.target import TMP_FANOUT, SetDir, target_failure
 
@@ -406,7 +405,7 @@ class Applier:
 def _pool(workers: int) -> Executor:
     """Worker processes where fork exists (no GIL between copies), else threads."""
     if can_fork():
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+        return ProcessPoolExecutor(workers, mp_context=child_context(),
                                    initializer=die_with_parent)
     return ThreadPoolExecutor(workers)
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import pickle
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import fields
 from multiprocessing.connection import Connection
+from multiprocessing.context import ForkContext, ForkServerContext
 from operator import attrgetter
 
 from twofold.core.models import Entry, Skipped
@@ -41,6 +44,20 @@ def die_with_parent() -> None:
 def can_fork() -> bool:
     """True where a child process can be forked cheaply."""
     return sys.platform != "win32" and "fork" in multiprocessing.get_all_start_methods()
+
+
+def child_context() -> ForkContext | ForkServerContext:
+    """How to start helper processes: a fork where this process has one thread, else a
+    fork server. A fork copies no other thread, so a lock or a thread pool another thread
+    held (BLAKE3's hashing pool after a large restore, a network client's threads) would
+    hang the child."""
+    try:
+        threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        threads = threading.active_count()
+    if threads == 1:
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("forkserver")
 
 
 def _child(conn: Connection, sources: list[Source], patterns: list[str],
@@ -71,7 +88,7 @@ def scan(sources: list[Source], patterns: list[str], defaults: bool) -> Iterator
         yield from Scanner(sources, Excluder(patterns, defaults))
         return
     Excluder(patterns, defaults)  # a bad pattern is reported here, before forking
-    ctx = multiprocessing.get_context("fork")
+    ctx = child_context()
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(child, sources, patterns, defaults),
                        daemon=True)
