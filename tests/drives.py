@@ -55,7 +55,9 @@ def mounted(cmd: list[str], mountpoint: Path) -> Iterator[Path]:
     try:
         yield mountpoint
     finally:
-        subprocess.run(["umount", str(mountpoint)], check=False, capture_output=True)
+        got = subprocess.run(["umount", str(mountpoint)], check=False, capture_output=True)
+        if got.returncode != 0 and b"busy" in got.stderr:  # never leave a mount behind
+            subprocess.run(["umount", "-l", str(mountpoint)], check=False, capture_output=True)
 
 
 DRIVES = ("exfat", "ntfs", "fat32")

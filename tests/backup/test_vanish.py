@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -24,11 +23,11 @@ from .conftest import (
     FakeClock,
     assert_same_tree,
     build_tree,
+    catalog_rows,
     rand_bytes,
     run_backup,
     run_restore,
     run_verify,
-    set_dir,
     snapshot,
     write_file,
 )
@@ -105,15 +104,12 @@ def test_a_drive_unplugged_mid_run_is_a_clear_error_and_the_next_run_finishes(
             assert "is the drive still connected" in hint, (message, hint)
         _wait_gone(dev)
         with mounted(["mount.exfat-fuse", dev], mnt):
-            catalog = set_dir(mnt) / "catalog.sqlite"
-            with sqlite3.connect(f"file:{catalog}?mode=ro", uri=True) as db:
-                assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert catalog_rows(mnt, "PRAGMA integrity_check") == [("ok",)]
             again = run_backup(src, mnt, clock)
             assert again.stats.new > 0  # the rest of the job
             assert not run_verify(mnt).problems
             out = tmp_path / "restored"
             assert not run_restore(mnt, out).issues
             assert_same_tree(snapshot(out / "src"), snapshot(src), "restore after the unplug")
-            states = [r[0] for r in sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
-                      .execute("SELECT state FROM runs ORDER BY id")]
-            assert states == ["interrupted", "complete"]
+            states = catalog_rows(mnt, "SELECT state FROM runs ORDER BY id")
+            assert states == [("interrupted",), ("complete",)]
