@@ -84,14 +84,17 @@ def foreign_drive(kind: str, where: Path, size: str = "256M") -> Iterator[Path]:
     image = where / f"{kind}.img"
     run("truncate", "-s", size, image)
     mnt = where / "mnt"
-    with ExitStack() as stack:
-        if kind == "exfat":
-            run("mkfs.exfat", image)
-            dev = stack.enter_context(loop_device(image))
-            yield stack.enter_context(mounted(["mount.exfat-fuse", dev], mnt))
-        elif kind == "ntfs":
-            run("mkfs.ntfs", "-q", "-F", "-f", image)
-            yield stack.enter_context(mounted(["ntfs-3g", str(image)], mnt))
-        else:
-            run("mkfs.vfat", "-F", "32", image)
-            yield stack.enter_context(mounted(["fusefat", "-o", "rw+", str(image)], mnt))
+    try:
+        with ExitStack() as stack:
+            if kind == "exfat":
+                run("mkfs.exfat", image)
+                dev = stack.enter_context(loop_device(image))
+                yield stack.enter_context(mounted(["mount.exfat-fuse", dev], mnt))
+            elif kind == "ntfs":
+                run("mkfs.ntfs", "-q", "-F", "-f", image)
+                yield stack.enter_context(mounted(["ntfs-3g", str(image)], mnt))
+            else:
+                run("mkfs.vfat", "-F", "32", image)
+                yield stack.enter_context(mounted(["fusefat", "-o", "rw+", str(image)], mnt))
+    finally:
+        image.unlink(missing_ok=True)  # gigabytes once a 4 GiB file was written to it
