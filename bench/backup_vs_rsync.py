@@ -9,146 +9,35 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
-import json
 import os
-import platform
 import shlex
 import shutil
 import stat
-import subprocess
 import sys
-import tarfile
-import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gentree
+from common import (
+    MB,
+    Measure,
+    code_under_test,
+    drop_caches,
+    find_twofold,
+    machine_facts,
+    run_measured,
+    stats_text,
+    verdict,
+)
 
-MB = 1 << 20
 SET = "bench"
 MARKER = ".twofold-bench"
 RSYNC_FLAGS = ["-aH", "--delete"]
 GOAL_FULL, GOAL_NOOP, GOAL_MEM_MB = 1.0, 0.6, 200
 
-SHIM = """
-import argparse, json, sys
-from twofold.backup.engine import BackupOptions, backup
-from twofold.core.progress import NullProgress
-from twofold.jobs.clock import SystemClock
-ap = argparse.ArgumentParser()
-ap.add_argument("sources", nargs="+")
-ap.add_argument("--to", required=True)
-ap.add_argument("--set", required=True)
-ap.add_argument("--json", action="store_true")
-ap.add_argument("--workers", type=int, default=4)
-a = ap.parse_args()
-r = backup(a.sources, a.to, a.set, BackupOptions(workers=a.workers), SystemClock(),
-           NullProgress())
-print(json.dumps({"stats": r.stats.as_dict(), "warnings": r.warnings}))
-sys.exit(3 if r.stats.skipped else 0)
-"""
 
 
 # measuring one process ------------------------------------------------------------------------
-
-@dataclass
-class Measure:
-    """One run of one tool."""
-
-    seconds: float
-    peak_mb: float  # peak RSS of the largest process in the tree
-    cpu_s: float  # user + system CPU seconds of all its processes (0 when unknown)
-    tree_mb: float  # largest sampled sum of RSS over the process tree
-    sync_s: float  # a `sync` right after the run: data the tool left unflushed
-    rc: int
-    stdout: str
-
-
-def _tree_rss(pid: int, skip_root: bool) -> int:
-    """Sum of RSS (bytes) of pid's descendants (and of pid unless skip_root), from /proc."""
-    total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
-    while todo:
-        p = todo.pop()
-        try:
-            if p != pid or not skip_root:
-                with open(f"/proc/{p}/statm") as f:
-                    total += int(f.read().split()[1]) * page
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo.extend(int(c) for c in f.read().split())
-        except (OSError, ValueError):
-            continue
-    return total
-
-
-def _hwm_kb(pid: int) -> int:
-    """Peak RSS (VmHWM, KiB) of one process so far, 0 when it is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-TIME = "/usr/bin/time"
-
-
-def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
-    """Run cmd, timing it and recording its peak memory.
-
-    The peak comes from GNU time's %M (ru_maxrss of the process it forks) when
-    /usr/bin/time exists: ru_maxrss of a process we fork ourselves would include this
-    benchmark's own peak, which survives exec. Without it, VmHWM is sampled.
-    """
-    use_time = os.access(TIME, os.X_OK)
-    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
-        full = [TIME, "-f", "%M %U %S", "-o", rss.name, *cmd] if use_time else cmd
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(full, stdout=out, stderr=subprocess.STDOUT, env=env)
-        tree, hwm = [0], [0]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.wait(0.1):
-                tree[0] = max(tree[0], _tree_rss(proc.pid, skip_root=use_time))
-                if not use_time:
-                    hwm[0] = max(hwm[0], _hwm_kb(proc.pid))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        rc = proc.wait()
-        seconds = time.perf_counter() - t0
-        stop.set()
-        sampler.join()
-        t1 = time.perf_counter()
-        os.sync()
-        sync_s = time.perf_counter() - t1
-        out.seek(0)
-        text = out.read().decode(errors="replace")
-        peak_kb, cpu = float(hwm[0]), 0.0
-        if use_time:
-            # the last line; earlier ones say "Command exited with non-zero status"
-            last = (rss.read().strip().splitlines() or [""])[-1].split()
-            if len(last) == 3:
-                peak_kb, cpu = float(last[0]), float(last[1]) + float(last[2])
-    return Measure(seconds, peak_kb / 1024, cpu, tree[0] / MB, sync_s, rc, text)
-
-
-def drop_caches() -> str | None:
-    """Flush and drop the page cache; None when done, else why not."""
-    os.sync()
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-    except OSError as err:
-        return f"cannot drop the page cache ({err.strerror}); cold figures are warm"
-    return None
-
 
 # checking copies ------------------------------------------------------------------------------
 
@@ -303,7 +192,7 @@ class Bench:
             if problem is None and changed:
                 problem = same_content(self.src, root, changed)
             row.checks.append(f"{who}: {'OK' if problem is None else 'WRONG: ' + problem}")
-        row.checks.append(f"twofold exit {tf.rc}; {_stats_text(tf.stdout)}")
+        row.checks.append(f"twofold exit {tf.rc}; {stats_text(tf.stdout)}")
         print(f"   twofold {tf.seconds:7.2f} s {tf.peak_mb:6.0f} MB | rsync {rs.seconds:7.2f} s "
               f"{rs.peak_mb:6.0f} MB | {'; '.join(row.checks)}", flush=True)
         self.rows.append(row)
@@ -314,50 +203,6 @@ class Bench:
         if why is not None and why not in self.notes:
             self.notes.append(why)
             self.cold = False
-
-
-def _stats_text(stdout: str) -> str:
-    try:
-        start = stdout.index("{")
-        s = json.loads(stdout[start:])["stats"]
-    except (ValueError, KeyError):
-        return "no JSON from twofold"
-    keys = ("new", "changed", "metadata", "moved", "deleted", "unchanged", "skipped")
-    return ", ".join(f"{k} {s[k]}" for k in keys if k in s)
-
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def pin_source(workdir: str) -> tuple[dict[str, str], str]:
-    """Export src/ of the committed HEAD into the workdir; an env that imports it first.
-
-    Others may edit src/ while a long run goes on; the venv's editable install would pick
-    their half-done changes up between phases. PYTHONPATH puts the export ahead of it.
-    """
-    commit = _output(["git", "-C", REPO, "rev-parse", "HEAD"])
-    if commit == "?":
-        raise SystemExit("backup_vs_rsync: --pin needs a git checkout; use --no-pin")
-    data = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", commit, "src"],
-                          check=True, capture_output=True).stdout
-    dest = os.path.join(workdir, "twofold-src")
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(dest, filter="data")
-    env = {**os.environ, "PYTHONPATH": os.path.join(dest, "src")}
-    return env, f"{commit[:7]} (src/ of that commit, pinned)"
-
-
-def find_twofold(env: dict[str, str] | None) -> tuple[list[str], str]:
-    """The twofold CLI next to this Python, or an engine shim when the CLI does not run."""
-    cli = os.path.join(os.path.dirname(sys.executable), "twofold")
-    try:
-        ok = subprocess.run([cli, "backup", "--help"], check=False, capture_output=True,
-                            timeout=60, env=env).returncode == 0
-    except OSError:
-        ok = False
-    if ok:
-        return [cli, "backup"], f"CLI {cli}"
-    return [sys.executable, "-c", SHIM], "engine shim (the CLI did not run)"
 
 
 def check_space(workdir: str, total: int) -> None:
@@ -384,34 +229,6 @@ def prepare_workdir(workdir: str) -> None:
     open(os.path.join(workdir, MARKER), "w").close()
     os.makedirs(os.path.join(workdir, "twofold-target"))
     os.makedirs(os.path.join(workdir, "rsync", "home"))
-
-
-def _output(cmd: list[str]) -> str:
-    """What a command prints, or '?' when it fails."""
-    try:
-        done = subprocess.run(cmd, check=False, capture_output=True, text=True)
-    except OSError:
-        return "?"
-    return done.stdout.strip() or "?"
-
-
-def machine_facts(workdir: str, version: str) -> list[str]:
-    """nproc, memory, file system of the workdir, versions."""
-    mem = "?"
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
-    fs = _output(["findmnt", "-n", "-o", "FSTYPE,SOURCE,OPTIONS", "-T", workdir])
-    rsync = _output(["rsync", "--version"]).split("\n")[0]
-    return [f"nproc: {os.cpu_count()}", f"memory: {mem}", f"workdir file system: {fs}",
-            f"kernel: {platform.release()}", f"python: {platform.python_version()}",
-            f"rsync: {rsync}", f"twofold: {version}"]
-
-
-def verdict(ok: bool) -> str:
-    """PASS or MISS."""
-    return "PASS" if ok else "MISS"
 
 
 def report(b: Bench, files: int) -> None:
@@ -474,14 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("rsync") is None:
         raise SystemExit("backup_vs_rsync: rsync is not installed")
     prepare_workdir(workdir)
-    env: dict[str, str] | None = None
-    if args.pin:
-        env, version = pin_source(workdir)
-    else:
-        version = _output(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
-        if _output(["git", "-C", REPO, "status", "--porcelain", "--", "src"]) != "?":
-            version += " + uncommitted changes in src/"
-        version += " (working tree)"
+    env, version = code_under_test(workdir, args.pin)
     twofold_cmd, how = find_twofold(env)
     b = Bench(workdir, twofold_cmd, args.wrap, shlex.split(args.twofold_args), env,
               cold=True)
