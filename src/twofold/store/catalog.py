@@ -265,18 +265,20 @@ class Catalog:
     def current(self, before_run: int | None = None) -> Iterator[Row]:
         """Open rows in path order, read page by page so memory stays bounded."""
         last = b""
-        first = True
+        after = ">="  # the first page starts at the smallest path, the next ones after it
         while True:
+            # A plain range on path lets SQLite seek in the index to each page's start; an
+            # OR in that condition made it scan from the beginning every page (O(n²)).
             rows = self.db.execute(
-                f"{_SELECT} WHERE until_run IS NULL AND (path > ? OR ?) "
+                f"{_SELECT} WHERE until_run IS NULL AND path {after} ? "
                 "AND first_run < ? ORDER BY path LIMIT ?",
-                (last, first, before_run if before_run is not None else 1 << 62, PAGE),
+                (last, before_run if before_run is not None else 1 << 62, PAGE),
             ).fetchall()
             if not rows:
                 return
             for row in rows:
                 yield Row(row)
-            last, first = rows[-1][1], False
+            last, after = rows[-1][1], ">"
 
     def valid_at(self, run_id: int) -> Iterator[Record]:
         """Rows describing the tree as run `run_id` left it, in path order."""
