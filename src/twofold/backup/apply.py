@@ -352,8 +352,8 @@ class Applier:
         if rec is None or rec.kind is not Kind.FILE:
             return
         if rec.link_to is None:
-            if rec.hash is not None:
-                self._link_hash[rec.path] = rec.hash
+            if rec.hash is not None and rec.nlink > 1:  # only files others may link to:
+                self._link_hash[rec.path] = rec.hash  # a map of every file grows with the run
             return
         known = self._link_hash.get(rec.link_to)
         if known is None:
