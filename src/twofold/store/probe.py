@@ -12,6 +12,7 @@ import os
 import shutil
 import stat
 import subprocess
+from collections.abc import Callable
 
 from twofold.core.names import WINDOWS_CHARS, TargetProfile
 from twofold.fsinfo.meta import IS_ROOT
@@ -98,9 +99,14 @@ def _rewrites(path: bytes) -> bool:
         return f.read() == b"".join(blocks) + blocks[0]
 
 
-def _tries(action: object) -> bool:
+def _owner_of(path: bytes) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_uid, st.st_gid
+
+
+def _tries(action: Callable[[], object]) -> bool:
     try:
-        action()  # type: ignore[operator]
+        action()
     except (OSError, NotImplementedError):
         return False
     return True
@@ -129,7 +135,7 @@ def _probe_in(folder: bytes, fs_type: str) -> TargetProfile:
     owners = False
     if IS_ROOT:
         owners = _tries(lambda: os.chown(probe_file, 4321, 4322)) and \
-            (os.stat(probe_file).st_uid, os.stat(probe_file).st_gid) == (4321, 4322)
+            _owner_of(probe_file) == (4321, 4322)
     xattrs = hasattr(os, "setxattr") and _tries(
         lambda: os.setxattr(probe_file, "user.twofold", b"1"))
     granularity = _granularity(probe_file)
