@@ -23,19 +23,37 @@ segments = st.sampled_from(["a", "b", "ac", "x1", "build", "docs", "f.pdf", "t.t
        st.lists(segments, min_size=1, max_size=4), st.booleans())
 def test_fast_matcher_agrees_with_pathspec(pats: list[str], parts: list[str],
                                            is_dir: bool) -> None:
-    path = "/".join(parts) + ("/" if is_dir else "")
+    """As the walk uses it: each folder on the way is asked first, and a path is excluded
+    when it or one of its folders is; pathspec answers for the whole path at once."""
     fast = _compile(pats, "test")
-    assert fast(path.encode()) == pathspec.GitIgnoreSpec.from_lines(pats).match_file(path)
+    walked = False
+    for i in range(len(parts)):
+        folder = i < len(parts) - 1 or is_dir
+        tail = "/" if folder else ""
+        path = "/".join(parts[:i + 1]) + tail
+        if fast(path.encode(), (parts[i] + tail).encode()):
+            walked = True
+            break
+    whole = "/".join(parts) + ("/" if is_dir else "")
+    assert walked == pathspec.GitIgnoreSpec.from_lines(pats).match_file(whole)
+
+
+def test_name_patterns_are_matched_against_the_name_only() -> None:
+    m = _compile(["*.tmp", ".cache/", "docs/*.pdf"], "test")
+    assert m(b"a/b/x.tmp", b"x.tmp") and m(b"a/.cache/", b".cache/")
+    assert not m(b"a/.cache", b".cache")  # a folder pattern does not match a file
+    assert m(b"docs/f.pdf", b"f.pdf") and not m(b"a/docs/f.pdf", b"f.pdf")
 
 
 def test_non_ascii_patterns_match_raw_names() -> None:
     m = _compile(["été/", "*.bak"], "test")
-    assert m("x/été/".encode()) and m(b"caf\xe9.bak") and not m(b"ete/")
+    assert m("x/été/".encode(), "été/".encode()) and m(b"caf\xe9.bak", b"caf\xe9.bak")
+    assert not m(b"ete/", b"ete/")
 
 
 def test_negation_falls_back_to_pathspec() -> None:
     m = _compile(["*.tmp", "!keep.tmp"], "test")
-    assert m(b"x.tmp") and not m(b"keep.tmp")
+    assert m(b"x.tmp", b"x.tmp") and not m(b"keep.tmp", b"keep.tmp")
 
 
 def _scan(root: Path, excluder: Excluder) -> set[str]:
@@ -61,5 +79,6 @@ def test_twofoldignore_and_defaults(tmp_path: Path) -> None:
 
 def test_defaults_are_gitignore_lines() -> None:
     m = _compile(list(DEFAULT_EXCLUDES), "defaults")
-    assert m(b".cache/") and m(b".local/share/Trash/") and m(b".Trash-1000/")
-    assert not m(b"cache.txt") and not m(b"Documents/")
+    assert m(b"a/.cache/", b".cache/") and m(b".local/share/Trash/", b"Trash/")
+    assert m(b".Trash-1000/", b".Trash-1000/") and not m(b"x/.local/share/Trash/", b"Trash/")
+    assert not m(b"cache.txt", b"cache.txt") and not m(b"Documents/", b"Documents/")

@@ -23,10 +23,10 @@ from twofold.core.models import Entry, Issue, Kind, Record, RunStats
 from twofold.core.names import too_large
 from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
+from twofold.fsinfo.children import can_fork, child_context, die_with_parent
 from twofold.fsinfo.disk import can_syncfs, syncfs
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
-from twofold.fsinfo.scanproc import can_fork, child_context, die_with_parent
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.target import TMP_FANOUT, SetDir, target_failure
 

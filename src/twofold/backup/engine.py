@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from twofold.backup.apply import Applier
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
+from twofold.backup.planproc import plan_changes
 from twofold.backup.safety import check_mass_delete, check_overlap, resolve_sources, resolve_target
 from twofold.core.clock import Clock
 from twofold.core.diff import Action
@@ -17,8 +18,8 @@ from twofold.core.models import RunStats
 from twofold.core.names import TargetProfile
 from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
-from twofold.fsinfo import scanproc
 from twofold.fsinfo.disk import syncfs
+from twofold.fsinfo.excludes import Excluder
 from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir, target_failure
 
@@ -99,13 +100,14 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
     real_target = resolve_target(target)
     warnings = check_overlap(srcs, real_target)
     sd = SetDir(real_target, set_name)
-    scanner = scanproc.scan(srcs, options.excludes, options.default_excludes)
+    Excluder(options.excludes, options.default_excludes)  # a bad pattern: before any write
     result = BackupResult(set_name, real_target, None, None, RunStats(), warnings,
                           options.dry_run)
     if options.dry_run:
         catalog = Catalog(os.fsdecode(sd.catalog)) if sd.exists() else None
         try:
-            plan = make_plan(scanner, catalog.current() if catalog else [], progress)
+            plan = make_plan(plan_changes(srcs, options.excludes, options.default_excludes,
+                                          catalog), progress)
         finally:
             if catalog is not None:
                 catalog.close()
@@ -122,7 +124,8 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         try:
             result.profile = sd.namer.profile
             recover(sd, catalog)
-            plan = make_plan(scanner, catalog.current(), progress)
+            plan = make_plan(plan_changes(srcs, options.excludes, options.default_excludes,
+                                          catalog), progress)
             try:
                 check_mass_delete(plan.moves, catalog.count_current_files(),
                                   options.allow_mass_delete)

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-from twofold.core.diff import Action, CatalogRow, Change, merge
-from twofold.core.models import Entry, Issue, Kind, Skipped
+from twofold.core.diff import Action, Change, Tally
+from twofold.core.models import Issue, Kind
 from twofold.core.progress import Progress
 
 HOLD_CHANGES = 20_000  # changes kept in memory before the plan spills to a file
@@ -88,21 +88,23 @@ class Plan:
             self._spool.close()
 
 
-def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[CatalogRow],
-              progress: Progress) -> Plan:
-    """Merge the scan with the catalog's current rows into a Plan, pairing moved files."""
+def make_plan(changes: Iterable[Change | Tally], progress: Progress) -> Plan:
+    """Gather the changes of a run (see planproc) into a Plan, pairing moved files."""
     plan = Plan()
     progress.phase("scanning")
-    seen = 0
     born: dict[MoveKey, bytes | None] = {}
     gone: dict[MoveKey, bytes | None] = {}
     unchanged = Action.UNCHANGED
     file_kind = Kind.FILE  # enum attribute lookups are slow on Python 3.11: hoisted
     same = files = nbytes = 0
-    for change in merge(scan, current):
-        seen += 1
-        if not seen & 1023:
-            progress.advance(1024)
+    for change in changes:
+        if type(change) is Tally:
+            progress.advance(change.seen)
+            same += change.same
+            files += change.files
+            nbytes += change.nbytes
+            continue
+        assert isinstance(change, Change)
         if change.action is unchanged:  # the common case, kept lean
             same += 1
             e = change.entry
@@ -120,7 +122,6 @@ def make_plan(scan: Iterable[Entry | Skipped], current: Iterable[CatalogRow],
             issue = Issue(change.path, "skipped", change.reason)
             plan.issues.append(issue)
             progress.issue(issue)
-    progress.advance(seen & 1023)
     plan.counts[unchanged] += same
     plan.files_total += files
     plan.bytes_total += nbytes

@@ -98,7 +98,7 @@ def _against_source(catalog: Catalog, progress: Progress) -> list[Issue]:
     scanner = Scanner(sources, Excluder(list(config.get("excludes", [])),
                                         bool(config.get("default_excludes", True))))
     tops = {s.name: s.path for s in sources}
-    for ch in merge(scanner, catalog.current()):
+    for ch in merge(scanner, catalog.current(), keep_old=True):
         text = _SOURCE_WORDS.get(ch.action)
         if ch.action is Action.UNCHANGED and ch.entry is not None and \
                 ch.entry.kind is Kind.FILE and ch.old is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, overload
 
 from twofold.core.models import Entry, Kind, Record, Skipped
 from twofold.core.paths import is_within
@@ -26,6 +26,7 @@ class Action(Enum):
     UNCHANGED = "unchanged"
     SKIPPED = "skipped"  # unreadable: the catalog record (if any) is carried forward
     CARRIED = "carried"  # in the catalog, inside an unreadable folder: kept as it was
+    HELD = "held"  # a file with several names, decided once its first name is known
 
 
 @dataclass(slots=True)
@@ -77,16 +78,62 @@ def compare(entry: Entry, old: Record) -> Action:
     return Action.UNCHANGED if same else Action.META
 
 
-def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow]) -> Iterator[Change]:
+@dataclass(slots=True)
+class Tally:
+    """Entries compared (`seen`) and those found unchanged, counted instead of yielded."""
+
+    seen: int = 0
+    same: int = 0
+    files: int = 0  # unchanged regular files
+    nbytes: int = 0  # and their bytes
+
+
+TALLY_EVERY = 4096  # entries between yields of the running Tally
+
+
+def decide(entry: Entry, row: CatalogRow | None, keep_old: bool = False) -> Change:
+    """The change for a scanned entry and its catalog row (None: not in the catalog).
+
+    An entry whose signature equals its row's is unchanged without building the Record,
+    unless `keep_old` asks for it.
+    """
+    if row is None:
+        return Change(Action.NEW, entry.path, entry=entry)
+    if entry.signature() == row.sig:
+        return Change(Action.UNCHANGED, entry.path, entry,
+                      row.record() if keep_old else None)
+    old = row.record()
+    return Change(compare(entry, old), entry.path, entry=entry, old=old)
+
+
+@overload
+def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow],
+          keep_old: bool = False, hold_links: bool = False,
+          tally: None = None) -> Iterator[Change]: ...
+
+
+@overload
+def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow],
+          keep_old: bool = False, hold_links: bool = False, *,
+          tally: Tally) -> Iterator[Change | Tally]: ...
+
+
+def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow],
+          keep_old: bool = False, hold_links: bool = False,
+          tally: Tally | None = None) -> Iterator[Change | Tally]:
     """Merge two path-sorted streams into one change per path.
 
-    An entry whose signature equals its row's is unchanged without building the Record.
+    `hold_links`: a file with several names is not decided but yielded as HELD, with its
+    Record as `old`; the caller sets its `link_to` and calls `decide` (see planproc).
+    `tally`: unchanged entries are counted there, not yielded, and the Tally itself is
+    yielded every TALLY_EVERY entries, so the caller can report progress.
     """
     scan_it, cat_it = iter(scan), iter(catalog)
     s = next(scan_it, None)
     c = next(cat_it, None)
     skipped_dirs: list[bytes] = []
     unchanged = Action.UNCHANGED  # enum attribute lookups are slow on Python 3.11
+    file_kind = Kind.FILE
     while s is not None or c is not None:
         if c is not None and (s is None or c.path < s.path):
             if any(is_within(c.path, d) for d in skipped_dirs):
@@ -102,13 +149,22 @@ def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow]) -> Ite
                 skipped_dirs.append(s.path)
             yield Change(Action.SKIPPED, s.path, old=c.record() if same and c else None,
                          reason=s.reason)
+        elif hold_links and s.nlink > 1 and s.kind is file_kind:
+            yield Change(Action.HELD, s.path, s, c.record() if same and c else None)
         elif not same or c is None:
             yield Change(Action.NEW, s.path, entry=s)
-        elif s.signature() == c.sig:
-            yield Change(unchanged, s.path, s)
+        elif not keep_old and s.signature() == c.sig:
+            if tally is None:
+                yield Change(unchanged, s.path, s)
+            else:
+                tally.same += 1
+                if s.kind is file_kind:
+                    tally.files += 1
+                    tally.nbytes += s.size
+                if not tally.same % TALLY_EVERY:
+                    yield tally
         else:
-            old = c.record()
-            yield Change(compare(s, old), s.path, entry=s, old=old)
+            yield decide(s, c, keep_old)
         if same:
             c = next(cat_it, None)
         s = next(scan_it, None)

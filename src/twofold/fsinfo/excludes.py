@@ -27,32 +27,58 @@ DEFAULT_EXCLUDES = (
 )
 
 
-Matcher = Callable[[bytes], bool]
+Matcher = Callable[[bytes, bytes], bool]  # (path inside the source, its last name)
+_ANY_LEVEL = "^(?:.+/)?"  # how pathspec starts the regex of a pattern that fits any level
+
+
+def _encode(parts: list[str]) -> re.Pattern[bytes] | None:
+    if not parts:
+        return None
+    return re.compile("|".join(parts).encode("utf-8", errors="surrogateescape"))
 
 
 def _compile(lines: list[str], origin: str) -> Matcher:
-    """A matcher for gitignore lines; one combined regex when no line negates."""
+    """A matcher for gitignore lines, called with a path and its last name (both ending
+    in "/" for a folder) of an entry whose folders are not excluded.
+
+    Without negations, a pattern with no "/" inside it (`*.tmp`, `.cache/`) can match only
+    the last name, as the walk never enters an excluded folder: those are matched against
+    the name alone, which is short, and the rest against the path. With a negation,
+    pathspec decides on the whole path (last match wins).
+    """
     try:
         spec = pathspec.GitIgnoreSpec.from_lines(lines)
     except Exception as err:  # pathspec raises several types for a bad pattern
         raise UsageError(f"bad exclude pattern in {origin}: {err}",
                          "patterns follow .gitignore rules") from err
-    parts: list[str] = []
-    for pat in spec.patterns:
-        regex = getattr(pat, "regex", None)
-        include = getattr(pat, "include", None)
-        if include is None or regex is None:
-            continue
-        text = regex.pattern.replace("(?P<ps_d>/)", "/")
-        if not include or "(?P<" in text:  # negations: pathspec decides, last match wins
-            return lambda path: bool(spec.match_file(
-                path.decode("utf-8", errors="surrogateescape")))
-        parts.append(f"(?:{text})")
-    if not parts:
-        return lambda _path: False
-    # Matched on the raw bytes of the path: no decoding per file.
-    combined = re.compile("|".join(parts).encode("utf-8", errors="surrogateescape"))
-    return lambda path: combined.match(path) is not None
+    names: list[str] = []
+    paths: list[str] = []
+    for line in lines:
+        for pat in pathspec.GitIgnoreSpec.from_lines([line]).patterns:
+            regex = getattr(pat, "regex", None)
+            include = getattr(pat, "include", None)
+            if include is None or regex is None:
+                continue
+            text = regex.pattern.replace("(?P<ps_d>/)", "/")
+            if not include or "(?P<" in text:  # negations: pathspec decides
+                return lambda path, _name: bool(spec.match_file(
+                    path.decode("utf-8", errors="surrogateescape")))
+            if "/" not in line.strip().rstrip("/") and text.startswith(_ANY_LEVEL):
+                names.append(f"(?:^{text[len(_ANY_LEVEL):]})")
+            else:
+                paths.append(f"(?:{text})")
+    # Matched on raw bytes: no decoding per file.
+    by_name, by_path = _encode(names), _encode(paths)
+    if by_path is None:
+        if by_name is None:
+            return lambda _path, _name: False
+        name_match = by_name.match
+        return lambda _path, name: name_match(name) is not None
+    path_match = by_path.match
+    if by_name is None:
+        return lambda path, _name: path_match(path) is not None
+    name_match = by_name.match
+    return lambda path, name: name_match(name) is not None or path_match(path) is not None
 
 
 class Excluder:
@@ -74,14 +100,17 @@ class Excluder:
             return
         self._per_source[top] = _compile(lines, os.fsdecode(path))
 
-    def excluded(self, rel: bytes, is_dir: bool) -> bool:
-        """True when `rel` (b"top/inner/path") is excluded."""
+    def excluded(self, rel: bytes, is_dir: bool, name: bytes) -> bool:
+        """True when `rel` (b"top/inner/path"), whose last name is `name`, is excluded.
+
+        Only for an entry whose folders are not excluded themselves (see _compile)."""
         top, _, inner = rel.partition(b"/")
         if not inner:
             return False
         if is_dir:
             inner += b"/"
-        if self._global is not None and self._global(inner):
+            name += b"/"
+        if self._global is not None and self._global(inner, name):
             return True
         spec = self._per_source.get(top)
-        return spec is not None and spec(inner)
+        return spec is not None and spec(inner, name)

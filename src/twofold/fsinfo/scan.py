@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from twofold.core.models import Entry, Kind, Skipped
-from twofold.core.paths import join
 from twofold.fsinfo.excludes import Excluder
 
 _KINDS = {
@@ -53,76 +52,111 @@ def entry_from_stat(rel: bytes, st: os.stat_result, abs_path: bytes | None = Non
     )
 
 
+def _first(item: tuple[bytes, bool, bytes, bytes, bool]) -> bytes:
+    return item[0]
+
+
 def _reason(err: OSError) -> str:
     return err.strerror or str(err)
 
 
 class Scanner:
-    """Yields the entries of all sources, sorted, applying excludes and noting hard links."""
+    """Yields the entries of all sources, sorted, applying excludes and noting hard links.
 
-    def __init__(self, sources: list[Source], excluder: Excluder) -> None:
+    With `lo` and `hi`, only entries whose path lies in [lo, hi) are yielded, and only the
+    folders leading to that range are walked (planning in several processes). Hard links
+    are then left to the caller (`links=False`): their first name may be in another range.
+    """
+
+    def __init__(self, sources: list[Source], excluder: Excluder, lo: bytes = b"",
+                 hi: bytes | None = None, links: bool = True) -> None:
         self.sources = sorted(sources, key=lambda s: s.name)
         self.excluder = excluder
+        self.lo, self.hi, self.links = lo, hi, links
         self._links: dict[tuple[int, int], bytes] = {}
 
+    def _touches(self, prefix: bytes) -> bool:
+        """True when some path starting with `prefix` lies in [lo, hi)."""
+        return (self.hi is None or prefix < self.hi) and (
+            self.lo <= prefix or self.lo.startswith(prefix))
+
+    def _holds(self, prefix: bytes) -> bool:
+        """True when every path starting with `prefix` lies in [lo, hi)."""
+        if not self.lo and self.hi is None:
+            return True
+        return self.lo <= prefix and (
+            self.hi is None or (prefix < self.hi and not self.hi.startswith(prefix)))
+
     def __iter__(self) -> Iterator[Entry | Skipped]:
-        tops: list[tuple[bytes, bytes, Source]] = [(s.name, s.path, s) for s in self.sources]
-        yield from self._walk_listing(b"", [(n, p, True) for n, p, _ in tops],
-                                      {s.name: s for _, _, s in tops})
+        """Walk depth-first with an explicit stack: one generator frame, however deep."""
+        tops = {s.name: s for s in self.sources}
+        stack = [self._level(b"", [(s.name, s.path, True) for s in self.sources])]
+        lo, hi, excluded = self.lo, self.hi, self.excluder.excluded
+        lstat, s_isdir = os.lstat, stat.S_ISDIR
+        while stack:
+            prefix, keyed, listings, whole = stack[-1]
+            for is_subtree, name, abs_path, is_dir in keyed:
+                rel = prefix + name
+                if is_subtree:
+                    listing = listings.pop(name, None)
+                    if listing is not None:
+                        stack.append(self._level(rel + b"/", listing))
+                        break
+                    continue
+                emit = whole or (lo <= rel and (hi is None or rel < hi))
+                if not emit and not (is_dir and self._touches(rel + b"/")):
+                    continue
+                try:
+                    st = lstat(abs_path)
+                except FileNotFoundError:
+                    continue  # vanished since the folder was listed
+                except OSError as err:
+                    yield Skipped(rel, _reason(err))
+                    continue
+                source = tops.get(name) if not prefix else None
+                if s_isdir(st.st_mode):
+                    if source is None and excluded(rel, True, name):
+                        continue
+                    try:
+                        with os.scandir(abs_path) as it:
+                            listing = [(d.name, d.path, d.is_dir(follow_symlinks=False))
+                                       for d in it]
+                    except OSError as err:  # yielded even outside the range: see class
+                        yield Skipped(rel, _reason(err), is_dir=True)
+                        continue
+                    if source is not None:
+                        self.excluder.enter_source(name, abs_path)
+                    if emit or self._touches(rel + b"/"):
+                        listings[name] = listing
+                    if emit:
+                        yield entry_from_stat(rel, st)
+                    continue
+                if not emit or (source is None and excluded(rel, False, name)):
+                    continue
+                try:
+                    entry = entry_from_stat(rel, st, abs_path)
+                except OSError as err:
+                    yield Skipped(rel, _reason(err))
+                    continue
+                if self.links and st.st_nlink > 1 and entry.kind is _FILE:
+                    first = self._links.setdefault((st.st_dev, st.st_ino), rel)
+                    if first != rel:
+                        entry.link_to = first
+                yield entry
+            else:
+                stack.pop()
 
-    def _walk_listing(self, rel_dir: bytes, items: list[tuple[bytes, bytes, bool]],
-                      tops: dict[bytes, Source] | None = None) -> Iterator[Entry | Skipped]:
-        """Walk (name, absolute path, is_dir) items of one folder in catalog order."""
-        keyed: list[tuple[bytes, bool, bytes, bytes]] = []
+    def _level(self, prefix: bytes, items: list[tuple[bytes, bytes, bool]]) -> tuple[
+            bytes, Iterator[tuple[bool, bytes, bytes, bool]],
+            dict[bytes, list[tuple[bytes, bytes, bool]]], bool]:
+        """One folder being walked: its path prefix, its (is_subtree, name, absolute path,
+        is_dir) items in catalog order (a folder's own name sorts at `name`, its contents
+        at `name/`), the listings of its subfolders, and whether all of it is in range."""
+        keyed: list[tuple[bytes, bool, bytes, bytes, bool]] = []
         for name, abs_path, is_dir in items:
-            keyed.append((name, False, name, abs_path))
+            keyed.append((name, False, name, abs_path, is_dir))
             if is_dir:
-                keyed.append((name + b"/", True, name, abs_path))
-        keyed.sort(key=lambda k: k[0])
-        listings: dict[bytes, list[tuple[bytes, bytes, bool]]] = {}
-        for _key, is_subtree, name, abs_path in keyed:
-            rel = join(rel_dir, name)
-            if is_subtree:
-                listing = listings.pop(name, None)
-                if listing is not None:
-                    yield from self._walk_listing(rel, listing)
-                continue
-            source = tops.get(name) if tops is not None else None
-            yield from self._visit(rel, abs_path, listings, name, source)
-
-    def _visit(self, rel: bytes, abs_path: bytes,
-               listings: dict[bytes, list[tuple[bytes, bytes, bool]]], name: bytes,
-               source: Source | None) -> Iterator[Entry | Skipped]:
-        try:
-            st = os.lstat(abs_path)
-        except FileNotFoundError:
-            return  # vanished since the folder was listed
-        except OSError as err:
-            yield Skipped(rel, _reason(err))
-            return
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if source is None and self.excluder.excluded(rel, is_dir):
-            return
-        if is_dir:
-            try:
-                with os.scandir(abs_path) as it:
-                    listing = [(d.name, d.path, d.is_dir(follow_symlinks=False)) for d in it]
-            except OSError as err:
-                yield Skipped(rel, _reason(err), is_dir=True)
-                return
-            if source is not None:
-                self.excluder.enter_source(name, abs_path)
-            listings[name] = listing
-            yield entry_from_stat(rel, st)
-            return
-        try:
-            entry = entry_from_stat(rel, st, abs_path)
-        except OSError as err:
-            yield Skipped(rel, _reason(err))
-            return
-        if entry.kind is Kind.FILE and st.st_nlink > 1:
-            key = (st.st_dev, st.st_ino)
-            first = self._links.setdefault(key, rel)
-            if first != rel:
-                entry.link_to = first
-        yield entry
+                keyed.append((name + b"/", True, name, abs_path, is_dir))
+        keyed.sort(key=_first)
+        whole = self._holds(prefix)
+        return prefix, iter([k[1:] for k in keyed]), {}, whole

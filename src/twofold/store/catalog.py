@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -17,9 +18,13 @@ from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
 from twofold.store.mirror import Mirror
 from twofold.store.rows import (
+    COLS,
+    SELECT,
+    SIG_SELECT,
     PendingOp,
     Row,
     Run,
+    SigRow,
     disk_error,
     encode_xattrs,
     row_record,
@@ -27,7 +32,7 @@ from twofold.store.rows import (
     to_run,
 )
 
-__all__ = ["Catalog", "PendingOp", "Run"]
+__all__ = ["Catalog", "PendingOp", "Run", "open_rows", "read_only"]
 
 FORMAT_VERSION = 2
 PAGE = 2000
@@ -89,9 +94,42 @@ CREATE TABLE IF NOT EXISTS pending(
 );
 """
 
-_COLS = ("path, kind, size, mtime_ns, ctime_ns, ino, mode, uid, gid, owner, grp, xattrs, "
-         "target, rdev, link_to, hash, first_run, until_run, vrun")
-_SELECT = f"SELECT id, {_COLS} FROM entries"
+_COLS, _SELECT = COLS, SELECT
+
+
+def open_rows(db: sqlite3.Connection, lo: bytes = b"", hi: bytes | None = None,
+              before_run: int | None = None, slim: bool = False) -> Iterator[Row | SigRow]:
+    """The open rows with `lo` <= path < `hi`, in path order, a page at a time.
+
+    `slim`: read only what the comparison with a scan needs (SigRow), about half the time.
+    """
+    last, after = lo, ">="  # the first page starts at `lo`, the next ones after its end
+    upper = "" if hi is None else "AND path < ? "
+    select = SIG_SELECT if slim else _SELECT
+    path_at = 1
+    while True:
+        # A plain range on path lets SQLite seek in the index to each page's start; an
+        # OR in that condition made it scan from the beginning every page (O(n²)).
+        args: tuple[object, ...] = (last, *(() if hi is None else (hi,)),
+                                    before_run if before_run is not None else 1 << 62, PAGE)
+        rows = db.execute(
+            f"{select} WHERE until_run IS NULL AND path {after} ? {upper}"
+            "AND first_run < ? ORDER BY path LIMIT ?", args).fetchall()
+        if not rows:
+            return
+        if slim:
+            for row in rows:
+                yield SigRow(row, db)
+        else:
+            for row in rows:
+                yield Row(row)
+        last, after = rows[-1][path_at], ">"
+
+
+def read_only(path: str) -> sqlite3.Connection:
+    """A read-only connection to a catalog file, for a process that only plans."""
+    uri = "file:" + urllib.parse.quote(path) + "?mode=ro"
+    return sqlite3.connect(uri, uri=True, isolation_level=None)
 
 
 class Catalog:
@@ -262,23 +300,31 @@ class Catalog:
 
     # entries -----------------------------------------------------------------------------
 
-    def current(self, before_run: int | None = None) -> Iterator[Row]:
+    def current(self, before_run: int | None = None) -> Iterator[Row | SigRow]:
         """Open rows in path order, read page by page so memory stays bounded."""
-        last = b""
-        after = ">="  # the first page starts at the smallest path, the next ones after it
-        while True:
-            # A plain range on path lets SQLite seek in the index to each page's start; an
-            # OR in that condition made it scan from the beginning every page (O(n²)).
-            rows = self.db.execute(
-                f"{_SELECT} WHERE until_run IS NULL AND path {after} ? "
-                "AND first_run < ? ORDER BY path LIMIT ?",
-                (last, before_run if before_run is not None else 1 << 62, PAGE),
-            ).fetchall()
-            if not rows:
-                return
-            for row in rows:
-                yield Row(row)
-            last, after = rows[-1][1], ">"
+        return open_rows(self.db, before_run=before_run)
+
+    @property
+    def file(self) -> str:
+        """The SQLite file this catalog works on (a local copy for a mirrored catalog)."""
+        return self._mirror.local if self._mirror is not None else self.path
+
+    def count_open(self) -> int:
+        """How many entries current/ holds, folders included."""
+        return int(self.db.execute(
+            "SELECT COUNT(*) FROM entries WHERE until_run IS NULL").fetchone()[0])
+
+    def split_points(self, parts: int) -> list[bytes]:
+        """Paths cutting the open rows into `parts` ranges of about equal size."""
+        total = self.count_open()
+        cuts: list[bytes] = []
+        for i in range(1, parts):
+            row = self.db.execute(
+                "SELECT path FROM entries WHERE until_run IS NULL ORDER BY path "
+                "LIMIT 1 OFFSET ?", (total * i // parts,)).fetchone()
+            if row is not None and (not cuts or bytes(row[0]) > cuts[-1]):
+                cuts.append(bytes(row[0]))
+        return cuts
 
     def valid_at(self, run_id: int) -> Iterator[Record]:
         """Rows describing the tree as run `run_id` left it, in path order."""

@@ -66,6 +66,31 @@ def row_record(row: tuple[Any, ...]) -> Record:
     )
 
 
+COLS = ("path, kind, size, mtime_ns, ctime_ns, ino, mode, uid, gid, owner, grp, xattrs, "
+        "target, rdev, link_to, hash, first_run, until_run, vrun")
+SELECT = f"SELECT id, {COLS} FROM entries"
+# The columns of Entry.signature(), in its order.
+SIG_SELECT = ("SELECT id, path, kind, size, mtime_ns, ctime_ns, ino, mode, uid, gid, target, "
+              "rdev, link_to FROM entries")
+
+
+class SigRow:
+    """An open row read with its signature only, for comparing with a scan; the Record
+    is read by id when the merge needs it (a change: rare on most runs)."""
+
+    __slots__ = ("db", "id", "path", "sig")
+
+    def __init__(self, raw: tuple[Any, ...], db: sqlite3.Connection) -> None:
+        self.id: int = raw[0]
+        self.path: bytes = raw[1]
+        self.sig: tuple[object, ...] = raw[2:]
+        self.db = db
+
+    def record(self) -> Record:
+        """The full Record."""
+        return row_record(self.db.execute(f"{SELECT} WHERE id=?", (self.id,)).fetchone())
+
+
 class Row:
     """An open catalog row as the merge reads it: path and signature, the Record on demand."""
 

@@ -1,0 +1,194 @@
+"""Plan in worker processes, each comparing one range of paths of the source with the same
+range of the catalog, so walking the tree, reading the catalog and comparing the two use
+every core.
+
+The catalog's open rows are cut into ranges of about equal size by path, the order both
+the scan and the catalog are sorted in. Worker *i* walks only the folders leading into its
+range, reads only its range of rows, and writes the changes it finds to its own spool
+file; through a pipe it reports how far it got and, at the end, how many entries were
+unchanged. The parent reads the spools in range order, so it sees every change in path
+order, exactly as one merge of the whole tree would give them.
+
+A file with several names (hard links) is not decided in a worker, as its first name may
+lie in another range: the worker passes it on as HELD and the parent, which sees all of
+them in path order, sets its `link_to` and decides.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+
+from twofold.core.diff import Action, Change, Tally, decide, merge
+from twofold.fsinfo.children import can_fork, child_context, die_with_parent
+from twofold.fsinfo.excludes import Excluder
+from twofold.fsinfo.scan import Scanner, Source
+from twofold.store.catalog import Catalog, open_rows, read_only
+
+MIN_ROWS = 10_000  # catalog rows per worker below which another worker is not worth it
+MAX_PARTS = 4
+BATCH = 1000  # changes per pickle in a spool
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """The paths one worker plans: lo <= path < hi (no upper end when hi is None)."""
+
+    lo: bytes = b""
+    hi: bytes | None = None
+
+
+def ranges(catalog: Catalog | None, parts: int | None = None) -> list[Range]:
+    """The ranges to plan in: one per core, each with at least MIN_ROWS catalog rows."""
+    if catalog is None or not can_fork():
+        return [Range()]
+    if parts is None:
+        rows = catalog.count_open()
+        parts = max(1, min(os.cpu_count() or 1, MAX_PARTS, rows // MIN_ROWS))
+    cuts = catalog.split_points(parts) if parts > 1 else []
+    bounds: list[bytes | None] = [b"", *cuts, None]
+    return [Range(bounds[i] or b"", bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+def plan_range(sources: list[Source], excluder: Excluder, db_file: str | None, part: Range,
+               links: bool) -> Iterator[Change | Tally]:
+    """The changes in one range, with Tallies of progress (`seen` only) on the way and a
+    Tally of the unchanged entries (`seen` 0) at the end.
+
+    `links`: decide files with several names here (only when this is the whole tree).
+    """
+    scanner = Scanner(sources, excluder, part.lo, part.hi, links=links)
+    db = read_only(db_file) if db_file is not None else None
+    try:
+        rows = open_rows(db, part.lo, part.hi, slim=True) if db is not None else iter(())
+        tally = Tally()
+        changes = reported = 0
+        for ch in merge(scanner, rows, hold_links=not links, tally=tally):
+            if type(ch) is Tally:
+                seen = tally.same + changes
+                yield Tally(seen - reported)
+                reported = seen
+                continue
+            assert isinstance(ch, Change)
+            if ch.path < part.lo:  # an unreadable folder above the range: carries rows only
+                continue
+            changes += 1
+            yield ch
+        yield Tally(tally.same + changes - reported)
+        yield Tally(0, tally.same, tally.files, tally.nbytes)
+    finally:
+        if db is not None:
+            db.close()
+
+
+def _worker(conn: Connection, spool: str, sources: list[Source], patterns: list[str],
+            defaults: bool, db_file: str | None, part: Range, links: bool) -> None:
+    die_with_parent()
+    try:
+        batch: list[Change | Tally] = []
+        with open(spool, "wb") as out:
+            for item in plan_range(sources, Excluder(patterns, defaults), db_file, part,
+                                   links):
+                if type(item) is Tally and item.seen:  # progress; the last one has counts
+                    conn.send_bytes(pickle.dumps(item.seen))
+                    continue
+                batch.append(item)
+                if len(batch) >= BATCH:
+                    pickle.dump(batch, out, pickle.HIGHEST_PROTOCOL)
+                    batch = []
+            pickle.dump(batch, out, pickle.HIGHEST_PROTOCOL)
+        conn.send_bytes(b"")
+    except BaseException as err:  # handed to the parent, which raises it
+        conn.send_bytes(b"E" + pickle.dumps(err))
+    finally:
+        conn.close()
+
+
+def _read_spool(path: str) -> Iterator[Change | Tally]:
+    with open(path, "rb") as f:
+        while True:
+            try:
+                batch = pickle.load(f)
+            except EOFError:
+                return
+            yield from batch
+
+
+class _Links:
+    """Decides HELD files in path order: the first name of a hard-linked file seen keeps
+    the content, the later names link to it."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[int, int], bytes] = {}
+
+    def decide(self, ch: Change) -> Change:
+        e = ch.entry
+        assert e is not None
+        first = self.first.setdefault((e.dev, e.ino), e.path)
+        if first != e.path:
+            e.link_to = first
+        return decide(e, ch.old)
+
+
+def plan_changes(sources: list[Source], patterns: list[str], defaults: bool,
+                 catalog: Catalog | None, parts: int | None = None) -> Iterator[
+                     Change | Tally]:
+    """Every change between the sources and the catalog in path order, with Tallies of
+    progress and of unchanged entries; planned in worker processes where possible."""
+    excluder = Excluder(patterns, defaults)  # a bad pattern is reported here, before forking
+    db_file = catalog.file if catalog is not None else None
+    parts_list = ranges(catalog, parts)
+    if not can_fork():
+        yield from plan_range(sources, excluder, db_file, parts_list[0], True)
+        return
+    links = _Links()
+    with tempfile.TemporaryDirectory(prefix="twofold-plan-") as tmp:
+        spools = [os.path.join(tmp, str(i)) for i in range(len(parts_list))]
+        ctx = child_context()
+        procs, conns = [], []
+        try:
+            for spool, part in zip(spools, parts_list, strict=True):
+                parent, child = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_worker, daemon=True, args=(
+                    child, spool, sources, patterns, defaults, db_file, part,
+                    len(parts_list) == 1))
+                proc.start()
+                child.close()
+                procs.append(proc)
+                conns.append(parent)
+            yield from _progress(conns)
+            for spool in spools:
+                for item in _read_spool(spool):
+                    if type(item) is Change and item.action is Action.HELD:
+                        yield links.decide(item)
+                    else:
+                        yield item
+        finally:
+            for conn in conns:
+                conn.close()
+            for proc in procs:
+                if proc.is_alive():
+                    proc.terminate()
+                proc.join()
+
+
+def _progress(conns: list[Connection]) -> Iterator[Tally]:
+    """Tallies of progress until every worker is done; a worker's error is raised."""
+    running = list(conns)
+    while running:
+        for conn in wait(running):
+            assert isinstance(conn, Connection)
+            try:
+                data = conn.recv_bytes()
+            except EOFError:
+                raise RuntimeError("a planning process ended without a word") from None
+            if not data:
+                running.remove(conn)
+            elif data[:1] == b"E":
+                raise pickle.loads(data[1:])
+            else:
+                yield Tally(pickle.loads(data))
