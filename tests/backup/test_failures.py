@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -16,6 +17,7 @@ import pytest
 
 import twofold.backup.apply as apply_mod
 from twofold.backup.engine import BackupOptions, BackupResult, backup
+from twofold.backup.verify import verify
 from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
 from twofold.core.progress import NullProgress
 
@@ -89,6 +91,26 @@ def test_verify_names_each_damaged_copy(damaged: tuple[Path, Path]) -> None:
     assert text[b"src/a.txt"].startswith("current/")
     assert text[b"src/b.txt"].startswith("versions/")
     assert res.checked == 5  # a, b (twice), c, d
+
+
+def test_verify_against_source_reads_files_whose_size_and_time_are_unchanged(
+        tmp_path: Path, clock: FakeClock) -> None:
+    src = tmp_path / "src"
+    write_file(src / "same.txt", b"the same bytes\n")
+    write_file(src / "quiet.txt", b"first content\n")
+    target = tmp_path / "target"
+    target.mkdir()
+    run_backup(src, target, clock)
+    # The source's bytes no longer match what was backed up, and nothing in its metadata
+    # says so (as after a disk error): here the backed-up hash is changed instead.
+    db = sqlite3.connect(set_dir(target) / "catalog.sqlite")
+    with db:
+        db.execute("UPDATE entries SET hash=zeroblob(32) WHERE path=?", (b"src/quiet.txt",))
+    db.close()
+    res = verify(str(target), SET, NullProgress(), against_source=True)
+    found = {(p.path, p.message) for p in res.source_differences}
+    assert found == {(b"src/quiet.txt",
+                      "differs from the source although size and time are the same")}
 
 
 def test_restore_reports_a_damaged_copy_and_does_not_write_it(
