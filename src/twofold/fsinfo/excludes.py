@@ -81,6 +81,10 @@ def _compile(lines: list[str], origin: str) -> Matcher:
     return lambda path, name: name_match(name) is not None or path_match(path) is not None
 
 
+def _nothing(_inner: bytes, _name: bytes) -> bool:
+    return False
+
+
 class Excluder:
     """Decides whether a relative path (top name first) is excluded."""
 
@@ -99,6 +103,16 @@ class Excluder:
         except OSError:
             return
         self._per_source[top] = _compile(lines, os.fsdecode(path))
+
+    def for_source(self, top: bytes) -> Matcher:
+        """The matcher for entries of source `top` (after `enter_source`), called with the
+        path inside the source and the last name, each ending in "/" for a folder."""
+        glob, own = self._global, self._per_source.get(top)
+        if own is None:
+            return glob if glob is not None else _nothing
+        if glob is None:
+            return own
+        return lambda inner, name: glob(inner, name) or own(inner, name)
 
     def excluded(self, rel: bytes, is_dir: bool, name: bytes) -> bool:
         """True when `rel` (b"top/inner/path"), whose last name is `name`, is excluded.

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from twofold.core.models import Entry, Kind, Skipped
-from twofold.fsinfo.excludes import Excluder
+from twofold.fsinfo.excludes import Excluder, Matcher
 
 _KINDS = {
     stat.S_IFREG: Kind.FILE, stat.S_IFDIR: Kind.DIR, stat.S_IFLNK: Kind.SYMLINK,
@@ -52,6 +52,10 @@ def entry_from_stat(rel: bytes, st: os.stat_result, abs_path: bytes | None = Non
     )
 
 
+def _never(_inner: bytes, _name: bytes) -> bool:
+    return False
+
+
 def _first(item: tuple[bytes, bool, bytes, bytes, bool]) -> bytes:
     return item[0]
 
@@ -74,6 +78,7 @@ class Scanner:
         self.excluder = excluder
         self.lo, self.hi, self.links = lo, hi, links
         self._links: dict[tuple[int, int], bytes] = {}
+        self._matchers: dict[bytes, Matcher] = {}
 
     def _touches(self, prefix: bytes) -> bool:
         """True when some path starting with `prefix` lies in [lo, hi)."""
@@ -91,10 +96,11 @@ class Scanner:
         """Walk depth-first with an explicit stack: one generator frame, however deep."""
         tops = {s.name: s for s in self.sources}
         stack = [self._level(b"", [(s.name, s.path, True) for s in self.sources])]
-        lo, hi, excluded = self.lo, self.hi, self.excluder.excluded
-        lstat, s_isdir = os.lstat, stat.S_ISDIR
+        lo, hi, links = self.lo, self.hi, self._links if self.links else None
+        lstat, s_isdir, s_isreg = os.lstat, stat.S_ISDIR, stat.S_ISREG
+        file_kind = _FILE
         while stack:
-            prefix, keyed, listings, whole = stack[-1]
+            prefix, keyed, listings, whole, excluded, cut = stack[-1]
             for is_subtree, name, abs_path, is_dir in keyed:
                 rel = prefix + name
                 if is_subtree:
@@ -113,9 +119,22 @@ class Scanner:
                 except OSError as err:
                     yield Skipped(rel, _reason(err))
                     continue
+                mode = st.st_mode
+                if s_isreg(mode):  # the common case, kept lean
+                    if not emit or excluded(rel[cut:], name):
+                        continue
+                    entry = Entry(rel, file_kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                  st.st_ino, st.st_dev, st.st_nlink, mode & 0o7777,
+                                  st.st_uid, st.st_gid)
+                    if links is not None and st.st_nlink > 1:
+                        first = links.setdefault((st.st_dev, st.st_ino), rel)
+                        if first != rel:
+                            entry.link_to = first
+                    yield entry
+                    continue
                 source = tops.get(name) if not prefix else None
-                if s_isdir(st.st_mode):
-                    if source is None and excluded(rel, True, name):
+                if s_isdir(mode):
+                    if source is None and excluded(rel[cut:] + b"/", name + b"/"):
                         continue
                     try:
                         with os.scandir(abs_path) as it:
@@ -131,32 +150,31 @@ class Scanner:
                     if emit:
                         yield entry_from_stat(rel, st)
                     continue
-                if not emit or (source is None and excluded(rel, False, name)):
+                if not emit or (source is None and excluded(rel[cut:], name)):
                     continue
                 try:
-                    entry = entry_from_stat(rel, st, abs_path)
+                    yield entry_from_stat(rel, st, abs_path)
                 except OSError as err:
                     yield Skipped(rel, _reason(err))
-                    continue
-                if self.links and st.st_nlink > 1 and entry.kind is _FILE:
-                    first = self._links.setdefault((st.st_dev, st.st_ino), rel)
-                    if first != rel:
-                        entry.link_to = first
-                yield entry
             else:
                 stack.pop()
 
     def _level(self, prefix: bytes, items: list[tuple[bytes, bytes, bool]]) -> tuple[
             bytes, Iterator[tuple[bool, bytes, bytes, bool]],
-            dict[bytes, list[tuple[bytes, bytes, bool]]], bool]:
+            dict[bytes, list[tuple[bytes, bytes, bool]]], bool, Matcher, int]:
         """One folder being walked: its path prefix, its (is_subtree, name, absolute path,
         is_dir) items in catalog order (a folder's own name sorts at `name`, its contents
-        at `name/`), the listings of its subfolders, and whether all of it is in range."""
+        at `name/`), the listings of its subfolders, whether all of it is in range, the
+        exclude matcher of its source, and where the path inside that source starts."""
         keyed: list[tuple[bytes, bool, bytes, bytes, bool]] = []
         for name, abs_path, is_dir in items:
             keyed.append((name, False, name, abs_path, is_dir))
             if is_dir:
                 keyed.append((name + b"/", True, name, abs_path, is_dir))
         keyed.sort(key=_first)
-        whole = self._holds(prefix)
-        return prefix, iter([k[1:] for k in keyed]), {}, whole
+        top = prefix.partition(b"/")[0]
+        matcher = self._matchers.get(top)
+        if matcher is None and prefix:
+            matcher = self._matchers[top] = self.excluder.for_source(top)
+        return (prefix, iter([k[1:] for k in keyed]), {}, self._holds(prefix),
+                matcher or _never, len(top) + 1)
