@@ -153,8 +153,12 @@ def pin_source(workdir: str) -> tuple[dict[str, str], str]:
     dest = os.path.join(workdir, "twofold-src")
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
+    # Byte-compiled ahead, as `pip install` does: an environment that forbids writing
+    # bytecode (PYTHONDONTWRITEBYTECODE) would otherwise compile every module every run.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(dest, "src")],
+                   check=True, capture_output=True)
     env = {**os.environ, "PYTHONPATH": os.path.join(dest, "src")}
-    return env, f"{commit[:7]} (src/ of that commit, pinned)"
+    return env, f"{commit[:7]} (src/ of that commit, pinned, byte-compiled)"
 
 
 def find_twofold(env: dict[str, str] | None) -> tuple[list[str], str]:
