@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from twofold.backup.engine import BackupOptions, backup
-from twofold.backup.planproc import Range, _Links, plan_changes, plan_range, ranges
+from twofold.backup.planproc import (
+    Planned,
+    Range,
+    _Links,
+    plan_changes,
+    plan_range,
+    ranges,
+)
 from twofold.core.diff import Action, Change, Tally, merge
 from twofold.core.errors import UsageError
 from twofold.core.progress import NullProgress
@@ -141,6 +148,23 @@ def test_worker_processes_give_the_changes_of_one_merge(
     got = _summary(plan_changes(sources, ["*.tmp"], True, catalog, parts))
     assert got == _whole(sources, catalog)
     assert not multiprocessing.active_children()
+
+
+@needs_fork
+def test_a_replay_gives_the_changes_of_the_first_pass(
+        setup: tuple[list[Source], Catalog]) -> None:
+    sources, catalog = setup
+    planned = Planned(sources, ["*.tmp"], True, catalog, 3)
+    try:
+        first = [(c.action, c.path, c.entry.link_to if c.entry else None)
+                 for c in planned if isinstance(c, Change)]
+        again = [(c.action, c.path, c.entry.link_to if c.entry else None)
+                 for c in planned.replay()]
+    finally:
+        planned.close()
+    assert again == first
+    assert (Action.NEW, b"src/d5/new.txt", b"src/d0/new-link.txt") in first
+    assert not os.path.exists(planned._tmp.name)
 
 
 def test_a_ranged_scan_yields_the_range_of_the_whole_scan(tmp_path: Path) -> None:

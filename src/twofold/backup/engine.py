@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from twofold.backup.apply import Applier
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
-from twofold.backup.planproc import plan_changes
+from twofold.backup.planproc import Planned
 from twofold.backup.safety import check_mass_delete, check_overlap, resolve_sources, resolve_target
 from twofold.core.clock import Clock
 from twofold.core.diff import Action
@@ -106,7 +106,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
     if options.dry_run:
         catalog = Catalog(os.fsdecode(sd.catalog)) if sd.exists() else None
         try:
-            plan = make_plan(plan_changes(srcs, options.excludes, options.default_excludes,
+            plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                           catalog), progress)
         finally:
             if catalog is not None:
@@ -124,7 +124,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         try:
             result.profile = sd.namer.profile
             recover(sd, catalog)
-            plan = make_plan(plan_changes(srcs, options.excludes, options.default_excludes,
+            plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                           catalog), progress)
             try:
                 check_mass_delete(plan.moves, catalog.count_current_files(),

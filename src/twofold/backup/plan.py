@@ -1,22 +1,20 @@
-"""Plan a run: merge the scan with the catalog and spool every change to a temporary file.
+"""Plan a run: count the changes the planning workers found and pair moved files.
 
 Planning first lets a run be judged (dry run, mass-delete guard) before anything on the
-target is touched, while memory stays bounded: changes wait on disk, not in a list.
+target is touched, while memory stays bounded: the changes wait on disk in the workers'
+spool files (see planproc), not in a list, and are read again to be applied.
 """
 
 from __future__ import annotations
 
-import pickle
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
 
+from twofold.backup.planproc import Planned
 from twofold.core.diff import Action, Change, Tally
 from twofold.core.models import Issue, Kind
 from twofold.core.progress import Progress
 
-HOLD_CHANGES = 20_000  # changes kept in memory before the plan spills to a file
 MAX_MOVE_CANDIDATES = 200_000  # new files remembered for pairing with deleted ones
 
 MoveKey = tuple[int, int, int]  # inode, size, mtime_ns
@@ -45,12 +43,10 @@ class Plan:
     files_total: int = 0
     bytes_total: int = 0
     issues: list[Issue] = field(default_factory=list)
-    _held: list[Change] = field(default_factory=list)  # the first changes, in memory
-    _spool: IO[bytes] | None = None  # the rest, pickled to a temporary file
-    _spooled: int = 0
+    source: Planned | None = None  # where the changes are read again
 
     def add(self, change: Change) -> None:
-        """Count a change and spool it unless nothing is to be done."""
+        """Count a change."""
         self.counts[change.action] += 1
         e, old = change.entry, change.old
         if e is not None and e.kind is Kind.FILE:
@@ -65,32 +61,36 @@ class Plan:
         if old is not None and old.kind is not Kind.DIR and \
                 change.action in (Action.CHANGED, Action.DELETED):
             self.moves += 1
-        if len(self._held) < HOLD_CHANGES:
-            self._held.append(change)
-            return
-        if self._spool is None:
-            self._spool = tempfile.TemporaryFile(prefix="twofold-plan-")  # noqa: SIM115
-        pickle.dump(change, self._spool, protocol=pickle.HIGHEST_PROTOCOL)
-        self._spooled += 1
 
     def changes(self) -> Iterator[Change]:
         """The changes to apply, in path order."""
-        yield from self._held
-        if self._spool is not None:
-            self._spool.seek(0)
-            for _ in range(self._spooled):
-                yield pickle.load(self._spool)
+        if self.source is None:
+            return
+        idle = (Action.UNCHANGED, Action.SKIPPED, Action.CARRIED)
+        for change in self.source.replay():
+            if change.action not in idle:
+                yield change
 
     def close(self) -> None:
-        """Drop the spool file."""
-        self._held = []
-        if self._spool is not None:
-            self._spool.close()
+        """Drop the planned changes."""
+        if self.source is not None:
+            self.source.close()
 
 
-def make_plan(changes: Iterable[Change | Tally], progress: Progress) -> Plan:
-    """Gather the changes of a run (see planproc) into a Plan, pairing moved files."""
-    plan = Plan()
+def make_plan(changes: Planned, progress: Progress) -> Plan:
+    """Count the changes of a run (see planproc) into a Plan and pair moved files; the
+    changes stay where `changes` keeps them."""
+    plan = Plan(source=changes)
+    try:
+        _count(plan, changes, progress)
+    except BaseException:
+        plan.close()
+        raise
+    return plan
+
+
+def _count(plan: Plan, changes: Planned, progress: Progress) -> None:
+    """Count every change into `plan`; pair the new and deleted files that are one move."""
     progress.phase("scanning")
     born: dict[MoveKey, bytes | None] = {}
     gone: dict[MoveKey, bytes | None] = {}
@@ -133,4 +133,3 @@ def make_plan(changes: Iterable[Change | Tally], progress: Progress) -> Plan:
             plan.copy_bytes -= key[1]
     plan.moves -= len(plan.moved_from)  # a moved file stays in current/
     plan.copy_files -= len(plan.moved_to)
-    return plan

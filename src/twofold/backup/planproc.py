@@ -22,6 +22,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
+from typing import IO
 
 from twofold.core.diff import Action, Change, Tally, decide, merge
 from twofold.fsinfo.children import can_fork, child_context, die_with_parent
@@ -85,22 +86,28 @@ def plan_range(sources: list[Source], excluder: Excluder, db_file: str | None, p
             db.close()
 
 
+def _spooled(items: Iterator[Change | Tally], out: IO[bytes]) -> Iterator[Tally]:
+    """Write the changes and the final Tally to `out` in batches; yield progress Tallies."""
+    batch: list[Change | Tally] = []
+    for item in items:
+        if type(item) is Tally and item.seen:  # progress; the last one has the counts
+            yield item
+            continue
+        batch.append(item)
+        if len(batch) >= BATCH:
+            pickle.dump(batch, out, pickle.HIGHEST_PROTOCOL)
+            batch = []
+    pickle.dump(batch, out, pickle.HIGHEST_PROTOCOL)
+
+
 def _worker(conn: Connection, spool: str, sources: list[Source], patterns: list[str],
             defaults: bool, db_file: str | None, part: Range, links: bool) -> None:
     die_with_parent()
     try:
-        batch: list[Change | Tally] = []
         with open(spool, "wb") as out:
-            for item in plan_range(sources, Excluder(patterns, defaults), db_file, part,
-                                   links):
-                if type(item) is Tally and item.seen:  # progress; the last one has counts
-                    conn.send_bytes(pickle.dumps(item.seen))
-                    continue
-                batch.append(item)
-                if len(batch) >= BATCH:
-                    pickle.dump(batch, out, pickle.HIGHEST_PROTOCOL)
-                    batch = []
-            pickle.dump(batch, out, pickle.HIGHEST_PROTOCOL)
+            for tally in _spooled(plan_range(sources, Excluder(patterns, defaults), db_file,
+                                             part, links), out):
+                conn.send_bytes(pickle.dumps(tally.seen))
         conn.send_bytes(b"")
     except BaseException as err:  # handed to the parent, which raises it
         conn.send_bytes(b"E" + pickle.dumps(err))
@@ -134,39 +141,71 @@ class _Links:
         return decide(e, ch.old)
 
 
-def plan_changes(sources: list[Source], patterns: list[str], defaults: bool,
-                 catalog: Catalog | None, parts: int | None = None) -> Iterator[
-                     Change | Tally]:
-    """Every change between the sources and the catalog in path order, with Tallies of
-    progress and of unchanged entries; planned in worker processes where possible."""
-    excluder = Excluder(patterns, defaults)  # a bad pattern is reported here, before forking
-    db_file = catalog.file if catalog is not None else None
-    parts_list = ranges(catalog, parts)
-    if not can_fork():
-        yield from plan_range(sources, excluder, db_file, parts_list[0], True)
-        return
-    links = _Links()
-    with tempfile.TemporaryDirectory(prefix="twofold-plan-") as tmp:
-        spools = [os.path.join(tmp, str(i)) for i in range(len(parts_list))]
+class Planned:
+    """The changes between the sources and the catalog, planned in worker processes where
+    possible and kept in their spool files, so that applying them reads them again rather
+    than holding them in memory or copying them to another spool.
+
+    Iterate once for every change in path order, with Tallies of progress and of unchanged
+    entries; `replay()` then gives the changes again; `close()` drops the spools.
+    """
+
+    def __init__(self, sources: list[Source], patterns: list[str], defaults: bool,
+                 catalog: Catalog | None, parts: int | None = None) -> None:
+        # A bad pattern is reported here, before anything is forked.
+        self._excluder = Excluder(patterns, defaults)
+        self._args = (sources, patterns, defaults, catalog.file if catalog else None)
+        self._parts = ranges(catalog, parts)
+        self._tmp = tempfile.TemporaryDirectory(prefix="twofold-plan-")
+        self._spools = [os.path.join(self._tmp.name, str(i)) for i in range(len(self._parts))]
+
+    def __iter__(self) -> Iterator[Change | Tally]:
+        if can_fork():
+            yield from self._run_workers()
+        else:  # in this process, as one range
+            sources, _, _, db_file = self._args
+            with open(self._spools[0], "wb") as out:
+                yield from _spooled(plan_range(sources, self._excluder, db_file,
+                                               self._parts[0], True), out)
+        yield from self._read(with_tallies=True)
+
+    def replay(self) -> Iterator[Change]:
+        """The changes once more, as the first pass gave them."""
+        for item in self._read(with_tallies=False):
+            assert type(item) is Change
+            yield item
+
+    def close(self) -> None:
+        """Drop the spool files."""
+        self._tmp.cleanup()
+
+    def _read(self, with_tallies: bool) -> Iterator[Change | Tally]:
+        links = _Links()
+        for spool in self._spools:
+            for item in _read_spool(spool):
+                if isinstance(item, Tally):
+                    if with_tallies:
+                        yield item
+                elif item.action is Action.HELD:
+                    yield links.decide(item)
+                else:
+                    yield item
+
+    def _run_workers(self) -> Iterator[Tally]:
+        sources, patterns, defaults, db_file = self._args
         ctx = child_context()
         procs, conns = [], []
         try:
-            for spool, part in zip(spools, parts_list, strict=True):
+            for spool, part in zip(self._spools, self._parts, strict=True):
                 parent, child = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_worker, daemon=True, args=(
                     child, spool, sources, patterns, defaults, db_file, part,
-                    len(parts_list) == 1))
+                    len(self._parts) == 1))
                 proc.start()
                 child.close()
                 procs.append(proc)
                 conns.append(parent)
             yield from _progress(conns)
-            for spool in spools:
-                for item in _read_spool(spool):
-                    if type(item) is Change and item.action is Action.HELD:
-                        yield links.decide(item)
-                    else:
-                        yield item
         finally:
             for conn in conns:
                 conn.close()
@@ -174,6 +213,17 @@ def plan_changes(sources: list[Source], patterns: list[str], defaults: bool,
                 if proc.is_alive():
                     proc.terminate()
                 proc.join()
+
+
+def plan_changes(sources: list[Source], patterns: list[str], defaults: bool,
+                 catalog: Catalog | None, parts: int | None = None) -> Iterator[
+                     Change | Tally]:
+    """Every change in path order with Tallies, as one pass over a Planned."""
+    planned = Planned(sources, patterns, defaults, catalog, parts)
+    try:
+        yield from planned
+    finally:
+        planned.close()
 
 
 def _progress(conns: list[Connection]) -> Iterator[Tally]:
