@@ -241,9 +241,9 @@ def report(b: Bench, files: int) -> None:
         print(f"| {r.phase} | {t.seconds:.2f} | {s.seconds:.2f} | {r.ratio:.2f}x "
               f"| {s.seconds + s.sync_s:.2f} | {t.cpu_s:.1f} | {s.cpu_s:.1f} | {t.peak_mb:.0f} "
               f"| {s.peak_mb:.0f} / {f'{s.tree_mb:.0f}' if s.tree_mb else '-'} |")
-    print("(CPU s: user + system, all processes of the tool. All processes: RSS summed over "
-          "rsync's processes, sampled every 0.1 s; '-' when the run ended before the first "
-          "sample)")
+    print("(CPU s: user + system, all processes of the tool. All processes: PSS (shared "
+          "pages split between the processes sharing them) summed over rsync's processes, "
+          "sampled every 0.1 s; '-' when the run ended before the first sample)")
     print("\nChecks after each phase:")
     for r in b.rows:
         print(f"- {r.phase}: " + "; ".join(r.checks))

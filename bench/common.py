@@ -48,21 +48,34 @@ class Measure:
     seconds: float
     peak_mb: float  # peak RSS of the largest process in the tree
     cpu_s: float  # user + system CPU seconds of all its processes (0 when unknown)
-    tree_mb: float  # largest sampled sum of RSS over the process tree
+    tree_mb: float  # largest sampled sum of PSS (else RSS) over the process tree
     sync_s: float  # a `sync` right after the run: data the tool left unflushed
     rc: int
     stdout: str
 
 
+def _memory(p: int, page: int) -> int:
+    """Proportional set size of a process (bytes): each page shared by n processes (forked
+    workers share most of their parent's) counts 1/n. Its RSS where PSS is not shown."""
+    try:
+        with open(f"/proc/{p}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    with open(f"/proc/{p}/statm") as f:
+        return int(f.read().split()[1]) * page
+
+
 def _tree_rss(pid: int, skip_root: bool) -> int:
-    """Sum of RSS (bytes) of pid's descendants (and of pid unless skip_root), from /proc."""
+    """Memory (PSS, else RSS; bytes) of pid's descendants (and of pid unless skip_root)."""
     total, todo, page = 0, [pid], os.sysconf("SC_PAGE_SIZE")
     while todo:
         p = todo.pop()
         try:
             if p != pid or not skip_root:
-                with open(f"/proc/{p}/statm") as f:
-                    total += int(f.read().split()[1]) * page
+                total += _memory(p, page)
             with open(f"/proc/{p}/task/{p}/children") as f:
                 todo.extend(int(c) for c in f.read().split())
         except (OSError, ValueError):

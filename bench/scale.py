@@ -171,7 +171,8 @@ def report(s: Scale, files: int) -> None:
               f"| {t.cpu_s:.1f} | {q.cpu_s:.1f} | {t.peak_mb:.0f} / {t.tree_mb:.0f} "
               f"| {q.peak_mb:.0f} | {r.load} |")
     print("(peak: GNU time %M = the largest single process; process tree = largest sampled "
-          "sum of RSS over twofold's processes, every 0.1 s)")
+          "sum of PSS over twofold's processes, every 0.1 s: a page shared by n forked "
+          "processes counts 1/n)")
     print("\nstats of each twofold run:")
     for r in s.rows:
         print(f"- {r.phase}: exit {r.twofold.rc}; {stats_text(r.twofold.stdout)}")
