@@ -15,7 +15,6 @@ from twofold.backup.planproc import (
     Planned,
     Range,
     _Links,
-    plan_changes,
     plan_range,
     ranges,
 )
@@ -110,6 +109,16 @@ def _whole(sources: list[Source], catalog: Catalog) -> tuple[list[tuple[Action, 
     files = [c for c in unchanged if c.entry is not None and c.entry.kind == "f"]
     return summary[0], (len(changes), len(unchanged), len(files),
                         sum(c.entry.size for c in files if c.entry is not None))
+
+
+def plan_changes(sources: list[Source], patterns: list[str], defaults: bool,
+                 catalog: Catalog, parts: int) -> Iterator[Change | Tally]:
+    """One pass over a Planned, as the engine makes it, closed at the end."""
+    planned = Planned(sources, patterns, defaults, catalog, parts)
+    try:
+        yield from planned
+    finally:
+        planned.close()
 
 
 def _ranged(sources: list[Source], catalog: Catalog, parts: list[Range]) -> list[

@@ -215,17 +215,6 @@ class Planned:
                 proc.join()
 
 
-def plan_changes(sources: list[Source], patterns: list[str], defaults: bool,
-                 catalog: Catalog | None, parts: int | None = None) -> Iterator[
-                     Change | Tally]:
-    """Every change in path order with Tallies, as one pass over a Planned."""
-    planned = Planned(sources, patterns, defaults, catalog, parts)
-    try:
-        yield from planned
-    finally:
-        planned.close()
-
-
 def _progress(conns: list[Connection]) -> Iterator[Tally]:
     """Tallies of progress until every worker is done; a worker's error is raised."""
     running = list(conns)

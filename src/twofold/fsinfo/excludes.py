@@ -81,7 +81,8 @@ def _compile(lines: list[str], origin: str) -> Matcher:
     return lambda path, name: name_match(name) is not None or path_match(path) is not None
 
 
-def _nothing(_inner: bytes, _name: bytes) -> bool:
+def nothing(_inner: bytes, _name: bytes) -> bool:
+    """The matcher when no pattern applies."""
     return False
 
 
@@ -109,7 +110,7 @@ class Excluder:
         path inside the source and the last name, each ending in "/" for a folder."""
         glob, own = self._global, self._per_source.get(top)
         if own is None:
-            return glob if glob is not None else _nothing
+            return glob if glob is not None else nothing
         if glob is None:
             return own
         return lambda inner, name: glob(inner, name) or own(inner, name)

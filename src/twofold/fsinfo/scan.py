@@ -52,10 +52,6 @@ def entry_from_stat(rel: bytes, st: os.stat_result, abs_path: bytes | None = Non
     )
 
 
-def _never(_inner: bytes, _name: bytes) -> bool:
-    return False
-
-
 def _first(item: tuple[bytes, bool, bytes, bytes, bool]) -> bytes:
     return item[0]
 
@@ -174,7 +170,7 @@ class Scanner:
         keyed.sort(key=_first)
         top = prefix.partition(b"/")[0]
         matcher = self._matchers.get(top)
-        if matcher is None and prefix:
+        if matcher is None:  # asked after enter_source, which reads the source's own file
             matcher = self._matchers[top] = self.excluder.for_source(top)
         return (prefix, iter([k[1:] for k in keyed]), {}, self._holds(prefix),
-                matcher or _never, len(top) + 1)
+                matcher, len(top) + 1)

@@ -94,7 +94,6 @@ CREATE TABLE IF NOT EXISTS pending(
 );
 """
 
-_COLS, _SELECT = COLS, SELECT
 
 
 def open_rows(db: sqlite3.Connection, lo: bytes = b"", hi: bytes | None = None,
@@ -105,7 +104,7 @@ def open_rows(db: sqlite3.Connection, lo: bytes = b"", hi: bytes | None = None,
     """
     last, after = lo, ">="  # the first page starts at `lo`, the next ones after its end
     upper = "" if hi is None else "AND path < ? "
-    select = SIG_SELECT if slim else _SELECT
+    select = SIG_SELECT if slim else SELECT
     path_at = 1
     while True:
         # A plain range on path lets SQLite seek in the index to each page's start; an
@@ -258,7 +257,7 @@ class Catalog:
             return None
         try:
             row = self.db.execute(
-                f"{_SELECT} WHERE first_run=? AND path=(SELECT new FROM moves WHERE run=? "
+                f"{SELECT} WHERE first_run=? AND path=(SELECT new FROM moves WHERE run=? "
                 "AND old=?)", (rec.until_run, rec.until_run, rec.path)).fetchone()
         except sqlite3.OperationalError:  # a catalog from before moves were recorded
             return None
@@ -329,7 +328,7 @@ class Catalog:
     def valid_at(self, run_id: int) -> Iterator[Record]:
         """Rows describing the tree as run `run_id` left it, in path order."""
         cur = self.db.execute(
-            f"{_SELECT} WHERE first_run <= ? AND (until_run IS NULL OR until_run > ?) "
+            f"{SELECT} WHERE first_run <= ? AND (until_run IS NULL OR until_run > ?) "
             "ORDER BY path", (run_id, run_id))
         for row in cur:
             yield row_record(row)
@@ -347,26 +346,26 @@ class Catalog:
 
     def open_row(self, path: bytes) -> Record | None:
         """The open row of `path`, if any."""
-        row = self.db.execute(f"{_SELECT} WHERE until_run IS NULL AND path=?",
+        row = self.db.execute(f"{SELECT} WHERE until_run IS NULL AND path=?",
                               (path,)).fetchone()
         return None if row is None else row_record(row)
 
     def history(self, path: bytes) -> list[Record]:
         """Every kept version of `path`, oldest first."""
         return [row_record(r) for r in self.db.execute(
-            f"{_SELECT} WHERE path=? ORDER BY first_run", (path,))]
+            f"{SELECT} WHERE path=? ORDER BY first_run", (path,))]
 
     def stored(self) -> Iterator[Record]:
         """Rows of regular files whose content is on the target (current/ or versions/)."""
         cur = self.db.execute(
-            f"{_SELECT} WHERE kind='f' AND link_to IS NULL AND "
+            f"{SELECT} WHERE kind='f' AND link_to IS NULL AND "
             "(until_run IS NULL OR vrun IS NOT NULL) ORDER BY path, first_run")
         for row in cur:
             yield row_record(row)
 
     def closed(self) -> Iterator[Record]:
         """Rows that no longer describe current/."""
-        for row in self.db.execute(f"{_SELECT} WHERE until_run IS NOT NULL ORDER BY id"):
+        for row in self.db.execute(f"{SELECT} WHERE until_run IS NOT NULL ORDER BY id"):
             yield row_record(row)
 
     def count_current_files(self) -> int:
@@ -378,7 +377,7 @@ class Catalog:
     def insert(self, records: Iterable[Record]) -> None:
         """Add rows (inside a transaction)."""
         self.db.executemany(
-            f"INSERT INTO entries({_COLS}) VALUES({','.join('?' * 19)})",
+            f"INSERT INTO entries({COLS}) VALUES({','.join('?' * 19)})",
             [(r.path, r.kind.value, r.size, r.mtime_ns, r.ctime_ns, r.ino, r.mode, r.uid, r.gid,
               r.owner, r.group, encode_xattrs(r.xattrs), r.target, r.rdev, r.link_to, r.hash,
               r.first_run, r.until_run, r.vrun) for r in records])
