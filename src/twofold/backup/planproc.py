@@ -47,10 +47,10 @@ def ranges(catalog: Catalog | None, parts: int | None = None) -> list[Range]:
     """The ranges to plan in: one per core, each with at least MIN_ROWS catalog rows."""
     if catalog is None or not can_fork():
         return [Range()]
+    rows = catalog.count_open()
     if parts is None:
-        rows = catalog.count_open()
         parts = max(1, min(os.cpu_count() or 1, MAX_PARTS, rows // MIN_ROWS))
-    cuts = catalog.split_points(parts) if parts > 1 else []
+    cuts = catalog.split_points(parts, rows) if parts > 1 else []
     bounds: list[bytes | None] = [b"", *cuts, None]
     return [Range(bounds[i] or b"", bounds[i + 1]) for i in range(len(bounds) - 1)]
 

@@ -31,6 +31,11 @@ Matcher = Callable[[bytes, bytes], bool]  # (path inside the source, its last na
 _ANY_LEVEL = "^(?:.+/)?"  # how pathspec starts the regex of a pattern that fits any level
 
 
+def nothing(_inner: bytes, _name: bytes) -> bool:
+    """The matcher when no pattern applies."""
+    return False
+
+
 def _encode(parts: list[str]) -> re.Pattern[bytes] | None:
     if not parts:
         return None
@@ -47,20 +52,21 @@ def _compile(lines: list[str], origin: str) -> Matcher:
     pathspec decides on the whole path (last match wins).
     """
     try:
-        spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        per_line = [(line, pathspec.GitIgnoreSpec.from_lines([line])) for line in lines]
     except Exception as err:  # pathspec raises several types for a bad pattern
         raise UsageError(f"bad exclude pattern in {origin}: {err}",
                          "patterns follow .gitignore rules") from err
     names: list[str] = []
     paths: list[str] = []
-    for line in lines:
-        for pat in pathspec.GitIgnoreSpec.from_lines([line]).patterns:
+    for line, one in per_line:
+        for pat in one.patterns:
             regex = getattr(pat, "regex", None)
             include = getattr(pat, "include", None)
             if include is None or regex is None:
                 continue
             text = regex.pattern.replace("(?P<ps_d>/)", "/")
             if not include or "(?P<" in text:  # negations: pathspec decides
+                spec = pathspec.GitIgnoreSpec.from_lines(lines)
                 return lambda path, _name: bool(spec.match_file(
                     path.decode("utf-8", errors="surrogateescape")))
             if "/" not in line.strip().rstrip("/") and text.startswith(_ANY_LEVEL):
@@ -71,7 +77,7 @@ def _compile(lines: list[str], origin: str) -> Matcher:
     by_name, by_path = _encode(names), _encode(paths)
     if by_path is None:
         if by_name is None:
-            return lambda _path, _name: False
+            return nothing
         name_match = by_name.match
         return lambda _path, name: name_match(name) is not None
     path_match = by_path.match
@@ -79,11 +85,6 @@ def _compile(lines: list[str], origin: str) -> Matcher:
         return lambda path, _name: path_match(path) is not None
     name_match = by_name.match
     return lambda path, name: name_match(name) is not None or path_match(path) is not None
-
-
-def nothing(_inner: bytes, _name: bytes) -> bool:
-    """The matcher when no pattern applies."""
-    return False
 
 
 class Excluder:

@@ -313,9 +313,8 @@ class Catalog:
         return int(self.db.execute(
             "SELECT COUNT(*) FROM entries WHERE until_run IS NULL").fetchone()[0])
 
-    def split_points(self, parts: int) -> list[bytes]:
-        """Paths cutting the open rows into `parts` ranges of about equal size."""
-        total = self.count_open()
+    def split_points(self, parts: int, total: int) -> list[bytes]:
+        """Paths cutting the `total` open rows into `parts` ranges of about equal size."""
         cuts: list[bytes] = []
         for i in range(1, parts):
             row = self.db.execute(
