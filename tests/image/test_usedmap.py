@@ -35,6 +35,20 @@ def test_bitmap_extents_match_bit_by_bit_reference() -> None:
     assert any(s < seam * 4096 < s + n for s, n in got)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_bitmap_extents_of_mixed_bytes_match_the_reference(seed: int) -> None:
+    # bytes of every kind side by side: free, full, and mixed ones of one, several or no
+    # runs reaching their edges, so runs join across bytes and across full stretches
+    rng = random.Random(seed)
+    choices = [0x00, 0xFF, 0x01, 0x80, 0x81, 0x7E, 0xF0, 0x0F, 0x55, 0xAA, 0xFE, 0x7F]
+    packed = bytes(rng.choice(choices) if rng.random() < 0.7 else rng.randrange(256)
+                   for _ in range(rng.randrange(1, 400)))
+    nbits = len(packed) * 8 - rng.randrange(8)
+    bits = np.unpackbits(np.frombuffer(packed, np.uint8), bitorder="little")[:nbits]
+    assert tuple(bitmap_extents(packed, nbits, 512, 7)) == _naive(bits, 512, 7)
+    assert tuple(bitmap_extents(bytearray(packed), nbits, 512, 7)) == _naive(bits, 512, 7)
+
+
 def test_bitmap_extents_ignore_bits_past_the_end() -> None:
     assert bitmap_extents(b"\xff\xff", 12, 1) == [(0, 12)]
     assert bitmap_extents(b"\x00\xf0", 12, 1) == []

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
-_libc: ctypes.CDLL | None = None
-if sys.platform.startswith("linux"):
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, loaded on first use (Linux only: it has syncfs)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        _libc = None
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # find_library runs ldconfig: only when the usual name fails
+        try:
+            return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        except OSError:
+            return None
 
 
 def can_syncfs() -> bool:
     """True where one call can flush a whole file system (Linux syncfs)."""
-    return _libc is not None and hasattr(_libc, "syncfs")
+    libc = _libc()
+    return libc is not None and hasattr(libc, "syncfs")
 
 
 def syncfs(path: bytes | str) -> None:
@@ -25,8 +34,9 @@ def syncfs(path: bytes | str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         if can_syncfs():
-            assert _libc is not None
-            if _libc.syncfs(fd) != 0:
+            libc = _libc()
+            assert libc is not None
+            if libc.syncfs(fd) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, os.strerror(err), os.fsdecode(path))
         else:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import threading
 import time
@@ -184,7 +183,7 @@ def creating(objects: ObjectStore, clock: Clock) -> Iterator[Lease]:
     while a delete or prune holds the exclusive lock, which could free the chunks this
     create reuses."""
     host = socket.gethostname().replace(".", "_")
-    mine = Lease(objects, f"{CREATE}{host}-{os.getpid()}-{secrets.token_hex(4)}", clock)
+    mine = Lease(objects, f"{CREATE}{host}-{os.getpid()}-{os.urandom(4).hex()}", clock)
     mine.claim()
     try:
         held = records(objects, EXCLUSIVE)

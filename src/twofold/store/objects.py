@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import suppress
@@ -108,7 +107,7 @@ def this_host() -> str:
 
 def temp_name(host: str) -> str:
     """A unique temp file name that tells its writer: <host>-<pid>-<random>."""
-    return f"{host}-{os.getpid()}-{secrets.token_hex(8)}"
+    return f"{host}-{os.getpid()}-{os.urandom(8).hex()}"
 
 
 def dead_writer(name: str, host: str) -> bool:

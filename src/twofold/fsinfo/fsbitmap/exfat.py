@@ -10,8 +10,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-import numpy as np
-
 from twofold.fsinfo.blockio import LayoutError, Reader, read_exact
 from twofold.fsinfo.fsbitmap.usedmap import UsedMap, bitmap_extents, merge_extents
 
@@ -88,7 +86,7 @@ class _Volume:
         if nbytes > boot.fat_length * boot.sector_size:
             raise LayoutError("exFAT FAT is too small for the cluster count")
         raw = read_exact(reader, fat_start, nbytes, "exFAT FAT")
-        self.fat = np.frombuffer(raw, "<u4")
+        self.fat = raw
 
     def read_chain(self, first: int, length: int | None, what: str) -> bytes:
         """Read the chain from `first`: all of it, or `length` bytes.
@@ -103,7 +101,7 @@ class _Volume:
             if not 2 <= cluster < boot.cluster_count + 2:
                 raise LayoutError(f"{what}: cluster {cluster} is outside the heap")
             out += read_exact(self.reader, boot.cluster_offset(cluster), boot.cluster_size, what)
-            nxt = int(self.fat[cluster])
+            (nxt,) = struct.unpack_from("<I", self.fat, cluster * 4)
             if nxt == _END_OF_CHAIN or (nxt == 0 and length is None):
                 break
             cluster = cluster + 1 if nxt == 0 else nxt

@@ -11,8 +11,6 @@ import struct
 import uuid as uuidlib
 from dataclasses import dataclass
 
-import numpy as np
-
 from twofold.fsinfo.blockio import LayoutError, Reader, read_exact
 from twofold.fsinfo.fsbitmap.usedmap import Extent, UsedMap, bitmap_extents, merge_extents
 
@@ -246,10 +244,10 @@ def read_group_descs(reader: Reader, sb: ExtSuper) -> list[GroupDesc]:
 
 def _read_bitmaps(
     reader: Reader, sb: ExtSuper, descs: list[GroupDesc], groups: range, uninit: set[int]
-) -> np.ndarray:
+) -> bytearray:
     """The packed block bitmaps of `groups`, back to back; uninitialised groups all zero."""
     per_group = sb.clusters_per_group // 8
-    out = np.zeros(len(groups) * per_group, dtype=np.uint8)
+    out = bytearray(len(groups) * per_group)
     wanted = sorted((descs[g].block_bitmap, g) for g in groups if g not in uninit)
     i = 0
     while i < len(wanted):
@@ -264,7 +262,7 @@ def _read_bitmaps(
             block, g = wanted[k]
             src = (block - first) * sb.block_size
             dst = (g - groups.start) * per_group
-            out[dst : dst + per_group] = np.frombuffer(raw, np.uint8, per_group, src)
+            out[dst : dst + per_group] = raw[src : src + per_group]
         i = j
     return out
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING
 
 from twofold.fsinfo.blockio import LayoutError, Reader, read_exact
 from twofold.fsinfo.fsbitmap.usedmap import UsedMap, mask_extents, merge_extents
+
+if TYPE_CHECKING:  # numpy is imported when a FAT is read, not by every image run
+    import numpy as np
+    import numpy.typing as npt
 
 _BAD = {"fat12": 0xFF7, "fat16": 0xFFF7, "fat32": 0x0FFFFFF7}
 
@@ -120,6 +122,8 @@ def read_geometry(reader: Reader) -> FatGeometry:
 
 def fat_entries(raw: bytes, kind: str, count: int) -> npt.NDArray[np.uint32]:
     """The first `count` entries of a FAT as integers (FAT12 unpacked, FAT32 masked)."""
+    import numpy as np
+
     if kind == "fat16":
         return np.frombuffer(raw, "<u2", count).astype(np.uint32)
     if kind == "fat32":
