@@ -8,8 +8,9 @@ engine's batch limits, made small so that a run of a few hundred files spans man
 batches). Prints the run's result as JSON.
 
 No production code has hooks: this process wraps os.rename, os.replace, os.link,
-os.symlink, os.write, os.unlink, os.mkdir and the catalog's commits from outside, counts
-the calls, and kills itself before call N.
+os.symlink, os.write, os.unlink, os.mkdir, the renames that never replace (ops.rename_new,
+renameat2 through ctypes, counted as "rename") and the catalog's commits from outside,
+counts the calls, and kills itself before call N.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import twofold.backup.apply as apply_mod
+import twofold.backup.ops as ops_mod
 from twofold.backup.engine import BackupOptions, backup
 from twofold.core.errors import TwofoldError
 from twofold.core.progress import NullProgress
@@ -67,14 +69,14 @@ def main() -> int:
                 real_write(log_fd, f"{count} {kind}\n".encode())
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    def wrap(name: str) -> None:
-        real: Callable[..., Any] = getattr(os, name)
+    def wrap(name: str, module: Any = os, kind: str = "") -> None:
+        real: Callable[..., Any] = getattr(module, name)
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            tick(name)
+            tick(kind or name)
             return real(*args, **kwargs)
 
-        setattr(os, name, counted)
+        setattr(module, name, counted)
 
     real_transaction = Catalog.transaction
 
@@ -89,6 +91,7 @@ def main() -> int:
     apply_mod.BATCH_BYTES = int(cfg.get("batch_bytes", apply_mod.BATCH_BYTES))
     for name in WRAPPED:
         wrap(name)
+    wrap("rename_new", ops_mod, "rename")
     Catalog.transaction = transaction  # type: ignore[method-assign]
 
     try:

@@ -13,6 +13,7 @@ import pytest
 from twofold.backup.ops import apply_op
 from twofold.core.errors import TargetError
 from twofold.core.models import Entry, Kind
+from twofold.fsinfo import disk
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.target import SetDir
 
@@ -82,6 +83,32 @@ def test_put_after_the_old_file_was_moved_aside(tmp_path: Path) -> None:
     _write(os.path.join(sd.tmp, b"1-1"), b"new")
     apply_op(sd, RUN, PendingOp(1, "put", b"f", tmp="1-1"), _meta)
     assert _read(sd.cur(b"f")) == b"new" and _read(sd.ver(RUN, b"f")) == b"old"
+
+
+@pytest.mark.parametrize("replay", [True, False])
+def test_put_over_a_file_keeps_it_in_versions(tmp_path: Path, replay: bool) -> None:
+    # without a replay the put does not look first: the rename itself refuses to replace
+    sd = _set(tmp_path)
+    _write(sd.cur(b"d/f"), b"old")
+    _write(os.path.join(sd.tmp, b"1-1"), b"new")
+    apply_op(sd, RUN, PendingOp(1, "put", b"d/f", tmp="1-1"), _meta, replay=replay)
+    assert _read(sd.cur(b"d/f")) == b"new" and _read(sd.ver(RUN, b"d/f")) == b"old"
+
+
+@pytest.mark.parametrize("flag", [True, False], ids=["renameat2", "fallback"])
+def test_rename_new_never_replaces(tmp_path: Path, flag: bool,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    if not flag:  # a platform (or file system) without RENAME_NOREPLACE
+        monkeypatch.setattr(disk, "_libc", lambda: None)
+    a, b, c = (os.path.join(os.fsencode(tmp_path), n) for n in (b"a", b"b", b"c"))
+    _write(a, b"A")
+    _write(b, b"B")
+    assert not disk.rename_new(a, b)
+    assert _read(a) == b"A" and _read(b) == b"B"
+    assert disk.rename_new(a, c)
+    assert not os.path.exists(a) and _read(c) == b"A"
+    with pytest.raises(FileNotFoundError):
+        disk.rename_new(a, os.path.join(os.fsencode(tmp_path), b"d"))
 
 
 def test_rmdir_keeps_anything_left_inside(tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ BATCH_FILES = 4000
 BATCH_BYTES = 512 << 20
 CHUNK_FILES = 32  # files per worker task
 CHUNK_BYTES = 8 << 20
+COPY_WORKERS = min(8, max(2, 2 * (os.cpu_count() or 1)))
+"""Copy workers by default: two per CPU, so reads of a cold source keep the disk busy
+while other workers hash and write (docs/DESIGN.md, "Copy workers")."""
 
 
 Chunks = dict[Future[list[CopyOutcome]], list[tuple["Step", str]]]
@@ -63,7 +66,7 @@ class Applier:
     sources: dict[bytes, bytes]  # top-level name -> absolute source path
     progress: Progress
     stats: RunStats
-    workers: int = 2
+    workers: int = 0  # 0: COPY_WORKERS
     moved_from: dict[bytes, bytes] = field(default_factory=dict)  # old path -> new path
     moved_to: dict[bytes, bytes] = field(default_factory=dict)  # new path -> old path
     _moves_done: set[bytes] = field(default_factory=set)  # new paths
@@ -88,7 +91,7 @@ class Applier:
         batch: list[Change] = []
         size = 0
         in_flight: Started | None = None
-        with _pool(self.workers) as pool:
+        with _pool(self.workers or COPY_WORKERS) as pool:
             self._pool = pool
             for ch in changes:
                 batch.append(ch)

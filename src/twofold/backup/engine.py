@@ -32,7 +32,7 @@ class BackupOptions:
     default_excludes: bool = True
     dry_run: bool = False
     allow_mass_delete: bool = False
-    workers: int = 2
+    workers: int = 0  # copy workers; 0: COPY_WORKERS
 
 
 @dataclass

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Callable
 
 from twofold.core.models import Entry, Kind
+from twofold.fsinfo.disk import rename_new
 from twofold.fsinfo.meta import apply_metadata, set_mtime
 from twofold.store.catalog import PendingOp
 from twofold.store.target import SetDir, target_failure
@@ -104,9 +105,9 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
         tmp = os.path.join(sd.tmp, os.fsencode(op.tmp))
         if replay and not os.path.lexists(tmp):
             return  # renamed into place before
-        if os.path.lexists(cur):
+        if not rename_new(tmp, cur):  # what is there now goes to versions/ first
             move_aside(sd, run_name, op.path)
-        os.rename(tmp, cur)
+            os.rename(tmp, cur)
     elif op.op == "link":
         assert op.link_to is not None
         first = sd.cur(op.link_to)

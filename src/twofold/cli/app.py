@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Annotated
 
 import typer
@@ -64,4 +65,9 @@ app.add_typer(schedule_app, name="schedule")
 
 def main() -> None:
     """Console-script entry point."""
+    # A run holds hundreds of thousands of long-lived objects (rows, changes, steps) and
+    # makes few reference cycles; the default thresholds re-scan them all the time (about
+    # 2.5 s of a 100,000-file first run). Objects made at start-up are never scanned.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     app()

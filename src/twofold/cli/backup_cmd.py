@@ -52,8 +52,9 @@ def backup_command(
     allow_mass_delete: Annotated[bool, typer.Option(
         "--allow-mass-delete",
         help="Allow a run that moves more than half of the backup to versions/.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=1, max=64,
-                                         help="Files copied in parallel.")] = 2,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=0, max=64,
+        help="Files copied in parallel (0: two per CPU, at least 2, at most 8).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
     = False,
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import functools
 import os
 import sys
@@ -43,6 +44,32 @@ def syncfs(path: bytes | str) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+_NO_FLAG = (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP)  # kernel or file system lacks it
+
+
+def rename_new(src: bytes, dst: bytes) -> bool:
+    """Rename `src` to `dst` unless `dst` exists: True when renamed, False (nothing done)
+    when `dst` exists. One system call where Linux's renameat2 takes RENAME_NOREPLACE, so a
+    run that puts 100,000 new files does not look for each one first; elsewhere (and on
+    file systems that refuse the flag) a look, then a rename."""
+    libc = _libc()
+    renameat2 = getattr(libc, "renameat2", None) if libc is not None else None
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_NOREPLACE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            return False
+        if err not in _NO_FLAG:
+            raise OSError(err, os.strerror(err), os.fsdecode(src), None, os.fsdecode(dst))
+    if os.path.lexists(dst):
+        return False
+    os.rename(src, dst)
+    return True
 
 
 def fsync_dir(path: bytes | str) -> None:
