@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from twofold.backup.ops import apply_op
 from twofold.core.errors import TargetError
 from twofold.core.models import Entry, Kind
 from twofold.fsinfo import disk
+from twofold.store import target as target_mod
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.target import SetDir
 
@@ -136,16 +138,52 @@ def test_pending_order_puts_folder_removals_last_deepest_first(tmp_path: Path) -
     cat.close()
 
 
-def test_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path: Path) -> None:
+HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_lock_is_held_until_its_process_ends_and_changes_nothing(tmp_path: Path) -> None:
     sd = _set(tmp_path)
-    with open(sd.lock_path, "w") as f:
+    with sd.lock():
+        pass
+    lock_before, root_before = os.stat(sd.lock_path), os.stat(sd.root)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, sd.lock_path],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with pytest.raises(TargetError, match="in use"), sd.lock():
+            pass
+    finally:
+        holder.kill()  # as a crash would: the kernel drops its lock
+        holder.wait()
+    with sd.lock(), pytest.raises(TargetError, match="in use"), sd.lock():
+        pass  # a second run in the same process is refused as well
+    lock_after, root_after = os.stat(sd.lock_path), os.stat(sd.root)
+    for field in ("st_ino", "st_size", "st_mtime_ns", "st_ctime_ns"):
+        assert getattr(lock_after, field) == getattr(lock_before, field), field
+        assert getattr(root_after, field) == getattr(root_before, field), field
+    with open(sd.lock_path, "rb") as f:
+        assert json.load(f) == {"released": True}  # what earlier versions read as free
+
+
+def test_lock_without_flock_uses_an_exclusive_file(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(target_mod, "fcntl", None)  # a file system without locks
+    sd = _set(tmp_path)
+    excl = sd.lock_path + b".excl"
+    with open(excl, "w") as f:
         json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
     with pytest.raises(TargetError, match="in use"), sd.lock():
         pass
     proc = subprocess.Popen(["true"])  # a pid that has exited
     proc.wait()
-    with open(sd.lock_path, "w") as f:
+    with open(excl, "w") as f:
         json.dump({"host": socket.gethostname(), "pid": proc.pid}, f)
-    with sd.lock(), open(sd.lock_path) as f:
+    with sd.lock(), open(excl) as f:
         assert json.load(f)["pid"] == os.getpid()
-    assert not os.path.exists(sd.lock_path)
+    assert not os.path.exists(excl)

@@ -149,8 +149,10 @@ class Catalog:
             self.db = sqlite3.connect(self._mirror.local if self._mirror else path,
                                       isolation_level=None, check_same_thread=False)
             # A rollback journal, not WAL: WAL needs shared memory, which FUSE and network
-            # drives do not reliably provide; see docs/DESIGN.md.
-            self.db.execute("PRAGMA journal_mode=DELETE")
+            # drives do not reliably provide. PERSIST: the journal file stays (its header
+            # zeroed after each commit), so a run that records only itself changes no
+            # folder on the drive; see docs/DESIGN.md.
+            self.db.execute("PRAGMA journal_mode=PERSIST")
             self.db.execute("PRAGMA synchronous=FULL")
             if create:
                 self.db.executescript(_SCHEMA)

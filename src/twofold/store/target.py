@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: the exclusive lock file only
+    fcntl = None  # type: ignore[assignment]
 
 from twofold.core.errors import TargetError, UsageError
 from twofold.core.models import Record
@@ -23,6 +29,9 @@ __all__ = ["SetDir", "target_failure"]
 ROOT_DIR = b"twofold"
 TMP_FANOUT = 64  # subfolders of .tmp/
 CATALOG = b"catalog.sqlite"
+LOCK_FREE = b'{"released": true}\n'
+"""Written once into a new lock file. Earlier twofold versions created the lock file
+exclusively and removed it after the run; they read this as a lock nobody holds."""
 
 
 class SetDir:
@@ -160,40 +169,83 @@ class SetDir:
 
     @contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the set's lock file; a lock left by a dead process on this host is taken over."""
+        """Hold the set's lock for a run (or a prune).
+
+        The lock file stays in place and is never written after it was made; the run holds
+        a kernel lock (flock) on it, which ends with the process, so a crashed run never
+        blocks the next one, and a run that changes nothing leaves the set's folder as it
+        was. flock locks belong to the open file, so two runs in one process exclude each
+        other too. Where the file system takes no locks, a second file is created exclusively
+        instead and removed afterwards (docs/DESIGN.md, "The set's lock").
+        """
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            if os.fstat(fd).st_size == 0:  # new: what older versions read as "free"
+                os.write(fd, LOCK_FREE)
+        except OSError as err:
+            raise target_failure(err, self.lock_path) from err
+        try:
+            if self._flock(fd):
+                yield
+                return
+        finally:
+            os.close(fd)  # drops the lock
+        with self._exclusive(self.lock_path + b".excl"):
+            yield
+
+    def _flock(self, fd: int) -> bool:
+        """Lock `fd` (True), or False where the file system takes no locks."""
+        if fcntl is None:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno in (errno.EAGAIN, errno.EACCES):
+                raise TargetError(
+                    f"set {self.name!r} is in use by another twofold run",
+                    "wait until it ends; the lock goes with the process that holds it"
+                ) from None
+            return False
+        return True
+
+    @contextmanager
+    def _exclusive(self, path: bytes) -> Iterator[None]:
+        """A lock file created exclusively, holding who holds it; one left by a dead process
+        on this host is taken over."""
         me = holder_me()
         for _attempt in range(2):
             try:
-                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                holder = self._holder()
+                holder = _holder(path)
                 if is_stale(holder):
-                    os.unlink(self.lock_path)
+                    os.unlink(path)
                     continue
                 raise TargetError(
                     f"set {self.name!r} is in use by twofold (pid {holder.get('pid')} on "
                     f"{holder.get('host')})",
-                    f"if no twofold runs there, delete {os.fsdecode(self.lock_path)}") from None
+                    f"if no twofold runs there, delete {os.fsdecode(path)}") from None
             except OSError as err:
-                raise target_failure(err, self.lock_path) from err
+                raise target_failure(err, path) from err
             try:
                 with os.fdopen(fd, "w") as f:
                     json.dump(me, f)
             except OSError as err:
                 with suppress(OSError):
-                    os.unlink(self.lock_path)
-                raise target_failure(err, self.lock_path) from err
+                    os.unlink(path)
+                raise target_failure(err, path) from err
             break
         try:
             yield
         finally:
             with suppress(OSError):
-                os.unlink(self.lock_path)
+                os.unlink(path)
 
-    def _holder(self) -> dict[str, Any]:
-        try:
-            with open(self.lock_path) as f:
-                data = json.load(f)
-                return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+
+def _holder(path: bytes) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+            return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
