@@ -180,11 +180,14 @@ class SetDir:
         """
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            if os.fstat(fd).st_size == 0:  # new: what older versions read as "free"
-                os.write(fd, LOCK_FREE)
         except OSError as err:
             raise target_failure(err, self.lock_path) from err
         try:
+            try:
+                if os.fstat(fd).st_size == 0:  # new: what older versions read as "free"
+                    os.write(fd, LOCK_FREE)
+            except OSError as err:
+                raise target_failure(err, self.lock_path) from err
             if self._flock(fd):
                 yield
                 return

@@ -102,9 +102,9 @@ def bitmap_extents(packed: bytes | bytearray | memoryview, nbits: int, unit: int
     nbytes = (nbits + 7) // 8
     if len(packed) < nbytes:
         raise ValueError(f"bitmap holds {len(packed) * 8} bits, {nbits} wanted")
-    data = bytes(packed[:nbytes])
+    data = bytearray(packed[:nbytes])  # the one copy: the last byte may be masked
     if nbits % 8:  # bits past the end do not count
-        data = data[:-1] + bytes([data[-1] & ((1 << nbits % 8) - 1)])
+        data[-1] &= (1 << nbits % 8) - 1
     out: list[Extent] = []
     run_start = run_end = -1  # the open run, in bits
     for m in _TOKENS.finditer(data):
