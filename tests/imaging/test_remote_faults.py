@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import twofold.store.s3 as s3_module
 from twofold.core.models import Issue
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
@@ -176,6 +177,7 @@ def test_unfinished_upload_is_resumed(
 ) -> None:
     s3 = make_place("s3", request, tmp_path / "s3", monkeypatch)
     ceph: Ceph = request.getfixturevalue("ceph")
+    monkeypatch.setattr(s3_module, "MULTIPART_ABOVE", 2 * PART_SIZE)  # keep the test small
     objects = s3.objects()
     bucket, key = s3.url[5:].split("/")[0], "s3/twofold-images/packs/p.pack"
     data = os.urandom(3 * PART_SIZE + 100)
@@ -187,3 +189,21 @@ def test_unfinished_upload_is_resumed(
     assert objects.put_once("packs/p.pack", data)  # part 1 kept, part 2 sent again
     assert objects.get("packs/p.pack") == data
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # type: ignore[attr-defined]
+
+
+def test_pack_goes_in_one_conditional_put(
+        request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3 = make_place("s3", request, tmp_path / "s3", monkeypatch)
+    ceph: Ceph = request.getfixturevalue("ceph")
+    objects = s3.objects()
+    bucket, key = s3.url[5:].split("/")[0], "s3/twofold-images/packs/big.pack"
+    data = os.urandom(32 * MiB)  # a full pack: one PUT, not parts
+    assert objects.put_once("packs/big.pack", data)
+    assert not objects.put_once("packs/big.pack", os.urandom(32 * MiB))  # If-None-Match
+    etag = ceph.client().head_object(Bucket=bucket, Key=key)["ETag"]  # type: ignore[attr-defined]
+    assert "-" not in etag  # a multipart upload's ETag ends in -<parts>
+    assert objects.get("packs/big.pack") == data
+    small = b'{"version": 1}'
+    assert objects.put_once("images/m.json", small)  # with a Content-MD5 the server checks
+    assert objects.get("images/m.json") == small

@@ -134,6 +134,7 @@ def create(source: str, target: Target, name: str | None, level: int,
         stamp = _stamp(started)
         name = f"{base}-{stamp}"
     check_image_name(name)
+    objects = open_objects(target)  # a network store starts connecting while we plan
     with FileReader(source) as reader:
         if reader.size == 0:
             raise ImageRefused(f"the source {source} is empty")
@@ -141,8 +142,11 @@ def create(source: str, target: Target, name: str | None, level: int,
         plan = plan_image(reader, source, force)
         for issue in plan.issues:
             progress.issue(issue)
-        objects = open_objects(target)
-        with creating(objects, clock) as lease:
+        with creating(objects, clock) as lease, \
+                ThreadPoolExecutor(1, thread_name_prefix="twofold-parent") as aside:
+            # the parent's manifest is fetched while the index loads: both are round trips
+            parent_job = aside.submit(find_parent, objects, os.path.abspath(source),
+                                      plan.kind, plan.size)
             store = open_store(objects, volume_size, write=True)
             if store.objects.exists(manifest_object(name)):
                 raise ImageExists(f"an image named {name!r} already exists",
@@ -150,7 +154,7 @@ def create(source: str, target: Target, name: str | None, level: int,
             result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
             result.used_bytes = sum(a.used_bytes for a in plan.areas)
             progress.phase("imaging", total_bytes=result.used_bytes)
-            parent = find_parent(objects, os.path.abspath(source), plan.kind, plan.size)
+            parent = parent_job.result()
             _run(reader, plan.areas, store, level, result, progress, parent)
             progress.phase("finishing")
             store.commit_index()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import IMAGES_DIR, Manifest, manifest_object, parse_manifest
 from twofold.store.chunkstore import ChunkStore
@@ -52,6 +54,12 @@ def load_manifest(objects: ObjectStore, name: str) -> Manifest:
 
 
 def all_manifests(objects: ObjectStore) -> list[Manifest]:
-    """Every image's manifest, oldest first."""
-    found = [load_manifest(objects, n) for n in image_names(objects)]
+    """Every image's manifest, oldest first (fetched `objects.writers` at a time: over a
+    network each GET is a round trip)."""
+    names = image_names(objects)
+    if objects.writers > 1 and len(names) > 1:
+        with ThreadPoolExecutor(objects.writers, thread_name_prefix="twofold-manifest") as pool:
+            found = list(pool.map(lambda n: load_manifest(objects, n), names))
+    else:
+        found = [load_manifest(objects, n) for n in names]
     return sorted(found, key=lambda m: (m.created_ns, m.name))

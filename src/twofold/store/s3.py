@@ -1,9 +1,15 @@
 """The ObjectStore on S3 (AWS, Ceph RGW, MinIO...) through boto3: one key per object
-under the store's prefix, put-once by a conditional PUT (If-None-Match: *), large objects
-in parts uploaded in parallel and resumed, every call retried with backoff."""
+under the store's prefix, put-once by a conditional PUT (If-None-Match: *), objects above
+64 MiB in parts uploaded in parallel and resumed, every call retried with backoff.
+
+Bodies are sent without a SHA-256 of the payload in the signature (the headers are still
+signed): packs are named by their own BLAKE3 and verify reads them back, so hashing every
+byte twice more, once here and once on the gateway, buys nothing. Small objects (manifests,
+index files, lock records) carry a Content-MD5 the server checks instead."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 from collections.abc import Callable
@@ -25,13 +31,17 @@ from twofold.store.retry import (
 )
 
 T = TypeVar("T")
+MULTIPART_ABOVE = 64 << 20
+"""Objects larger than this are uploaded in parts (packs, at most 32 MiB, go in one PUT)."""
 PART_SIZE = 8 << 20
-"""Objects larger than this are uploaded in parts of this size."""
+"""The size of those parts."""
+CHECKED_BELOW = 4 << 20
+"""Objects smaller than this carry a Content-MD5."""
 PART_WORKERS = 4
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _PAST_END = {"InvalidRange", "416"}
 _EXISTS = {"PreconditionFailed", "412"}
-_TRANSIENT = {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
+_TRANSIENT = {"BadDigest", "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable",
               "Throttling", "ThrottlingException", "RequestTimeTooSkewed",
               "ConditionalRequestConflict", "OperationAborted", "503", "500", "502", "504"}
 _NETWORK = (bce.ConnectionError, bce.HTTPClientError, bce.ReadTimeoutError,
@@ -62,6 +72,15 @@ class S3Objects:
         self.policy = policy
         self._client: Any = None
         self._lock = threading.Lock()
+        # making a client takes 0.2-0.3 s (botocore loads its service models), which the
+        # caller can spend planning; the first call waits on the lock until it is made
+        threading.Thread(target=self._warm, name="twofold-s3-client", daemon=True).start()
+
+    def _warm(self) -> None:
+        try:
+            self.client  # noqa: B018 -- made for its side effect
+        except Exception:  # the first real call reports it
+            return
 
     def describe(self) -> str:
         """s3://bucket/prefix, and the endpoint when it is not AWS's."""
@@ -76,7 +95,8 @@ class S3Objects:
                 config = Config(retries={"total_max_attempts": 1}, connect_timeout=5,
                                 read_timeout=60, max_pool_connections=32,
                                 request_checksum_calculation="when_required",
-                                response_checksum_validation="when_required")
+                                response_checksum_validation="when_required",
+                                s3={"payload_signing_enabled": False})
                 self._client = boto3.session.Session().client(
                     "s3", endpoint_url=self.endpoint, config=config)
             return self._client
@@ -161,17 +181,23 @@ class S3Objects:
 
     def put_once(self, name: str, data: bytes) -> bool:
         """A PUT with If-None-Match: * (the server refuses an existing name); above
-        PART_SIZE a multipart upload, after a HEAD (large objects are packs, named by
-        their content, so a racing writer can only store the same bytes)."""
+        MULTIPART_ABOVE a multipart upload, after a HEAD (such objects are index files of
+        large disks, named by their content, so a racing writer can only store the same
+        bytes)."""
         key = self._key(name)
-        if len(data) > PART_SIZE:
+        if len(data) > MULTIPART_ABOVE:
             if self.exists(name):
                 return False
             self._multipart(key, data)
             return True
+        extra = {}
+        if len(data) < CHECKED_BELOW:
+            digest = hashlib.md5(data, usedforsecurity=False).digest()
+            extra["ContentMD5"] = base64.b64encode(digest).decode()
 
         def run() -> None:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*",
+                                   **extra)
         try:
             self._call(f"writing {name}", run)
         except Taken:
