@@ -7,6 +7,7 @@ import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,14 +194,20 @@ def test_an_unreadable_folder_across_a_cut_carries_its_rows(
         setup: tuple[list[Source], Catalog], monkeypatch: pytest.MonkeyPatch) -> None:
     sources, catalog = setup
     locked = os.path.join(sources[0].path, b"d2")
-    real = os.scandir
+    real, real_open = os.scandir, os.open
 
     def scandir(path: bytes) -> object:
         if path == locked:
             raise PermissionError(13, "Permission denied")
         return real(path)
 
+    def open_dir(path: bytes, flags: int, *args: Any, **kwargs: Any) -> int:
+        if path == locked or (path == b"d2" and kwargs.get("dir_fd") is not None):
+            raise PermissionError(13, "Permission denied")  # the walk opens by descriptor
+        return real_open(path, flags, *args, **kwargs)
+
     monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "open", open_dir)
     want = _whole(sources, catalog)
     assert (Action.SKIPPED, b"src/d2") in want[0]
     inside = [p for p in (bytes(r.path) for r in catalog.current()) if

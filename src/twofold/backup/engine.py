@@ -127,8 +127,9 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
             plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                           catalog), progress)
             try:
-                check_mass_delete(plan.moves, catalog.count_current_files(),
-                                  options.allow_mass_delete)
+                if plan.moves:  # counting current/ reads every open row: only when needed
+                    check_mass_delete(plan.moves, catalog.count_current_files(),
+                                      options.allow_mass_delete)
                 name = run_name_for(started, set(catalog.run_names().values()))
                 run_id = catalog.add_run(name, started, {
                     "sources": [os.fsdecode(s.path) for s in srcs],

@@ -8,6 +8,7 @@ streams.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ def entry_from_stat(rel: bytes, st: os.stat_result, abs_path: bytes | None = Non
     )
 
 
-def _first(item: tuple[bytes, bool, bytes, bytes, bool]) -> bytes:
+def _first(item: tuple[bytes, bool, bytes, bytes | None, bool]) -> bytes:
     return item[0]
 
 
@@ -89,80 +90,98 @@ class Scanner:
             self.hi is None or (prefix < self.hi and not self.hi.startswith(prefix)))
 
     def __iter__(self) -> Iterator[Entry | Skipped]:
-        """Walk depth-first with an explicit stack: one generator frame, however deep."""
+        """Walk depth-first with an explicit stack: one generator frame, however deep.
+
+        Each folder being walked holds a descriptor, and its entries are looked at
+        relative to it (`fstatat`), so the kernel resolves one name per entry rather
+        than its whole path (a third less time for a no-op on a deep tree)."""
         tops = {s.name: s for s in self.sources}
-        stack = [self._level(b"", [(s.name, s.path, True) for s in self.sources])]
+        top: list[Item] = [(s.name, s.path, True) for s in self.sources]
+        stack = [self._level(b"", top, _Dir(None, b""))]
         lo, hi, links = self.lo, self.hi, self._links if self.links else None
         lstat, s_isdir, s_isreg = os.lstat, stat.S_ISDIR, stat.S_ISREG
         file_kind = _FILE
-        while stack:
-            prefix, keyed, listings, whole, excluded, cut = stack[-1]
-            for is_subtree, name, abs_path, is_dir in keyed:
-                rel = prefix + name
-                if is_subtree:
-                    listing = listings.pop(name, None)
-                    if listing is not None:
-                        stack.append(self._level(rel + b"/", listing))
-                        break
-                    continue
-                emit = whole or (lo <= rel and (hi is None or rel < hi))
-                if not emit and not (is_dir and self._touches(rel + b"/")):
-                    continue
-                try:
-                    st = lstat(abs_path)
-                except FileNotFoundError:
-                    continue  # vanished since the folder was listed
-                except OSError as err:
-                    yield Skipped(rel, _reason(err))
-                    continue
-                mode = st.st_mode
-                if s_isreg(mode):  # the common case, kept lean
-                    if not emit or excluded(rel[cut:], name):
+        try:
+            while stack:
+                prefix, keyed, listings, whole, excluded, cut, here = stack[-1]
+                fd = here.fd
+                for is_subtree, name, abs_path, is_dir in keyed:
+                    rel = prefix + name
+                    if is_subtree:
+                        pending = listings.pop(name, None)
+                        if pending is not None:
+                            stack.append(self._level(rel + b"/", pending[0], pending[1]))
+                            break
                         continue
-                    entry = Entry(rel, file_kind, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
-                                  st.st_ino, st.st_dev, st.st_nlink, mode & 0o7777,
-                                  st.st_uid, st.st_gid)
-                    if links is not None and st.st_nlink > 1:
-                        first = links.setdefault((st.st_dev, st.st_ino), rel)
-                        if first != rel:
-                            entry.link_to = first
-                    yield entry
-                    continue
-                source = tops.get(name) if not prefix else None
-                if s_isdir(mode):
-                    if source is None and excluded(rel[cut:] + b"/", name + b"/"):
+                    emit = whole or (lo <= rel and (hi is None or rel < hi))
+                    if not emit and not (is_dir and self._touches(rel + b"/")):
                         continue
                     try:
-                        with os.scandir(abs_path) as it:
-                            listing = [(d.name, d.path, d.is_dir(follow_symlinks=False))
-                                       for d in it]
-                    except OSError as err:  # yielded even outside the range: see class
-                        yield Skipped(rel, _reason(err), is_dir=True)
+                        if fd is not None:
+                            st = lstat(name, dir_fd=fd)
+                        else:
+                            st = lstat(abs_path or here.path + b"/" + name)
+                    except FileNotFoundError:
+                        continue  # vanished since the folder was listed
+                    except OSError as err:
+                        yield Skipped(rel, _reason(err))
                         continue
-                    if source is not None:
-                        self.excluder.enter_source(name, abs_path)
-                    if emit or self._touches(rel + b"/"):
-                        listings[name] = listing
-                    if emit:
-                        yield entry_from_stat(rel, st)
-                    continue
-                if not emit or (source is None and excluded(rel[cut:], name)):
-                    continue
-                try:
-                    yield entry_from_stat(rel, st, abs_path)
-                except OSError as err:
-                    yield Skipped(rel, _reason(err))
-            else:
-                stack.pop()
+                    mode = st.st_mode
+                    if s_isreg(mode):  # the common case, kept lean
+                        if not emit or excluded(rel[cut:], name):
+                            continue
+                        entry = Entry(rel, file_kind, st.st_size, st.st_mtime_ns,
+                                      st.st_ctime_ns, st.st_ino, st.st_dev, st.st_nlink,
+                                      mode & 0o7777, st.st_uid, st.st_gid)
+                        if links is not None and st.st_nlink > 1:
+                            first = links.setdefault((st.st_dev, st.st_ino), rel)
+                            if first != rel:
+                                entry.link_to = first
+                        yield entry
+                        continue
+                    source = tops.get(name) if not prefix else None
+                    path = abs_path or here.path + b"/" + name
+                    if s_isdir(mode):
+                        if source is None and excluded(rel[cut:] + b"/", name + b"/"):
+                            continue
+                        try:
+                            listing, sub = _list(name, path, fd)
+                        except OSError as err:  # yielded even outside the range: see class
+                            yield Skipped(rel, _reason(err), is_dir=True)
+                            continue
+                        if source is not None:
+                            self.excluder.enter_source(name, path)
+                        if emit or self._touches(rel + b"/"):
+                            listings[name] = (listing, sub)
+                        else:
+                            sub.close()
+                        if emit:
+                            yield entry_from_stat(rel, st)
+                        continue
+                    if not emit or (source is None and excluded(rel[cut:], name)):
+                        continue
+                    try:
+                        yield entry_from_stat(rel, st, path)
+                    except OSError as err:
+                        yield Skipped(rel, _reason(err))
+                else:
+                    stack.pop()
+                    here.close()
+                    for _listing, sub in listings.values():
+                        sub.close()
+        finally:  # the consumer stopped early, or an error: close what is still open
+            for level in stack:
+                level[6].close()
+                for _listing, sub in level[2].values():
+                    sub.close()
 
-    def _level(self, prefix: bytes, items: list[tuple[bytes, bytes, bool]]) -> tuple[
-            bytes, Iterator[tuple[bool, bytes, bytes, bool]],
-            dict[bytes, list[tuple[bytes, bytes, bool]]], bool, Matcher, int]:
-        """One folder being walked: its path prefix, its (is_subtree, name, absolute path,
-        is_dir) items in catalog order (a folder's own name sorts at `name`, its contents
-        at `name/`), the listings of its subfolders, whether all of it is in range, the
-        exclude matcher of its source, and where the path inside that source starts."""
-        keyed: list[tuple[bytes, bool, bytes, bytes, bool]] = []
+    def _level(self, prefix: bytes, items: list[Item], here: _Dir) -> Level:
+        """One folder being walked: its path prefix, its (is_subtree, name, absolute path
+        or None, is_dir) items in catalog order (a folder's own name sorts at `name`, its
+        contents at `name/`), the listings of its subfolders, whether all of it is in
+        range, the exclude matcher of its source, where the path inside that source
+        starts, and the folder itself."""
+        keyed: list[tuple[bytes, bool, bytes, bytes | None, bool]] = []
         for name, abs_path, is_dir in items:
             keyed.append((name, False, name, abs_path, is_dir))
             if is_dir:
@@ -173,4 +192,62 @@ class Scanner:
         if matcher is None:  # asked after enter_source, which reads the source's own file
             matcher = self._matchers[top] = self.excluder.for_source(top)
         return (prefix, iter([k[1:] for k in keyed]), {}, self._holds(prefix),
-                matcher, len(top) + 1)
+                matcher, len(top) + 1, here)
+
+
+class _Dir:
+    """A folder being walked: its absolute path and, where one was opened, a descriptor
+    its entries are looked up relative to (None: by path)."""
+
+    __slots__ = ("fd", "path")
+    held = 0  # descriptors open in all walks of this process
+
+    def __init__(self, fd: int | None, path: bytes) -> None:
+        self.fd, self.path = fd, path
+        if fd is not None:
+            _Dir.held += 1
+
+    def close(self) -> None:
+        """Close the descriptor (once)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+            _Dir.held -= 1
+
+
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_BY_FD = os.stat in os.supports_dir_fd and os.scandir in os.supports_fd  # lstat: stat
+MAX_HELD = 64
+"""Folders held open at once; deeper ones (and the rest of a walk that found no free
+descriptor) go by path."""
+
+
+def _list(name: bytes, path: bytes, parent_fd: int | None) -> tuple[list[Item], _Dir]:
+    """The (name, None, is_dir) items of a folder, and the folder opened for its walk.
+
+    By descriptor where the platform allows it and fewer than MAX_HELD are open; by path
+    otherwise, or when this process has run out of descriptors."""
+    fd = None
+    if _BY_FD and _Dir.held < MAX_HELD:
+        try:
+            fd = os.open(name, _OPEN_DIR, dir_fd=parent_fd) if parent_fd is not None \
+                else os.open(path, _OPEN_DIR)
+        except OSError as err:
+            if err.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+    here = _Dir(fd, path)
+    try:
+        with os.scandir(fd if fd is not None else path) as it:
+            listing: list[Item] = [(d.name if isinstance(d.name, bytes) else os.fsencode(d.name),
+                                    None, d.is_dir(follow_symlinks=False)) for d in it]
+    except BaseException:
+        here.close()
+        raise
+    return listing, here
+
+
+Item = tuple[bytes, bytes | None, bool]
+"""A folder's entry as listed: its name, its absolute path (top level only), whether it is
+a folder."""
+Level = tuple[bytes, Iterator[tuple[bool, bytes, bytes | None, bool]],
+              dict[bytes, tuple[list[Item], _Dir]], bool, Matcher, int, _Dir]
