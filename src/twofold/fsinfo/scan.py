@@ -94,7 +94,7 @@ class Scanner:
 
         Each folder being walked holds a descriptor, and its entries are looked at
         relative to it (`fstatat`), so the kernel resolves one name per entry rather
-        than its whole path (a third less time for a no-op on a deep tree)."""
+        than its whole path (walking the bench tree took about 30 % less time)."""
         tops = {s.name: s for s in self.sources}
         top: list[Item] = [(s.name, s.path, True) for s in self.sources]
         stack = [self._level(b"", top, _Dir(None, b""))]
