@@ -47,6 +47,7 @@ class Mirror:
         fsync_dir(os.path.dirname(self.target_path) or ".")
 
     def drop(self) -> None:
-        """Remove the working copy."""
-        with contextlib.suppress(OSError):
-            os.unlink(self.local)
+        """Remove the working copy and the journal SQLite keeps beside it (PERSIST mode)."""
+        for path in (self.local, self.local + "-journal"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
