@@ -15,6 +15,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 
 from twofold.backup.copyjob import CopyOutcome, CopyTask, copy_many
+from twofold.backup.fresh import Fresh
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.records import to_record
 from twofold.backup.twins import place_twins
@@ -78,6 +79,7 @@ class Applier:
     _dir_mtime: dict[bytes, int] = field(default_factory=dict)
     _link_hash: dict[bytes, bytes] = field(default_factory=dict)
     _done_seq: int = 0
+    _fresh: Fresh = field(default_factory=Fresh)
 
     def src(self, rel: bytes) -> bytes:
         """Absolute source path of a relative path."""
@@ -149,7 +151,7 @@ class Applier:
                 self._seq += 1
                 step.op.seq = self._seq
         names = place_twins(self.sd, (s.op for s in steps if s.op is not None and (
-            s.change.old is None or s.op.op == "move")))
+            s.change.old is None or s.op.op == "move")), self._fresh)
         try:
             if futures:
                 self._flush()
@@ -174,7 +176,8 @@ class Applier:
             if op.link_to is not None:
                 self._touched.add(parent_of(op.link_to))
             try:
-                apply_op(self.sd, self.run_name, op, entries.get, replay=False)
+                apply_op(self.sd, self.run_name, op, entries.get, replay=False,
+                         fresh=self._fresh)
             except OSError as err:
                 raise target_failure(err, op.path) from err
         if ops:

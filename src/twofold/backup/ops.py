@@ -13,6 +13,7 @@ import shutil
 import stat
 from collections.abc import Callable
 
+from twofold.backup.fresh import Fresh
 from twofold.core.models import Entry, Kind
 from twofold.fsinfo.disk import rename_new
 from twofold.fsinfo.meta import apply_metadata, set_mtime
@@ -94,10 +95,12 @@ def _is_dir(path: bytes) -> bool:
 
 
 def apply_op(sd: SetDir, run_name: str, op: PendingOp,
-             entry_of: Callable[[bytes], Entry | None], *, replay: bool = True) -> None:
+             entry_of: Callable[[bytes], Entry | None], *, replay: bool = True,
+             fresh: Fresh | None = None) -> None:
     """Carry out one pending operation, skipping whatever part of it is already done.
 
-    `replay=False` (the run that planned the operation) skips checks only a replay needs.
+    `replay=False` (the run that planned the operation) skips checks only a replay needs;
+    `fresh`: the folders that run made, where a new name needs no look (see fresh.py).
     """
     cur = sd.cur(op.path)
     if op.op == "put":
@@ -105,7 +108,9 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
         tmp = os.path.join(sd.tmp, os.fsencode(op.tmp))
         if replay and not os.path.lexists(tmp):
             return  # renamed into place before
-        if not rename_new(tmp, cur):  # what is there now goes to versions/ first
+        if fresh is not None and fresh.absent(cur):
+            os.rename(tmp, cur)
+        elif not rename_new(tmp, cur):  # what is there now goes to versions/ first
             move_aside(sd, run_name, op.path)
             os.rename(tmp, cur)
     elif op.op == "link":
@@ -120,9 +125,13 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
         else:
             _link_or_copy(first, cur)
     elif op.op == "mkdir":
-        if os.path.lexists(cur) and not _is_dir(cur):
-            move_aside(sd, run_name, op.path)
-        os.makedirs(cur, exist_ok=True)
+        if fresh is not None and (fresh.absent(cur) or not os.path.lexists(cur)):
+            os.makedirs(cur)
+            fresh.made(cur)
+        else:
+            if os.path.lexists(cur) and not _is_dir(cur):
+                move_aside(sd, run_name, op.path)
+            os.makedirs(cur, exist_ok=True)
         _apply_meta(sd, cur, entry_of(op.path))
     elif op.op == "move":
         assert op.link_to is not None
@@ -139,6 +148,8 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
             _apply_meta(sd, cur, entry_of(op.path))
     else:
         raise ValueError(f"unknown pending operation {op.op!r}")
+    if fresh is not None:
+        fresh.claim(cur)
 
 
 def set_dir_times(sd: SetDir, dirs: set[bytes], known: dict[bytes, int],

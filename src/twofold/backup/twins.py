@@ -11,29 +11,40 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from twofold.backup.fresh import Fresh
 from twofold.store.catalog import PendingOp
 from twofold.store.target import SetDir
 
 PLACING = ("put", "link", "mkdir", "move")
 
 
-def place_twins(sd: SetDir, new_ops: Iterable[PendingOp]) -> list[tuple[bytes, bytes]]:
+def place_twins(sd: SetDir, new_ops: Iterable[PendingOp],
+                fresh: Fresh | None = None) -> list[tuple[bytes, bytes]]:
     """Give each case twin among `new_ops` (operations creating a path that had no catalog
-    row) its tagged name; returns the (path, stored name) pairs to record."""
+    row) its tagged name; returns the (path, stored name) pairs to record.
+
+    `fresh`: folders the run made (fresh.py). Nothing is looked for in those, nor in the
+    folders this batch will make, beyond what this batch itself puts there."""
     namer = sd.namer
     if not namer.profile.case_insensitive:
         return []
     taken: set[bytes] = set()  # folded target paths of this batch's new entries
+    coming: set[bytes] = set()  # folders this batch makes where nothing is now
     added: list[tuple[bytes, bytes]] = []
     for op in new_ops:
         if op.op not in PLACING:
             continue
         key = namer.fold(op.path)
-        if key in taken or (os.path.lexists(sd.cur(op.path)) and not _case_rename(sd, op)):
+        cur = sd.cur(op.path)
+        there = not (os.path.dirname(cur) in coming or (fresh is not None and fresh.absent(cur))) \
+            and os.path.lexists(cur)
+        if key in taken or (there and not _case_rename(sd, op)):
             stored = namer.twin_name(op.path)
             namer.add_twin(op.path, stored)
             added.append((op.path, stored))
             key = namer.fold(op.path)
+        elif op.op == "mkdir" and not there:
+            coming.add(cur)
         taken.add(key)
     return added
 
