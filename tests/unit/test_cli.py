@@ -171,3 +171,27 @@ def test_prune_drops_old_versions(tree: tuple[Path, Path]) -> None:
     versions = target / "twofold/default/versions"
     assert not any(p.is_file() for p in versions.rglob("*"))
     assert (target / "twofold/default/current/Docs/a.txt").read_text() == "three"
+
+
+def test_start_up_leaves_typer_rich_help_unloaded_until_used() -> None:
+    """typer's Rich help (with rich.markdown and markdown_it) is loaded on first use only
+    (cli/lazy_rich.py), and help and usage errors still come out formatted by it. In a
+    fresh interpreter: here typer was imported before twofold, so the stand-in is off."""
+    import subprocess
+    import sys
+
+    def python(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "COLUMNS": "100", "TERM": "dumb"}
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                              env=env, check=False)
+
+    probe = ("import sys; import twofold.cli.app; "
+             "print(sorted(m for m in ('markdown_it', 'rich.markdown') if m in sys.modules))")
+    got = python("-c", probe)
+    assert got.stdout.strip() == "[]", got.stdout + got.stderr
+    got = python("-m", "twofold", "backup", "--help")
+    assert got.returncode == 0 and "─ Options ─" in got.stdout, got.stdout + got.stderr
+    assert "--allow-mass-delete" in got.stdout
+    got = python("-m", "twofold", "backup", "--bogus")
+    assert got.returncode == 2 and "─ Error ─" in got.stderr, got.stdout + got.stderr
+    assert "No such option" in got.stderr
