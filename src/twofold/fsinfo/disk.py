@@ -8,6 +8,7 @@ import errno
 import functools
 import os
 import sys
+import threading
 
 
 @functools.cache
@@ -105,3 +106,31 @@ def same_disk(a: bytes | str, b: bytes | str) -> bool:
     if not sys.platform.startswith("linux") or os.major(da) == 0 or os.major(db) == 0:
         return False
     return _whole_disk(da) == _whole_disk(db)
+
+
+READ_AHEAD_CHUNK = 1 << 20
+
+
+def read_ahead(path: bytes | str) -> threading.Thread:
+    """Read a file once from start to end in a background thread, so that the random
+    reads that follow (SQLite's) find its pages in memory. Through a FUSE driver a cold
+    catalog read in order took 0.2 s, and read page by page by the planning processes, about
+    0.8 s more (docs/DESIGN.md, "Reading the catalog ahead"). Errors are left to the
+    readers that follow."""
+
+    def read() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return
+        try:
+            while os.read(fd, READ_AHEAD_CHUNK):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=read, name="twofold-read-ahead", daemon=True)
+    thread.start()
+    return thread

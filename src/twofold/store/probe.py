@@ -24,15 +24,15 @@ _PROBE_MTIME = 1_700_000_001_123_456_789  # odd second, every ns digit set
 _ASCII_TRIES = WINDOWS_CHARS + "\x01"
 
 
-def mount_type(path: bytes) -> str:
-    """The filesystem type /proc/mounts gives for the mount holding `path` ("unknown")."""
+def _mount_of(path: bytes) -> tuple[str, bytes]:
+    """The type and device /proc/mounts gives for the mount holding `path`."""
     real = os.path.realpath(path)
     best, kind, device = b"", "unknown", b""
     try:
         with open("/proc/self/mounts", "rb") as f:
             lines = f.read().splitlines()
     except OSError:
-        return kind
+        return kind, device
     for line in lines:
         parts = line.split()
         if len(parts) < 3:
@@ -40,9 +40,21 @@ def mount_type(path: bytes) -> str:
         mnt = parts[1].replace(b"\\040", b" ")
         if (real == mnt or real.startswith(mnt.rstrip(b"/") + b"/")) and len(mnt) >= len(best):
             best, kind, device = mnt, parts[2].decode(errors="replace"), parts[0]
+    return kind, device
+
+
+def mount_type(path: bytes) -> str:
+    """The filesystem type of the mount holding `path` ("unknown"); for a FUSE mount of a
+    device or image, what blkid finds on it (exfat, ntfs ...)."""
+    kind, device = _mount_of(path)
     if kind in ("fuse", "fuseblk") and device.startswith(b"/"):
         kind = _blkid_type(device) or kind
     return kind
+
+
+def through_fuse(path: bytes) -> bool:
+    """True when `path` is on a drive mounted through FUSE (exfat-fuse, ntfs-3g ...)."""
+    return _mount_of(path)[0].startswith("fuse")
 
 
 def _blkid_type(device: bytes) -> str | None:

@@ -18,10 +18,11 @@ except ImportError:  # Windows: the exclusive lock file only
 from twofold.core.errors import TargetError, UsageError
 from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
+from twofold.fsinfo.disk import read_ahead
 from twofold.store.catalog import Catalog
 from twofold.store.holders import is_stale
 from twofold.store.holders import me as holder_me
-from twofold.store.probe import probe
+from twofold.store.probe import probe, through_fuse
 from twofold.store.rows import target_failure
 
 __all__ = ["SetDir", "target_failure"]
@@ -89,6 +90,8 @@ class SetDir:
         path = os.fsdecode(self.catalog)
         fresh: TargetProfile | None = None
         if self.exists():
+            if through_fuse(self.root):  # in order, ahead of SQLite's page-by-page reads
+                read_ahead(self.catalog)
             peek = Catalog(path)
             try:
                 profile = peek.profile()
