@@ -125,13 +125,13 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
         else:
             _link_or_copy(first, cur)
     elif op.op == "mkdir":
-        if fresh is not None and (fresh.absent(cur) or not os.path.lexists(cur)):
-            os.makedirs(cur)
+        there = not (fresh is not None and fresh.absent(cur)) and os.path.lexists(cur)
+        if there and not _is_dir(cur):
+            move_aside(sd, run_name, op.path)
+            there = False
+        os.makedirs(cur, exist_ok=True)
+        if fresh is not None and not there:
             fresh.made(cur)
-        else:
-            if os.path.lexists(cur) and not _is_dir(cur):
-                move_aside(sd, run_name, op.path)
-            os.makedirs(cur, exist_ok=True)
         _apply_meta(sd, cur, entry_of(op.path))
     elif op.op == "move":
         assert op.link_to is not None

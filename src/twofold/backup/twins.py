@@ -36,8 +36,9 @@ def place_twins(sd: SetDir, new_ops: Iterable[PendingOp],
             continue
         key = namer.fold(op.path)
         cur = sd.cur(op.path)
-        there = not (os.path.dirname(cur) in coming or (fresh is not None and fresh.absent(cur))) \
-            and os.path.lexists(cur)
+        surely_absent = os.path.dirname(cur) in coming or (fresh is not None and
+                                                           fresh.absent(cur))
+        there = not surely_absent and os.path.lexists(cur)
         if key in taken or (there and not _case_rename(sd, op)):
             stored = namer.twin_name(op.path)
             namer.add_twin(op.path, stored)

@@ -2,8 +2,8 @@
 not at every start.
 
 typer 0.16 imports `typer.rich_utils` as it starts, and with it `rich.markdown` and
-`markdown_it`: about 0.1 s of every command (a tenth of a no-op backup of 100,000 files)
-for what only `--help` and usage errors need. `install()` puts a stand-in under that name
+`markdown_it`: about 0.04 s of every command (warm; more with a cold cache) for what only
+`--help` and usage errors need. `install()` puts a stand-in under that name
 before typer is imported. Whatever typer asks of it loads the real module, which then
 answers; the one thing typer asks for as it starts, a console for pretty tracebacks, is
 handed out as a console made on its first use. Nothing here changes what typer prints.
