@@ -64,8 +64,10 @@ def test_two_writers_one_killed_and_rerun(
     a = _random(tmp_path / "a.img", 24, 1)
     b = _random(tmp_path / "b.img", 96, 2)
     first = _twofold(s3, "create", str(a), "--to", s3.url, "--name", "a", "--json")
+    # b compresses slowly (zstd 15: about 40 MiB/s here), so it is still uploading well
+    # after its first pack shows; at level 6 it could finish before the kill landed
     second = _twofold(s3, "create", str(b), "--to", s3.url, "--name", "b", "--compression",
-                      "6", "--json")
+                      "15", "--json")
     _wait_for_pack(ceph, bucket, second)
     second.send_signal(signal.SIGKILL)
     second.wait()
