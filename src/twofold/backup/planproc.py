@@ -44,12 +44,13 @@ class Range:
 
 
 def ranges(catalog: Catalog | None, parts: int | None = None) -> list[Range]:
-    """The ranges to plan in: one per core, each with at least MIN_ROWS catalog rows."""
+    """The ranges to plan in: two per core (a cold walk waits on the disk, and more walks
+    keep more reads in flight), at most MAX_PARTS, each with at least MIN_ROWS rows."""
     if catalog is None or not can_fork():
         return [Range()]
     rows = catalog.count_open()
     if parts is None:
-        parts = max(1, min(os.cpu_count() or 1, MAX_PARTS, rows // MIN_ROWS))
+        parts = max(1, min(2 * (os.cpu_count() or 1), MAX_PARTS, rows // MIN_ROWS))
     cuts = catalog.split_points(parts, rows) if parts > 1 else []
     bounds: list[bytes | None] = [b"", *cuts, None]
     return [Range(bounds[i] or b"", bounds[i + 1]) for i in range(len(bounds) - 1)]
