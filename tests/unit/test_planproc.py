@@ -23,6 +23,7 @@ from twofold.core.diff import Action, Change, Tally, merge
 from twofold.core.errors import UsageError
 from twofold.core.progress import NullProgress
 from twofold.fsinfo.children import can_fork
+from twofold.fsinfo import fastwalk
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
 from twofold.store.catalog import Catalog
@@ -192,7 +193,10 @@ def test_a_ranged_scan_yields_the_range_of_the_whole_scan(tmp_path: Path) -> Non
 
 def test_an_unreadable_folder_across_a_cut_carries_its_rows(
         setup: tuple[list[Source], Catalog], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal is injected into the Python walk's calls, so this plans in Python;
+    test_fastwalk.py makes a real unreadable folder for the walk in C."""
     sources, catalog = setup
+    monkeypatch.setenv(fastwalk.OFF, "1")
     locked = os.path.join(sources[0].path, b"d2")
     real, real_open = os.scandir, os.open
 

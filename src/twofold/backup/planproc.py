@@ -19,16 +19,18 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import IO
 
-from twofold.core.diff import Action, Change, Tally, decide, merge
+from twofold.core.diff import Action, Change, Pair, Tally, align, decide, judge
+from twofold.fsinfo import fastwalk
 from twofold.fsinfo.children import can_fork, child_context, die_with_parent
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
 from twofold.store.catalog import Catalog, open_rows, read_only
+from twofold.store.rows import SigRow, sig_query
 
 MIN_ROWS = 10_000  # catalog rows per worker below which another worker is not worth it
 MAX_PARTS = 4
@@ -62,14 +64,24 @@ def plan_range(sources: list[Source], excluder: Excluder, db_file: str | None, p
     Tally of the unchanged entries (`seen` 0) at the end.
 
     `links`: decide files with several names here (only when this is the whole tree).
+    The walk in C (fsinfo/fastwalk) pairs the walk with the catalog where it is built and
+    there is a catalog; else scan.Scanner and core.diff.align do, with the same result.
     """
-    scanner = Scanner(sources, excluder, part.lo, part.hi, links=links)
     db = read_only(db_file) if db_file is not None else None
     try:
-        rows = open_rows(db, part.lo, part.hi, slim=True) if db is not None else iter(())
         tally = Tally()
+        paired: Iterable[Pair | None]
+        if db is not None and db_file is not None and fastwalk.available():
+            conn = db
+            paired = ((None if p is None else (p[0], None if p[1] is None else
+                                                SigRow(p[1], conn)))
+                      for p in fastwalk.pairs(sources, excluder, part.lo, part.hi, db_file,
+                                              sig_query(part.hi is not None), links, tally))
+        else:
+            rows = open_rows(db, part.lo, part.hi, slim=True) if db is not None else iter(())
+            paired = align(Scanner(sources, excluder, part.lo, part.hi, links=links), rows)
         changes = reported = 0
-        for ch in merge(scanner, rows, hold_links=not links, tally=tally):
+        for ch in judge(paired, hold_links=not links, tally=tally):
             if type(ch) is Tally:
                 seen = tally.same + changes
                 yield Tally(seen - reported)

@@ -106,6 +106,28 @@ def decide(entry: Entry, row: CatalogRow | None, keep_old: bool = False) -> Chan
     return Change(compare(entry, old), entry.path, entry=entry, old=old)
 
 
+Pair = tuple[Entry | Skipped | None, CatalogRow | None]
+"""A path's scan item and catalog row, either missing (see align)."""
+
+
+def align(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow]) -> Iterator[Pair]:
+    """Pair two path-sorted streams by path: (item, row), (item, None) or (None, row)."""
+    scan_it, cat_it = iter(scan), iter(catalog)
+    s = next(scan_it, None)
+    c = next(cat_it, None)
+    while s is not None or c is not None:
+        if c is not None and (s is None or c.path < s.path):
+            yield None, c
+            c = next(cat_it, None)
+        elif c is not None and s is not None and c.path == s.path:
+            yield s, c
+            c = next(cat_it, None)
+            s = next(scan_it, None)
+        else:
+            yield s, None
+            s = next(scan_it, None)
+
+
 @overload
 def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow],
           keep_old: bool = False, hold_links: bool = False,
@@ -121,37 +143,43 @@ def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow],
 def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow],
           keep_old: bool = False, hold_links: bool = False,
           tally: Tally | None = None) -> Iterator[Change | Tally]:
-    """Merge two path-sorted streams into one change per path.
+    """Merge two path-sorted streams into one change per path (see judge)."""
+    return judge(align(scan, catalog), keep_old, hold_links, tally)
+
+
+def judge(pairs: Iterable[Pair | None], keep_old: bool = False, hold_links: bool = False,
+          tally: Tally | None = None) -> Iterator[Change | Tally]:
+    """One change for each aligned pair, in their order.
 
     `hold_links`: a file with several names is not decided but yielded as HELD, with its
     Record as `old`; the caller sets its `link_to` and calls `decide` (see planproc).
     `tally`: unchanged entries are counted there, not yielded, and the Tally itself is
-    yielded every TALLY_EVERY entries, so the caller can report progress.
+    yielded every TALLY_EVERY entries, so the caller can report progress; a None among
+    the pairs (the native walk counted unchanged pairs itself) yields it too.
     """
-    scan_it, cat_it = iter(scan), iter(catalog)
-    s = next(scan_it, None)
-    c = next(cat_it, None)
     skipped_dirs: list[bytes] = []
     unchanged = Action.UNCHANGED  # enum attribute lookups are slow on Python 3.11
     file_kind = Kind.FILE
-    while s is not None or c is not None:
-        if c is not None and (s is None or c.path < s.path):
+    for pair in pairs:
+        if pair is None:
+            if tally is not None:
+                yield tally
+            continue
+        s, c = pair
+        if s is None:
+            assert c is not None
             if any(is_within(c.path, d) for d in skipped_dirs):
                 yield Change(Action.CARRIED, c.path, old=c.record())
             else:
                 yield Change(Action.DELETED, c.path, old=c.record())
-            c = next(cat_it, None)
-            continue
-        assert s is not None
-        same = c is not None and c.path == s.path
-        if isinstance(s, Skipped):
+        elif isinstance(s, Skipped):
             if s.is_dir:
                 skipped_dirs.append(s.path)
-            yield Change(Action.SKIPPED, s.path, old=c.record() if same and c else None,
+            yield Change(Action.SKIPPED, s.path, old=c.record() if c else None,
                          reason=s.reason)
         elif hold_links and s.nlink > 1 and s.kind is file_kind:
-            yield Change(Action.HELD, s.path, s, c.record() if same and c else None)
-        elif not same or c is None:
+            yield Change(Action.HELD, s.path, s, c.record() if c else None)
+        elif c is None:
             yield Change(Action.NEW, s.path, entry=s)
         elif not keep_old and s.signature() == c.sig:
             if tally is None:
@@ -165,6 +193,3 @@ def merge(scan: Iterable[Entry | Skipped], catalog: Iterable[CatalogRow],
                     yield tally
         else:
             yield decide(s, c, keep_old)
-        if same:
-            c = next(cat_it, None)
-        s = next(scan_it, None)

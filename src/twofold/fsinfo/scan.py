@@ -13,6 +13,7 @@ import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from twofold.core.models import Entry, Kind, Skipped
 from twofold.fsinfo.excludes import Excluder, Matcher
@@ -35,7 +36,32 @@ class Source:
 _FILE = Kind.FILE  # enum attribute lookups are slow on Python 3.11: hoisted
 
 
-def entry_from_stat(rel: bytes, st: os.stat_result, abs_path: bytes | None = None) -> Entry:
+class StatLike(Protocol):
+    """What entry_from_stat reads: an os.stat_result, or the walk in C's stat_result."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_uid(self) -> int: ...
+    @property
+    def st_gid(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
+    @property
+    def st_rdev(self) -> int: ...
+
+
+def entry_from_stat(rel: bytes, st: StatLike, abs_path: bytes | None = None) -> Entry:
     """Build an Entry from an lstat result (reads the link target of a symlink).
 
     Owner and group names are left out: they are looked up only for catalog rows.
@@ -53,11 +79,19 @@ def entry_from_stat(rel: bytes, st: os.stat_result, abs_path: bytes | None = Non
     )
 
 
+def note_link(first: dict[tuple[int, int], bytes], entry: Entry) -> None:
+    """Set `link_to` of a file with several names when an earlier name was seen."""
+    name = first.setdefault((entry.dev, entry.ino), entry.path)
+    if name != entry.path:
+        entry.link_to = name
+
+
 def _first(item: tuple[bytes, bool, bytes, bytes | None, bool]) -> bytes:
     return item[0]
 
 
-def _reason(err: OSError) -> str:
+def reason_of(err: OSError) -> str:
+    """How a skipped entry's error is reported."""
     return err.strerror or str(err)
 
 
@@ -124,7 +158,7 @@ class Scanner:
                     except FileNotFoundError:
                         continue  # vanished since the folder was listed
                     except OSError as err:
-                        yield Skipped(rel, _reason(err))
+                        yield Skipped(rel, reason_of(err))
                         continue
                     mode = st.st_mode
                     if s_isreg(mode):  # the common case, kept lean
@@ -134,9 +168,7 @@ class Scanner:
                                       st.st_ctime_ns, st.st_ino, st.st_dev, st.st_nlink,
                                       mode & 0o7777, st.st_uid, st.st_gid)
                         if links is not None and st.st_nlink > 1:
-                            first = links.setdefault((st.st_dev, st.st_ino), rel)
-                            if first != rel:
-                                entry.link_to = first
+                            note_link(links, entry)
                         yield entry
                         continue
                     source = tops.get(name) if not prefix else None
@@ -147,7 +179,7 @@ class Scanner:
                         try:
                             listing, sub = _list(name, path, fd)
                         except OSError as err:  # yielded even outside the range: see class
-                            yield Skipped(rel, _reason(err), is_dir=True)
+                            yield Skipped(rel, reason_of(err), is_dir=True)
                             continue
                         if source is not None:
                             self.excluder.enter_source(name, path)
@@ -163,7 +195,7 @@ class Scanner:
                     try:
                         yield entry_from_stat(rel, st, path)
                     except OSError as err:
-                        yield Skipped(rel, _reason(err))
+                        yield Skipped(rel, reason_of(err))
                 else:
                     stack.pop()
                     here.close()

@@ -74,6 +74,12 @@ SIG_SELECT = ("SELECT id, path, kind, size, mtime_ns, ctime_ns, ino, mode, uid, 
               "rdev, link_to FROM entries")
 
 
+def sig_query(upper: bool) -> str:
+    """SIG_SELECT of the open rows from ?1 on (below ?2 when `upper`), in path order."""
+    return (f"{SIG_SELECT} WHERE until_run IS NULL AND path >= ?1 "
+            f"{'AND path < ?2 ' if upper else ''}ORDER BY path")
+
+
 class SigRow:
     """An open row read with its signature only, for comparing with a scan; the Record
     is read by id when the merge needs it (a change: rare on most runs)."""
