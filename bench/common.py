@@ -161,8 +161,8 @@ def pin_source(workdir: str) -> tuple[dict[str, str], str]:
     commit = output(["git", "-C", REPO, "rev-parse", "HEAD"])
     if commit == "?":
         raise SystemExit("bench: pinning needs a git checkout; use --no-pin")
-    data = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", commit, "src"],
-                          check=True, capture_output=True).stdout
+    data = subprocess.run(["git", "-C", REPO, "archive", "--format=tar", commit, "src",
+                           "setup.py", "pyproject.toml"], check=True, capture_output=True).stdout
     dest = os.path.join(workdir, "twofold-src")
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(dest, filter="data")
@@ -170,8 +170,15 @@ def pin_source(workdir: str) -> tuple[dict[str, str], str]:
     # bytecode (PYTHONDONTWRITEBYTECODE) would otherwise compile every module every run.
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(dest, "src")],
                    check=True, capture_output=True)
+    # The walk in C, built as `pip install` builds it (optional there, reported here).
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=dest,
+                   capture_output=True)
     env = {**os.environ, "PYTHONPATH": os.path.join(dest, "src")}
-    return env, f"{commit[:7]} (src/ of that commit, pinned, byte-compiled)"
+    walk = subprocess.run([sys.executable, "-c", "from twofold.fsinfo import fastwalk; "
+                           "print(fastwalk.available())"], env=env, capture_output=True,
+                          text=True).stdout.strip()
+    native = "walk in C" if walk == "True" else "walk in Python: the C module was not built"
+    return env, f"{commit[:7]} (src/ of that commit, pinned, byte-compiled; {native})"
 
 
 def find_twofold(env: dict[str, str] | None) -> tuple[list[str], str]:

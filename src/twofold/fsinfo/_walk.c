@@ -42,6 +42,7 @@ static int buf_reserve(Buf *b, size_t more) {
 
 static int buf_set(Buf *b, const char *a, size_t na, const char *c, size_t nc, int slash) {
     b->n = 0;
+    if (na > PY_SSIZE_T_MAX / 2 || nc > PY_SSIZE_T_MAX / 2) { PyErr_NoMemory(); return -1; }
     if (buf_reserve(b, na + nc + 2) < 0) return -1;
     memcpy(b->p, a, na);
     memcpy(b->p + na, c, nc);
