@@ -172,11 +172,11 @@ def pin_source(workdir: str) -> tuple[dict[str, str], str]:
                    check=True, capture_output=True)
     # The walk in C, built as `pip install` builds it (optional there, reported here).
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=dest,
-                   capture_output=True)
+                   capture_output=True, check=False)
     env = {**os.environ, "PYTHONPATH": os.path.join(dest, "src")}
     walk = subprocess.run([sys.executable, "-c", "from twofold.fsinfo import fastwalk; "
                            "print(fastwalk.available())"], env=env, capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, check=False).stdout.strip()
     native = "walk in C" if walk == "True" else "walk in Python: the C module was not built"
     return env, f"{commit[:7]} (src/ of that commit, pinned, byte-compiled; {native})"
 

@@ -22,8 +22,8 @@ from twofold.backup.planproc import (
 from twofold.core.diff import Action, Change, Tally, merge
 from twofold.core.errors import UsageError
 from twofold.core.progress import NullProgress
-from twofold.fsinfo.children import can_fork
 from twofold.fsinfo import fastwalk
+from twofold.fsinfo.children import can_fork
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
 from twofold.store.catalog import Catalog
