@@ -173,18 +173,33 @@ class Bench:
             raise SystemExit(f"rsync failed (exit {m.rc}):\n{m.stdout}")
         return m
 
-    def phase(self, name: str, cold: bool, changed: list[str] | None = None) -> Row:
-        """Measure both tools on the current source, then check both copies."""
+    def phase(self, name: str, cold: bool, changed: list[str] | None = None,
+              repeat: int = 1) -> Row:
+        """Measure both tools on the current source, then check both copies.
+
+        `repeat` (warm phases that change nothing): the tools take turns that many times
+        and the run of median time stands for each, as one run of a second is at the mercy
+        of whatever else the machine does at that moment.
+        """
         if cold:
             self._drop()
         else:
             os.sync()
         label = f"{name} ({'cold' if cold and self.cold else 'warm'})"
         print(f"-- {label}: load average {os.getloadavg()[0]:.2f}", flush=True)
-        tf = self.twofold(label)
-        if cold:
-            self._drop()
-        rs = self.rsync()
+        tfs: list[Measure] = []
+        rss: list[Measure] = []
+        for _ in range(repeat):
+            tfs.append(self.twofold(label))
+            if cold:
+                self._drop()
+            rss.append(self.rsync())
+        tf, rs = median_run(tfs), median_run(rss)
+        if repeat > 1:
+            print(f"   {repeat} turns each, seconds: twofold "
+                  f"{', '.join(f'{m.seconds:.2f}' for m in tfs)}; rsync "
+                  f"{', '.join(f'{m.seconds:.2f}' for m in rss)} (medians below)", flush=True)
+            label += f", median of {repeat}"
         row = Row(label, tf, rs)
         src_rows = tree_listing(self.src)
         for who, root in (("twofold", self.current), ("rsync", self.rsync_dst)):
@@ -203,6 +218,11 @@ class Bench:
         if why is not None and why not in self.notes:
             self.notes.append(why)
             self.cold = False
+
+
+def median_run(runs: list[Measure]) -> Measure:
+    """The run of median time (the lower middle one of an even number)."""
+    return sorted(runs, key=lambda m: m.seconds)[(len(runs) - 1) // 2]
 
 
 def check_space(workdir: str, total: int) -> None:
@@ -275,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", default="/var/tmp/twofold-bench",
                     help="where the tree and both copies go (/var/tmp/twofold-bench)")
     ap.add_argument("--keep", action="store_true", help="keep the workdir afterwards")
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="turns each tool takes at the warm no-op; medians are reported (5)")
     ap.add_argument("--warm-full", action="store_true",
                     help="also time a full backup with a warm cache (two more full copies)")
     ap.add_argument("--wrap", default="",
@@ -312,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Listing: {listing_counts(tree_listing(b.src))}", flush=True)
         b.phase("full", cold=True)
         b.phase("no-op", cold=True)
-        b.phase("no-op", cold=False)
+        b.phase("no-op", cold=False, repeat=args.repeat)
         for i, cold in enumerate((True, False)):
             m = gentree.mutate(b.src, args.change, args.seed + i)
             print(f"Changed the source: edited {len(m.edited)}, added {len(m.added)}, "
