@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck check bench clean
 
-$(STAMP): pyproject.toml setup.py src/twofold/fsinfo/_walk.c
+$(STAMP): pyproject.toml setup.py $(wildcard src/twofold/fsinfo/walk_c/*)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

@@ -1,7 +1,7 @@
-"""The walk in C (`_walk.c`, Linux): the walk of scan.Scanner, reading the catalog's open
-rows alongside it and counting the pairs whose signatures are equal instead of handing
-them over. What it hands over is exactly what `core.diff.align` would pair for those paths,
-so `judge` decides it as it decides the Python walk's pairs.
+"""The walk in C (`walk_c/`, built as `_walk`; Linux): the walk of scan.Scanner, reading
+the catalog's open rows alongside it and counting the pairs whose signatures are equal
+instead of handing them over. What it hands over is exactly what `core.diff.align` would
+pair for those paths, so `judge` decides it as it decides the Python walk's pairs.
 
 Why it exists: a no-op run is a walk of the whole source and a read of the whole catalog;
 in Python each entry cost about 9 µs (a stat_result, an Entry, a catalog row tuple, a
