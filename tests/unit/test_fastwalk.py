@@ -204,8 +204,8 @@ def test_random_changes_are_planned_alike(tmp_path: Path, seed: int,
 
 def _native_pairs(sources: list[Source], db: str) -> Iterator[object]:
     from twofold.store.rows import sig_query
-    return fastwalk.pairs(sources, Excluder([]), b"", None, db, sig_query(False), True,
-                          Tally())
+    return fastwalk.pairs(sources, Excluder([]), b"", None, db, sig_query(False),
+                          lambda raw: raw, True, Tally())
 
 
 def _open_fds() -> int:

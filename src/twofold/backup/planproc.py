@@ -73,10 +73,9 @@ def plan_range(sources: list[Source], excluder: Excluder, db_file: str | None, p
         paired: Iterable[Pair | None]
         if db is not None and db_file is not None and fastwalk.available():
             conn = db
-            paired = ((None if p is None else (p[0], None if p[1] is None else
-                                                SigRow(p[1], conn)))
-                      for p in fastwalk.pairs(sources, excluder, part.lo, part.hi, db_file,
-                                              sig_query(part.hi is not None), links, tally))
+            paired = fastwalk.pairs(sources, excluder, part.lo, part.hi, db_file,
+                                    sig_query(part.hi is not None),
+                                    lambda raw: SigRow(raw, conn), links, tally)
         else:
             rows = open_rows(db, part.lo, part.hi, slim=True) if db is not None else iter(())
             paired = align(Scanner(sources, excluder, part.lo, part.hi, links=links), rows)

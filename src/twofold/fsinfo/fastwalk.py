@@ -14,11 +14,11 @@ scan.Scanner, with the same results.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from twofold.core.diff import Tally
-from twofold.core.models import Entry, Kind, Skipped
+from twofold.core.diff import CatalogRow, Pair, Tally
+from twofold.core.models import Kind, Skipped
 from twofold.fsinfo.excludes import Excluder, Matcher, nothing
 from twofold.fsinfo.scan import MAX_HELD, Source, entry_from_stat, note_link, reason_of
 
@@ -39,11 +39,12 @@ def available() -> bool:
 
 
 def pairs(sources: list[Source], excluder: Excluder, lo: bytes, hi: bytes | None,
-          db_file: str, sql: str, links: bool, tally: Tally
-          ) -> Iterator[tuple[Entry | Skipped | None, RawRow | None] | None]:
+          db_file: str, sql: str, row: Callable[[RawRow], CatalogRow], links: bool,
+          tally: Tally) -> Iterator[Pair | None]:
     """The pairs of the walk of [lo, hi) with the catalog's rows that `sql` selects
-    (SIG_SELECT's columns; ?1 is lo, ?2 hi), those with equal signatures left out and
-    counted into `tally`; None now and then, after which `tally` is up to date.
+    (SIG_SELECT's columns; ?1 is lo, ?2 hi, each row handed over as `row(tuple)`), those
+    with equal signatures left out and counted into `tally`; None now and then, after
+    which `tally` is up to date.
 
     `links`: set `link_to` of a file's later names (only when this is the whole tree,
     as scan.Scanner does with `links=True`).
@@ -76,21 +77,22 @@ def pairs(sources: list[Source], excluder: Excluder, lo: bytes, hi: bytes | None
             count()
             yield None
             continue
-        code, path, payload, row = item
+        code, path, payload, raw = item
+        old = None if raw is None else row(raw)
         if code == 2:
-            yield None, row
+            yield None, old
         elif code == 1:
             err, is_dir = payload
-            yield Skipped(path, os.strerror(err), bool(is_dir)), row
+            yield Skipped(path, os.strerror(err), bool(is_dir)), old
         else:
             st, abs_path = payload
             try:
                 entry = entry_from_stat(path, st, abs_path)
             except OSError as err:  # a symlink's target could not be read
-                yield Skipped(path, reason_of(err)), row
+                yield Skipped(path, reason_of(err)), old
                 continue
             if first is not None and entry.kind is Kind.FILE and entry.nlink > 1:
                 note_link(first, entry)
-            yield entry, row
+            yield entry, old
     count()
 
