@@ -195,3 +195,26 @@ def test_start_up_leaves_typer_rich_help_unloaded_until_used() -> None:
     got = python("-m", "twofold", "backup", "--bogus")
     assert got.returncode == 2 and "─ Error ─" in got.stderr, got.stdout + got.stderr
     assert "No such option" in got.stderr
+
+
+def test_commands_are_loaded_when_used() -> None:
+    """Starting the CLI loads no command module; running one loads only its own, and
+    every name in the list loads a command whose help names it."""
+    import subprocess
+    import sys
+
+    from twofold.cli.app import COMMANDS
+
+    probe = ("import sys; import twofold.cli.app as a; "
+             "print(sorted(m for m in sys.modules if m.endswith('_cmd')))")
+    got = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert got.stdout.strip() == "[]", got.stdout
+    for name in COMMANDS:
+        result = CliRunner().invoke(app, [name, "--help"])
+        assert result.exit_code == 0 and f"twofold {name}" in result.output, result.output
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert all(name in result.output for name in COMMANDS)
+    result = CliRunner().invoke(app, ["image", "list", "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output

@@ -3,26 +3,61 @@
 from __future__ import annotations
 
 import gc
+import importlib
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from twofold import __version__
-from twofold.cli.advise_cmd import advise_command
-from twofold.cli.backup_cmd import backup_command
-from twofold.cli.drives_cmd import drives_command, eject_command
-from twofold.cli.image_cmd import image_app
-from twofold.cli.init_cmd import init_command
-from twofold.cli.prune_cmd import prune_command
-from twofold.cli.restore_cmd import restore_command
-from twofold.cli.rundue_cmd import log_command, run_due_command
-from twofold.cli.runs_cmd import history_command, runs_command
-from twofold.cli.schedule_cmd import schedule_app
-from twofold.cli.status_cmd import status_command
-from twofold.cli.verify_cmd import verify_command
+
+COMMANDS = {  # name: (module, attribute), in the order of the help
+    "backup": ("backup_cmd", "backup_command"),
+    "restore": ("restore_cmd", "restore_command"),
+    "verify": ("verify_cmd", "verify_command"),
+    "runs": ("runs_cmd", "runs_command"),
+    "history": ("runs_cmd", "history_command"),
+    "prune": ("prune_cmd", "prune_command"),
+    "init": ("init_cmd", "init_command"),
+    "status": ("status_cmd", "status_command"),
+    "run-due": ("rundue_cmd", "run_due_command"),
+    "log": ("rundue_cmd", "log_command"),
+    "drives": ("drives_cmd", "drives_command"),
+    "eject": ("drives_cmd", "eject_command"),
+    "advise": ("advise_cmd", "advise_command"),
+    "image": ("image_cmd", "image_app"),
+    "schedule": ("schedule_cmd", "schedule_app"),
+}
+"""Each command is imported when it is run (or listed in --help), not at every start:
+`twofold backup` does not load the image, schedule and job commands (about 0.05 s)."""
+
+
+def load_command(name: str) -> click.Command:
+    """The click command of one of COMMANDS, built by typer from its module."""
+    module, attr = COMMANDS[name]
+    found = getattr(importlib.import_module(f"twofold.cli.{module}"), attr)
+    if isinstance(found, typer.Typer):
+        return typer.main.get_group(found)
+    single = typer.Typer(add_completion=False)
+    single.command(name)(found)
+    return typer.main.get_command(single)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: knows the names of its commands, loads each on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            self.add_command(load_command(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
-    name="twofold", no_args_is_help=True, add_completion=False,
+    name="twofold", cls=LazyGroup, no_args_is_help=True, add_completion=False,
     help="Exact-copy incremental backups of your files, and incremental images of whole "
          "disks. Exit codes: 0 ok, 1 failed, 2 usage error, 3 finished but some items were "
          "skipped (listed), 4 (status) a job is overdue or failing.")
@@ -44,23 +79,6 @@ def root(
 ) -> None:
     """Keep a computer safe: backups of your files and images of your system."""
     ctx.obj = {"config": config}
-
-
-app.command("backup")(backup_command)
-app.command("restore")(restore_command)
-app.command("verify")(verify_command)
-app.command("runs")(runs_command)
-app.command("history")(history_command)
-app.command("prune")(prune_command)
-app.command("init")(init_command)
-app.command("status")(status_command)
-app.command("run-due")(run_due_command)
-app.command("log")(log_command)
-app.command("drives")(drives_command)
-app.command("eject")(eject_command)
-app.command("advise")(advise_command)
-app.add_typer(image_app, name="image")
-app.add_typer(schedule_app, name="schedule")
 
 
 def main() -> None:
