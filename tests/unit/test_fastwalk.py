@@ -27,8 +27,9 @@ from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Source
 from twofold.store.catalog import Catalog
 
+from .test_planproc import Clock
+
 REPO = Path(__file__).resolve().parents[2]
-T0 = 1_767_225_600 * 10**9
 ROOT = os.geteuid() == 0
 
 
@@ -42,15 +43,6 @@ def test_built_where_required() -> None:
 
 needs_native = pytest.mark.skipif(not fastwalk.available(),
                                   reason="the walk in C is not built here")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def now_ns(self) -> int:
-        self.t += 60 * 10**9
-        return self.t
 
 
 NAMES = ["a", "a.b", "a-b", "a0", "a b", "b", "Été", "日本", "x.tmp", ".cache", "z"]
