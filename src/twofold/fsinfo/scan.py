@@ -4,6 +4,9 @@ A directory's own entry sorts at `name`, its contents at `name/`; ordering sibli
 `name` for files and `name/` for the contents of directories makes a depth-first walk
 produce exactly the byte order the catalog is sorted in, so the two can be merged as
 streams.
+
+walk_c/scan.c is this walk in C (see fastwalk.py); it follows Scanner step for step, so a
+change here is a change there too (tests/unit/test_fastwalk.py compares the two).
 """
 
 from __future__ import annotations
