@@ -185,7 +185,7 @@ def test_random_changes_are_planned_alike(tmp_path: Path, seed: int,
     splits = [[Range()], [Range(b"", cuts[1]), Range(cuts[1], None)],
               [Range(b"", cuts[0]), *(Range(a, b) for a, b in itertools.pairwise(cuts)),
                Range(cuts[-1], None)]]
-    for excludes in ([], ["a-b/", "*.b"]):
+    for excludes in ([], ["a-b/", "*.b"], ["a/a*", "!a/a.b", "**/z*/"]):
         for parts in splits:
             python = _plan(sources, db, parts, excludes, False, monkeypatch)
             native = _plan(sources, db, parts, excludes, True, monkeypatch)
