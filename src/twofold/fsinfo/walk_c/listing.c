@@ -38,7 +38,7 @@ void tw_listing_free(Listing *l) {
 }
 
 int tw_listing_add(Listing *l, const char *name, size_t len, const char *abs,
-                       size_t abs_len, char is_dir) {
+                   size_t abs_len, char is_dir) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 16;
         Item *items = realloc(l->items, cap * sizeof *items);
@@ -76,7 +76,7 @@ void tw_here_close(Walk *w, Here *h) {
 /* scan._list: the items of a folder, and the folder opened for its walk (by descriptor
  * while fewer than max_held are open, else by path). Returns 0, or an errno. */
 int tw_list_dir(Walk *w, const char *name, const char *path, size_t path_len,
-                    int parent_fd, Listing *out, Here *here) {
+                int parent_fd, Listing *out, Here *here) {
     int fd = -1;
     memset(out, 0, sizeof *out);
     memset(here, 0, sizeof *here);

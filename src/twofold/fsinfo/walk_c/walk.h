@@ -1,4 +1,4 @@
-/* What the parts of the walk in C share (see _walk/module.c for what the module is). */
+/* What the parts of the walk in C share (see module.c for what the module is). */
 
 #ifndef TWOFOLD_WALK_H
 #define TWOFOLD_WALK_H
