@@ -42,7 +42,11 @@ def _twofold(place: Place, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_pack(ceph: Ceph, bucket: str, proc: subprocess.Popen[str]) -> None:
+def _wait_for_pack(ceph: Ceph, bucket: str, proc: subprocess.Popen[str],
+                   freeze: bool = False) -> None:
+    """Return once proc's first pack upload shows in the bucket; with freeze, proc is
+    stopped (SIGSTOP) at that moment, so what the test does next happens before proc
+    can finish, however fast this machine compresses and uploads."""
     client = ceph.client()
     deadline = time.monotonic() + 60
     while proc.poll() is None:
@@ -50,6 +54,8 @@ def _wait_for_pack(ceph: Ceph, bucket: str, proc: subprocess.Popen[str]) -> None
         ups = client.list_multipart_uploads(Bucket=bucket)  # type: ignore[attr-defined]
         if ups.get("Uploads") or any(o["Key"].endswith(".pack")
                                      for o in listed.get("Contents", [])):
+            if freeze:
+                proc.send_signal(signal.SIGSTOP)
             return
         assert time.monotonic() < deadline, "no upload began within a minute"
         time.sleep(0.02)
@@ -100,9 +106,15 @@ def test_gateway_stopped_during_create(
     ceph: Ceph = request.getfixturevalue("ceph")
     src = _random(tmp_path / "d.img", 96, 3)
     child = _twofold(s3, "create", str(src), "--to", s3.url, "--name", "d",
-                     "--compression", "6")
-    _wait_for_pack(ceph, s3.url[5:].split("/")[0], child)
+                     "--compression", "15")
+    # a 96 MiB image makes three 32 MiB packs, each sent in one PUT, so a pack shows only
+    # once it is whole. At zstd 6 all three could land together and the create finish
+    # before the gateway went (CI saw exit 0); zstd 15 (about 40 MiB/s here) spreads them
+    # out, and the child is frozen the moment the first shows until the gateway is gone
+    _wait_for_pack(ceph, s3.url[5:].split("/")[0], child, freeze=True)
+    assert child.poll() is None, "the create finished before its first pack was seen"
     ceph.stop_gateway()
+    child.send_signal(signal.SIGCONT)
     try:
         _out, err = child.communicate(timeout=120)
     finally:
