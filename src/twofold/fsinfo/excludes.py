@@ -95,6 +95,7 @@ class Excluder:
         self.patterns = lines
         self._global = _compile(lines, "the exclude options") if lines else None
         self._per_source: dict[bytes, Matcher] = {}
+        self._joined: dict[bytes, Matcher] = {}  # for_source's answers, made once per source
 
     def enter_source(self, top: bytes, abs_path: bytes) -> None:
         """Read the source's own `.twofoldignore`, if it has one."""
@@ -105,10 +106,20 @@ class Excluder:
         except OSError:
             return
         self._per_source[top] = _compile(lines, os.fsdecode(path))
+        self._joined.pop(top, None)
 
     def for_source(self, top: bytes) -> Matcher:
         """The matcher for entries of source `top` (after `enter_source`), called with the
-        path inside the source and the last name, each ending in "/" for a folder."""
+        path inside the source and the last name, each ending in "/" for a folder.
+
+        The walks ask once per folder, so the answer is kept per source; `nothing` when
+        no pattern applies, which a caller may test for to skip matching altogether."""
+        found = self._joined.get(top)
+        if found is None:
+            found = self._joined[top] = self._join(top)
+        return found
+
+    def _join(self, top: bytes) -> Matcher:
         glob, own = self._global, self._per_source.get(top)
         if own is None:
             return glob if glob is not None else nothing

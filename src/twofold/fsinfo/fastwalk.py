@@ -50,13 +50,10 @@ def pairs(sources: list[Source], excluder: Excluder, lo: bytes, hi: bytes | None
     as scan.Scanner does with `links=True`).
     """
     assert _walk is not None, "the walk in C is not built"
-    matchers: dict[bytes, Matcher | None] = {}
 
-    def matcher_for(top: bytes) -> Matcher | None:
-        if top not in matchers:
-            found = excluder.for_source(top)
-            matchers[top] = None if found is nothing else found
-        return matchers[top]
+    def matcher_for(top: bytes) -> Matcher | None:  # None: the C side matches nothing
+        found = excluder.for_source(top)
+        return None if found is nothing else found
 
     walk = _walk.Walk([(s.name, s.path) for s in sorted(sources, key=lambda s: s.name)],
                       lo, hi, matcher_for, excluder.enter_source, os.fsencode(db_file),

@@ -112,7 +112,6 @@ class Scanner:
         self.excluder = excluder
         self.lo, self.hi, self.links = lo, hi, links
         self._links: dict[tuple[int, int], bytes] = {}
-        self._matchers: dict[bytes, Matcher] = {}
 
     def _touches(self, prefix: bytes) -> bool:
         """True when some path starting with `prefix` lies in [lo, hi)."""
@@ -223,11 +222,9 @@ class Scanner:
                 keyed.append((name + b"/", True, name, abs_path, is_dir))
         keyed.sort(key=_first)
         top = prefix.partition(b"/")[0]
-        matcher = self._matchers.get(top)
-        if matcher is None:  # asked after enter_source, which reads the source's own file
-            matcher = self._matchers[top] = self.excluder.for_source(top)
+        # asked after enter_source, which reads the source's own file
         return (prefix, iter([k[1:] for k in keyed]), {}, self._holds(prefix),
-                matcher, len(top) + 1, here)
+                self.excluder.for_source(top), len(top) + 1, here)
 
 
 class _Dir:
