@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from twofold.backup.apply import Applier
@@ -104,13 +105,9 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
     result = BackupResult(set_name, real_target, None, None, RunStats(), warnings,
                           options.dry_run)
     if options.dry_run:
-        catalog = Catalog(os.fsdecode(sd.catalog)) if sd.exists() else None
-        try:
+        with Catalog(os.fsdecode(sd.catalog)) if sd.exists() else nullcontext() as catalog:
             plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                           catalog), progress)
-        finally:
-            if catalog is not None:
-                catalog.close()
         result.stats = _stats_from_plan(plan)
         plan.close()
         progress.finish()
@@ -119,46 +116,42 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         sd.create()
     except OSError as err:
         raise target_failure(err, os.fsdecode(sd.root)) from err
-    with sd.lock():
-        catalog = sd.open_catalog(create=True)
+    with sd.lock(), sd.open_catalog(create=True) as catalog:
+        result.profile = sd.namer.profile
+        recover(sd, catalog)
+        plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
+                                      catalog), progress)
         try:
-            result.profile = sd.namer.profile
-            recover(sd, catalog)
-            plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
-                                          catalog), progress)
-            try:
-                if plan.moves:  # counting current/ reads every open row: only when needed
-                    check_mass_delete(plan.moves, catalog.count_current_files(),
-                                      options.allow_mass_delete)
-                name = run_name_for(started, set(catalog.run_names().values()))
-                run_id = catalog.add_run(name, started, {
-                    "sources": [os.fsdecode(s.path) for s in srcs],
-                    "excludes": options.excludes,
-                    "default_excludes": options.default_excludes,
-                    "same_disk": bool(warnings),  # check_overlap warns of nothing else
-                }, socket.gethostname())
-                result.run_id, result.run_name = run_id, name
-                stats = RunStats(unchanged=plan.counts[Action.UNCHANGED],
-                                 files_total=plan.files_total, bytes_total=plan.bytes_total,
-                                 skipped=plan.counts[Action.SKIPPED], issues=list(plan.issues))
-                applier = Applier(sd, catalog, run_id, name,
-                                  {s.name: s.path for s in srcs}, progress, stats,
-                                  workers=options.workers, moved_from=plan.moved_from,
-                                  moved_to=plan.moved_to)
-                applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
-            finally:
-                plan.close()
-            try:
-                syncfs(sd.current)
-            except OSError as err:
-                raise target_failure(err, os.fsdecode(sd.current)) from err
-            stats.seconds = (clock.now_ns() - started) / 1e9
-            with catalog.transaction():
-                catalog.clear_pending(run_id)
-                catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())
-            sd.tidy_tmp()
-            result.stats = stats
+            if plan.moves:  # counting current/ reads every open row: only when needed
+                check_mass_delete(plan.moves, catalog.count_current_files(),
+                                  options.allow_mass_delete)
+            name = run_name_for(started, set(catalog.run_names().values()))
+            run_id = catalog.add_run(name, started, {
+                "sources": [os.fsdecode(s.path) for s in srcs],
+                "excludes": options.excludes,
+                "default_excludes": options.default_excludes,
+                "same_disk": bool(warnings),  # check_overlap warns of nothing else
+            }, socket.gethostname())
+            result.run_id, result.run_name = run_id, name
+            stats = RunStats(unchanged=plan.counts[Action.UNCHANGED],
+                             files_total=plan.files_total, bytes_total=plan.bytes_total,
+                             skipped=plan.counts[Action.SKIPPED], issues=list(plan.issues))
+            applier = Applier(sd, catalog, run_id, name,
+                              {s.name: s.path for s in srcs}, progress, stats,
+                              workers=options.workers, moved_from=plan.moved_from,
+                              moved_to=plan.moved_to)
+            applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
         finally:
-            catalog.close()
+            plan.close()
+        try:
+            syncfs(sd.current)
+        except OSError as err:
+            raise target_failure(err, os.fsdecode(sd.current)) from err
+        stats.seconds = (clock.now_ns() - started) / 1e9
+        with catalog.transaction():
+            catalog.clear_pending(run_id)
+            catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())
+        sd.tidy_tmp()
+        result.stats = stats
     progress.finish()
     return result

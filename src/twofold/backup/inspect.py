@@ -33,19 +33,15 @@ def runs_and_target(target: str, set_name: str) -> tuple[list[Run], TargetProfil
     """All runs of a set, oldest first, and what its target drive can hold."""
     sd = SetDir(target, set_name)
     sd.require()
-    catalog = sd.open_catalog()
-    try:
+    with sd.open_catalog() as catalog:
         return catalog.runs(), catalog.profile()
-    finally:
-        catalog.close()
 
 
 def history(target: str, set_name: str, path: str) -> list[Version]:
     """Every kept version of `path`, oldest first."""
     sd = SetDir(target, set_name)
     sd.require()
-    catalog = sd.open_catalog()
-    try:
+    with sd.open_catalog() as catalog:
         rel = from_user(path)
         rows = catalog.history(rel)
         if not rows:
@@ -56,5 +52,3 @@ def history(target: str, set_name: str, path: str) -> list[Version]:
         return [Version(r, r.first_run, names[r.first_run], r.until_run,
                         os.fsdecode(os.path.relpath(sd.location(r, names), sd.root)))
                 for r in rows]
-    finally:
-        catalog.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from twofold.fsinfo.children import can_fork, child_context, die_with_parent
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
 from twofold.store.catalog import Catalog, open_rows, read_only
-from twofold.store.rows import SigRow, sig_query
+from twofold.store.rows import SigRow, catalog_error, sig_query
 
 MIN_ROWS = 10_000  # catalog rows per worker below which another worker is not worth it
 MAX_PARTS = 4
@@ -93,6 +94,9 @@ def plan_range(sources: list[Source], excluder: Excluder, db_file: str | None, p
             yield ch
         yield Tally(tally.same + changes - reported)
         yield Tally(0, tally.same, tally.files, tally.nbytes)
+    except sqlite3.DatabaseError as err:  # either walk's, reading the catalog
+        assert db_file is not None
+        raise catalog_error(err, db_file) from err
     finally:
         if db is not None:
             db.close()

@@ -43,41 +43,37 @@ def prune(target: str, set_name: str, policy: Policy, tz: tzinfo,
     sd = SetDir(target, set_name)
     sd.require()
     result = PruneResult(dry_run=dry_run)
-    with sd.lock():
-        catalog = sd.open_catalog()
-        try:
-            runs = catalog.runs()
-            names = {r.id: r.name for r in runs}
-            done = [(r.id, r.finished_ns or r.started_ns) for r in runs if r.state == "complete"]
-            kept = sorted(runs_to_keep(done, policy, tz))
-            result.kept_runs = kept
-            result.pruned_runs = [r.id for r in runs
-                                  if r.id not in kept and r.state in ("complete", "interrupted")]
-            drop_rows: list[int] = []
-            drop_files: list[Record] = []
-            closed = sorted(catalog.closed(), key=lambda r: (r.path, r.vrun or 0))
-            for (_path, vrun), group in groupby(closed, key=lambda r: (r.path, r.vrun)):
-                rows = list(group)
-                assert all(r.until_run is not None for r in rows)
-                unneeded = [r for r in rows if not needed(r.first_run, r.until_run or 0, kept)]
-                drop_rows.extend(r.id for r in unneeded)
-                if vrun is not None and len(unneeded) == len(rows) and \
+    with sd.lock(), sd.open_catalog() as catalog:
+        runs = catalog.runs()
+        names = {r.id: r.name for r in runs}
+        done = [(r.id, r.finished_ns or r.started_ns) for r in runs if r.state == "complete"]
+        kept = sorted(runs_to_keep(done, policy, tz))
+        result.kept_runs = kept
+        result.pruned_runs = [r.id for r in runs
+                              if r.id not in kept and r.state in ("complete", "interrupted")]
+        drop_rows: list[int] = []
+        drop_files: list[Record] = []
+        closed = sorted(catalog.closed(), key=lambda r: (r.path, r.vrun or 0))
+        for (_path, vrun), group in groupby(closed, key=lambda r: (r.path, r.vrun)):
+            rows = list(group)
+            assert all(r.until_run is not None for r in rows)
+            unneeded = [r for r in rows if not needed(r.first_run, r.until_run or 0, kept)]
+            drop_rows.extend(r.id for r in unneeded)
+            if vrun is not None and len(unneeded) == len(rows) and \
                         rows[0].kind is not Kind.DIR:
-                    drop_files.append(rows[0])
-            result.files_removed = len(drop_files)
-            result.bytes_freed = sum(r.size for r in drop_files if r.kind is Kind.FILE)
-            if dry_run:
-                return result
-            with catalog.transaction():
-                catalog.delete_rows(drop_rows)
-                for rid in result.pruned_runs:
-                    catalog.set_run_state(rid, "pruned")
-            for rec in drop_files:  # after the commit: a kill leaves only unlisted files
-                path = sd.location(rec, names)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-            for name in os.listdir(sd.versions):
-                _remove_empty_dirs(os.path.join(sd.versions, name))
-        finally:
-            catalog.close()
+                drop_files.append(rows[0])
+        result.files_removed = len(drop_files)
+        result.bytes_freed = sum(r.size for r in drop_files if r.kind is Kind.FILE)
+        if dry_run:
+            return result
+        with catalog.transaction():
+            catalog.delete_rows(drop_rows)
+            for rid in result.pruned_runs:
+                catalog.set_run_state(rid, "pruned")
+        for rec in drop_files:  # after the commit: a kill leaves only unlisted files
+            path = sd.location(rec, names)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        for name in os.listdir(sd.versions):
+            _remove_empty_dirs(os.path.join(sd.versions, name))
     return result

@@ -150,8 +150,7 @@ def restore(target: str, set_name: str, dest: str, paths: list[str], as_of: str 
     if is_within(os.fsencode(real_dest), os.path.realpath(sd.root)):
         raise UsageError("cannot restore into the backup itself",
                          "choose a folder outside the target's twofold/ folder")
-    catalog = sd.open_catalog()
-    try:
+    with sd.open_catalog() as catalog:
         runs = catalog.runs()
         run_id = resolve_as_of([(r.id, r.finished_ns, r.state) for r in runs], as_of, tz)
         names = {r.id: r.name for r in runs}
@@ -184,8 +183,6 @@ def restore(target: str, set_name: str, dest: str, paths: list[str], as_of: str 
             except OSError as err:
                 worker.note(rec.path, "failed", err.strerror or str(err))
         worker.finish_dirs()
-    finally:
-        catalog.close()
     progress.finish()
     return result
 

@@ -32,9 +32,8 @@ def verify(target: str, set_name: str, progress: Progress, *, sample: float | No
     """Check every kept copy (or a `sample` percent of them) of set `set_name`."""
     sd = SetDir(target, set_name)
     sd.require()
-    catalog = sd.open_catalog()
     result = VerifyResult()
-    try:
+    with sd.open_catalog() as catalog:
         names = catalog.run_names()
         rng = random.Random(seed)
         chosen = [r for r in catalog.stored()
@@ -56,8 +55,6 @@ def verify(target: str, set_name: str, progress: Progress, *, sample: float | No
             progress.advance(1, rec.size)
         if against_source:
             result.source_differences = _against_source(catalog, progress)
-    finally:
-        catalog.close()
     progress.finish()
     return result
 

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -36,10 +36,7 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except TwofoldError as e:
-            err.print(f"[bold red]error:[/] {e.message}", markup=True)
-            if e.hint:
-                err.print(f"  {e.hint}", markup=False)
-            raise typer.Exit(int(e.exit_code)) from None
+            _report(e)
         except KeyboardInterrupt:
             err.print("[bold red]interrupted.[/] Nothing kept is damaged; the next run "
                       "finishes the job.")
@@ -48,8 +45,22 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
             err.print(f"[bold red]error:[/] {e.strerror or e}"
                       + (f": {e.filename}" if e.filename else ""))
             raise typer.Exit(int(ExitCode.FAILED)) from None
+        except Exception as e:  # a catalog error that no engine put in words
+            sqlite3 = sys.modules.get("sqlite3")
+            if sqlite3 is None or not isinstance(e, sqlite3.DatabaseError):
+                raise
+            from twofold.store.rows import catalog_error
+
+            _report(catalog_error(e, "of this backup set (catalog.sqlite on the target)"))
 
     return wrapper
+
+
+def _report(e: TwofoldError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {e.message}", markup=True)
+    if e.hint:
+        err.print(f"  {e.hint}", markup=False)
+    raise typer.Exit(int(e.exit_code)) from None
 
 
 def config_of(ctx: typer.Context) -> Config:

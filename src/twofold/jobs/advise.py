@@ -13,8 +13,7 @@ def folder_changes(target: str, set_name: str) -> tuple[list[int], dict[str, lis
     runs that changed it); the first run, which copies everything, counts for none."""
     sd = SetDir(target, set_name)
     sd.require()
-    catalog = sd.open_catalog()
-    try:
+    with sd.open_catalog() as catalog:
         runs = [r for r in catalog.runs() if r.state == "complete"]
         changes: dict[str, list[int]] = {}
         for i, run in enumerate(runs):
@@ -24,8 +23,6 @@ def folder_changes(target: str, set_name: str) -> tuple[list[int], dict[str, lis
                 if i:
                     seen.append(run.started_ns)
         return [r.started_ns for r in runs], changes
-    finally:
-        catalog.close()
 
 
 def advise_set(target: str, set_name: str) -> list[FolderAdvice]:

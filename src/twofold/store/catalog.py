@@ -11,6 +11,7 @@ import sqlite3
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from types import TracebackType
 from typing import Any
 
 from twofold.core.errors import CatalogError
@@ -25,7 +26,7 @@ from twofold.store.rows import (
     Row,
     Run,
     SigRow,
-    disk_error,
+    catalog_error,
     encode_xattrs,
     row_record,
     target_failure,
@@ -163,16 +164,8 @@ class Catalog:
                         if old is None:
                             self.set_meta("set", set_name)
             version = self.meta("format_version")
-        except sqlite3.OperationalError as err:
-            if create and ("full" in str(err) or "I/O" in str(err)):
-                raise disk_error(err, path) from err
-            raise CatalogError(f"the catalog {path} cannot be read: {err}",
-                               "it may be damaged; the files in current/ are still plain "
-                               "copies you can use") from err
         except sqlite3.DatabaseError as err:
-            raise CatalogError(f"the catalog {path} cannot be read: {err}",
-                               "it may be damaged; the files in current/ are still plain "
-                               "copies you can use") from err
+            raise catalog_error(err, path) from err
         if version is None:
             raise CatalogError(f"{path} is not a twofold catalog")
         if int(version) > FORMAT_VERSION:
@@ -186,9 +179,20 @@ class Catalog:
         if self._mirror is not None:
             self._mirror.drop()
 
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Close; an SQLite error from inside the block becomes catalog_error's, which
+        names this catalog and what to do."""
+        self.close()
+        if isinstance(err, sqlite3.DatabaseError):
+            raise catalog_error(err, self.path) from err
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic, durable change; SQLite's disk errors become target errors."""
+        """One atomic, durable change; SQLite's errors become twofold's (catalog_error)."""
         try:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -201,8 +205,8 @@ class Catalog:
                     with suppress(sqlite3.Error):
                         self.db.execute("ROLLBACK")
                 raise
-        except sqlite3.OperationalError as err:
-            raise disk_error(err, self.path) from err
+        except sqlite3.DatabaseError as err:
+            raise catalog_error(err, self.path) from err
 
     def _publish(self) -> None:
         assert self._mirror is not None
@@ -243,9 +247,7 @@ class Catalog:
         except sqlite3.OperationalError:  # a catalog made before names were encoded
             twins = {}
         except sqlite3.DatabaseError as err:
-            raise CatalogError(f"the catalog {self.path} cannot be read: {err}",
-                               "it may be damaged; the files in current/ are still plain "
-                               "copies you can use") from err
+            raise catalog_error(err, self.path) from err
         return Namer(self.profile(), twins)
 
     def add_moves(self, run_id: int, moves: Iterable[tuple[bytes, bytes]]) -> None:

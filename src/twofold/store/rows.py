@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from twofold.core.errors import TargetError, TargetFullError, TwofoldError
+from twofold.core.errors import CatalogError, TargetError, TargetFullError, TwofoldError
 from twofold.core.models import Kind, Record
 from twofold.core.paths import show
 
@@ -114,16 +114,32 @@ class Row:
         return row_record(self.raw)
 
 
-def disk_error(err: sqlite3.Error, path: str) -> TwofoldError:
-    """The twofold error for an SQLite failure while writing the catalog."""
+_FULL, _IO, _BUSY = (13,), (8, 10, 14), (5, 6)  # SQLite's primary result codes
+"""SQLITE_FULL; SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN; SQLITE_BUSY, SQLITE_LOCKED."""
+
+DAMAGED_HINT = ("the files in current/ are still plain copies you can use; `twofold repair "
+                "--from TARGET --set NAME` keeps what can still be read and rebuilds the rest "
+                "from current/ (the damaged file is kept beside it)")
+
+
+def catalog_error(err: sqlite3.Error, path: str) -> TwofoldError:
+    """The twofold error for an SQLite failure on the catalog `path`: a full or failing
+    drive, a catalog in use, or (anything else) a damaged catalog."""
     text = str(err)
-    if "full" in text:
+    code = getattr(err, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    if primary in _FULL or (primary is None and "full" in text):
         return TargetFullError(
             f"the target is full (while writing the catalog {path})",
             "free some space on the drive or use a larger one; current/ is unharmed and "
             "the next run carries on where this one stopped")
-    return TargetError(f"writing the catalog {path} failed: {text}",
-                       "is the drive still connected? The next run finishes the job")
+    if primary in _IO or (primary is None and "I/O" in text):
+        return TargetError(f"reading or writing the catalog {path} failed: {text}",
+                           "is the drive still connected? The next run finishes the job")
+    if primary in _BUSY:
+        return CatalogError(f"the catalog {path} is in use by another program: {text}",
+                            "wait until it is done, then try again")
+    return CatalogError(f"the catalog {path} is damaged: {text}", DAMAGED_HINT)
 
 
 def to_run(row: tuple[Any, ...]) -> Run:

@@ -122,7 +122,6 @@ static void walk_dealloc(Walk *w) {
     free(w->scratch.p);
     sqlite3_finalize(w->stmt);
     sqlite3_close(w->db);
-    free(w->db_name);
     Py_XDECREF(w->lo);
     Py_XDECREF(w->hi);
     Py_XDECREF(w->matcher_for);

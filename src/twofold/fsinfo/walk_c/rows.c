@@ -5,10 +5,25 @@
 
 #include <stdlib.h>
 
+/* Raise sqlite3.DatabaseError as Python's sqlite3 module would, with SQLite's (extended)
+ * code as sqlite_errorcode, so that callers handle both walks' failures alike. */
+static void db_error(int code, const char *msg) {
+    PyObject *mod = PyImport_ImportModule("sqlite3");
+    PyObject *cls = mod ? PyObject_GetAttrString(mod, "DatabaseError") : NULL;
+    Py_XDECREF(mod);
+    if (!cls) return;
+    PyObject *err = PyObject_CallFunction(cls, "s", msg);
+    Py_DECREF(cls);
+    if (!err) return;
+    PyObject *num = PyLong_FromLong(code);
+    if (num && PyObject_SetAttrString(err, "sqlite_errorcode", num) == 0)
+        PyErr_SetObject((PyObject *)Py_TYPE(err), err);
+    Py_XDECREF(num);
+    Py_DECREF(err);
+}
+
 /* Open the catalog read-only and start the query for [lo, hi): ?1 is lo, ?2 hi. */
 int tw_open_rows(Walk *w, const char *file, const char *sql) {
-    w->db_name = strdup(file);
-    if (!w->db_name) { PyErr_NoMemory(); return -1; }
     int rc = sqlite3_open_v2(file, &w->db, SQLITE_OPEN_READONLY, NULL);
     if (rc == SQLITE_OK) {
         sqlite3_busy_timeout(w->db, 5000);  /* as Python's sqlite3.connect */
@@ -21,8 +36,8 @@ int tw_open_rows(Walk *w, const char *file, const char *sql) {
         rc = sqlite3_bind_blob(w->stmt, 2, PyBytes_AS_STRING(w->hi),
                                (int)PyBytes_GET_SIZE(w->hi), SQLITE_TRANSIENT);
     if (rc != SQLITE_OK) {
-        PyErr_Format(PyExc_OSError, "opening the catalog %s failed: %s", file,
-                     w->db ? sqlite3_errmsg(w->db) : sqlite3_errstr(rc));
+        db_error(w->db ? sqlite3_extended_errcode(w->db) : rc,
+                 w->db ? sqlite3_errmsg(w->db) : sqlite3_errstr(rc));
         return -1;
     }
     return 0;
@@ -42,8 +57,7 @@ int tw_cur_row(Walk *w) {
         } else if (rc == SQLITE_DONE) {
             w->row_state = 2;
         } else {
-            PyErr_Format(PyExc_OSError, "reading the catalog %s failed: %s", w->db_name,
-                         sqlite3_errmsg(w->db));
+            db_error(sqlite3_extended_errcode(w->db), sqlite3_errmsg(w->db));
             return -1;
         }
     }

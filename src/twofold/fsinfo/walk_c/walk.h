@@ -61,7 +61,6 @@ typedef struct {
     PyObject *matcher_for, *enter_source;
     sqlite3 *db;
     sqlite3_stmt *stmt;
-    char *db_name;
     int row_state;                     /* 0 step next, 1 on a row, 2 no more rows */
     Level *stack;
     size_t depth, cap_stack;
