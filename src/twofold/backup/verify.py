@@ -14,6 +14,7 @@ from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
 from twofold.store.catalog import Catalog
 from twofold.store.copy import SourceReadError, hash_file
+from twofold.store.salvage import check
 from twofold.store.target import SetDir
 
 
@@ -34,6 +35,12 @@ def verify(target: str, set_name: str, progress: Progress, *, sample: float | No
     sd.require()
     result = VerifyResult()
     with sd.open_catalog() as catalog:
+        progress.phase("checking the catalog")
+        damage = check(catalog.db)  # an index can be damaged while every row reads well
+        if damage:
+            result.problems.append(Issue(
+                sd.catalog, "damaged", f"the catalog is damaged ({'; '.join(damage[:3])}); "
+                "`twofold repair` keeps what can be read and rebuilds the rest"))
         names = catalog.run_names()
         rng = random.Random(seed)
         chosen = [r for r in catalog.stored()

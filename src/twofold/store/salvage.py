@@ -20,7 +20,10 @@ from typing import Any
 BATCH = 2000
 Row = tuple[Any, ...]
 Reader = Callable[[int, int], list[Row] | None]  # rows from a rowid on, or None: damage
-LOW, HIGH = -(1 << 63), (1 << 63) - 1
+LOW, HIGH = 0, (1 << 63) - 1
+"""The rowids searched: SQLite gives new rows rowids from 1 on, and the catalog never
+chooses negative ones, so the search need not begin at -2**63 (whence the first jumps
+past damage would be too long to find the rows between two damaged pages)."""
 
 
 @dataclass
@@ -65,22 +68,18 @@ def read_table(db: sqlite3.Connection, table: str, columns: list[str]) -> Salvag
         except sqlite3.DatabaseError:
             return None
 
-    pos = LOW
+    pos, size = LOW, BATCH
     while True:
-        batch = read(pos, BATCH)
-        if batch is None:  # somewhere in this batch: go row by row up to the damage
-            one = read(pos, 1)
-            while one:
-                got.rows.append(one[0][1:])
-                pos = int(one[0][0]) + 1
-                one = read(pos, 1)
-            if one is not None:  # the end of the table
-                return got
+        batch = read(pos, size)
+        if batch is None:  # the damage is within `size` rows of `pos`: narrow it down
+            if size > 1:
+                size //= 2
+                continue
             after = _past_damage(read, pos)
             got.gaps.append((pos, after))
             if after is None:
                 return got
-            pos = after
+            pos, size = after, BATCH
             continue
         if not batch:
             return got
@@ -90,9 +89,11 @@ def read_table(db: sqlite3.Connection, table: str, columns: list[str]) -> Salvag
 
 def _past_damage(read: Reader, bad: int) -> int | None:
     """The first rowid after `bad` from which a search succeeds again (None: none does)."""
-    step = 1
-    while bad + step <= HIGH:
+    step, last = 1, False
+    while not last:
         probe = bad + step
+        if probe >= HIGH:  # one last search from the very end
+            probe, last = HIGH, True
         if read(probe, 1) is not None:
             good = probe
             while good - bad > 1:  # the search fails at `bad` and succeeds at `good`

@@ -1,0 +1,202 @@
+"""A damaged catalog: every command says so clearly (exit 1, no traceback), and
+`twofold repair` keeps what can be read, sets the rest right from current/, and the next
+backup and restore are whole again. Damage is real: pages of the SQLite file overwritten."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twofold.backup.repair import RepairResult, repair
+from twofold.core.errors import CatalogError
+from twofold.core.progress import NullProgress
+from twofold.store.salvage import check, read_table
+
+from .conftest import (
+    SET,
+    FakeClock,
+    assert_same_tree,
+    build_tree,
+    run_backup,
+    run_restore,
+    run_verify,
+    set_dir,
+    snapshot,
+    write_file,
+)
+
+TABLE_LEAF, INDEX_LEAF = 0x0D, 0x0A  # first byte of a b-tree leaf of a table, an index
+
+
+def pages_holding(db_file: Path, needle: bytes, kind: int = TABLE_LEAF) -> list[int]:
+    """Page numbers (from 1) of the b-tree pages of `kind` whose bytes contain `needle`."""
+    data = db_file.read_bytes()
+    size = int.from_bytes(data[16:18], "big")
+    size = 65536 if size == 1 else size
+    found = []
+    for n in range(1, len(data) // size + 1):
+        page = data[(n - 1) * size:n * size]
+        if page[100 if n == 1 else 0] == kind and needle in page:
+            found.append(n)
+    return found
+
+
+def damage(db_file: Path, page: int) -> None:
+    """Overwrite one page with bytes SQLite cannot make sense of."""
+    data = db_file.read_bytes()
+    size = int.from_bytes(data[16:18], "big")
+    with open(db_file, "r+b") as f:
+        f.seek((page - 1) * size)
+        f.write(b"\xab" * size)
+
+
+def _twofold(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "twofold", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, check=False)
+
+
+def _two_runs(tmp_path: Path, clock: FakeClock) -> tuple[Path, Path]:
+    src = build_tree(tmp_path / "src", files=400)
+    target = tmp_path / "drive"
+    target.mkdir()
+    run_backup(src, target, clock)
+    write_file(src / "docs" / "f000.bin", b"a second version")  # versions/ gets the first
+    (src / "docs" / "letters" / "f001.bin").unlink()
+    run_backup(src, target, clock)
+    return src, target
+
+
+def test_salvage_reads_every_row_but_those_of_damaged_pages(tmp_path: Path) -> None:
+    path = tmp_path / "t.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB NOT NULL)")
+    db.executemany("INSERT INTO t VALUES(?, ?)",
+                   [(i * 3, b"row-%08d-" % i + b"x" * 30) for i in range(20_000)])
+    db.commit()
+    db.close()
+    hit = sorted({pages_holding(path, b"row-%08d-" % i)[0] for i in (10, 7_000, 12_000, 19_990)})
+    assert len(hit) == 4  # four leaves apart from each other, the last one the table's end
+    lost = set()
+    data = path.read_bytes()
+    for page in hit:
+        body = data[(page - 1) * 4096:page * 4096]
+        lost |= {i for i in range(20_000) if b"row-%08d-" % i in body}
+        damage(path, page)
+    db = sqlite3.connect(path)
+    assert check(db)  # SQLite's own check sees the damage
+    queries = 0
+
+    def counting(sql: str) -> None:
+        nonlocal queries
+        queries += sql.startswith("SELECT rowid")
+
+    db.set_trace_callback(counting)
+    got = read_table(db, "t", ["id", "v"])
+    assert {r[0] // 3 for r in got.rows} == set(range(20_000)) - lost
+    assert all(v == b"row-%08d-" % (i // 3) + b"x" * 30 for i, v in got.rows)
+    assert len(got.gaps) == len(hit)
+    assert queries < 10 + 60 * len(hit), queries  # stepping over the damage, not row by row
+
+
+def test_a_damaged_catalog_is_a_clear_error_in_every_command(
+        tmp_path: Path, clock: FakeClock) -> None:
+    src, target = _two_runs(tmp_path, clock)
+    catalog = set_dir(target) / "catalog.sqlite"
+    damage(catalog, pages_holding(catalog, b"docs/f100.bin")[0])
+    commands = [("backup", str(src), "--to", str(target), "--set", SET),
+                ("backup", str(src), "--to", str(target), "--set", SET, "--dry-run"),
+                ("verify", "--from", str(target), "--set", SET),
+                ("restore", "--from", str(target), "--set", SET, "--to", str(tmp_path / "r"))]
+    for walk in ({}, {"TWOFOLD_NO_NATIVE": "1"}):
+        for args in commands:
+            done = _twofold(*args, env=walk)
+            assert done.returncode == 1, (args, done.stderr)
+            assert f"the catalog {catalog} is damaged" in done.stderr, done.stderr
+            assert "twofold repair" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(CatalogError, match="is damaged"):
+        run_backup(src, target, clock)
+
+
+def test_repair_keeps_what_it_can_and_the_next_backup_is_whole(
+        tmp_path: Path, clock: FakeClock) -> None:
+    src, target = _two_runs(tmp_path, clock)
+    sd = set_dir(target)
+    catalog = sd / "catalog.sqlite"
+    damage(catalog, pages_holding(catalog, b"docs/f100.bin")[0])
+    # a copy whose row survives goes missing too: its row must not be trusted
+    (sd / "current" / "src" / "music" / "albums" / "one" / "f003.bin").unlink()
+    damaged = catalog.read_bytes()
+
+    done = _twofold("repair", "--from", str(target), "--set", SET)
+    assert done.returncode == 0, done.stderr
+    assert "Repaired" in done.stdout and "1 rows closed" in done.stdout
+    kept = [p for p in sd.iterdir() if p.name.startswith("catalog.damaged-")]
+    assert [p.name.endswith(".sqlite") for p in kept].count(True) == 1
+    assert next(p for p in kept if p.name.endswith(".sqlite")).read_bytes() == damaged
+    assert not check(sqlite3.connect(catalog))  # the new one is whole
+
+    again = run_backup(src, target, clock)
+    missing = src / "music" / "albums" / "one" / "f003.bin"
+    assert again.stats.new == 1  # the missing copy, copied again; nothing else is
+    assert again.stats.bytes_copied == missing.stat().st_size
+    assert run_verify(target).problems == []
+    restored = tmp_path / "restored"
+    run_restore(target, restored)
+    assert_same_tree(snapshot(restored / "src"), snapshot(src), "the restore after repair")
+    quiet = run_backup(src, target, clock)
+    assert (quiet.stats.new, quiet.stats.changed, quiet.stats.metadata,
+            quiet.stats.deleted) == (0, 0, 0, 0)
+
+
+def test_repair_of_a_catalog_that_is_not_a_database_at_all(
+        tmp_path: Path, clock: FakeClock) -> None:
+    src, target = _two_runs(tmp_path, clock)
+    catalog = set_dir(target) / "catalog.sqlite"
+    damage(catalog, 1)  # the header and the schema: nothing can be read
+    result = repair(str(target), SET, clock, NullProgress())
+    assert result.problems and result.kept["entries"] == 0 and result.kept["runs"] == 0
+    assert result.readded == sum(1 for _ in (src).rglob("*")) + 1  # and src itself
+    run_backup(src, target, clock)
+    restored = tmp_path / "restored"
+    run_restore(target, restored)
+    assert_same_tree(snapshot(restored / "src"), snapshot(src), "the restore after a rebuild")
+    assert run_verify(target).problems == []
+
+
+def test_repair_leaves_a_whole_catalog_alone(tmp_path: Path, clock: FakeClock) -> None:
+    _src, target = _two_runs(tmp_path, clock)
+    catalog = set_dir(target) / "catalog.sqlite"
+    before = catalog.read_bytes()
+    result: RepairResult = repair(str(target), SET, clock, NullProgress())
+    assert result.intact and result.run_name is None
+    assert catalog.read_bytes() == before
+    assert not [p for p in set_dir(target).iterdir() if "damaged" in p.name]
+    done = _twofold("repair", "--from", str(target), "--set", SET, "--json")
+    assert done.returncode == 0 and '"intact": true' in done.stdout
+    assert catalog.read_bytes() == before
+
+
+def test_verify_names_a_damaged_index_and_repair_loses_no_row(
+        tmp_path: Path, clock: FakeClock) -> None:
+    src, target = _two_runs(tmp_path, clock)
+    catalog = set_dir(target) / "catalog.sqlite"
+    rows = sqlite3.connect(catalog).execute("SELECT count(*) FROM entries").fetchone()[0]
+    damage(catalog, pages_holding(catalog, b"docs/f100.bin", INDEX_LEAF)[0])
+    try:  # verify must not pass: it names the damage, or stops at it with a clear error
+        found = [(i.kind, i.path) for i in run_verify(target).problems]
+    except CatalogError as err:
+        found = [("damaged", bytes(catalog))] if "is damaged" in err.message else []
+    assert found == [("damaged", bytes(catalog))]
+    result = repair(str(target), SET, clock, NullProgress())
+    assert result.kept["entries"] == rows and result.gaps == 0
+    assert (result.readded, result.closed) == (0, 0)
+    assert run_verify(target).problems == []
+    run_backup(src, target, clock)
+    restored = tmp_path / "restored"
+    run_restore(target, restored)
+    assert_same_tree(snapshot(restored / "src"), snapshot(src), "the restore after repair")
