@@ -25,6 +25,7 @@ from twofold.core.errors import TargetError
 from twofold.core.models import Issue, Kind, Record, RunStats
 from twofold.core.paths import show
 from twofold.core.progress import Progress
+from twofold.fsinfo.disk import fsync_dir
 from twofold.fsinfo.scan import entry_from_stat
 from twofold.store.catalog import Catalog
 from twofold.store.copy import hash_file
@@ -217,11 +218,7 @@ def _publish(sd: SetDir, new: str, run_name: str) -> str:
         if os.path.exists(journal):  # the old catalog's: must not be applied to the new
             os.replace(journal, aside + b"-journal")
         os.replace(staged, sd.catalog)
-        fd = os.open(sd.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(sd.root)
     except OSError as err:
         raise target_failure(err, sd.catalog) from err
     return show(aside)
