@@ -5,6 +5,7 @@ backup and restore are whole again. Damage is real: pages of the SQLite file ove
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -15,8 +16,10 @@ import pytest
 from twofold.backup.repair import RepairResult, repair
 from twofold.core.errors import CatalogError
 from twofold.core.progress import NullProgress
+from twofold.store.catalog import Catalog
 from twofold.store.salvage import check, read_table
 
+from ..drives import foreign_drive
 from .conftest import (
     SET,
     FakeClock,
@@ -29,6 +32,7 @@ from .conftest import (
     snapshot,
     write_file,
 )
+from .test_foreign import foreign_tree
 
 TABLE_LEAF, INDEX_LEAF = 0x0D, 0x0A  # first byte of a b-tree leaf of a table, an index
 
@@ -200,3 +204,28 @@ def test_verify_names_a_damaged_index_and_repair_loses_no_row(
     restored = tmp_path / "restored"
     run_restore(target, restored)
     assert_same_tree(snapshot(restored / "src"), snapshot(src), "the restore after repair")
+
+
+@pytest.mark.parametrize("kind", ["exfat", "fat32"])
+def test_repair_on_a_foreign_drive_then_a_whole_restore(
+        kind: str, tmp_path: Path, clock: FakeClock) -> None:
+    src = foreign_tree(tmp_path / "src" / "home", huge=False)
+    with foreign_drive(kind, tmp_path, "1G") as drive:
+        run_backup(src, drive, clock)
+        catalog = set_dir(drive) / "catalog.sqlite"
+        local = tmp_path / "catalog.sqlite"  # damaged here: fusefat cannot rewrite in place
+        shutil.copyfile(catalog, local)
+        damage(local, pages_holding(local, b"home/docs/a:b?.txt")[0])
+        shutil.copyfile(local, catalog)
+        result = repair(str(drive), SET, clock, NullProgress())
+        assert result.problems and result.readded > 0
+        # the names the drive forbids are stored encoded: without their rows, left over
+        left = {i.path for i in result.issues if i.kind == "left"}
+        with Catalog(str(catalog)) as repaired:
+            stored = repaired.namer().rel(b"home/docs/a:b?.txt")
+        assert stored != b"home/docs/a:b?.txt" and stored in left
+        run_backup(src, drive, clock)
+        assert not run_verify(drive).problems
+        out = tmp_path / "restored"
+        assert not run_restore(drive, out).issues
+        assert_same_tree(snapshot(out / "home"), snapshot(src), f"the restore from {kind}")

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from twofold.backup.engine import run_name_for
 from twofold.backup.records import to_record
 from twofold.core.clock import Clock
+from twofold.core.diff import FROM_COPY_INO
 from twofold.core.errors import TargetError
 from twofold.core.models import Issue, Kind, Record, RunStats
+from twofold.core.names import may_stand_in
 from twofold.core.paths import show
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import fsync_dir
@@ -178,7 +180,8 @@ def _readd(sd: SetDir, catalog: Catalog, run_id: int, known: set[bytes],
             if where in known:
                 continue
             rel = os.path.relpath(where, sd.current)
-            if sd.namer.rel(rel) != rel:  # an encoded name: the original one is not known
+            if sd.namer.rel(rel) != rel or any(  # maybe encoded: the original is not known
+                    may_stand_in(part, sd.namer.profile) for part in rel.split(b"/")):
                 result.issues.append(Issue(rel, "left", "stored under an encoded name; the "
                                            "next backup copies it again"))
                 continue
@@ -192,7 +195,10 @@ def _readd(sd: SetDir, catalog: Catalog, run_id: int, known: set[bytes],
                 continue
             if entry.kind not in (Kind.FILE, Kind.DIR, Kind.SYMLINK):
                 continue
-            batch.append(to_record(entry, run_id, digest))
+            rec = to_record(entry, run_id, digest)
+            if rec.kind is Kind.FILE:
+                rec.ino = FROM_COPY_INO  # the next backup hashes the source to compare
+            batch.append(rec)
             progress.advance(int(entry.kind is Kind.FILE), entry.size)
             if len(batch) >= BATCH:
                 _insert(catalog, batch, result)

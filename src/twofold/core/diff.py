@@ -55,12 +55,20 @@ class CatalogRow(Protocol):
     def record(self) -> Record: ...
 
 
+FROM_COPY_INO = 0
+"""The inode number of a row `twofold repair` made from the copy in current/, not from the
+source (no file has inode 0): only its size and hash are the source's, so a file of that
+size is hashed (CHECK) rather than copied again whatever its mtime (the copy's may be
+rounded to the drive's granularity)."""
+
+
 def compare(entry: Entry, old: Record) -> Action:
     """Decide what changed between a scanned entry and its catalog record."""
     if entry.kind != old.kind:
         return Action.CHANGED
     if entry.kind is Kind.FILE:
-        if entry.size != old.size or entry.mtime_ns != old.mtime_ns:
+        if entry.size != old.size or (entry.mtime_ns != old.mtime_ns
+                                      and old.ino != FROM_COPY_INO):
             return Action.CHANGED
         if entry.link_to != old.link_to:
             return Action.CHANGED

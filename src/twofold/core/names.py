@@ -176,6 +176,19 @@ class Namer:
         self.twins[path] = stored
 
 
+_STAND_INS = re.compile(
+    r"[\uff01-\uff5e\u2400-\u2420]|%[0-9A-F]{2}|~[0-9a-f]{6}([0-9a-f]{2})?(\.|\Z)")
+"""What encode_name and twin_name put into names: look-alikes, %XX, a ~hash tag."""
+
+
+def may_stand_in(name: bytes, profile: TargetProfile) -> bool:
+    """True when `name`, found on the target, may be the stand-in for another name (an
+    encoded name or a case twin's), which only the catalog's row can tell."""
+    if profile.plain:
+        return False
+    return _STAND_INS.search(name.decode("utf-8", "surrogateescape")) is not None
+
+
 def _needs_pattern(p: TargetProfile) -> re.Pattern[bytes]:
     """Matches names that need encoding on this target (length is checked apart)."""
     chars = set(p.refused_chars)
