@@ -172,6 +172,20 @@ def test_repair_of_a_catalog_that_is_not_a_database_at_all(
     assert run_verify(target).problems == []
 
 
+def test_a_lost_catalog_is_made_anew_from_current(tmp_path: Path, clock: FakeClock) -> None:
+    src, target = _two_runs(tmp_path, clock)
+    (set_dir(target) / "catalog.sqlite").unlink()
+    (set_dir(target) / "catalog.sqlite-journal").unlink(missing_ok=True)
+    done = _twofold("repair", "--from", str(target), "--set", SET, "--json")
+    assert done.returncode == 0, done.stderr
+    assert '"damaged_copy": null' in done.stdout and "is missing" in done.stdout
+    again = run_backup(src, target, clock)
+    assert again.stats.new == 0 and again.stats.bytes_copied == 0  # hashed, not copied
+    restored = tmp_path / "restored"
+    run_restore(target, restored)
+    assert_same_tree(snapshot(restored / "src"), snapshot(src), "the restore after a rebuild")
+
+
 def test_repair_leaves_a_whole_catalog_alone(tmp_path: Path, clock: FakeClock) -> None:
     _src, target = _two_runs(tmp_path, clock)
     catalog = set_dir(target) / "catalog.sqlite"

@@ -63,7 +63,8 @@ class RepairResult:
 def repair(target: str, set_name: str, clock: Clock, progress: Progress) -> RepairResult:
     """Check set `set_name`'s catalog; when it is damaged, replace it as described above."""
     sd = SetDir(target, set_name)
-    sd.require()
+    if not (os.path.isdir(sd.current) and not sd.exists()):  # a lost catalog: made anew
+        sd.require()
     with sd.lock():
         work = tempfile.mkdtemp(prefix="twofold-repair-")
         try:
@@ -74,24 +75,14 @@ def repair(target: str, set_name: str, clock: Clock, progress: Progress) -> Repa
 
 def _repair(sd: SetDir, work: str, clock: Clock, progress: Progress) -> RepairResult:
     progress.phase("checking the catalog")
-    old = os.path.join(work, "damaged.sqlite")
-    try:  # a copy to work on: the file on the drive is only ever replaced whole
-        shutil.copyfile(sd.catalog, old)
-        if os.path.exists(sd.catalog + b"-journal"):  # SQLite rolls a hot journal back
-            shutil.copyfile(sd.catalog + b"-journal", old + "-journal")
-    except OSError as err:
-        raise TargetError(f"the catalog {show(sd.catalog)} cannot be read: {err.strerror}",
-                          "is the drive still connected?") from err
-    db = sqlite3.connect(old, isolation_level=None)
-    try:
-        result = RepairResult(check(db))
+    new = os.path.join(work, "catalog.sqlite")
+    if not sd.exists():
+        result = RepairResult([f"{show(sd.catalog)} is missing"])
+        Catalog(new, create=True, set_name=sd.name).close()
+    else:
+        result = _check_and_salvage(sd, work, new)
         if result.intact:
             return result
-        new = os.path.join(work, "catalog.sqlite")
-        Catalog(new, create=True, set_name=sd.name).close()
-        _salvage(db, new, result)
-    finally:
-        db.close()
     started = clock.now_ns()
     with Catalog(new) as catalog:
         if catalog.profile() is None:  # the probe's answer was lost: ask the drive again
@@ -115,6 +106,27 @@ def _repair(sd: SetDir, work: str, clock: Clock, progress: Progress) -> RepairRe
     result.damaged_copy = _publish(sd, new, result.run_name)
     progress.finish()
     return result
+
+
+def _check_and_salvage(sd: SetDir, work: str, new: str) -> RepairResult:
+    """Check the catalog; when it is damaged, make `new` of every row it still holds."""
+    old = os.path.join(work, "damaged.sqlite")
+    try:  # a copy to work on: the file on the drive is only ever replaced whole
+        shutil.copyfile(sd.catalog, old)
+        if os.path.exists(sd.catalog + b"-journal"):  # SQLite rolls a hot journal back
+            shutil.copyfile(sd.catalog + b"-journal", old + "-journal")
+    except OSError as err:
+        raise TargetError(f"the catalog {show(sd.catalog)} cannot be read: {err.strerror}",
+                          "is the drive still connected?") from err
+    db = sqlite3.connect(old, isolation_level=None)
+    try:
+        result = RepairResult(check(db))
+        if not result.intact:
+            Catalog(new, create=True, set_name=sd.name).close()
+            _salvage(db, new, result)
+        return result
+    finally:
+        db.close()
 
 
 def _salvage(db: sqlite3.Connection, new: str, result: RepairResult) -> None:
@@ -212,14 +224,16 @@ def _insert(catalog: Catalog, batch: list[Record], result: RepairResult) -> None
     batch.clear()
 
 
-def _publish(sd: SetDir, new: str, run_name: str) -> str:
-    """Put the new catalog in place of the damaged one, which is kept beside it; a kill
-    at any moment leaves either the damaged catalog or the new one in place."""
+def _publish(sd: SetDir, new: str, run_name: str) -> str | None:
+    """Put the new catalog in place of the damaged one, which is kept beside it (its
+    name is returned); a kill at any moment leaves the damaged catalog or the new one."""
     aside = sd.root + f"/catalog.damaged-{run_name}.sqlite".encode()
     staged = sd.catalog + b".new"
     journal = sd.catalog + b"-journal"
+    kept = sd.exists()
     try:
-        _copy_durably(sd.catalog, aside)
+        if kept:
+            _copy_durably(sd.catalog, aside)
         _copy_durably(new.encode(), staged)
         if os.path.exists(journal):  # the old catalog's: must not be applied to the new
             os.replace(journal, aside + b"-journal")
@@ -227,7 +241,7 @@ def _publish(sd: SetDir, new: str, run_name: str) -> str:
         fsync_dir(sd.root)
     except OSError as err:
         raise target_failure(err, sd.catalog) from err
-    return show(aside)
+    return show(aside) if kept else None
 
 
 def _copy_durably(src: bytes, dst: bytes) -> None:

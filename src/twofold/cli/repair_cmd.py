@@ -49,7 +49,8 @@ def repair_command(
               "hashed from the copy)")
     out.print(f"  {result.closed:,} rows closed: their copy is missing from current/; the "
               "next backup copies them again")
-    out.print(f"  the damaged catalog is kept as {result.damaged_copy}", markup=False)
+    if result.damaged_copy is not None:
+        out.print(f"  the damaged catalog is kept as {result.damaged_copy}", markup=False)
     out.print("  Older versions whose rows were lost stay in versions/ as plain files, but "
               "`restore --as-of` no longer lists them.")
     print_issues(result.issues, "Left for the next backup")
