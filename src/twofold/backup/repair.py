@@ -116,8 +116,7 @@ def _check_and_salvage(sd: SetDir, work: str, new: str) -> RepairResult:
         if os.path.exists(sd.catalog + b"-journal"):  # SQLite rolls a hot journal back
             shutil.copyfile(sd.catalog + b"-journal", old + "-journal")
     except OSError as err:
-        raise TargetError(f"the catalog {show(sd.catalog)} cannot be read: {err.strerror}",
-                          "is the drive still connected?") from err
+        raise _unreadable(err, sd.catalog) from err
     db = sqlite3.connect(old, isolation_level=None)
     try:
         result = RepairResult(check(db))
@@ -170,7 +169,7 @@ def _close_missing(sd: SetDir, catalog: Catalog, run_id: int,
         except FileNotFoundError:
             st = None
         except OSError as err:
-            raise target_failure(err, where) from err
+            raise _unreadable(err, where) from err
         if rec.kind is Kind.FILE and (st is None or not stat.S_ISREG(st.st_mode)
                                       or st.st_size != rec.size):
             closes.append((rec.id, run_id, False))
@@ -251,3 +250,8 @@ def _copy_durably(src: bytes, dst: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _unreadable(err: OSError, path: bytes) -> TargetError:
+    return TargetError(f"reading {show(path)} on the target failed: {err.strerror or err}",
+                       "is the drive still connected?")
