@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,11 @@ def test_repair_of_a_catalog_that_is_not_a_database_at_all(
     result = repair(str(target), SET, clock, NullProgress())
     assert result.problems and result.kept["entries"] == 0 and result.kept["runs"] == 0
     assert result.readded == sum(1 for _ in (src).rglob("*")) + 1  # and src itself
+    # run 2's versions/ folder: its run made again, with the two files it kept
+    assert result.versions == 2 and result.run_name is not None
+    runs = sqlite3.connect(catalog).execute("SELECT name FROM runs ORDER BY id").fetchall()
+    assert [n for (n,) in runs] == [*(p.name for p in (set_dir(target) / "versions")
+                                      .iterdir()), result.run_name]
     run_backup(src, target, clock)
     restored = tmp_path / "restored"
     run_restore(target, restored)
@@ -237,9 +243,42 @@ def test_repair_on_a_foreign_drive_then_a_whole_restore(
         left = {i.path for i in result.issues if i.kind == "left"}
         with Catalog(str(catalog)) as repaired:
             stored = repaired.namer().rel(b"home/docs/a:b?.txt")
-        assert stored != b"home/docs/a:b?.txt" and stored in left
+        assert stored != b"home/docs/a:b?.txt" and b"current/" + stored in left
         run_backup(src, drive, clock)
         assert not run_verify(drive).problems
         out = tmp_path / "restored"
         assert not run_restore(drive, out).issues
         assert_same_tree(snapshot(out / "home"), snapshot(src), f"the restore from {kind}")
+
+
+def test_repair_finds_old_versions_again(tmp_path: Path) -> None:
+    # runs at real times: repair dates a copy's content by its mtime, which for the
+    # files build_tree writes without one is now
+    clock = FakeClock(start_ns=time.time_ns())
+    src = build_tree(tmp_path / "src", files=400)
+    target = tmp_path / "drive"
+    target.mkdir()
+    run_backup(src, target, clock)
+    first = snapshot(src)
+    write_file(src / "docs" / "f000.bin", b"a second version")
+    (src / "docs" / "letters" / "f001.bin").unlink()
+    run_backup(src, target, clock)
+    catalog = set_dir(target) / "catalog.sqlite"
+    # the rows of run 1's f000 (now in versions/) and of the deleted letter
+    for needle in (b"src/docs/f000.bin", b"src/docs/letters/f001.bin"):
+        damage(catalog, pages_holding(catalog, needle)[0])
+    with pytest.raises(CatalogError):
+        run_restore(target, tmp_path / "before", as_of="1")
+    result = repair(str(target), SET, clock, NullProgress())
+    assert result.versions >= 2
+    restored = tmp_path / "restored"
+    assert not run_restore(target, restored, as_of="1").issues
+    got = snapshot(restored / "src")
+    # Every file of run 1 comes back with its content and metadata. What the lost rows
+    # alone knew stays lost: a folder's metadata as of run 1 (folders are not kept in
+    # versions/) and which files were hard links of each other.
+    assert {p for p, n in got.items() if n.type == "dir"} == \
+        {p for p, n in first.items() if n.type == "dir"}
+    assert_same_tree({p: n for p, n in got.items() if n.type != "dir"},
+                     {p: n for p, n in first.items() if n.type != "dir"},
+                     "run 1 restored after repair", ignore=("links",))

@@ -14,23 +14,17 @@ import os
 import shutil
 import socket
 import sqlite3
-import stat
 import tempfile
 from dataclasses import dataclass, field
 
 from twofold.backup.engine import run_name_for
-from twofold.backup.records import to_record
+from twofold.backup.rebuild import Rebuild, recreate_runs, unreadable
 from twofold.core.clock import Clock
-from twofold.core.diff import FROM_COPY_INO
-from twofold.core.errors import TargetError
-from twofold.core.models import Issue, Kind, Record, RunStats
-from twofold.core.names import may_stand_in
+from twofold.core.models import Issue, RunStats
 from twofold.core.paths import show
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import fsync_dir
-from twofold.fsinfo.scan import entry_from_stat
 from twofold.store.catalog import Catalog
-from twofold.store.copy import hash_file
 from twofold.store.probe import probe
 from twofold.store.rows import target_failure
 from twofold.store.salvage import check, read_table, tables
@@ -48,6 +42,7 @@ class RepairResult:
     kept: dict[str, int] = field(default_factory=dict)  # table: rows carried over
     gaps: int = 0  # damaged stretches of rows stepped over
     readded: int = 0  # entries of current/ given a row again
+    versions: int = 0  # entries of versions/ folders given a (closed) row again
     closed: int = 0  # rows whose copy in current/ is missing or of another size
     issues: list[Issue] = field(default_factory=list)  # entries of current/ left without
     # a row: the next backup copies them again
@@ -88,16 +83,21 @@ def _repair(sd: SetDir, work: str, clock: Clock, progress: Progress) -> RepairRe
         if catalog.profile() is None:  # the probe's answer was lost: ask the drive again
             catalog.set_profile(probe(sd.root))
         sd.namer = catalog.namer()
+        host = socket.gethostname()
+        if not catalog.runs():
+            recreate_runs(sd, catalog, host)
         runs = catalog.runs()
         result.run_name = run_name_for(started, {r.name for r in runs})
         sources: list[str] = next((r.config["sources"] for r in reversed(runs)
                         if r.config.get("sources")), [])
         run_id = catalog.add_run(result.run_name, started, {
-            "sources": sources, "repair": {"gaps": result.gaps, "kept": result.kept}},
-            socket.gethostname())
-        progress.phase("comparing current/ with the catalog")
-        known = _close_missing(sd, catalog, run_id, result)
-        _readd(sd, catalog, run_id, known, result, progress)
+            "sources": sources, "repair": {"gaps": result.gaps, "kept": result.kept}}, host)
+        progress.phase("comparing current/ and versions/ with the catalog")
+        rows = Rebuild(sd, catalog, progress)
+        result.closed = rows.close_missing(run_id)
+        result.versions = rows.readd_versions()  # first: current/'s rows date after them
+        result.readded = rows.readd_current(run_id)
+        result.issues = rows.issues
         stats = RunStats(new=result.readded, deleted=result.closed,
                          skipped=len(result.issues), issues=result.issues,
                          seconds=(clock.now_ns() - started) / 1e9)
@@ -116,7 +116,7 @@ def _check_and_salvage(sd: SetDir, work: str, new: str) -> RepairResult:
         if os.path.exists(sd.catalog + b"-journal"):  # SQLite rolls a hot journal back
             shutil.copyfile(sd.catalog + b"-journal", old + "-journal")
     except OSError as err:
-        raise _unreadable(err, sd.catalog) from err
+        raise unreadable(err, sd.catalog) from err
     db = sqlite3.connect(old, isolation_level=None)
     try:
         result = RepairResult(check(db))
@@ -155,74 +155,6 @@ def _salvage(db: sqlite3.Connection, new: str, result: RepairResult) -> None:
         out.close()
 
 
-def _close_missing(sd: SetDir, catalog: Catalog, run_id: int,
-                   result: RepairResult) -> set[bytes]:
-    """Close the open file rows whose copy is not in current/ as recorded; return the
-    current/ paths the open rows account for."""
-    known: set[bytes] = set()
-    closes: list[tuple[int, int, bool]] = []
-    for row in catalog.current():
-        rec = row.record()
-        where = sd.cur(rec.path)
-        try:
-            st = os.lstat(where)
-        except FileNotFoundError:
-            st = None
-        except OSError as err:
-            raise _unreadable(err, where) from err
-        if rec.kind is Kind.FILE and (st is None or not stat.S_ISREG(st.st_mode)
-                                      or st.st_size != rec.size):
-            closes.append((rec.id, run_id, False))
-        elif st is not None:
-            known.add(where)
-    with catalog.transaction():
-        catalog.close_rows(closes)
-    result.closed = len(closes)
-    return known
-
-
-def _readd(sd: SetDir, catalog: Catalog, run_id: int, known: set[bytes],
-           result: RepairResult, progress: Progress) -> None:
-    """Give a row to each entry of current/ that no open row accounts for."""
-    batch: list[Record] = []
-    for top, dirs, files in os.walk(sd.current):
-        for name in [*dirs, *files]:
-            where = os.path.join(top, name)
-            if where in known:
-                continue
-            rel = os.path.relpath(where, sd.current)
-            if sd.namer.rel(rel) != rel or any(  # maybe encoded: the original is not known
-                    may_stand_in(part, sd.namer.profile) for part in rel.split(b"/")):
-                result.issues.append(Issue(rel, "left", "stored under an encoded name; the "
-                                           "next backup copies it again"))
-                continue
-            try:
-                st = os.lstat(where)
-                entry = entry_from_stat(rel, st, where)
-                digest = hash_file(where)[0] if entry.kind is Kind.FILE else None
-            except OSError as err:
-                result.issues.append(Issue(rel, "skipped", f"cannot be read: {err.strerror}; "
-                                           "the next backup copies it again"))
-                continue
-            if entry.kind not in (Kind.FILE, Kind.DIR, Kind.SYMLINK):
-                continue
-            rec = to_record(entry, run_id, digest)
-            if rec.kind is Kind.FILE:
-                rec.ino = FROM_COPY_INO  # the next backup hashes the source to compare
-            batch.append(rec)
-            progress.advance(int(entry.kind is Kind.FILE), entry.size)
-            if len(batch) >= BATCH:
-                _insert(catalog, batch, result)
-    _insert(catalog, batch, result)
-
-
-def _insert(catalog: Catalog, batch: list[Record], result: RepairResult) -> None:
-    with catalog.transaction():
-        catalog.insert(batch)
-    result.readded += len(batch)
-    batch.clear()
-
-
 def _publish(sd: SetDir, new: str, run_name: str) -> str | None:
     """Put the new catalog in place of the damaged one, which is kept beside it (its
     name is returned); a kill at any moment leaves the damaged catalog or the new one."""
@@ -250,8 +182,3 @@ def _copy_durably(src: bytes, dst: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _unreadable(err: OSError, path: bytes) -> TargetError:
-    return TargetError(f"reading {show(path)} on the target failed: {err.strerror or err}",
-                       "is the drive still connected?")

@@ -34,7 +34,8 @@ def repair_command(
     if as_json:
         print_json({"intact": result.intact, "problems": result.problems,
                     "kept_rows": result.kept, "damaged_stretches": result.gaps,
-                    "readded": result.readded, "closed": result.closed,
+                    "readded": result.readded, "versions_readded": result.versions,
+                    "closed": result.closed,
                     "run": result.run_name, "damaged_copy": result.damaged_copy,
                     "issues": [issue_dict(i) for i in result.issues], "exit_code": code})
         raise typer.Exit(code)
@@ -47,11 +48,11 @@ def repair_command(
               f" entry rows; {result.gaps:,} damaged stretches of rows could not be read")
     out.print(f"  {result.readded:,} entries of current/ given rows again (their content "
               "hashed from the copy)")
+    out.print(f"  {result.versions:,} entries of versions/ folders given rows again "
+              "(restore --as-of finds them)")
     out.print(f"  {result.closed:,} rows closed: their copy is missing from current/; the "
               "next backup copies them again")
     if result.damaged_copy is not None:
         out.print(f"  the damaged catalog is kept as {result.damaged_copy}", markup=False)
-    out.print("  Older versions whose rows were lost stay in versions/ as plain files, but "
-              "`restore --as-of` no longer lists them.")
     print_issues(result.issues, "Left for the next backup")
     raise typer.Exit(code)
