@@ -23,8 +23,8 @@ def repair_command(
     = False,
 ) -> None:
     """Check the set's catalog; if it is damaged, keep every row that can be read, give
-    the files in current/ whose rows were lost new ones, and keep the damaged file beside
-    the new one. Exit 3 when some entries of current/ were left for the next backup."""
+    the files in current/ and versions/ whose rows were lost new ones, and keep the
+    damaged file beside the new one. Exit 3 when some entries were left (listed)."""
     progress: Progress = NullProgress() if as_json else RichProgress(err)
     try:
         result = repair(source, set_name, SystemClock(), progress)
