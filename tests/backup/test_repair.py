@@ -133,13 +133,20 @@ def test_repair_keeps_what_it_can_and_the_next_backup_is_whole(
     sd = set_dir(target)
     catalog = sd / "catalog.sqlite"
     damage(catalog, pages_holding(catalog, b"docs/f100.bin")[0])
-    # a copy whose row survives goes missing too: its row must not be trusted
+    # a copy whose row survives goes missing, another is cut short: neither row can be
+    # trusted any more
     (sd / "current" / "src" / "music" / "albums" / "one" / "f003.bin").unlink()
+    os.truncate(sd / "current" / "src" / "data" / "big.bin", 1000)
     damaged = catalog.read_bytes()
 
     done = _twofold("repair", "--from", str(target), "--set", SET)
     assert done.returncode == 0, done.stderr
-    assert "Repaired" in done.stdout and "1 rows closed" in done.stdout
+    assert "Repaired" in done.stdout and "2 rows closed" in done.stdout
+    # the short copy's closed row and the row made from it follow each other, not overlap
+    (closed, _), (made, until) = sqlite3.connect(catalog).execute(
+        "SELECT first_run, until_run FROM entries WHERE path=? ORDER BY first_run",
+        (b"src/data/big.bin",)).fetchall()
+    assert until is None and made == 3 and closed < made
     kept = [p for p in sd.iterdir() if p.name.startswith("catalog.damaged-")]
     assert [p.name.endswith(".sqlite") for p in kept].count(True) == 1
     assert next(p for p in kept if p.name.endswith(".sqlite")).read_bytes() == damaged
@@ -147,8 +154,9 @@ def test_repair_keeps_what_it_can_and_the_next_backup_is_whole(
 
     again = run_backup(src, target, clock)
     missing = src / "music" / "albums" / "one" / "f003.bin"
-    assert again.stats.new == 1  # the missing copy, copied again; nothing else is
-    assert again.stats.bytes_copied == missing.stat().st_size
+    assert again.stats.new == 1  # the missing copy, and the short one, copied again
+    assert again.stats.bytes_copied == missing.stat().st_size + (src / "data" /
+                                                                 "big.bin").stat().st_size
     assert run_verify(target).problems == []
     restored = tmp_path / "restored"
     run_restore(target, restored)

@@ -122,8 +122,9 @@ class Rebuild:
     def _first_run(self, rec: Record, before: int, replaced: bool) -> int:
         """The run from which `rec` (a copy's row) is taken to be valid: at most `before`,
         or below it when `replaced` (a versions/ copy, replaced at run `before`)."""
+        last = before - 1 if replaced else before  # a row the repair closed ends at it
         floor = max((r.until_run for r in self.catalog.history(rec.path)
-                     if r.until_run is not None and r.until_run < before), default=0)
+                     if r.until_run is not None and r.until_run <= last), default=0)
         first = floor
         if rec.kind is not Kind.DIR:  # the first run that ended after the content's mtime
             at = bisect.bisect_left(self._ends, rec.mtime_ns)
