@@ -60,7 +60,7 @@ def prune(target: str, set_name: str, policy: Policy, tz: tzinfo,
             unneeded = [r for r in rows if not needed(r.first_run, r.until_run or 0, kept)]
             drop_rows.extend(r.id for r in unneeded)
             if vrun is not None and len(unneeded) == len(rows) and \
-                        rows[0].kind is not Kind.DIR:
+                    rows[0].kind is not Kind.DIR:
                 drop_files.append(rows[0])
         result.files_removed = len(drop_files)
         result.bytes_freed = sum(r.size for r in drop_files if r.kind is Kind.FILE)

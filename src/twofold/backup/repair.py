@@ -30,7 +30,6 @@ from twofold.store.rows import target_failure
 from twofold.store.salvage import check, read_table, tables
 from twofold.store.target import SetDir
 
-BATCH = 2000
 NOT_SALVAGED = ("format_version",)  # meta keys the new catalog sets itself
 
 
@@ -44,8 +43,7 @@ class RepairResult:
     readded: int = 0  # entries of current/ given a row again
     versions: int = 0  # entries of versions/ folders given a (closed) row again
     closed: int = 0  # rows whose copy in current/ is missing or of another size
-    issues: list[Issue] = field(default_factory=list)  # entries of current/ left without
-    # a row: the next backup copies them again
+    issues: list[Issue] = field(default_factory=list)  # entries left without a row
     damaged_copy: str | None = None  # where the damaged catalog is kept
     run_name: str | None = None  # the run that records the repair
 
