@@ -23,7 +23,7 @@ from twofold.core.clock import Clock
 from twofold.core.models import Issue, RunStats
 from twofold.core.paths import show
 from twofold.core.progress import Progress
-from twofold.fsinfo.disk import fsync_dir
+from twofold.fsinfo.disk import copy_durably, fsync_dir
 from twofold.store.catalog import Catalog
 from twofold.store.probe import probe
 from twofold.store.rows import target_failure
@@ -162,8 +162,8 @@ def _publish(sd: SetDir, new: str, run_name: str) -> str | None:
     kept = sd.exists()
     try:
         if kept:
-            _copy_durably(sd.catalog, aside)
-        _copy_durably(new.encode(), staged)
+            copy_durably(sd.catalog, aside)
+        copy_durably(new, staged)
         if os.path.exists(journal):  # the old catalog's: must not be applied to the new
             os.replace(journal, aside + b"-journal")
         os.replace(staged, sd.catalog)
@@ -172,11 +172,3 @@ def _publish(sd: SetDir, new: str, run_name: str) -> str | None:
         raise target_failure(err, sd.catalog) from err
     return show(aside) if kept else None
 
-
-def _copy_durably(src: bytes, dst: bytes) -> None:
-    shutil.copyfile(src, dst)
-    fd = os.open(dst, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -73,6 +73,16 @@ def rename_new(src: bytes, dst: bytes) -> bool:
     return True
 
 
+def copy_durably(src: bytes | str, dst: bytes | str, buf: int = 1 << 20) -> None:
+    """Write a new file `dst` with `src`'s bytes, from start to end (drivers such as
+    fusefat lose data written at an offset of an existing file), and flush it."""
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(buf):
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
 def fsync_dir(path: bytes | str) -> None:
     """Make a folder's entries (renames, creations) durable, where the platform allows."""
     if os.name != "posix":

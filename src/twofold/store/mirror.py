@@ -16,9 +16,7 @@ import os
 import shutil
 import tempfile
 
-from twofold.fsinfo.disk import fsync_dir
-
-BUF = 1 << 20
+from twofold.fsinfo.disk import copy_durably, fsync_dir
 
 
 class Mirror:
@@ -38,11 +36,7 @@ class Mirror:
     def publish(self) -> None:
         """Write the working copy to the drive as a new file, then rename it into place."""
         new = self.target_path + ".new"
-        with open(self.local, "rb") as src, open(new, "wb") as dst:
-            while chunk := src.read(BUF):
-                dst.write(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
+        copy_durably(self.local, new)
         os.replace(new, self.target_path)
         fsync_dir(os.path.dirname(self.target_path) or ".")
 
