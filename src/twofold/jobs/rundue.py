@@ -15,6 +15,7 @@ from twofold.core.models import Issue
 from twofold.core.paths import show
 from twofold.jobs.config import Config, ImageJob, Job, SetConfig, drive_of
 from twofold.jobs.drives import blkid, device_of, locate, wait_for_mount
+from twofold.jobs.live import Cancelled, LiveProgress
 from twofold.jobs.state import JobRecord, State
 from twofold.jobs.status import Probe, job_status
 
@@ -86,7 +87,7 @@ def select(cfg: Config, drive: str | None, job: str | None) -> list[Job]:
 
 
 def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
-            progress: LogProgress) -> tuple[str, str]:
+            progress: LiveProgress, log: LogProgress) -> tuple[str, str]:
     from twofold.backup.engine import BackupOptions, backup
 
     options = BackupOptions(excludes=[*cfg.exclude, *job.exclude],
@@ -94,15 +95,15 @@ def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
                             allow_mass_delete=job.allow_mass_delete)
     r = backup(job.sources, location, job.name, options, clock, progress)
     s = r.stats
-    progress.line(f"run {r.run_id} ({r.run_name}): new {s.new} changed {s.changed} "
-                  f"deleted {s.deleted} moved {s.moved} unchanged {s.unchanged} "
-                  f"skipped {s.skipped}; {s.bytes_copied:,} bytes copied")
+    log.line(f"run {r.run_id} ({r.run_name}): new {s.new} changed {s.changed} "
+             f"deleted {s.deleted} moved {s.moved} unchanged {s.unchanged} "
+             f"skipped {s.skipped}; {s.bytes_copied:,} bytes copied")
     bad = sum(1 for i in s.issues if i.kind in PARTIAL_KINDS)
     return ("partial", f"{bad} skipped") if bad else ("ok", "")
 
 
-def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
-           state: State, probe: Probe) -> tuple[str, str]:
+def _image(job: ImageJob, location: str, clock: Clock, progress: LiveProgress,
+           log: LogProgress, state: State, probe: Probe) -> tuple[str, str]:
     from twofold.image.create import LEVELS, create
     from twofold.image.manage import list_images
 
@@ -119,8 +120,8 @@ def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
         n += 1
         name = f"{base}-{n}"
     r = create(job.source, location, name, level, None, False, progress, clock)
-    progress.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
-                  f"{r.stored_new_bytes:,} stored new")
+    log.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
+             f"{r.stored_new_bytes:,} stored new")
     state.save_fingerprint(job.name, probe())
     return "ok", ""
 
@@ -130,24 +131,33 @@ def run_job(job: Job, cfg: Config, location: str, state: State, clock: Clock,
     """Run one job now, with its log; record the result in the state folder."""
     started = clock.now_ns()
     log = state.new_log(job.name, started)
+    stopped: BaseException | None = None
     with log.open("w", encoding="utf-8") as fh:
         progress = LogProgress(fh)
         progress.line(f"{job.kind} job {job.name!r} to {job.target} (at {location})")
+        live = LiveProgress(state.root, job.name, job.kind,
+                            f"{'Backup' if job.kind == 'backup' else 'Image'} {job.name}",
+                            progress)
         try:
             if isinstance(job, SetConfig):
-                result, detail = _backup(job, cfg, location, clock, progress)
+                result, detail = _backup(job, cfg, location, clock, live, progress)
             else:
-                result, detail = _image(job, location, clock, progress, state, probe)
+                result, detail = _image(job, location, clock, live, progress, state, probe)
         except TwofoldError as err:
             result, detail = "failed", err.message
         except OSError as err:
             result, detail = "failed", f"{err.strerror or err}: {err.filename or ''}"
+        except (KeyboardInterrupt, Cancelled) as err:
+            result, detail, stopped = "cancelled", "stopped by the user", err
         progress.line(f"result: {result}" + (f" ({detail})" if detail else ""))
+        live.done(result, detail, str(log))
     rec = state.record(job.name)
-    ok_ns = None if result == "failed" else clock.now_ns()
+    ok_ns = None if result in ("failed", "cancelled") else clock.now_ns()
     state.save(job.name, JobRecord(last_run_ns=started, last_ok_ns=ok_ns or rec.last_ok_ns,
                                    result=result, detail=detail, drive_seen_ns=started,
                                    log=str(log)))
+    if stopped is not None:
+        raise KeyboardInterrupt from stopped
     return Outcome(job.name, "ran", result, detail, str(log))
 
 
