@@ -41,7 +41,8 @@ def start_panel(config: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
         found = re.search(r"(http://127\.0\.0\.1:\d+/\?token=\S+)", line)
         if found:
             return proc, found.group(1)
-    raise AssertionError(f"the panel printed no address: {proc.stderr.read() if proc.stderr else ''}")
+    said = proc.stderr.read() if proc.stderr else ""
+    raise AssertionError(f"the panel printed no address: {said}")
 
 
 @pytest.fixture

@@ -149,7 +149,7 @@ class LiveProgress:
         if not force and now - self._last < EVERY_NS:
             return
         self._last = self.item.updated_ns = now
-        if self.item.state == "running":
+        if not self.item.cancel:  # a reader may have marked the file: keep the mark
             on_disk = read(self.path)
             if on_disk is not None and on_disk.cancel:
                 self.item.cancel = True
@@ -157,6 +157,10 @@ class LiveProgress:
             _write(self.path, asdict(self.item))
         if self.item.cancel and self.item.state == "running" and self.item.pid == os.getpid():
             raise Cancelled
+
+    def flush(self) -> None:
+        """Write what is known now (advance and issue write at most five times a second)."""
+        self._publish(force=True)
 
     def phase(self, name: str, total_files: int | None = None,
               total_bytes: int | None = None) -> None:
