@@ -253,3 +253,42 @@ def test_restore_place_is_the_runs_source(world: World) -> None:
 
     run = list_runs(str(world.drive), "docs")[0]
     assert Path(place_of(run, "Documents/letter.txt")) == world.src.parent
+
+
+def test_image_restore_keeps_the_clis_refusals(client: TestClient, panel: Panel,
+                                               world: World) -> None:
+    from twofold.core.progress import NullProgress
+    from twofold.image.create import create
+    from twofold.jobs.clock import SystemClock
+
+    create(str(world.disk), str(world.drive), "disk-1", 3, None, False, NullProgress(),
+           SystemClock())
+    small = world.root / "small.img"
+    small.write_bytes(b"keep me" * 100)
+    post(client, panel, "/images/restore", store=str(world.drive), image="disk-1",
+         dest=str(small))
+    result = wait_done(panel, "restore-disk-1")
+    assert result.startswith("failed") and "too small" in result, result
+    assert small.read_bytes() == b"keep me" * 100
+    copy = world.root / "copy.img"
+    post(client, panel, "/images/restore", store=str(world.drive), image="disk-1",
+         dest=str(copy))
+    assert wait_done(panel, "restore-disk-1").startswith("ok")
+    assert copy.read_bytes() == world.disk.read_bytes()
+
+
+def test_delete_an_image_needs_the_confirmation(client: TestClient, panel: Panel,
+                                                world: World) -> None:
+    from twofold.core.progress import NullProgress
+    from twofold.image.create import create
+    from twofold.image.manage import list_images
+    from twofold.jobs.clock import SystemClock
+
+    create(str(world.disk), str(world.drive), "disk-1", 3, None, False, NullProgress(),
+           SystemClock())
+    note = post(client, panel, "/images/delete", store=str(world.drive), image="disk-1")
+    assert "was not deleted" in note and len(list_images(str(world.drive))) == 1
+    post(client, panel, "/images/delete", store=str(world.drive), image="disk-1",
+         confirm="yes")
+    assert wait_done(panel, "delete-disk-1").startswith("ok")
+    assert list_images(str(world.drive)) == []

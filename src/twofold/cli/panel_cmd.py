@@ -93,5 +93,6 @@ def panel_command(
         import webbrowser
 
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-    config = uvicorn.Config(create_app(panel), log_level="warning", lifespan="on")
+    config = uvicorn.Config(create_app(panel), log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=2)  # event streams never end
     uvicorn.Server(config).run(sockets=[sock])
