@@ -81,8 +81,9 @@ def rss_mb(pid: int) -> float:
 def paint_ms(page: Any, url: str) -> float:
     """Navigation start to first contentful paint, ms."""
     page.goto(url, wait_until="load")
-    return float(page.evaluate(
-        "performance.getEntriesByName('first-contentful-paint')[0].startTime"))
+    return float(page.evaluate("""new Promise(done => new PerformanceObserver(
+        (list, obs) => { obs.disconnect(); done(list.getEntries()[0].startTime); })
+        .observe({type: 'paint', buffered: true}))"""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,12 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default="/var/tmp/twofold-bench-panel")
     ap.add_argument("--turns", type=int, default=7)
+    ap.add_argument("--reuse", action="store_true",
+                    help="Measure again on the world an earlier run left in --workdir.")
     a = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    shutil.rmtree(a.workdir, ignore_errors=True)
-    os.makedirs(a.workdir)
-    config = prepare(a.workdir)
+    config = os.path.join(a.workdir, "config.toml")
+    if not (a.reuse and os.path.exists(config)):
+        shutil.rmtree(a.workdir, ignore_errors=True)
+        os.makedirs(a.workdir)
+        config = prepare(a.workdir)
     env = {**os.environ, "TWOFOLD_STATE_DIR": os.path.join(a.workdir, "state")}
     panel = subprocess.Popen([sys.executable, "-m", "twofold", "--config", config, "panel",
                               "--no-browser"], stdout=subprocess.PIPE, text=True, env=env)
@@ -110,14 +115,23 @@ def main(argv: list[str] | None = None) -> int:
             page.goto(url)
             home = [paint_ms(page, root + "/") for _ in range(a.turns)]
             jobs = page.locator("tbody tr").count()
+            home_server = []
+            cookie = next(c for c in page.context.cookies())
+            for _ in range(a.turns):
+                req = urllib.request.Request(root + "/", headers={
+                    "Cookie": f"{cookie['name']}={cookie['value']}"})
+                t = time.perf_counter()
+                with urllib.request.urlopen(req) as r:
+                    r.read()
+                home_server.append((time.perf_counter() - t) * 1000)
             folder = f"{root}/browse?set=files&run=1&path=Files/{BIG_FOLDER.replace(' ', '+')}"
             listing, server = [], []
             for _ in range(a.turns):
                 t = time.perf_counter()
                 page.goto(folder, wait_until="load")
                 listing.append((time.perf_counter() - t) * 1000)
-            entries = page.locator("tbody tr").count()
-            cookie = next(c for c in page.context.cookies())
+            entries = int(re.sub(r"\D", "", re.search(
+                r"([\d,]+) entries", page.locator(".crumbs").inner_text()).group(1)))  # type: ignore[union-attr]
             for _ in range(a.turns):
                 req = urllib.request.Request(folder, headers={
                     "Cookie": f"{cookie['name']}={cookie['value']}"})
@@ -133,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         panel.wait(30)
     med = statistics.median
     print(f"Home, {jobs} jobs (one set of 100,000 files): first contentful paint median "
-          f"{med(home):.0f} ms (min {min(home):.0f}, max {max(home):.0f}); goal <= 300 ms")
-    print(f"Folder of {entries:,} entries as of run 1: page loaded in Chromium median "
+          f"{med(home):.0f} ms (min {min(home):.0f}, max {max(home):.0f}); the server's answer "
+          f"alone {med(home_server):.0f} ms; goal <= 300 ms")
+    print(f"Folder of {entries:,} entries as of run 1 (first page of 200 shown): page "
+          f"loaded in Chromium median "
           f"{med(listing):.0f} ms (min {min(listing):.0f}); the server's answer alone "
           f"{med(server):.0f} ms; goal <= 500 ms")
     print(f"Panel idle after these pages: {idle:.0f} MB resident; goal <= 80 MB")

@@ -292,3 +292,19 @@ def test_delete_an_image_needs_the_confirmation(client: TestClient, panel: Panel
          confirm="yes")
     assert wait_done(panel, "delete-disk-1").startswith("ok")
     assert list_images(str(world.drive)) == []
+
+
+def test_a_large_folder_is_shown_a_page_at_a_time(client: TestClient, world: World) -> None:
+    from tests.web.conftest import run_backup
+
+    many = world.src / "many"
+    many.mkdir()
+    for n in range(250):
+        (many / f"f{n:03}.txt").write_text(str(n))
+    run_backup(world.src, world.drive)
+    page = client.get("/browse?set=docs&path=Documents/many").text
+    assert "250 entries" in page and "Entries 1–200 of 250" in page
+    assert "f199.txt" in page and "f200.txt" not in page
+    page = client.get("/browse?set=docs&path=Documents/many&page=2").text
+    assert "Entries 201–250 of 250" in page and "f200.txt" in page and "f199.txt" not in page
+    assert "must be a number" in client.get("/browse?set=docs&page=x").text

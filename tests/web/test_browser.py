@@ -90,14 +90,21 @@ def test_home_shows_the_overdue_job(page: Any) -> None:
     assert "Not fully protected" in page.locator(".summary").inner_text()
 
 
-def test_back_up_now_shows_live_progress_to_the_end(page: Any, world: World) -> None:
+def test_back_up_now_shows_live_progress_to_the_end(page: Any, world: World, browser: Any,
+                                                    server: str) -> None:
     for n in range(300):  # enough to be seen running
         (world.src / f"bulk-{n:03}.bin").write_bytes(os.urandom(128 * 1024))
+    other = browser.new_context().new_page()  # a second browser, never reloaded
+    other.goto(server)
+    assert other.locator("#live-section").is_hidden()
     page.locator("#job-docs").get_by_role("button", name="Back up now").click()
     page.wait_for_selector("#live .job-live.running progress", timeout=60_000)
     assert "Backup docs" in page.locator("#live").inner_text()
     page.wait_for_selector("#live .job-live.ok", timeout=120_000)  # by the event stream
     assert page.locator("#live .job-live.ok .state").inner_text() == "ok"
+    other.wait_for_selector("#live .job-live.ok", timeout=60_000)
+    assert "Backup docs" in other.locator("#live").inner_text()
+    other.context.close()
     page.goto(page.url.split("?")[0] + "browse?set=docs&path=Documents")
     assert page.locator("th[scope=row]", has_text="bulk-299.bin").count() == 1
 

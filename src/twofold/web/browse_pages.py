@@ -22,6 +22,7 @@ from twofold.store.catalog import Run
 from twofold.web.app import Panel, form_text
 
 RESTORABLE = ("complete",)
+PAGE = 200  # entries a page shows; a browser draws 10,000 table rows in seconds
 
 
 def _tz() -> Any:
@@ -68,11 +69,18 @@ def routes(panel: Panel) -> list[BaseRoute]:
             spec = q.get("asof") or q.get("run")
             run = _run(runs, spec)
             path = clean_relative(q.get("path", ""))
+            items = list_folder(location, set_name, path, run.id)
+            pages = max(1, -(-len(items) // PAGE))
+            page = min(max(1, int(q.get("page", "1") or 1)), pages)
             context.update(runs=list(reversed(runs)), run=run, path=path,
-                           crumbs=_crumbs(path),
-                           items=list_folder(location, set_name, path, run.id))
+                           crumbs=_crumbs(path), total=len(items), page=page, pages=pages,
+                           page_size=PAGE,
+                           first=(page - 1) * PAGE + 1,
+                           items=items[(page - 1) * PAGE:page * PAGE])
         except TwofoldError as err:
             context["error"] = err
+        except ValueError:
+            context["error"] = UsageError("the page number must be a number")
         return panel.page(request, "browse.html", "Browse and restore", **context)
 
     def history(request: Request) -> Response:
