@@ -106,7 +106,8 @@ def test_back_up_now_shows_live_progress_to_the_end(page: Any, world: World, bro
     assert "Backup docs" in other.locator("#live").inner_text()
     other.context.close()
     page.goto(page.url.split("?")[0] + "browse?set=docs&path=Documents")
-    assert page.locator("th[scope=row]", has_text="bulk-299.bin").count() == 1
+    assert page.locator("th[scope=row]", has_text="bulk-000.bin").count() == 1
+    assert "302 entries" in page.locator(".crumbs").inner_text()
 
 
 def test_browse_an_older_run_and_restore_a_file(page: Any, world: World) -> None:

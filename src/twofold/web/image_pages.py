@@ -40,15 +40,17 @@ def routes(panel: Panel) -> list[BaseRoute]:
 
     def images(request: Request) -> Response:
         from twofold.image.manage import list_images
+        from twofold.jobs.imagefree import frees
 
         cfg, _ = panel.config()
         listing: list[dict[str, Any]] = []
         for where, jobs in stores(cfg).items():
             entry: dict[str, Any] = {"where": where, "jobs": jobs, "images": [],
-                                     "error": None}
+                                     "frees": {}, "error": None}
             if os.path.isdir(os.path.join(where, STORE_DIR)):
                 try:
                     entry["images"] = list(reversed(list_images(where)))
+                    entry["frees"] = frees(where)
                 except TwofoldError as err:
                     entry["error"] = str(err)
             listing.append(entry)
