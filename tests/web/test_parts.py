@@ -257,3 +257,26 @@ def test_what_deleting_an_image_frees(world: World) -> None:
     assert found["a"] == found["b"] == 0 and found["c"] > 0
     r = delete(str(world.drive), "c", NullProgress(), SystemClock())
     assert r.bytes_freed >= found["c"] > r.bytes_freed // 2
+
+
+def test_retention_in_the_config_is_checked_and_applied_after_a_run(world: World) -> None:
+    from twofold.backup.inspect import list_runs
+
+    text = world.config.read_text()
+    with pytest.raises(ConfigError, match=r"keep_daily.*whole number"):
+        save(world.config, edit_job(text, "sets", "docs", {"keep_daily": "x"}))
+    bad = text.replace('schedule = "daily"', 'schedule = "daily"\nkeep_weekly = -1', 1)
+    with pytest.raises(ConfigError, match=r"keep_weekly.*whole number.*line"):
+        save(world.config, bad)
+    cfg = save(world.config, edit_job(text, "sets", "docs", {"keep_daily": "1"}))
+    assert cfg.sets["docs"].keep == (1, 0, 0) and "keep_daily = 1" in world.config.read_text()
+    (world.src / "letter.txt").write_text("third\n")
+    out = rundue.run_job(cfg.sets["docs"], cfg, str(world.drive), State(world.state),
+                         SystemClock(), dict)
+    assert out.result == "ok", out
+    states = [r.state for r in list_runs(str(world.drive), "docs")]
+    assert states == ["pruned", "pruned", "complete"], states
+    assert "retention (keep daily 1" in Path(out.log or "").read_text()
+    cfg = save(world.config, edit_job(world.config.read_text(), "sets", "docs",
+                                      {"keep_daily": "0"}))
+    assert cfg.sets["docs"].keep == (0, 0, 0) and "keep_daily" not in world.config.read_text()

@@ -98,6 +98,17 @@ def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
     log.line(f"run {r.run_id} ({r.run_name}): new {s.new} changed {s.changed} "
              f"deleted {s.deleted} moved {s.moved} unchanged {s.unchanged} "
              f"skipped {s.skipped}; {s.bytes_copied:,} bytes copied")
+    if any(job.keep):
+        from datetime import UTC, datetime
+
+        from twofold.backup.prune import prune
+        from twofold.core.retention import Policy
+
+        tz = datetime.now().astimezone().tzinfo or UTC
+        p = prune(location, job.name, Policy(*job.keep), tz)
+        log.line(f"retention (keep daily {job.keep[0]}, weekly {job.keep[1]}, monthly "
+                 f"{job.keep[2]}): pruned runs {', '.join(map(str, p.pruned_runs)) or '-'}, "
+                 f"{p.files_removed:,} old versions, {p.bytes_freed:,} bytes freed")
     bad = sum(1 for i in s.issues if i.kind in PARTIAL_KINDS)
     return ("partial", f"{bad} skipped") if bad else ("ok", "")
 

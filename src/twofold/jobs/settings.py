@@ -12,7 +12,7 @@ from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Table
 
 from twofold.core.errors import ConfigError
-from twofold.jobs.config import Config, parse
+from twofold.jobs.config import KEEP_KEYS, Config, parse
 
 
 def read_text(path: Path) -> str:
@@ -48,7 +48,8 @@ def _lines(text: str) -> list[str]:
 def edit_job(text: str, kind: str, name: str, values: dict[str, str]) -> str:
     """The config text with job [kind.name]'s keys set from form fields: `sources` and
     `exclude` one per line; `target`, `schedule`, `source`, `compression` as text (an
-    empty schedule or target removes the key); booleans as "true"/"false"."""
+    empty schedule or target removes the key); booleans as "true"/"false"; the keep_*
+    counts of retention as whole numbers (0 or empty removes the key)."""
     if kind not in ("sets", "images"):
         raise ConfigError(f"unknown kind of job {kind!r}")
     try:
@@ -66,6 +67,14 @@ def edit_job(text: str, kind: str, name: str, values: dict[str, str]) -> str:
             body[key] = array
         elif key in ("default_excludes", "allow_mass_delete", "on_change"):
             body[key] = value == "true"
+        elif key in KEEP_KEYS:
+            if value.strip() in ("", "0"):
+                body.pop(key, None)
+            elif value.strip().isdigit():
+                body[key] = int(value)
+            else:
+                raise ConfigError(f"[{kind}.{name}]: '{key}' must be a whole number, 0 or "
+                                  f"more, not {value!r}")
         elif value.strip():
             body[key] = value.strip()
         elif key in body:

@@ -1,4 +1,4 @@
-"""Settings: each set's folders, target, excludes and schedule, each image job's
+"""Settings: each set's folders, target, excludes, schedule and retention, each image job's
 schedule, the excludes of every set, and the whole file as text; written into the same
 TOML file with its comments kept (jobs/settings.py), checked before it is saved."""
 
@@ -15,7 +15,8 @@ from twofold.core.errors import ConfigError
 from twofold.jobs.settings import edit_job, read_text, save
 from twofold.web.app import Panel, form_text
 
-SET_FIELDS = ("sources", "target", "exclude", "schedule")
+SET_FIELDS = ("sources", "target", "exclude", "schedule", "keep_daily", "keep_weekly",
+              "keep_monthly")
 IMAGE_FIELDS = ("source", "target", "schedule", "compression")
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 
