@@ -100,6 +100,9 @@ def test_back_up_now_shows_live_progress_to_the_end(page: Any, world: World, bro
     page.locator("#job-docs").get_by_role("button", name="Back up now").click()
     page.wait_for_selector("#live .job-live.running progress", timeout=60_000)
     assert "Backup docs" in page.locator("#live").inner_text()
+    keep = os.environ.get("TWOFOLD_SCREENSHOTS")
+    if keep:
+        page.screenshot(path=str(Path(keep) / "panel-live-light.png"))
     page.wait_for_selector("#live .job-live.ok", timeout=120_000)  # by the event stream
     assert page.locator("#live .job-live.ok .state").inner_text() == "ok"
     other.wait_for_selector("#live .job-live.ok", timeout=60_000)
