@@ -12,13 +12,7 @@ from twofold.backup.apply import Applier
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
 from twofold.backup.planproc import Planned
-from twofold.backup.safety import (
-    check_drive,
-    check_mass_delete,
-    check_overlap,
-    resolve_sources,
-    resolve_target,
-)
+from twofold.backup.safety import check_mass_delete, check_overlap, resolve_sources, resolve_target
 from twofold.core.clock import Clock
 from twofold.core.diff import Action
 from twofold.core.models import RunStats
@@ -27,7 +21,7 @@ from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
-from twofold.fsinfo.volume import DriveGuard, DriveId
+from twofold.fsinfo.volume import DriveGuard, DriveId, check_drive
 from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir, target_failure
 
@@ -162,7 +156,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         except OSError as err:
             raise target_failure(err, os.fsdecode(sd.current)) from err
         stats.seconds = (clock.now_ns() - started) / 1e9
-        guard.check()
+        guard.check(sd.drive)
         with catalog.transaction():
             catalog.clear_pending(run_id)
             catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())

@@ -133,7 +133,10 @@ def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
     while name in taken:
         n += 1
         name = f"{base}-{n}"
-    r = create(job.source, location, name, level, None, False, progress, clock)
+    r = create(job.source, location, name, level, None, False, progress, clock,
+               state.seen_drive("image", location))
+    if r.drive is not None:
+        state.remember_drive("image", location, "", r.drive)
     progress.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
                   f"{r.stored_new_bytes:,} stored new")
     state.save_fingerprint(job.name, probe())
