@@ -26,6 +26,13 @@ def resolve_sources(paths: list[str]) -> list[Source]:
         if not os.path.exists(real):
             raise UsageError(f"source {given} does not exist",
                              "check the path; a folder on a drive must be mounted")
+        for other in out:
+            o = os.fsdecode(other.path)
+            if _inside(real, o) or _inside(o, real):
+                inner, outer = (given, names[other.name]) if _inside(real, o) else \
+                    (names[other.name], given)
+                raise UsageError(f"the source {inner} is inside the source {outer}",
+                                 f"it is backed up with {outer} already: give only {outer}")
         name = os.fsencode(os.path.basename(real) or "root")
         if name in names:
             raise UsageError(
@@ -77,8 +84,10 @@ def check_mass_delete(moves: int, current_files: int, allowed: bool) -> None:
 
 
 
-SPACE_MARGIN = 4 << 20
-"""Room kept for the catalog's growth and the folders a run makes."""
+SPACE_MARGIN = 1 << 20
+ENTRY_MARGIN = 512
+"""Room kept for the catalog's growth and the folders a run makes: a little more than a
+row of the catalog per copied file."""
 
 
 def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
@@ -87,7 +96,7 @@ def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
     file takes whole blocks, about half a block more than its size on average."""
     st = os.statvfs(target)
     free = st.f_bavail * st.f_frsize
-    need = copy_bytes + copy_files * (st.f_frsize // 2) + SPACE_MARGIN
+    need = copy_bytes + copy_files * (st.f_frsize // 2 + ENTRY_MARGIN) + SPACE_MARGIN
     if need <= free:
         return
     room = (f"`{prune_hint}` removes old versions (versions/ holds "
