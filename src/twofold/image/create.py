@@ -17,7 +17,7 @@ from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import merge_extents
 from twofold.fsinfo.volume import DriveId
-from twofold.image.errors import ImageExists, ImageRefused, SourceReadError
+from twofold.image.errors import ImageExists, ImageRefused, SourceMissing, SourceReadError
 from twofold.image.manifest import (
     Area,
     ChunkRef,
@@ -128,7 +128,9 @@ def create(source: str, target: Target, name: str | None, level: int,
     if not 1 <= level <= 22:
         raise ImageRefused(f"compression level {level} is outside 1..22")
     if not os.path.exists(source):
-        raise ImageRefused(f"the source {source} does not exist")
+        raise SourceMissing(f"the source {source} does not exist",
+                            "give a disk (/dev/sda), a partition or an image file; "
+                            "`twofold drives` lists the disks")
     mode = os.stat(source).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
         raise ImageRefused(f"the source {source} is neither a block device nor an image file",

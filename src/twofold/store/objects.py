@@ -11,7 +11,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
-from twofold.core.errors import TargetError
+from twofold.core.errors import ExitCode, TargetError
 from twofold.fsinfo.disk import fsync_dir
 from twofold.fsinfo.volume import DriveGuard
 from twofold.store.holders import pid_alive
@@ -22,6 +22,12 @@ TMP_DIR = ".tmp"
 
 class StoreError(TargetError):
     """The store cannot be read or written: missing object, I/O failure, bad name."""
+
+
+class TargetMissing(StoreError):
+    """The folder named as the target does not exist: exit 2, as for any path."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ObjectMissing(StoreError):
