@@ -4,17 +4,22 @@ one log per run and the job's record in the state folder."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
 
 from twofold.core.clock import Clock
-from twofold.core.errors import TwofoldError, UsageError
+from twofold.core.errors import TargetError, TwofoldError, UsageError
+from twofold.fsinfo.volume import check_drive
 from twofold.jobs.config import Config, ImageJob, Job, SetConfig, drive_of
 from twofold.jobs.drives import blkid, device_of, locate, wait_for_mount
 from twofold.jobs.runlog import LogProgress, RunLog, logged_run, outcome_of
 from twofold.jobs.state import State
 from twofold.jobs.status import Probe, job_status
+from twofold.store.chunkstore import STORE_FILE
+from twofold.store.remote import STORE_DIR
+from twofold.store.target import SetDir
 
 
 @dataclass
@@ -111,6 +116,23 @@ def run_job(job: Job, cfg: Config, location: str, state: State, clock: Clock,
     return Outcome(job.name, "ran", run.result, run.detail, str(run.path))
 
 
+def drive_absent(job: Job, location: str, state: State) -> str | None:
+    """Why the folder of a plain-path target is not the job's drive now (the empty folder an
+    unplugged drive left), or None: a timer finds the drive absent, not the job failing."""
+    if isinstance(job, SetConfig):
+        found = SetDir(location, job.name).exists()
+        seen = state.seen_drive("backup", location, job.name)
+        what = f"the backup set {job.name!r}"
+    else:
+        found = os.path.exists(os.path.join(location, STORE_DIR, STORE_FILE))
+        seen, what = state.seen_drive("image", location), "the image store"
+    try:
+        check_drive(location, found, seen, what)
+    except TargetError as err:
+        return err.message
+    return None
+
+
 def run_due(cfg: Config, state: State, clock: Clock, probe: Probe, drive: str | None = None,
             job: str | None = None, wait: float = 0, force: bool = False) -> list[Outcome]:
     """Run every selected job that is due (all of them with `force`)."""
@@ -122,6 +144,9 @@ def run_due(cfg: Config, state: State, clock: Clock, probe: Probe, drive: str | 
         location = locate(j.target) or (wait_for_mount(j.target, wait) if wait else None)
         if location is None:
             outcomes.append(Outcome(j.name, "absent", detail=f"{j.target} is not connected"))
+            continue
+        if (gone := drive_absent(j, location, state)) is not None:
+            outcomes.append(Outcome(j.name, "absent", detail=gone))
             continue
         verdict = job_status(j, state, clock, probe).verdict
         if not (force or verdict.due):
