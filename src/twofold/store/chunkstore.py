@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 
 import blake3
@@ -224,6 +225,32 @@ class ChunkStore:
         self.objects.put_once(name, data)
         self.index_files.append(name)
         return name
+
+    @property
+    def building_bytes(self) -> int:
+        """Stored bytes this session has written or queued, the pack being built included."""
+        return self.new_bytes + (self._builder.size if self._builder.entries else 0)
+
+    def drop_session(self) -> int:
+        """Give up this session's packs: wait for (and ignore the errors of) queued writes,
+        then delete every pack it wrote; returns how many. Only when no other writer can
+        have seen them (a create that stops for want of space)."""
+        self._builder = PackBuilder()
+        while self._writes:
+            with suppress(StoreError):
+                self._writes.pop(0).result()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+        dropped = list(self._session_packs)
+        for name in dropped:
+            with suppress(StoreError):
+                self.objects.delete(name)
+            for e in self.packs.pop(name, []):
+                if (loc := self.index.get(e.chunk_id)) is not None and loc.pack == name:
+                    del self.index[e.chunk_id]
+        self._session_packs = []
+        return len(dropped)
 
     # -- reading -----------------------------------------------------------------------
 
