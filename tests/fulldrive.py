@@ -36,15 +36,21 @@ def fill(folder: Path, name: str = "filler") -> int:
     """Write files folder/name-N until the drive says ENOSPC, in ever smaller writes so
     that the last clusters are taken too; returns the bytes written."""
     written = 0
+    full = (errno.ENOSPC, errno.EPERM)  # fusefat says EPERM when no cluster is left
     for i, size in enumerate((1 << 20, 64 << 10, 4 << 10, 512)):  # big, then the last bits
-        fd = os.open(folder / f"{name}-{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            fd = os.open(folder / f"{name}-{i}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as err:
+            if err.errno not in full:
+                raise
+            break
         block = os.urandom(size)
         try:
             while True:
                 try:
                     written += os.write(fd, block)
                 except OSError as err:
-                    if err.errno != errno.ENOSPC:
+                    if err.errno not in full:
                         raise
                     break
         finally:

@@ -3,6 +3,7 @@ free space, when the image cannot fit, and leaves the store as it was (real smal
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.fulldrive import small_drive
+from tests.fulldrive import fill, small_drive
 from twofold.cli.app import app
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.manage import list_images
 from twofold.image.space import Budget, NoSpace
+from twofold.image.verify import verify
 from twofold.store.chunkstore import ChunkStore
 from twofold.store.objects import LocalObjects
 
@@ -88,3 +90,37 @@ def test_projection_waits_for_a_tenth(tmp_path: Path) -> None:
     with pytest.raises(NoSpace) as got:
         budget.advance(60 * MiB, 110 * MiB)  # 17 %, all new: about 1000 MiB
     assert "682.7 MB" in got.value.message and "104.9 MB free" in got.value.message
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    got = CliRunner().invoke(app, ["image", *args, "--json"])
+    return got.exit_code, got.output
+
+
+@pytest.mark.parametrize("kind", ["ext4", "fat32", "exfat"])
+def test_delete_and_prune_work_on_a_full_drive(tmp_path: Path, kind: str) -> None:
+    """Image a's pack holds a chunk b reuses (rewritten on delete); c shares nothing."""
+    first = os.urandom(10 * MiB)
+    sources = {"a": first, "b": first[:MiB] + os.urandom(9 * MiB), "c": os.urandom(8 * MiB)}
+    with small_drive(tmp_path / "d", 100, kind) as drive:
+        for name, data in sources.items():
+            (tmp_path / f"{name}.img").write_bytes(data)
+            create(str(tmp_path / f"{name}.img"), str(drive), name, 3, None, False,
+                   NullProgress(), FixedClock())
+        fill(drive)
+        with pytest.raises(OSError):
+            (drive / "one-more").write_bytes(os.urandom(64 << 10))
+        code, text = _cli("delete", str(drive), "a")
+        assert code == 0, text
+        freed = json.loads(text)["bytes_freed"]
+        assert 8 * MiB < freed <= 11 * MiB
+        assert fill(drive, "filler2") >= freed - MiB  # what it reports, the drive gained
+        code, text = _cli("prune", str(drive), "--keep", "1")
+        assert code == 0, text
+        assert json.loads(text)["deleted"] == ["b"]
+        freed = json.loads(text)["bytes_freed"]
+        assert 8 * MiB < freed <= 11 * MiB
+        assert fill(drive, "filler3") >= freed - MiB
+        assert not verify(str(drive), None, NullProgress(), FixedClock()).damages
+        code, text = _cli("list", str(drive))
+        assert [i["name"] for i in json.loads(text)] == ["c"]

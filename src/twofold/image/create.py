@@ -30,7 +30,14 @@ from twofold.image.manifest import (
 from twofold.image.parent import find_parent, parent_cells, within
 from twofold.image.repo import Target, creating, open_objects, open_store
 from twofold.image.source import plan_image, refuse_if_busy, table_doc
-from twofold.image.space import MARGIN, Budget, NoSpace, free_bytes, sample_need
+from twofold.image.space import (
+    MARGIN,
+    Budget,
+    NoSpace,
+    free_bytes,
+    keep_reserve,
+    sample_need,
+)
 from twofold.store.chunkstore import ChunkStore
 from twofold.store.lease import CREATE, Lease, records
 from twofold.store.objects import StoreFullError
@@ -181,8 +188,10 @@ def create(source: str, target: Target, name: str | None, level: int,
 
 def _budget(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,
             used: int, progress: Progress) -> Budget | None:
-    """The space check of a local store: refused now when sampled chunks say the image
-    cannot fit (sampling only when the used bytes alone would not fit)."""
+    """The space check of a local store (its reserve made first, never used by a create):
+    refused now when sampled chunks say the image cannot fit (sampling only when the
+    used bytes alone would not fit)."""
+    keep_reserve(store.objects)
     free = free_bytes(store.objects)
     if free is None:
         return None

@@ -9,6 +9,8 @@ from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, all_manifests, exclusive, load_manifest, open_store
+from twofold.image.space import free_bytes, keep_reserve, release_reserve
+from twofold.store.chunkstore import ChunkStore
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,20 @@ def list_images(target: Target) -> list[ImageInfo]:
 
 def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
           result: DeleteResult) -> DeleteResult:
-    store = open_store(target, write=True)
+    """Delete the manifests, then free the chunks. On a full drive: the store is opened
+    without writing, the reserve file goes first so the lock can be written, and
+    collect() deletes before it writes; the reserve is made again at the end."""
+    store = open_store(target)
+    release_reserve(store.objects)
+    try:
+        _drop_locked(store, names, progress, clock, result)
+    finally:
+        keep_reserve(store.objects)
+    return result
+
+
+def _drop_locked(store: ChunkStore, names: list[str], progress: Progress, clock: Clock,
+                 result: DeleteResult) -> None:
     with exclusive(store.objects, clock) as lease:
         for name in names:
             load_manifest(store.objects, name)  # ImageNotFound before anything is removed
@@ -66,9 +81,9 @@ def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
         referenced: set[bytes] = set()
         for m in live:
             referenced |= m.chunk_ids()
-        result.packs_changed, result.bytes_freed = store.collect(referenced)
+        result.packs_changed, result.bytes_freed = store.collect(
+            referenced, free_bytes(store.objects))
         result.kept = [m.name for m in live]
-    return result
 
 
 def delete(target: Target, image: str, progress: Progress, clock: Clock) -> DeleteResult:

@@ -13,7 +13,7 @@ from twofold.fsinfo.blockio import FileReader
 from twofold.image.errors import ImageRefused
 from twofold.image.manifest import Area, Extent, Manifest, cell_pieces
 from twofold.image.repo import all_manifests
-from twofold.store.chunkstore import ChunkStore
+from twofold.store.chunkstore import PACK_SIZE, ChunkStore
 from twofold.store.objects import LocalObjects, ObjectStore
 from twofold.store.packs import chunk_id, compress
 
@@ -45,7 +45,31 @@ def free_bytes(objects: ObjectStore) -> int | None:
         st = os.statvfs(path)
     except OSError:
         return None
+    if st.f_blocks == 0:  # the driver does not tell (fusefat)
+        return None
     return st.f_bavail * st.f_frsize
+
+
+def reserve_size(objects: LocalObjects) -> int:
+    """The reserve a local store keeps: a fiftieth of its drive, at least 1 MiB (locks,
+    an index), at most a pack and 1 MiB (any one pack can be rewritten)."""
+    try:
+        st = os.statvfs(objects.root)
+    except OSError:
+        return 1 << 20
+    return min(max(st.f_blocks * st.f_frsize // 50, 1 << 20), PACK_SIZE + (1 << 20))
+
+
+def keep_reserve(objects: ObjectStore) -> None:
+    """Make a local store's reserve file where there is room (store/objects.py, RESERVE)."""
+    if isinstance(objects, LocalObjects):
+        objects.keep_reserve(reserve_size(objects))
+
+
+def release_reserve(objects: ObjectStore) -> None:
+    """Free a local store's reserve file for a delete or prune on a full drive."""
+    if isinstance(objects, LocalObjects):
+        objects.release_reserve()
 
 
 def freeable(store: ChunkStore, manifests: list[Manifest]) -> dict[str, int]:
