@@ -77,7 +77,19 @@ def list_drives() -> list[Drive]:
     r = _run("lsblk", "--json", "-b", "-o", LSBLK_COLUMNS)
     if r.returncode != 0:
         raise TargetError(f"lsblk failed: {r.stderr.strip()}")
-    drives = parse_lsblk(r.stdout)
+    return _complete(parse_lsblk(r.stdout))
+
+
+def disk_and_partitions(path: str) -> list[Drive]:
+    """The block device at `path` (first) and its partitions, as `list_drives` gives them."""
+    r = _run("lsblk", "--json", "-b", "-o", LSBLK_COLUMNS, path)
+    if r.returncode != 0:
+        raise TargetError(f"lsblk cannot describe {path}: {r.stderr.strip()}")
+    return _complete(parse_lsblk(r.stdout))
+
+
+def _complete(drives: list[Drive]) -> list[Drive]:
+    """File system facts lsblk lacks (no udev) from blkid, and mount points."""
     for d in drives:
         if d.fstype is None and d.type not in ("rom",) and os.geteuid() == 0:
             probe = blkid(d.path)
