@@ -87,7 +87,10 @@ def test_a_disk_is_not_written_unconfirmed(tmp_path: Path, answer: str | None,
             assert code == 2 and "--yes" in text and "no terminal" in text, text
         else:
             assert code == 1 and "nothing was written" in text, text
-            assert re.search(r"67\.1 MB", text) and "type the disk's name" in text.lower()
+            assert re.search(r"67\.1 MB, .*GPT partition table", text), text
+            assert re.search(r'partition 1: 41\.9 MB, ext4, label "OLDFS", name "oldroot"',
+                             text), text
+            assert "type the disk's name" in text.lower()
         assert sorted(signatures(dev)) == ["PMBR", "gpt", "gpt"]
         assert inside(dev, MiB, 40 * MiB) == ["TYPE=ext4"]
 

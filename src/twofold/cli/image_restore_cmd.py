@@ -35,17 +35,21 @@ def can_ask() -> bool:
 
 
 def describe_disk(path: str) -> list[str]:
-    """Lines showing the device at `path`: model, size, partitions, labels, file systems."""
-    from twofold.jobs.drives import disk_and_partitions
+    """Lines showing the device at `path`: model, size, table, partitions with their
+    names, file systems and labels."""
+    from twofold.jobs.drives import disk_facts
 
-    lines = []
-    for i, d in enumerate(disk_and_partitions(path)):
-        facts = [d.type or "device", size(d.size)]
-        facts += [f'"{d.model}"'] if d.model and i == 0 else []
-        facts += [d.fstype] if d.fstype else ([] if i == 0 else ["no file system"])
-        facts += [f'label "{d.label}"'] if d.label else []
-        facts += [f"mounted at {d.mountpoint}"] if d.mountpoint else []
-        lines.append(f"{'  ' if i == 0 else '    '}{d.path}  " + ", ".join(facts))
+    disk, kind, parts = disk_facts(path)
+    head = [size(disk.size)] + ([f'"{disk.model}"'] if disk.model else [])
+    head += [f"{kind.upper()} partition table" if kind in ("gpt", "mbr") else "no "
+             "partition table"] + ([f"file system {disk.fstype}"] if disk.fstype else [])
+    head += [f"mounted at {disk.mountpoint}"] if disk.mountpoint else []
+    lines = [f"  {disk.path}: " + ", ".join(head)]
+    for p in parts:
+        facts = [size(p.size), p.fstype or "no file system"]
+        facts += [f'label "{p.label}"'] if p.label else []
+        facts += [f'name "{p.name}"'] if p.name else []
+        lines.append(f"    partition {p.number}: " + ", ".join(facts))
     return lines
 
 
@@ -53,9 +57,8 @@ def confirm_disk(path: str, image: str) -> None:
     """Show the disk and ask for its name; NotConfirmed unless the user types it."""
     lines = describe_disk(path)
     name = os.path.basename(os.path.realpath(path))
-    parts = max(len(lines) - 1, 0)
     err.print(f"[bold]Image {image} will be written to {path}[/], replacing everything on "
-              f"it ({plural(parts, 'partition')}):")
+              "it:")
     for line in lines:
         err.print(line, markup=False, highlight=False)
     answer = err.input(f"Type the disk's name ([bold]{name}[/]) to go on: ").strip()
