@@ -102,20 +102,29 @@ def list_command(
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
-    """List the complete images in TARGET, oldest first."""
+    """List the complete images in TARGET, oldest first: each one's partitions and file
+    systems, and about what deleting it alone would free."""
     from twofold.image.manage import list_images
 
     images = list_images(_target(target, s3_endpoint))
     if as_json:
-        print_json([vars(i) for i in images])
+        print_json([{**vars(i), "volumes": [vars(v) for v in i.volumes]} for i in images])
         return
     if not images:
         out.print("no images")
         return
-    out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} {'new':>9}")
+    out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} {'new':>9} "
+              f"{'frees':>9}")
     for i in images:
-        out.print(f"{i.name:32} {when(i.created_ns):19} {i.kind:9} {size(i.size):>9} "
-                  f"{size(i.used_bytes):>9} {size(i.stored_new_bytes):>9}", markup=False)
+        kind = f"{i.kind} {i.table}" if i.table else i.kind
+        out.print(f"{i.name:32} {when(i.created_ns):19} {kind:9} {size(i.size):>9} "
+                  f"{size(i.used_bytes):>9} {size(i.stored_new_bytes):>9} "
+                  f"{size(i.frees_bytes):>9}", markup=False)
+        for v in i.volumes:
+            what = f"partition {v.number}" if v.number is not None else "volume"
+            name = f'  "{v.name}"' if v.name else ""
+            out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
+                      f"{size(v.used_bytes)} used{name}", markup=False)
 
 
 @image_app.command("verify")

@@ -9,13 +9,24 @@ from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, all_manifests, exclusive, load_manifest, open_store
-from twofold.image.space import free_bytes, keep_reserve, release_reserve
+from twofold.image.space import free_bytes, freeable, keep_reserve, release_reserve
 from twofold.store.chunkstore import ChunkStore
 
 
 @dataclass(frozen=True)
+class PartInfo:
+    """A partition (or the one volume) of an image: number, file system, size, name."""
+
+    number: int | None
+    fs: str | None  # None: not a file system twofold reads (imaged whole)
+    size: int
+    used_bytes: int
+    name: str  # the GPT partition name, "" for MBR and volumes
+
+
+@dataclass(frozen=True)
 class ImageInfo:
-    """One line of `image list`."""
+    """One entry of `image list`."""
 
     name: str
     created_ns: int
@@ -25,13 +36,19 @@ class ImageInfo:
     used_bytes: int
     stored_new_bytes: int
     partitions: int
+    table: str | None  # "gpt", "mbr", or None for an image of one volume
+    volumes: list[PartInfo] = field(default_factory=list)
+    frees_bytes: int = 0  # about what deleting this image alone frees
 
     @classmethod
-    def of(cls, m: Manifest) -> ImageInfo:
+    def of(cls, m: Manifest, frees: int = 0) -> ImageInfo:
         """The summary of a manifest."""
         return cls(m.name, m.created_ns, m.kind, m.source, m.size, m.used_bytes,
                    int(m.stats.get("stored_new_bytes", 0)),
-                   sum(1 for a in m.areas if a.role == "partition"))
+                   sum(1 for a in m.areas if a.role == "partition"),
+                   str(m.table.get("kind")) if m.table else None,
+                   [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name)
+                    for a in m.areas if a.role in ("partition", "volume")], frees)
 
 
 @dataclass
@@ -45,9 +62,11 @@ class DeleteResult:
 
 
 def list_images(target: Target) -> list[ImageInfo]:
-    """The complete images in the store, oldest first."""
+    """The complete images in the store, oldest first, with what deleting each frees."""
     store = open_store(target)
-    return [ImageInfo.of(m) for m in all_manifests(store.objects)]
+    manifests = all_manifests(store.objects)
+    frees = freeable(store, manifests)
+    return [ImageInfo.of(m, frees.get(m.name, 0)) for m in manifests]
 
 
 def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
