@@ -6,7 +6,7 @@ import contextlib
 import os
 
 from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
-from twofold.core.units import human_size, plural
+from twofold.core.text import human_bytes, plural
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
 
@@ -100,10 +100,10 @@ def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
     if need <= free:
         return
     room = (f"`{prune_hint}` removes old versions (versions/ holds "
-            f"{human_size(versions_bytes)}), or " if versions_bytes else "")
+            f"{human_bytes(versions_bytes)}), or " if versions_bytes else "")
     raise TargetFullError(
-        f"the drive has {human_size(free)} free, but this run would copy "
-        f"{plural(copy_files, 'file')} of {human_size(copy_bytes)} (about "
-        f"{human_size(need)} on the drive)",
+        f"the drive has {human_bytes(free)} free, but this run would copy "
+        f"{plural(copy_files, 'file')} of {human_bytes(copy_bytes)} (about "
+        f"{human_bytes(need)} on the drive)",
         f"to make room: {room}delete what you no longer need from the drive, or use a "
         "larger drive; nothing was copied")

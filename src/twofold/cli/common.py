@@ -17,7 +17,7 @@ from twofold.core.errors import ExitCode, TwofoldError
 from twofold.core.models import Issue
 from twofold.core.names import TargetProfile
 from twofold.core.paths import show
-from twofold.core.units import human_size
+from twofold.core.text import human_bytes
 from twofold.jobs.config import Config, load
 
 # Pipes and logs get wide lines rather than Rich's default of 80 columns.
@@ -82,8 +82,9 @@ def when(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-size = human_size
-"""Bytes in a human unit."""
+def size(n: float) -> str:
+    """Bytes in a human unit."""
+    return human_bytes(n)
 
 
 def issue_dict(i: Issue) -> dict[str, str]:
