@@ -95,6 +95,8 @@ def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
     """Refuse, before anything is copied, a run whose copies cannot fit on the drive: each
     file takes whole blocks, about half a block more than its size on average."""
     st = os.statvfs(target)
+    if st.f_blocks == 0:
+        return  # the driver does not say (fusefat reports 0 of 0): a full drive stops cleanly
     free = st.f_bavail * st.f_frsize
     need = copy_bytes + copy_files * (st.f_frsize // 2 + ENTRY_MARGIN) + SPACE_MARGIN
     if need <= free:
