@@ -38,6 +38,8 @@ FAIL_PATTERNS = {
     "emergency shell": r"emergency mode|Give root password for maintenance|"
                        r"\(initramfs\) |You are in emergency mode",
     "secure boot refused": r"Access Denied",
+    "no boot loader found": r"No bootable device|Boot failed: not a bootable disk|"
+                            r"\bShell> ",
 }
 
 _KVM_FAILED: set[str] = set()  # once KVM failed in this process, go straight to TCG
