@@ -140,6 +140,8 @@ def list_command(
     for i in images:
         out.print(f"{i.name:32} {when(i.created_ns):19} {i.kind:9} {size(i.size):>9} "
                   f"{size(i.used_bytes):>9} {size(i.stored_new_bytes):>9}", markup=False)
+        if i.last_drill:
+            out.print(f"{'':32} last drill: {i.last_drill}", markup=False)
 
 
 @image_app.command("verify")
@@ -291,3 +293,6 @@ def copy_command(
     out.print(f"  sent {r.chunks_sent:,} chunks ({size(r.bytes_sent)}), "
               f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
               f"{r.seconds:.1f} s")
+
+
+from twofold.cli import drill_cmd  # noqa: E402,F401  (registers `image drill`)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
+from twofold.image.drillrecord import last_drills
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, all_manifests, exclusive, load_manifest, open_store
 
@@ -23,13 +24,14 @@ class ImageInfo:
     used_bytes: int
     stored_new_bytes: int
     partitions: int
+    last_drill: str = ""  # "passed, 2026-12-04 16:40 UTC" (image drill), "" if never
 
     @classmethod
-    def of(cls, m: Manifest) -> ImageInfo:
+    def of(cls, m: Manifest, last_drill: str = "") -> ImageInfo:
         """The summary of a manifest."""
         return cls(m.name, m.created_ns, m.kind, m.source, m.size, m.used_bytes,
                    int(m.stats.get("stored_new_bytes", 0)),
-                   sum(1 for a in m.areas if a.role == "partition"))
+                   sum(1 for a in m.areas if a.role == "partition"), last_drill)
 
 
 @dataclass
@@ -45,7 +47,9 @@ class DeleteResult:
 def list_images(target: Target) -> list[ImageInfo]:
     """The complete images in the store, oldest first."""
     store = open_store(target)
-    return [ImageInfo.of(m) for m in all_manifests(store.objects)]
+    drills = last_drills(store.objects)
+    return [ImageInfo.of(m, drills[m.name].summary() if m.name in drills else "")
+            for m in all_manifests(store.objects)]
 
 
 def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
