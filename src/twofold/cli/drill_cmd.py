@@ -42,13 +42,14 @@ def drill_command(
         raise UsageError(f"bad --accel {accel!r}", "use auto, kvm or tcg")
     from twofold.image.drill import DrillOptions, drill
 
-    signal.signal(signal.SIGTERM, _stop)
+    before = signal.signal(signal.SIGTERM, _stop)
     progress = _progress(as_json)
     try:
         rec = drill(_target(target, s3_endpoint), image, progress, SystemClock(),
                     DrillOptions(timeout=timeout, accel=accel, workdir=scratch))
     finally:
         progress.finish()
+        signal.signal(signal.SIGTERM, before)
     code = ExitCode.OK if rec.passed else ExitCode.FAILED
     if as_json:
         from dataclasses import asdict
