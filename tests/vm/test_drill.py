@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from tests.bootdisks import KINDS, BootDisk, boot_disk
 from tests.imaging.conftest import FixedClock
+from tests.jobs.conftest import Cli, cli, json_of, state
 from twofold.cli.app import app
 from twofold.core.progress import NullProgress
 from twofold.fsinfo.blockio import FileReader
@@ -26,6 +27,7 @@ from twofold.store.remote import open_target
 from twofold.vm.qemu import VmUnavailable
 
 runner = CliRunner()
+__all__ = ["cli", "state"]  # fixtures of the status test
 
 
 def _store(tmp_path: Path, disk: Path) -> Path:
@@ -91,6 +93,21 @@ def test_blank_boot_code_fails_at_the_first_stage(tmp_path: Path) -> None:
     assert rec is not None and not rec.passed and rec.failed_stage == FIRMWARE_STAGE
     assert "last drill: FAILED at firmware" in runner.invoke(
         app, ["image", "list", str(store)]).output
+
+
+def test_status_shows_the_last_drill(tmp_path: Path, cli: Cli) -> None:
+    disk = boot_disk("bios-mbr")
+    store = tmp_path / "drive"
+    store.mkdir()
+    blank = _damaged_copy(disk, tmp_path, 0, 440)
+    create(str(blank), str(store), "system-1", 3, None, False, NullProgress(), FixedClock())
+    conf = f'[images.system]\nsource = "{blank}"\ntarget = "{store}"\n'
+    _, text = cli(conf, "status")
+    assert "system: last drill: never" in text, text
+    rec = drill(str(store), None, NullProgress(), FixedClock(), DrillOptions(timeout=300))
+    assert rec.failed_stage == FIRMWARE_STAGE
+    _, text = cli(conf, "status", "--json")
+    assert json_of(text)["jobs"][0]["last_drill"].startswith(f"FAILED at {FIRMWARE_STAGE}")
 
 
 def test_damaged_root_fails_when_it_is_mounted(tmp_path: Path) -> None:
