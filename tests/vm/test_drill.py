@@ -93,6 +93,8 @@ def test_blank_boot_code_fails_at_the_first_stage(tmp_path: Path) -> None:
     assert rec is not None and not rec.passed and rec.failed_stage == FIRMWARE_STAGE
     assert "last drill: FAILED at firmware" in runner.invoke(
         app, ["image", "list", str(store)]).output
+    assert runner.invoke(app, ["image", "delete", str(store), "sys"]).exit_code == 0
+    assert not list((store / "twofold-images").glob("drills/sys/*"))  # records go too
 
 
 def test_status_shows_the_last_drill(tmp_path: Path, cli: Cli) -> None:

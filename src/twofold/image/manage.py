@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
-from twofold.image.drillrecord import last_drills
+from twofold.image.drillrecord import DRILLS_DIR, last_drills
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, all_manifests, exclusive, load_manifest, open_store
 
@@ -61,6 +61,8 @@ def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
         progress.phase("deleting", total_files=len(names))
         for name in names:
             store.objects.delete(manifest_object(name))
+            for o in store.objects.list(f"{DRILLS_DIR}{name}/"):  # its drill records
+                store.objects.delete(o.name)
             result.deleted.append(name)
             progress.advance(files=1)
         progress.phase("freeing chunks")
