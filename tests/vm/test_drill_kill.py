@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -38,15 +39,16 @@ def _qemu_child(pid: int, timeout: float = 120) -> int:
 
 def _gone(pid: int, timeout: float = 20) -> bool:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         try:
             state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             return True
         if state == "Z":
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.2)
-    return False
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
@@ -75,4 +77,5 @@ def test_killed_drill_leaves_no_qemu(sig: int, tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         if qemu and not _gone(qemu, 0):  # never leave one behind, even when failing
-            os.kill(qemu, signal.SIGKILL)
+            with suppress(ProcessLookupError):
+                os.kill(qemu, signal.SIGKILL)
