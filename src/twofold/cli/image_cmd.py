@@ -137,6 +137,8 @@ def list_command(
             name = f'  "{v.name}"' if v.name else ""
             out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
                       f"{size(v.used_bytes)} used{name}", markup=False)
+        if i.last_drill:
+            out.print(f"    last drill: {i.last_drill}", markup=False)
 
 
 @image_app.command("verify")
@@ -254,3 +256,6 @@ def copy_command(
     out.print(f"  sent {r.chunks_sent:,} chunks ({size(r.bytes_sent)}), "
               f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
               f"{r.seconds:.1f} s")
+
+
+from twofold.cli import drill_cmd  # noqa: E402,F401  (registers `image drill`)
