@@ -7,7 +7,8 @@ from __future__ import annotations
 import fcntl
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -128,6 +129,7 @@ class Guide:
     answers: Answers | None = None
     stores: list[scan.FoundStore] = field(default_factory=list)
     power: Callable[[str], None] = scan.power
+    held: bool = False  # this guide holds the restore lock
 
     def run(self) -> int:
         """The guide from the first screen to the end; the exit code."""
@@ -215,33 +217,42 @@ class Guide:
             self.power("reboot" if pick == "r" else "poweroff")
         return 0
 
-    def lock(self) -> int | None:
-        """The restore lock (one console restores at a time); None when another holds it."""
+    @contextmanager
+    def restoring(self) -> Iterator[bool]:
+        """The restore lock (one console restores at a time): yields False when another
+        console holds it."""
+        if self.held:
+            yield True
+            return
         os.makedirs(os.path.dirname(LOCK), exist_ok=True)
         fd = os.open(LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            return None
-        return fd
+            yield False
+            return
+        self.held = True
+        try:
+            yield True
+        finally:
+            self.held = False
+            os.close(fd)
 
     def _unattended(self, a: Answers) -> int:
         from twofold.cli.rescue_steps import unattended
 
-        fd = self.lock()
-        if fd is None:
-            self.console.say("An unattended restore runs on another console.")
-            return self._menu()
-        try:
-            code = unattended(self, a)
-        except TwofoldError as e:
-            self.console.say(f"error: {e.message}")
-            if e.hint:
-                self.console.say(f"  {e.hint}")
-            code = int(e.exit_code)
-        finally:
-            os.close(fd)
+        with self.restoring() as mine:
+            if not mine:
+                self.console.say("An unattended restore runs on another console.")
+                return self._menu()
+            try:
+                code = unattended(self, a)
+            except TwofoldError as e:
+                self.console.say(f"error: {e.message}")
+                if e.hint:
+                    self.console.say(f"  {e.hint}")
+                code = int(e.exit_code)
         self.console.say(f"twofold rescue: unattended restore finished with exit code {code}")
         if self.boot and a.after in ("reboot", "poweroff"):
             scan.release(self.stores)

@@ -84,16 +84,13 @@ def _restore(g: Guide, store: scan.FoundStore, image: ImageInfo,
              disk: scan.TargetDisk) -> bool:
     from twofold.image.restore import restore
 
-    fd = g.lock()
-    if fd is None:
-        g.console.say("Another console is restoring now; wait for it to finish.")
-        return False
-    try:
+    with g.restoring() as mine:
+        if not mine:
+            g.console.say("Another console is restoring now; wait for it to finish.")
+            return False
         g.console.say(f"Restoring {image.name} to {disk.path}...")
         r = restore(_target(store), image.name, disk.path, None, LineProgress(g.console),
                     CLOCK, readback=True)
-    finally:
-        os.close(fd)
     g.console.say(f"Restored {image.name} to {disk.path}: {size(r.bytes_written)} written, "
                   f"{r.chunks:,} chunks checked, {size(r.bytes_checked)} read back and "
                   f"verified, {r.seconds:.0f} s.")

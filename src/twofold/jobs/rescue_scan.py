@@ -13,7 +13,7 @@ from pathlib import Path
 
 from twofold.fsinfo.disk import whole_disk
 from twofold.image.source import busy_reason
-from twofold.jobs.drives import Drive, list_drives
+from twofold.jobs.drives import Drive, blkid, list_drives
 from twofold.rescue.usb import describe, system_disks
 
 MOUNT_BASE = Path("/run/twofold/drives")
@@ -53,6 +53,17 @@ class TargetDisk:
     size: int
     contents: str
     refused: str | None = None
+
+
+def drives() -> list[Drive]:
+    """The block devices, file system facts probed afresh (udev's may be stale)."""
+    found = list_drives()
+    if os.geteuid() == 0:
+        for d in found:
+            if d.type != "rom":
+                probe = blkid(d.path)
+                d.fstype, d.label = probe.get("TYPE"), probe.get("LABEL")
+    return found
 
 
 def _disk_of(path: str) -> str:
@@ -114,7 +125,7 @@ def scan(base: Path = MOUNT_BASE, only: list[str] | None = None) -> list[FoundSt
     again). `only` limits the scan to these devices (and their partitions)."""
     live = _disk_of_mount(LIVE_MEDIUM)
     found: list[FoundStore] = []
-    for d in list_drives():
+    for d in drives():
         if not d.fstype or d.fstype in SKIP_FS or d.type == "rom" or not _wanted(d, only):
             continue
         disk = _disk_of(d.path)
@@ -167,19 +178,19 @@ def _contents(drives: list[Drive], name: str) -> str:
 
 def targets(stores: list[FoundStore], only: list[str] | None = None) -> list[TargetDisk]:
     """The whole disks, each with what is on it and why it may not be written to."""
-    drives = list_drives()
+    every = drives()
     live = _disk_of_mount(LIVE_MEDIUM)
     system = system_disks() if not live else {}
     holding = {s.disk: s.device for s in stores if s.disk}
     found = []
-    for d in drives:
+    for d in every:
         if d.type not in ("disk", "loop") or not _wanted(d, only) or d.size == 0:
             continue
         name = os.path.basename(d.path)
         if name.startswith(("zram", "ram", "sr")):
             continue
         info = describe(d.path)
-        t = TargetDisk(d.path, name, info.model, info.size, _contents(drives, name))
+        t = TargetDisk(d.path, name, info.model, info.size, _contents(every, name))
         if name in holding:
             t.refused = f"it holds the store being read ({holding[name]})"
         elif live and name == live:
