@@ -1,13 +1,15 @@
-"""Checks made before a run touches anything: paths exist, source and target do not overlap."""
+"""Checks made before a run touches anything: paths exist, source and target do not overlap,
+the target is the drive the set lives on."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 
-from twofold.core.errors import SafetyRefusal, UsageError
+from twofold.core.errors import SafetyRefusal, TargetError, UsageError
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
+from twofold.fsinfo.volume import DriveId, empty_mountpoint, on_system_disk, volume_of
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -73,3 +75,30 @@ def check_mass_delete(moves: int, current_files: int, allowed: bool) -> None:
         "versions/ (deleted or replaced in the source)",
         "is a source folder empty, or a drive not mounted? If the change is intended, "
         "run again with --allow-mass-delete")
+
+
+def check_drive(target: str, found: bool, seen: DriveId | None, what: str,
+                allow_system_disk: bool = False) -> None:
+    """Refuse to start a set or store anew in a folder that is not its drive.
+
+    `found`: the set or store is there (then this is its drive). `seen`: the drive it was
+    last seen on, from this computer's memory, when it has run before. A first run into an
+    empty mount point (a folder under /media, /mnt or /run/media on the system disk, or an
+    fstab mount point with nothing mounted) needs `allow_system_disk`.
+    """
+    if found:
+        return
+    if seen is not None:
+        here = ("an empty folder on the system disk" if on_system_disk(target) else
+                f"a folder on another drive ({volume_of(target).name()})")
+        raise TargetError(
+            f"the drive {seen.name()} is not connected: {target} is {here}, and {what} "
+            "that ran there before is not in it",
+            "connect and mount the drive, then run again; to start it anew on this drive "
+            "instead, pass --new-drive")
+    reason = empty_mountpoint(target)
+    if reason and not allow_system_disk:
+        raise TargetError(
+            f"no drive is connected at {target}: {reason}",
+            "connect and mount the backup drive, then run again; to write to the system "
+            "disk anyway, pass --allow-system-disk")

@@ -207,6 +207,8 @@ def restore_command(
     if r.gpt_moved:
         out.print(f"  GPT backup copy moved to the end of the larger disk "
                   f"({size(r.dest_size)})")
+    if r.boot_note:
+        out.print(f"  {r.boot_note}")
 
 
 def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
