@@ -135,6 +135,8 @@ class Guide:
         """The guide from the first screen to the end; the exit code."""
         say = self.console.say
         say(f"twofold rescue {__version__}: guided restore")
+        if self.boot:
+            say(f"firmware: {scan.firmware()}")
         say("Answer with the number or letter shown; Enter takes the [default].")
         try:
             if self.answers is not None:
@@ -245,7 +247,7 @@ class Guide:
         with self.restoring() as mine:
             if not mine:
                 self.console.say("An unattended restore runs on another console.")
-                return self._menu()
+                return 0
             try:
                 code = unattended(self, a)
             except TwofoldError as e:

@@ -232,3 +232,14 @@ def network_up() -> None:
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
         subprocess.run(["dhcpcd", "-4", "--oneshot", "--waitip=4", "--timeout", "30"],
                        capture_output=True, timeout=60, check=False)
+
+
+def firmware(sys_dir: str = "/sys/firmware/efi") -> str:
+    """BIOS, or UEFI with Secure Boot on or off (from the SecureBoot EFI variable)."""
+    if not os.path.isdir(sys_dir):
+        return "BIOS"
+    for var in Path(sys_dir, "efivars").glob("SecureBoot-*"):
+        with contextlib.suppress(OSError):
+            on = var.read_bytes()[4:5] == b"\x01"  # 4 bytes of attributes, then the value
+            return f"UEFI, Secure Boot {'on' if on else 'off'}"
+    return "UEFI"

@@ -81,6 +81,7 @@ mkdir -p /dev/pts /dev/shm /run/twofold
 mountpoint -q /dev/pts || mount -t devpts devpts /dev/pts
 mountpoint -q /run || mount -t tmpfs tmpfs /run
 mountpoint -q /tmp || mount -t tmpfs tmpfs /tmp
+[ -d /sys/firmware/efi/efivars ] && mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 hostname twofold-rescue
 ip link set lo up 2>/dev/null
 /lib/systemd/systemd-udevd --daemon >/dev/null 2>&1
