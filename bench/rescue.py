@@ -34,7 +34,7 @@ def timed_build(out: Path, cache: Path) -> tuple[float, int, list[tuple[str, flo
 
 def boot_seconds(iso: Path, firmware: str, medium: str, work: Path) -> float:
     """Seconds from QEMU's start to the guided restore's first screen on the serial line."""
-    spec = VmSpec([Drive(iso, medium, readonly=True, snapshot=medium == "usb")],
+    spec = VmSpec([Drive(iso, medium, snapshot=medium == "usb")],
                   firmware=firmware, memory_mb=1024, accel="tcg")
     with Vm(spec, work) as vm:
         vm.start()

@@ -63,7 +63,7 @@ def _boot(vm: Vm, pattern: str) -> str:
     ("uefi-secure", "usb")])
 def test_rescue_iso_boots_to_the_guide(rescue_iso: Path, firmware: str, medium: str,
                                        tmp_path: Path) -> None:
-    spec = VmSpec([Drive(rescue_iso, medium, readonly=medium == "usb", snapshot=True)],
+    spec = VmSpec([Drive(rescue_iso, medium, snapshot=medium == "usb")],
                   firmware=firmware, memory_mb=1024, accel="tcg")
     with Vm(spec, tmp_path / "vm") as vm:
         text = _boot(vm, FIRST_SCREEN)
