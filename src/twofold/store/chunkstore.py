@@ -1,14 +1,28 @@
 """The content-addressed chunk store on an ObjectStore: packs (optionally in volumes),
-the index of chunk id → pack location, rebuilt from the packs' own indexes when missing."""
+the index of chunk id → pack location, rebuilt from the packs' own indexes when missing
+or damaged, and the copies found damaged (never used again)."""
 
 from __future__ import annotations
 
-import json
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-import blake3
-
+from twofold.store.indexfiles import (
+    BAD_DIR,
+    INDEX_DIR,
+    STORE_FILE,
+    IndexDamaged,
+    bad_doc,
+    content_name,
+    index_doc,
+    is_pack_name,
+    marker_doc,
+    parse_bad_file,
+    parse_index_file,
+    parse_marker,
+)
 from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
 from twofold.store.packs import (
     ENTRY,
@@ -23,13 +37,8 @@ from twofold.store.packs import (
     parse_index,
 )
 
-STORE_FILE = "store.json"
-STORE_FORMAT = "twofold-image-store"
-STORE_VERSION = 1
 CHUNK_SIZE = 1 << 20
 PACK_SIZE = 32 << 20
-INDEX_DIR = "index/"
-INDEX_VERSION = 1
 MIN_VOLUME = 16 << 20
 
 
@@ -74,6 +83,11 @@ class ChunkStore:
         self.index: dict[bytes, Location] = {}
         self.packs: dict[str, list[PackEntry]] = {}
         self.index_files: list[str] = []
+        self.damaged_files: dict[str, str] = {}  # index or bad-list object -> problem
+        self.damaged_packs: dict[str, str] = {}  # pack whose own index is unreadable
+        self.bad: set[tuple[bytes, str]] = set()  # (chunk id, pack): a copy found damaged
+        self.found_bad: set[tuple[bytes, str]] = set()  # found by this session's loads
+        self._bad_lock = threading.Lock()
         self._builder = PackBuilder()
         self._session_packs: list[str] = []
         self._volume_use: dict[str, int] = {}
@@ -86,53 +100,54 @@ class ChunkStore:
 
     def init(self) -> None:
         """Make the store's marker object if the store is new; check it otherwise."""
-        marker = {"format": STORE_FORMAT, "version": STORE_VERSION,
-                  "chunk_size": self.chunk_size,
-                  "hash": "blake3", "compression": "zstd"}
-        if not self.objects.put_once(STORE_FILE, json.dumps(marker, indent=1).encode()):
+        if not self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size)):
             self.check()
 
     def check(self) -> None:
         """StoreError unless the folder holds an image store of a version we read."""
         try:
-            marker = json.loads(self.objects.get(STORE_FILE))
+            raw = self.objects.get(STORE_FILE)
         except ObjectMissing:
             raise StoreError(f"no image store at {self.objects.describe()}",
                              "create an image there first (twofold image create)") from None
-        except ValueError:
-            raise StoreError(f"{STORE_FILE} in {self.objects.describe()} is damaged") from None
-        if marker.get("format") != STORE_FORMAT or marker.get("version") != STORE_VERSION:
-            raise StoreError(f"{self.objects.describe()} holds an image store of an unknown "
-                             f"format {marker.get('format')} {marker.get('version')}",
-                             "a newer twofold may read it")
+        marker = parse_marker(raw, self.objects.describe())
         self.chunk_size = _valid_chunk_size(marker.get("chunk_size"))
 
     def load_index(self, repair: bool = False) -> list[str]:
-        """Read the index files, then the footers of packs no index file covers; with
-        `repair`, write an index file for those. Returns the packs that were recovered."""
+        """Read the index files and bad-chunk lists, then the footers of packs no sound
+        index file covers; with `repair`, write an index file for those. Damaged index
+        files and lists are named in `damaged_files` and not used. Returns the packs that
+        were recovered."""
         listed = self.objects.list()
-        pack_sizes = {o.name: o.size for o in listed if o.name.endswith(".pack")}
+        pack_sizes = {o.name: o.size for o in listed if is_pack_name(o.name)}
         for name, size in pack_sizes.items():
             vol = volume_of(name)
             self._volume_use[vol] = self._volume_use.get(vol, 0) + size
         self.index_files = [o.name for o in listed if o.name.startswith(INDEX_DIR)]
+        bad_files = [o.name for o in listed if o.name.startswith(BAD_DIR)]
         with ThreadPoolExecutor(self.objects.writers, thread_name_prefix="twofold-idx") as pool:
-            docs = list(pool.map(self.objects.get, self.index_files))
-        for raw in docs:
+            docs = list(pool.map(self.objects.get, self.index_files + bad_files))
+        for name, raw in zip(bad_files, docs[len(self.index_files):], strict=True):
             try:
-                packs = json.loads(raw)["packs"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a damaged index file is only a cache: the packs say the same
-            for pack, rows in packs.items():
+                self.bad |= parse_bad_file(name, raw)
+            except IndexDamaged as err:
+                self.damaged_files[name] = err.message
+        for name, raw in zip(self.index_files, docs, strict=False):
+            try:
+                packs = parse_index_file(name, raw)
+            except IndexDamaged as err:
+                self.damaged_files[name] = err.message  # its packs are read below
+                continue
+            for pack, entries in packs.items():
                 if pack in pack_sizes:
-                    self._add_pack(pack, [PackEntry(bytes.fromhex(r[0]), r[1], r[2], r[3])
-                                          for r in rows])
+                    self._add_pack(pack, entries)
         missing = [p for p in pack_sizes if p not in self.packs]
         recovered = []
         for pack in missing:
             try:
                 self._add_pack(pack, self.read_pack_index(pack, pack_sizes[pack]))
-            except PackDamaged:
+            except PackDamaged as err:
+                self.damaged_packs[pack] = err.message
                 continue  # verify names the images that needed it
             recovered.append(pack)
         if repair and recovered:
@@ -149,8 +164,42 @@ class ChunkStore:
     def _add_pack(self, pack: str, entries: list[PackEntry]) -> None:
         self.packs[pack] = entries
         for e in entries:
-            self.index.setdefault(e.chunk_id, Location(pack, e.offset, e.length,
-                                                       e.plain_length))
+            if (e.chunk_id, pack) not in self.bad:
+                self.index.setdefault(e.chunk_id, Location(pack, e.offset, e.length,
+                                                           e.plain_length))
+
+    # -- damaged copies ----------------------------------------------------------------
+
+    def forget(self, cid: bytes, pack: str) -> None:
+        """Never use the copy of `cid` in `pack` again in this session (another copy, if
+        the store holds one, takes its place)."""
+        with self._bad_lock:
+            self.found_bad.add((cid, pack))
+            self.bad.add((cid, pack))
+            loc = self.index.get(cid)
+            if loc is None or loc.pack != pack:
+                return
+            del self.index[cid]
+            for other, entries in self.packs.items():
+                for e in entries:
+                    if e.chunk_id == cid and (cid, other) not in self.bad:
+                        self.index[cid] = Location(other, e.offset, e.length, e.plain_length)
+                        return
+
+    def known_bad(self, cid: bytes) -> bool:
+        """True when a copy of `cid` was found damaged (and is not used)."""
+        return any(c == cid for c, _ in self.bad)
+
+    def record_bad(self, now_ns: int | None = None) -> int:
+        """Write the damaged copies found by this session to a bad-chunk list (bad/), so
+        that no later run reuses them; returns how many were recorded."""
+        with self._bad_lock:
+            pairs, self.found_bad = set(self.found_bad), set()
+        if not pairs:
+            return 0
+        data = bad_doc(pairs, now_ns if now_ns is not None else time.time_ns())
+        self.objects.put_once(content_name(BAD_DIR, data), data)
+        return len(pairs)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -216,11 +265,8 @@ class ChunkStore:
             self._session_packs = []
 
     def _write_index(self, packs: list[str]) -> str:
-        doc = {"version": INDEX_VERSION, "packs": {
-            p: [[e.chunk_id.hex(), e.offset, e.length, e.plain_length] for e in self.packs[p]]
-            for p in sorted(packs)}}
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        name = f"{INDEX_DIR}{blake3.blake3(data).hexdigest()}.json"
+        data = index_doc({p: self.packs[p] for p in packs})
+        name = content_name(INDEX_DIR, data)
         self.objects.put_once(name, data)
         self.index_files.append(name)
         return name
@@ -235,13 +281,18 @@ class ChunkStore:
         """The plain data of a chunk, checked against its id; ChunkDamaged otherwise."""
         loc = self.index.get(cid)
         if loc is None:
+            if self.known_bad(cid):
+                raise ChunkDamaged(f"chunk {cid.hex()} was found damaged before (bad/) and "
+                                   "the store holds no good copy")
             raise ObjectMissing(f"chunk {cid.hex()} is not in the store")
         stored = self.objects.get_range(loc.pack, loc.offset, loc.length)
         try:
             data = decompress(stored, loc.plain_length)
         except PackDamaged:
+            self.forget(cid, loc.pack)
             raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} does not decompress") from None
         if len(data) != loc.plain_length or chunk_id(data) != cid:
+            self.forget(cid, loc.pack)
             raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} fails its hash check")
         return data
 
@@ -253,8 +304,9 @@ class ChunkStore:
         old_packs = dict(self.packs)
         sizes = {o.name: o.size for o in self.objects.list() if o.name.endswith(".pack")}
         touched: list[str] = []
-        for pack, entries in old_packs.items():
-            live = [e for e in entries if e.chunk_id in referenced]
+        for pack, entries in old_packs.items():  # a copy found damaged is never kept
+            live = [e for e in entries
+                    if e.chunk_id in referenced and (e.chunk_id, pack) not in self.bad]
             if len(live) == len(entries):
                 continue
             touched.append(pack)
