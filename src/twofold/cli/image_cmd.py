@@ -126,52 +126,24 @@ def list_command(
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
-    """List the complete images in TARGET, oldest first."""
-    from twofold.image.manage import list_images
+    """List the complete images in TARGET, oldest first (damaged ones named: exit 3)."""
+    from twofold.image.manage import list_store
 
-    images = list_images(_target(target, s3_endpoint))
+    listing = list_store(_target(target, s3_endpoint))
+    images = listing.images
+    damaged_notes(listing.damaged)
     if as_json:
         print_json([vars(i) for i in images])
-        return
+        raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
     if not images:
         out.print("no images")
-        return
-    out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} {'new':>9}")
+    else:
+        out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} "
+                  f"{'new':>9}")
     for i in images:
         out.print(f"{i.name:32} {when(i.created_ns):19} {i.kind:9} {size(i.size):>9} "
                   f"{size(i.used_bytes):>9} {size(i.stored_new_bytes):>9}", markup=False)
-
-
-@image_app.command("verify")
-@handles_errors
-def verify_command(
-    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
-    image: Annotated[str | None, typer.Argument(help="Image to check (default: all).")]
-    = None,
-    s3_endpoint: Endpoint = None,
-    as_json: Json = False,
-) -> None:
-    """Re-read every chunk of IMAGE (or of all images) and check its hash."""
-    progress = _progress(as_json)
-    try:
-        from twofold.image.verify import verify
-
-        r = verify(_target(target, s3_endpoint), image, progress, SystemClock())
-    finally:
-        progress.finish()
-    code = int(ExitCode.FAILED) if r.damages else int(ExitCode.OK)
-    if as_json:
-        print_json({"images": r.images, "chunks": r.chunks, "bytes": r.bytes,
-                    "seconds": round(r.seconds, 3), "damages": [vars(d) for d in r.damages],
-                    "exit_code": code})
-        raise typer.Exit(code)
-    for d in r.damages:
-        err.print(f"[bold red]damaged:[/] {d}", markup=True)
-    head = "[bold red]DAMAGED[/]" if r.damages else "[bold]OK[/]"
-    out.print(f"{head}: {len(r.images)} image(s), {r.chunks:,} chunks, {size(r.bytes)} "
-              f"checked in {r.seconds:.1f} s" + (f"; {len(r.damages)} damaged" if r.damages
-                                                   else ""))
-    raise typer.Exit(code)
+    raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
 
 
 @image_app.command("restore")
@@ -209,15 +181,26 @@ def restore_command(
                   f"({size(r.dest_size)})")
 
 
+def damaged_notes(damaged: dict[str, str]) -> None:
+    """Name each damaged manifest that was skipped, on stderr."""
+    for name, problem in damaged.items():
+        err.print(f"[bold red]damaged:[/] image {name}: {problem} (skipped)", markup=True)
+
+
 def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
+    code = int(ExitCode.PARTIAL) if r.damaged else int(ExitCode.OK)
     if as_json:
-        print_json({**vars(r), "dry_run": dry_run})
-        return
+        print_json({**vars(r), "dry_run": dry_run, "exit_code": code})
+        raise typer.Exit(code)
+    damaged_notes(r.damaged)
     verb = "would delete" if dry_run else "deleted"
-    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {len(r.kept)} image(s)")
+    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {len(r.kept)} image(s)"
+              + (f"; {len(r.damaged)} damaged image(s) skipped, their chunks kept"
+                 if r.damaged else ""))
     if not dry_run:
         out.print(f"  {r.packs_changed} pack(s) dropped or rewritten, "
                   f"{size(r.bytes_freed)} freed")
+    raise typer.Exit(code)
 
 
 @image_app.command("delete")
@@ -280,6 +263,7 @@ def copy_command(
                  progress, SystemClock())
     finally:
         progress.finish()
+    damaged_notes(r.damaged)
     if as_json:
         print_json(vars(r))
         return
@@ -289,3 +273,6 @@ def copy_command(
     out.print(f"  sent {r.chunks_sent:,} chunks ({size(r.bytes_sent)}), "
               f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
               f"{r.seconds:.1f} s")
+
+
+from twofold.cli import image_check_cmd  # noqa: E402,F401  (registers verify and repair)

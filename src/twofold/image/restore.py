@@ -125,7 +125,8 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
                     f"image {m.name} is damaged in {area.label}, bytes {first}-"
                     f"{area.start + pieces[-1][0] + pieces[-1][1]}: {problem}",
                     f"the restore stopped; {dest} is incomplete. Restore another image "
-                    "(twofold image list) or run twofold image verify for all damage")
+                    "(twofold image list), or mend this one with twofold image verify "
+                    "--heal (--from OTHER_STORE or --source DISK)")
             view = memoryview(data)
             for area, pieces in places[cid]:
                 pos = 0

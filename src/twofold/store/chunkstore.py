@@ -83,6 +83,8 @@ class ChunkStore:
         self.index: dict[bytes, Location] = {}
         self.packs: dict[str, list[PackEntry]] = {}
         self.index_files: list[str] = []
+        self.bad_files: list[str] = []
+        self.indexed_by: dict[str, list[str]] = {}  # pack -> the sound index files naming it
         self.damaged_files: dict[str, str] = {}  # index or bad-list object -> problem
         self.damaged_packs: dict[str, str] = {}  # pack whose own index is unreadable
         self.bad: set[tuple[bytes, str]] = set()  # (chunk id, pack): a copy found damaged
@@ -113,6 +115,12 @@ class ChunkStore:
         marker = parse_marker(raw, self.objects.describe())
         self.chunk_size = _valid_chunk_size(marker.get("chunk_size"))
 
+    def remake_marker(self, chunk_size: int) -> None:
+        """Replace a damaged store.json (only under the exclusive lock)."""
+        self.chunk_size = _valid_chunk_size(chunk_size)
+        self.objects.delete(STORE_FILE)
+        self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size))
+
     def load_index(self, repair: bool = False) -> list[str]:
         """Read the index files and bad-chunk lists, then the footers of packs no sound
         index file covers; with `repair`, write an index file for those. Damaged index
@@ -124,7 +132,7 @@ class ChunkStore:
             vol = volume_of(name)
             self._volume_use[vol] = self._volume_use.get(vol, 0) + size
         self.index_files = [o.name for o in listed if o.name.startswith(INDEX_DIR)]
-        bad_files = [o.name for o in listed if o.name.startswith(BAD_DIR)]
+        self.bad_files = bad_files = [o.name for o in listed if o.name.startswith(BAD_DIR)]
         with ThreadPoolExecutor(self.objects.writers, thread_name_prefix="twofold-idx") as pool:
             docs = list(pool.map(self.objects.get, self.index_files + bad_files))
         for name, raw in zip(bad_files, docs[len(self.index_files):], strict=True):
@@ -140,6 +148,7 @@ class ChunkStore:
                 continue
             for pack, entries in packs.items():
                 if pack in pack_sizes:
+                    self.indexed_by.setdefault(pack, []).append(name)
                     self._add_pack(pack, entries)
         missing = [p for p in pack_sizes if p not in self.packs]
         recovered = []
@@ -264,10 +273,23 @@ class ChunkStore:
             self._write_index(self._session_packs)
             self._session_packs = []
 
+    def reindex(self, packs: dict[str, list[PackEntry]], keep: list[str]) -> str:
+        """Write one index file for `packs` (their own indexes, as read), then remove
+        every other index file but `keep` (only under the exclusive lock)."""
+        for gone in self.index_files:  # first: the new one may have a damaged one's name
+            if gone not in keep:
+                self.objects.delete(gone)
+        self.packs.update(packs)
+        self.index_files = list(keep)
+        return self._write_index(sorted(packs))
+
     def _write_index(self, packs: list[str]) -> str:
         data = index_doc({p: self.packs[p] for p in packs})
         name = content_name(INDEX_DIR, data)
-        self.objects.put_once(name, data)
+        if not self.objects.put_once(name, data) and name in self.damaged_files:
+            self.objects.delete(name)  # a damaged copy of these very bytes
+            self.objects.put_once(name, data)
+            del self.damaged_files[name]
         self.index_files.append(name)
         return name
 

@@ -32,6 +32,10 @@ class IndexDamaged(StoreError):
     """An index file or bad-chunk list is damaged or names something impossible."""
 
 
+class MarkerDamaged(StoreError):
+    """store.json is there but damaged (`twofold image repair` makes it again)."""
+
+
 def is_pack_name(name: str) -> bool:
     """True when `name` is a pack's object name (packs/<h2>/<h>.pack, maybe in vol-NNNN/)."""
     return PACK_NAME.fullmatch(name) is not None
@@ -128,15 +132,15 @@ def parse_marker(data: bytes, where: str) -> dict[str, Any]:
     try:
         doc = unseal(data) if is_sealed(data) else json.loads(data)
     except (SealBroken, ValueError, UnicodeDecodeError) as err:
-        raise StoreError(f"{STORE_FILE} in {where} is damaged ({err})", hint) from None
+        raise MarkerDamaged(f"{STORE_FILE} in {where} is damaged ({err})", hint) from None
     if not isinstance(doc, dict):
-        raise StoreError(f"{STORE_FILE} in {where} is damaged (not an object)", hint)
+        raise MarkerDamaged(f"{STORE_FILE} in {where} is damaged (not an object)", hint)
     if doc.get("format") != STORE_FORMAT or \
             doc.get("version") not in (OLD_VERSION, STORE_VERSION):
         raise StoreError(f"{where} holds an image store of an unknown format "
                          f"{doc.get('format')} {doc.get('version')}",
                          "a newer twofold may read it")
     if (doc.get("version") == STORE_VERSION) != is_sealed(data):
-        raise StoreError(f"{STORE_FILE} in {where} is damaged (version and checksum "
-                         "disagree)", hint)
+        raise MarkerDamaged(f"{STORE_FILE} in {where} is damaged (version and checksum "
+                            "disagree)", hint)
     return doc

@@ -1,0 +1,101 @@
+"""`image repair`: make a store's own bookkeeping sound again. store.json is made anew
+when damaged; every pack's own index is read and compared with the index files, which are
+rebuilt from the packs when any is damaged, wrong or missing; damaged bad-chunk lists go;
+damaged manifests and packs are named (their data cannot be made up here: `verify --heal`
+and `delete` are the ways on)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from twofold.core.clock import Clock
+from twofold.core.models import Issue
+from twofold.core.progress import Progress
+from twofold.image.repo import Target, exclusive, open_objects, read_manifests
+from twofold.store.chunkstore import CHUNK_SIZE, ChunkStore
+from twofold.store.indexfiles import MarkerDamaged
+from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
+from twofold.store.packs import PackDamaged, PackEntry
+
+
+@dataclass
+class RepairResult:
+    """What repair found and did."""
+
+    store: str
+    marker_remade: bool = False
+    packs: int = 0
+    index_files_damaged: dict[str, str] = field(default_factory=dict)  # removed
+    packs_reindexed: int = 0  # packs no sound index file described rightly
+    index_written: str = ""
+    packs_damaged: dict[str, str] = field(default_factory=dict)  # own index unreadable
+    packs_kept_by_index: list[str] = field(default_factory=list)  # ... but indexed
+    manifests_damaged: dict[str, str] = field(default_factory=dict)
+    temp_removed: int = 0
+
+    @property
+    def remaining(self) -> bool:
+        """True when damage remains that repair could not mend."""
+        return bool(self.manifests_damaged or
+                    set(self.packs_damaged) - set(self.packs_kept_by_index))
+
+
+def _marker(store: ChunkStore, objects: ObjectStore, result: RepairResult) -> None:
+    """Check store.json; make it anew when damaged, with the images' chunk size."""
+    try:
+        store.check()
+    except MarkerDamaged:
+        sizes = Counter(m.chunk_size for m in read_manifests(objects).good)
+        store.remake_marker(sizes.most_common(1)[0][0] if sizes else CHUNK_SIZE)
+        result.marker_remade = True
+    except ObjectMissing:
+        raise StoreError(f"no image store at {objects.describe()}") from None
+
+
+def repair(target: Target, progress: Progress, clock: Clock) -> RepairResult:
+    """Repair the store at `target` (under its exclusive lock)."""
+    objects = open_objects(target)
+    result = RepairResult(objects.describe())
+    with exclusive(objects, clock) as lease:
+        store = ChunkStore(objects)
+        _marker(store, objects, result)
+        progress.phase("reading indexes")
+        store.load_index(repair=False)
+        result.index_files_damaged = dict(store.damaged_files)
+        result.packs_damaged = dict(store.damaged_packs)
+        sizes = {o.name: o.size for o in objects.list() if o.name in store.packs}
+        progress.phase("reading packs", total_files=len(sizes))
+        own: dict[str, list[PackEntry]] = {}
+        for pack, size in sorted(sizes.items()):
+            progress.advance(files=1)
+            try:
+                own[pack] = store.read_pack_index(pack, size)
+            except PackDamaged as err:
+                result.packs_damaged[pack] = err.message  # an index file still finds it
+                result.packs_kept_by_index.append(pack)
+                continue
+            if pack not in store.indexed_by or \
+                    sorted(own[pack], key=_key) != sorted(store.packs[pack], key=_key):
+                result.packs_reindexed += 1
+                for name in store.indexed_by.get(pack, []):
+                    result.index_files_damaged.setdefault(
+                        name, f"{name} does not describe {pack} as the pack does")
+        result.packs = len(sizes)
+        if result.packs_reindexed or result.index_files_damaged:
+            lease.check()
+            everything = {p: own.get(p, store.packs[p]) for p in sizes}
+            result.index_written = store.reindex(everything, keep=[])
+        for name in store.bad_files:
+            if name in result.index_files_damaged:
+                objects.delete(name)
+        result.manifests_damaged = read_manifests(objects).damaged
+        result.temp_removed = objects.discard_partial()
+    for name, problem in {**result.index_files_damaged, **result.packs_damaged,
+                          **result.manifests_damaged}.items():
+        progress.issue(Issue(name.encode(), "damaged", problem))
+    return result
+
+
+def _key(e: PackEntry) -> tuple[int, bytes]:
+    return e.offset, e.chunk_id
