@@ -57,6 +57,9 @@ def repair(target: Target, progress: Progress, clock: Clock) -> RepairResult:
     """Repair the store at `target` (under its exclusive lock)."""
     objects = open_objects(target)
     result = RepairResult(objects.describe())
+    if not objects.list():  # nothing to repair: no lock written into a stranger's folder
+        raise StoreError(f"no image store at {objects.describe()}",
+                         "give the TARGET that images were created in")
     with exclusive(objects, clock) as lease:
         store = ChunkStore(objects)
         _marker(store, objects, result)
