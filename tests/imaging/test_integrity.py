@@ -245,3 +245,24 @@ def test_heal_from_a_changed_source_takes_nothing(imaged: tuple[Path, Path]) -> 
     src.write_bytes(bytes(src.stat().st_size))  # the disk was wiped since
     h = heal(str(target), "one", P, C, source=str(src))
     assert h.healed == 0 and h.unhealed == len(h.found.bad_ids) > 0 and not h.sound
+
+
+@pytest.mark.parametrize("where", ["header", "own index"])
+def test_repair_writes_anew_a_pack_whose_own_index_is_damaged(
+        imaged: tuple[Path, Path], tmp_path: Path, where: str) -> None:
+    src, target = imaged
+    pack = store_files(target, ".pack")[0]
+    data = bytearray(pack.read_bytes())
+    data[3 if where == "header" else len(data) - 30] ^= 4
+    pack.write_bytes(bytes(data))
+    assert verify(str(target), None, P, C).sound  # the index file still finds every chunk
+    r = repair(str(target), P, C)
+    assert r.packs_rewritten == [pack.relative_to(target / "twofold-images").as_posix()]
+    assert not r.remaining  # written again: the same bytes as before, so the same name
+    assert blake3.blake3(pack.read_bytes()).hexdigest() == pack.stem
+    again = repair(str(target), P, C)
+    assert not again.packs_damaged and not again.index_written
+    for index in (target / "twofold-images" / "index").iterdir():
+        index.unlink()  # the new pack's own index alone must do
+    restore(str(target), "one", str(tmp_path / "o.img"), None, P, C)
+    assert (tmp_path / "o.img").read_bytes() == src.read_bytes()

@@ -1,8 +1,10 @@
 """`image repair`: make a store's own bookkeeping sound again. store.json is made anew
-when damaged; every pack's own index is read and compared with the index files, which are
-rebuilt from the packs when any is damaged, wrong or missing; damaged bad-chunk lists go;
-damaged manifests and packs are named (their data cannot be made up here: `verify --heal`
-and `delete` are the ways on)."""
+when damaged; every pack's header and own index are read and compared with the index
+files, which are rebuilt from the packs when any is damaged, wrong or missing; a pack
+whose header or own index is damaged while an index file still finds its chunks is
+written anew from those chunks (each checked); damaged bad-chunk lists go; damaged
+manifests and unreadable packs are named (their data cannot be made up here: `verify
+--heal` and `delete` are the ways on)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,18 @@ from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.image.repo import Target, exclusive, open_objects, read_manifests
-from twofold.store.chunkstore import CHUNK_SIZE, ChunkStore
+from twofold.store.chunkstore import CHUNK_SIZE, ChunkStore, volume_of
 from twofold.store.indexfiles import MarkerDamaged
 from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
-from twofold.store.packs import PackDamaged, PackEntry
+from twofold.store.packs import (
+    PACK_MAGIC,
+    PackBuilder,
+    PackDamaged,
+    PackEntry,
+    chunk_id,
+    decompress,
+    pack_name,
+)
 
 
 @dataclass
@@ -31,6 +41,7 @@ class RepairResult:
     index_written: str = ""
     packs_damaged: dict[str, str] = field(default_factory=dict)  # own index unreadable
     packs_kept_by_index: list[str] = field(default_factory=list)  # ... but indexed
+    packs_rewritten: list[str] = field(default_factory=list)  # those, written anew
     manifests_damaged: dict[str, str] = field(default_factory=dict)
     temp_removed: int = 0
 
@@ -38,7 +49,7 @@ class RepairResult:
     def remaining(self) -> bool:
         """True when damage remains that repair could not mend."""
         return bool(self.manifests_damaged or
-                    set(self.packs_damaged) - set(self.packs_kept_by_index))
+                    set(self.packs_damaged) - set(self.packs_rewritten))
 
 
 def _marker(store: ChunkStore, objects: ObjectStore, result: RepairResult) -> None:
@@ -73,6 +84,8 @@ def repair(target: Target, progress: Progress, clock: Clock) -> RepairResult:
         for pack, size in sorted(sizes.items()):
             progress.advance(files=1)
             try:
+                if objects.get_range(pack, 0, len(PACK_MAGIC)) != PACK_MAGIC:
+                    raise PackDamaged(f"pack {pack} has a damaged header")
                 own[pack] = store.read_pack_index(pack, size)
             except PackDamaged as err:
                 result.packs_damaged[pack] = err.message  # an index file still finds it
@@ -85,10 +98,17 @@ def repair(target: Target, progress: Progress, clock: Clock) -> RepairResult:
                     result.index_files_damaged.setdefault(
                         name, f"{name} does not describe {pack} as the pack does")
         result.packs = len(sizes)
-        if result.packs_reindexed or result.index_files_damaged:
-            lease.check()
-            everything = {p: own.get(p, store.packs[p]) for p in sizes}
+        lease.check()
+        moved = _rewrite(store, result.packs_kept_by_index)
+        result.packs_rewritten = list(moved)
+        if result.packs_reindexed or result.index_files_damaged or moved:
+            everything = {p: own.get(p, store.packs.get(p, [])) for p in sizes
+                          if p not in moved}
+            everything.update({p: store.packs[p] for p in moved.values()})
             result.index_written = store.reindex(everything, keep=[])
+        for old, new in moved.items():  # only once the new index names their chunks
+            if old != new:
+                objects.delete(old)
         for name in store.bad_files:
             if name in result.index_files_damaged:
                 objects.delete(name)
@@ -98,6 +118,33 @@ def repair(target: Target, progress: Progress, clock: Clock) -> RepairResult:
                           **result.manifests_damaged}.items():
         progress.issue(Issue(name.encode(), "damaged", problem))
     return result
+
+
+def _rewrite(store: ChunkStore, packs: list[str]) -> dict[str, str]:
+    """Write anew each of `packs` whose chunks (found through the index files) all check
+    out; returns old pack -> new pack. A pack holding a chunk that does not check out is
+    left as it is (verify names it)."""
+    done: dict[str, str] = {}
+    for pack in packs:
+        builder = PackBuilder()
+        for e in store.packs[pack]:
+            stored = store.objects.get_range(pack, e.offset, e.length)
+            try:
+                ok = chunk_id(decompress(stored, e.plain_length)) == e.chunk_id
+            except PackDamaged:
+                ok = False
+            if not ok:
+                break
+            builder.add(e.chunk_id, stored, e.plain_length)
+        else:
+            data = builder.build()
+            name = pack_name(data, volume_of(pack))
+            if name == pack:  # the very bytes it had before the damage
+                store.objects.delete(pack)
+            store.objects.put_once(name, data)
+            store.replace_pack(pack, name, builder.entries)
+            done[pack] = name
+    return done
 
 
 def _key(e: PackEntry) -> tuple[int, bytes]:

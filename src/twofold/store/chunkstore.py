@@ -257,6 +257,14 @@ class ChunkStore:
             number += 1
         return f"vol-{number:04d}"
 
+    def replace_pack(self, old: str, new: str, entries: list[PackEntry]) -> None:
+        """`new` (stored) holds what `old` held: chunks are found there from now on."""
+        for e in self.packs.pop(old, []):
+            loc = self.index.get(e.chunk_id)
+            if loc is not None and loc.pack == old:
+                del self.index[e.chunk_id]
+        self._add_pack(new, entries)
+
     def wait_writes(self) -> None:
         """Wait until every pack handed to the writer thread is stored (or raise its error)."""
         while self._writes:
