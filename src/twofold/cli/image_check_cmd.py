@@ -123,9 +123,10 @@ def _repaired(r: RepairResult) -> None:
     for name, problem in r.index_files_damaged.items():
         err.print(f"[bold red]damaged:[/] {name}: {problem} (removed)", markup=True)
     for name, problem in r.packs_damaged.items():
-        kept = name in r.packs_kept_by_index
         err.print(f"[bold red]damaged:[/] {name}: {problem}"
-                  + (" (its chunks are still found through the index)" if kept else
+                  + (" (written anew from its chunks)" if name in r.packs_rewritten else
+                     " (a chunk in it fails its check: twofold image verify)"
+                     if name in r.packs_kept_by_index else
                      " (its chunks are lost here: twofold image verify --heal)"), markup=True)
     damaged_notes(r.manifests_damaged)
     done = []
@@ -134,6 +135,8 @@ def _repaired(r: RepairResult) -> None:
     if r.index_written:
         done.append(f"index rebuilt from the packs ({r.packs_reindexed} pack(s) "
                     "were not described rightly)")
+    if r.packs_rewritten:
+        done.append(f"{len(r.packs_rewritten)} pack(s) written anew")
     if r.temp_removed:
         done.append(f"{r.temp_removed} unfinished file(s) removed")
     out.print(f"[bold]{'Repaired' if done else 'Nothing to repair'}[/] {r.store}: "
