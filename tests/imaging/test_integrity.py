@@ -26,24 +26,14 @@ from twofold.store.objects import StoreError
 from twofold.store.sealed import seal, unseal
 
 from .conftest import FixedClock, MiB, blank, store_files
+from .test_damage import _volume
 
 P, C = NullProgress(), FixedClock()
 
 
-def _volume(path: Path, seed: int = 7, size: int = 12 * MiB) -> Path:
-    """A raw volume read whole: random and text stretches, and zero cells."""
-    rng = random.Random(seed)
-    blank(path, size)
-    with open(path, "r+b") as f:
-        for offset in range(0, size, 3 * MiB):
-            f.seek(offset)
-            f.write(rng.randbytes(MiB) + b"twofold " * (MiB // 8))
-    return path
-
-
 @pytest.fixture
 def imaged(tmp_path: Path) -> tuple[Path, Path]:
-    src = _volume(tmp_path / "vol.img")
+    src = _volume(tmp_path / "vol.img", seed=7)
     target = tmp_path / "drive"
     target.mkdir()
     create(str(src), str(target), "one", 3, None, False, P, C)

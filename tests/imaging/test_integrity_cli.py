@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from twofold.cli.app import app
 
 from .conftest import MiB, store_files
-from .test_integrity import _flip_packs, _volume
+from .test_damage import _volume
+from .test_integrity import _flip_packs
 
 runner = CliRunner()
 
