@@ -10,6 +10,8 @@ import contextlib
 import itertools
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -238,3 +240,17 @@ def test_bad_list_round_trip() -> None:
     data = bad_doc(pairs, 5)
     assert parse_bad_file(f"bad/{blake3.blake3(data).hexdigest()}.json", data) == pairs
     assert json.loads(data)["found_ns"] == 5
+
+
+def test_atheris_harness_finds_no_crash() -> None:
+    """A short coverage-guided run (libFuzzer through atheris) of all the readers."""
+    pytest.importorskip("atheris", reason="atheris is not installed (pip install atheris)")
+    harness = Path(__file__).with_name("fuzz_image_formats.py")
+    with tempfile.TemporaryDirectory() as corpus:
+        for i, seed in enumerate((MANIFEST_V2, MANIFEST_V1, _index_file()[1])):
+            Path(corpus, f"seed{i}").write_bytes(seed)
+        run = subprocess.run([sys.executable, str(harness), "-runs=3000", "-max_len=4096",
+                              "-seed=15", corpus], capture_output=True, text=True,
+                             timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Done 3000 runs" in run.stderr
