@@ -256,3 +256,19 @@ def test_repair_writes_anew_a_pack_whose_own_index_is_damaged(
         index.unlink()  # the new pack's own index alone must do
     restore(str(target), "one", str(tmp_path / "o.img"), None, P, C)
     assert (tmp_path / "o.img").read_bytes() == src.read_bytes()
+
+
+def test_copy_records_the_damage_it_finds_in_the_source(imaged: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    src, target = imaged
+    _flip_packs(target, flips=1, seed=4)
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    with pytest.raises(ImageDamaged, match="of the source fails its check"):
+        copy(str(target), str(offsite), None, P, C)
+    assert len(list((target / "twofold-images" / "bad").iterdir())) == 1
+    assert open_store(str(target)).bad  # never reused: the next create stores it again
+    assert create(str(src), str(target), "two", 3, None, False, P, C).new_chunks == 1
+    copy(str(target), str(offsite), None, P, C)
+    restore(str(offsite), "one", str(tmp_path / "o.img"), None, P, C)
+    assert (tmp_path / "o.img").read_bytes() == src.read_bytes()
