@@ -356,9 +356,10 @@ class ChunkStore:
         self._session_packs = []
         old_index = list(self.index_files)
         self.index_files = []
-        self._write_index(list(self.packs))  # one index for everything live, then drop
-        for name in old_index:                # the old index files and packs
-            self.objects.delete(name)
+        live = self._write_index(list(self.packs))  # one index for everything live,
+        for name in old_index:                        # then drop the old ones and packs
+            if name != live:  # an old one may hold the very same bytes
+                self.objects.delete(name)
         freed = 0
         for pack in touched:
             self.objects.delete(pack)
