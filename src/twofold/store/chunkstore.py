@@ -356,9 +356,9 @@ class ChunkStore:
         self._session_packs = []
         old_index = list(self.index_files)
         self.index_files = []
-        live = self._write_index(list(self.packs))  # one index for everything live,
+        written = self._write_index(list(self.packs))  # one index for all that is live,
         for name in old_index:                        # then drop the old ones and packs
-            if name != live:  # an old one may hold the very same bytes
+            if name != written:  # an old one may hold the very same bytes
                 self.objects.delete(name)
         freed = 0
         for pack in touched:
