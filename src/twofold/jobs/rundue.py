@@ -17,7 +17,7 @@ from twofold.jobs.drives import blkid, device_of, locate, wait_for_mount
 from twofold.jobs.runlog import LogProgress, RunLog, logged_run, outcome_of
 from twofold.jobs.state import State
 from twofold.jobs.status import Probe, job_status
-from twofold.store.chunkstore import STORE_FILE
+from twofold.store.indexfiles import STORE_FILE
 from twofold.store.remote import STORE_DIR
 from twofold.store.target import SetDir
 
