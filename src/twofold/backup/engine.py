@@ -9,6 +9,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from twofold.backup.apply import Applier
+from twofold.backup.fits import ITEM_ERRNOS
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
 from twofold.backup.planproc import Planned
@@ -64,11 +65,14 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     """Finish the renames of an interrupted run, restore folder times, mark it interrupted."""
     names = catalog.run_names()
     pending = catalog.pending()
+    dropped: list[tuple[int, bytes]] = []
     for run_id, op in pending:
         try:
             apply_op(sd, names[run_id], op, catalog.open_row)
         except OSError as err:
-            raise target_failure(err, op.path) from err
+            if err.errno not in ITEM_ERRNOS:
+                raise target_failure(err, op.path) from err
+            dropped.append((run_id, op.path))  # its row is closed: the next plan sees it
     killed = [run for run in catalog.runs() if run.state == "running"]
     for run in killed:
         changed = catalog.changed_by(run.id)
@@ -76,11 +80,21 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     if pending or killed:
         syncfs(sd.current)
     with catalog.transaction():
+        drop_rows(catalog, dropped)
         if pending:
             catalog.clear_pending(max(r for r, _ in pending))
         for run in killed:
             catalog.set_run_state(run.id, "interrupted")
     sd.clean_tmp()
+
+
+def drop_rows(catalog: Catalog, dropped: list[tuple[int, bytes]]) -> None:
+    """Close the open rows of paths whose operation could not be done for the name's sake
+    (inside a transaction), so the next plan takes them as new and skips them by name."""
+    for run_id, path in dropped:
+        row = catalog.open_row(path)
+        if row is not None:
+            catalog.close_rows([(row.id, run_id, False)])
 
 
 def _stats_from_plan(plan: Plan) -> RunStats:

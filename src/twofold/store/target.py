@@ -51,6 +51,7 @@ class SetDir:
         self.catalog = os.path.join(self.root, CATALOG)
         self.lock_path = os.path.join(self.root, b"lock")
         self.namer = Namer()  # identity until the catalog says how names are stored
+        self.real_dirs: set[bytes] = set()  # folders of current/ seen not to be symlinks
 
     def exists(self) -> bool:
         """True when the set has a catalog on the target."""
@@ -77,9 +78,16 @@ class SetDir:
                       if os.path.exists(os.path.join(base, n, CATALOG)))
 
     def create(self) -> None:
-        """Make the set's folders."""
+        """Make the set's folders; one that is a symlink (planted on the drive) is refused,
+        never written through."""
         for d in (self.current, self.versions, self.tmp):
             os.makedirs(d, exist_ok=True)
+        for d in (self.root, self.current, self.versions, self.tmp):
+            if os.path.islink(d):
+                raise TargetError(f"{os.fsdecode(d)} is a symlink, not a folder; twofold "
+                                  "does not write through it",
+                                  "replace it by the folder it should be, or use another "
+                                  "target")
 
     def open_catalog(self, *, create: bool = False) -> Catalog:
         """Open the set's catalog and take from it how names are stored on the target.
@@ -160,7 +168,10 @@ class SetDir:
         """Make .tmp/ and its subfolders (before the first copy of a run)."""
         try:
             for n in range(TMP_FANOUT):
-                os.makedirs(os.path.join(self.tmp, b"%02x" % n), exist_ok=True)
+                sub = os.path.join(self.tmp, b"%02x" % n)
+                if os.path.islink(sub):  # planted: copies must not go through it
+                    os.unlink(sub)
+                os.makedirs(sub, exist_ok=True)
         except OSError as err:
             raise target_failure(err, self.tmp) from err
 
