@@ -34,7 +34,12 @@ def runs_and_target(target: str, set_name: str) -> tuple[list[Run], TargetProfil
     sd = SetDir(target, set_name)
     sd.require()
     with sd.open_catalog() as catalog:
-        return catalog.runs(), catalog.profile()
+        runs, profile = catalog.runs(), catalog.profile()
+    if any(r.state == "running" for r in runs) and not sd.in_use():
+        for r in runs:  # its process is gone: the next run will mark it so
+            if r.state == "running":
+                r.state = "interrupted"
+    return runs, profile
 
 
 def history(target: str, set_name: str, path: str) -> list[Version]:

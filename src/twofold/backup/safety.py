@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 
-from twofold.core.errors import SafetyRefusal, UsageError
+from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
+from twofold.core.units import human_size, plural
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
 
@@ -73,3 +74,27 @@ def check_mass_delete(moves: int, current_files: int, allowed: bool) -> None:
         "versions/ (deleted or replaced in the source)",
         "is a source folder empty, or a drive not mounted? If the change is intended, "
         "run again with --allow-mass-delete")
+
+
+
+SPACE_MARGIN = 4 << 20
+"""Room kept for the catalog's growth and the folders a run makes."""
+
+
+def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
+                versions_bytes: int, prune_hint: str) -> None:
+    """Refuse, before anything is copied, a run whose copies cannot fit on the drive: each
+    file takes whole blocks, about half a block more than its size on average."""
+    st = os.statvfs(target)
+    free = st.f_bavail * st.f_frsize
+    need = copy_bytes + copy_files * (st.f_frsize // 2) + SPACE_MARGIN
+    if need <= free:
+        return
+    room = (f"`{prune_hint}` removes old versions (versions/ holds "
+            f"{human_size(versions_bytes)}), or " if versions_bytes else "")
+    raise TargetFullError(
+        f"the drive has {human_size(free)} free, but this run would copy "
+        f"{plural(copy_files, 'file')} of {human_size(copy_bytes)} (about "
+        f"{human_size(need)} on the drive)",
+        f"to make room: {room}delete what you no longer need from the drive, or use a "
+        "larger drive; nothing was copied")

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from twofold.core.clock import Clock
 from twofold.core.errors import TwofoldError, UsageError
@@ -17,6 +20,9 @@ from twofold.jobs.config import Config, ImageJob, Job, SetConfig, drive_of
 from twofold.jobs.drives import blkid, device_of, locate, wait_for_mount
 from twofold.jobs.state import JobRecord, State
 from twofold.jobs.status import Probe, job_status
+
+if TYPE_CHECKING:
+    from twofold.backup.engine import BackupResult
 
 PARTIAL_KINDS = {"skipped", "unstable", "failed"}
 
@@ -86,17 +92,26 @@ def select(cfg: Config, drive: str | None, job: str | None) -> list[Job]:
 
 
 def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
-            progress: LogProgress) -> tuple[str, str]:
+            progress: LogProgress, state: State) -> tuple[str, str]:
     from twofold.backup.engine import BackupOptions, backup
 
     options = BackupOptions(excludes=[*cfg.exclude, *job.exclude],
                             default_excludes=job.default_excludes,
-                            allow_mass_delete=job.allow_mass_delete)
+                            allow_mass_delete=job.allow_mass_delete,
+                            seen_drive=state.seen_drive("backup", location, job.name))
     r = backup(job.sources, location, job.name, options, clock, progress)
+    if r.drive is not None:
+        state.remember_drive("backup", location, job.name, r.drive)
+    return outcome_of(r, progress)
+
+
+def outcome_of(r: BackupResult, log: LogProgress | None = None) -> tuple[str, str]:
+    """("ok", "") or ("partial", "N skipped") for a backup's result; logs its counts."""
     s = r.stats
-    progress.line(f"run {r.run_id} ({r.run_name}): new {s.new} changed {s.changed} "
-                  f"deleted {s.deleted} moved {s.moved} unchanged {s.unchanged} "
-                  f"skipped {s.skipped}; {s.bytes_copied:,} bytes copied")
+    if log is not None:
+        log.line(f"run {r.run_id} ({r.run_name}): new {s.new} changed {s.changed} "
+                 f"deleted {s.deleted} moved {s.moved} unchanged {s.unchanged} "
+                 f"skipped {s.skipped}; {s.bytes_copied:,} bytes copied")
     bad = sum(1 for i in s.issues if i.kind in PARTIAL_KINDS)
     return ("partial", f"{bad} skipped") if bad else ("ok", "")
 
@@ -118,37 +133,74 @@ def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
     while name in taken:
         n += 1
         name = f"{base}-{n}"
-    r = create(job.source, location, name, level, None, False, progress, clock)
+    r = create(job.source, location, name, level, None, False, progress, clock,
+               state.seen_drive("image", location))
+    if r.drive is not None:
+        state.remember_drive("image", location, "", r.drive)
     progress.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
                   f"{r.stored_new_bytes:,} stored new")
     state.save_fingerprint(job.name, probe())
     return "ok", ""
 
 
+@dataclass
+class RunLog:
+    """A run being logged: its log's progress sink, and how it ended."""
+
+    progress: LogProgress
+    path: Path
+    result: str = "ok"
+    detail: str = ""
+
+
+@contextmanager
+def logged_run(state: State, name: str, kind: str, target: str, location: str,
+               clock: Clock) -> Iterator[RunLog]:
+    """Log a run of job `name` (started by a timer, a drive or by hand) and record its
+    result in the state folder; an error is logged, recorded, and raised on."""
+    started = clock.now_ns()
+    log = state.new_log(name, started)
+    with log.open("w", encoding="utf-8") as fh:
+        run = RunLog(LogProgress(fh), log)
+        run.progress.line(f"{kind} job {name!r} to {target} (at {location})")
+        try:
+            yield run
+        except TwofoldError as err:
+            run.result, run.detail = "failed", err.message
+            raise
+        except OSError as err:
+            run.result, run.detail = "failed", f"{err.strerror or err}: {err.filename or ''}"
+            raise
+        except BaseException:
+            run.result, run.detail = "failed", "interrupted"
+            raise
+        finally:
+            run.progress.line(f"result: {run.result}"
+                              + (f" ({run.detail})" if run.detail else ""))
+            rec = state.record(name)
+            ok_ns = None if run.result == "failed" else clock.now_ns()
+            state.save(name, JobRecord(last_run_ns=started,
+                                       last_ok_ns=ok_ns or rec.last_ok_ns,
+                                       result=run.result, detail=run.detail,
+                                       drive_seen_ns=started, log=str(log)))
+
+
 def run_job(job: Job, cfg: Config, location: str, state: State, clock: Clock,
             probe: Probe) -> Outcome:
     """Run one job now, with its log; record the result in the state folder."""
-    started = clock.now_ns()
-    log = state.new_log(job.name, started)
-    with log.open("w", encoding="utf-8") as fh:
-        progress = LogProgress(fh)
-        progress.line(f"{job.kind} job {job.name!r} to {job.target} (at {location})")
-        try:
+    run: RunLog | None = None
+    try:
+        with logged_run(state, job.name, job.kind, str(job.target), location, clock) as run:
             if isinstance(job, SetConfig):
-                result, detail = _backup(job, cfg, location, clock, progress)
+                run.result, run.detail = _backup(job, cfg, location, clock, run.progress,
+                                                 state)
             else:
-                result, detail = _image(job, location, clock, progress, state, probe)
-        except TwofoldError as err:
-            result, detail = "failed", err.message
-        except OSError as err:
-            result, detail = "failed", f"{err.strerror or err}: {err.filename or ''}"
-        progress.line(f"result: {result}" + (f" ({detail})" if detail else ""))
-    rec = state.record(job.name)
-    ok_ns = None if result == "failed" else clock.now_ns()
-    state.save(job.name, JobRecord(last_run_ns=started, last_ok_ns=ok_ns or rec.last_ok_ns,
-                                   result=result, detail=detail, drive_seen_ns=started,
-                                   log=str(log)))
-    return Outcome(job.name, "ran", result, detail, str(log))
+                run.result, run.detail = _image(job, location, clock, run.progress, state,
+                                                probe)
+    except (TwofoldError, OSError):
+        pass  # logged and recorded
+    assert run is not None
+    return Outcome(job.name, "ran", run.result, run.detail, str(run.path))
 
 
 def run_due(cfg: Config, state: State, clock: Clock, probe: Probe, drive: str | None = None,

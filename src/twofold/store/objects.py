@@ -13,6 +13,7 @@ from typing import Protocol
 
 from twofold.core.errors import TargetError
 from twofold.fsinfo.disk import fsync_dir
+from twofold.fsinfo.volume import DriveGuard
 from twofold.store.holders import pid_alive
 
 TMP_DIR = ".tmp"
@@ -122,8 +123,9 @@ class LocalObjects:
 
     writers = 1
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], guard: DriveGuard | None = None) -> None:
         self.root = os.fspath(root)
+        self.guard = guard  # the drive holding the folder: checked before every write
         self._host = this_host()
         self._swept = False
 
@@ -215,6 +217,8 @@ class LocalObjects:
     def put_once(self, name: str, data: bytes) -> bool:
         """Write to .tmp/, fsync, then link (or rename) into place unless the name exists."""
         final = self._path(name)
+        if self.guard is not None:
+            self.guard.check()
         if os.path.exists(final):
             return False
         tmp_dir = os.path.join(self.root, TMP_DIR)
@@ -255,6 +259,8 @@ class LocalObjects:
     def delete(self, name: str) -> None:
         """Unlink the file; remove its folder when it became empty."""
         path = self._path(name)
+        if self.guard is not None:
+            self.guard.check()
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from twofold.core.errors import UsageError
+from twofold.fsinfo.volume import DriveGuard
 from twofold.store.objects import LocalObjects, ObjectStore, StoreError
 from twofold.store.retry import RetryPolicy
 
@@ -100,7 +101,8 @@ def open_target(text: str, s3_endpoint: str | None = None,
         if not os.path.isdir(target):
             raise StoreError(f"target {target} does not exist or is not a folder",
                              "is the drive plugged in and mounted?")
-        return LocalObjects(os.path.join(target, STORE_DIR))
+        return LocalObjects(os.path.join(target, STORE_DIR),
+                            DriveGuard(target, None, text))
     if isinstance(target, SftpTarget):
         from twofold.store.sftp import SftpObjects
 
