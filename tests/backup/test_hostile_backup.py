@@ -7,9 +7,11 @@ import os
 import sqlite3
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from twofold.cli.app import app
+from twofold.core.errors import SafetyRefusal
 
 from .conftest import (
     SET,
@@ -126,3 +128,33 @@ def test_interrupted_op_that_cannot_be_named_is_dropped(tmp_path: Path,
     assert (set_dir(target) / "current" / "src" / "b.txt").read_bytes() == b"beta\n"
     res = run_backup(src, target, clock)
     assert res.stats.issues == [] and res.stats.deleted == 0
+
+
+def test_mass_delete_guard_counts_deletions_not_edits(tmp_path: Path,
+                                                      clock: FakeClock) -> None:
+    """Editing 2/3 of the files passes; deleting 2/3 is refused; moving 2/3 out of the
+    source folder is a deletion too, renaming them inside it is not."""
+    src = tmp_path / "src"
+    for i in range(30):
+        write_file(src / f"f{i:02d}", b"v1 %d\n" % i)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_backup(src, target, clock)
+    for i in range(20):
+        write_file(src / f"f{i:02d}", b"v2, longer %d\n" % i)
+    assert run_backup(src, target, clock).stats.changed == 20
+    (src / "renamed").mkdir()
+    for i in range(20):
+        os.rename(src / f"f{i:02d}", src / "renamed" / f"f{i:02d}")
+    assert run_backup(src, target, clock).stats.moved == 20
+    elsewhere = tmp_path / "elsewhere"
+    os.rename(src / "renamed", elsewhere)
+    with pytest.raises(SafetyRefusal):
+        run_backup(src, target, clock)
+    os.rename(elsewhere, src / "renamed")
+    for i in range(20, 30):
+        (src / f"f{i:02d}").unlink()
+    for i in range(10):
+        (src / "renamed" / f"f{i:02d}").unlink()
+    with pytest.raises(SafetyRefusal):
+        run_backup(src, target, clock)

@@ -66,12 +66,13 @@ def check_overlap(sources: list[Source], target: str) -> list[str]:
 
 
 def check_mass_delete(moves: int, current_files: int, allowed: bool) -> None:
-    """Refuse a run that would move more than half of current/ to versions/."""
+    """Refuse a run that would remove more than half of current/'s files (deleted in
+    the source, or moved out of it; edits do not count)."""
     if allowed or current_files == 0 or moves * 2 <= current_files:
         return
     raise SafetyRefusal(
         f"this run would move {moves} of the {current_files} files in the backup to "
-        "versions/ (deleted or replaced in the source)",
+        "versions/ (deleted or moved out of the source folders)",
         "is a source folder empty, or a drive not mounted? If the change is intended, "
         "run again with --allow-mass-delete")
 
