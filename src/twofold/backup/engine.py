@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from twofold.backup.apply import Applier
 from twofold.backup.fits import ITEM_ERRNOS
+from twofold.backup.heal import heal_copies
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
 from twofold.backup.planproc import Planned
@@ -28,6 +29,7 @@ from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
+from twofold.fsinfo.scan import Source
 from twofold.fsinfo.volume import DriveGuard, DriveId, check_drive
 from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir, target_failure
@@ -107,6 +109,14 @@ def drop_rows(catalog: Catalog, dropped: list[tuple[int, bytes]]) -> None:
             catalog.close_rows([(row.id, run_id, False)])
 
 
+def heal_listed(sd: SetDir, catalog: Catalog, srcs: list[Source], run_name: str,
+                stats: RunStats) -> None:
+    """Heal the copies verify found damaged or missing (backup/heal.py)."""
+    healed = heal_copies(sd, catalog, {s.name: s.path for s in srcs}, run_name)
+    stats.healed = healed.healed
+    stats.issues.extend(healed.left)
+
+
 def _stats_from_plan(plan: Plan) -> RunStats:
     c = plan.counts
     moved = len(plan.moved_to)
@@ -182,6 +192,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
                               workers=options.workers, moved_from=plan.moved_from,
                               moved_to=plan.moved_to, guard=guard)
             applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
+            heal_listed(sd, catalog, srcs, name, stats)
         finally:
             plan.close()
         try:

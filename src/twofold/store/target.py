@@ -206,8 +206,9 @@ class SetDir:
                 os.rmdir(os.path.join(self.tmp, b"%02x" % n))
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the set's lock for a run (or a prune).
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the set's lock for a run (or a prune); `shared` (verify) lets other
+        readers in but no run, and on a drive mounted read-only no run can be going on.
 
         The lock file stays in place and is never written after it was made; the run holds
         a kernel lock (flock) on it, which ends with the process, so a crashed run never
@@ -219,6 +220,9 @@ class SetDir:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
+            if shared and err.errno == errno.EROFS:
+                yield
+                return
             raise target_failure(err, self.lock_path) from err
         try:
             try:
@@ -226,7 +230,7 @@ class SetDir:
                     os.write(fd, LOCK_FREE)
             except OSError as err:
                 raise target_failure(err, self.lock_path) from err
-            if self._flock(fd):
+            if self._flock(fd, shared):
                 yield
                 return
         finally:
@@ -254,12 +258,12 @@ class SetDir:
             os.close(fd)  # drops the shared lock taken to look
         return False
 
-    def _flock(self, fd: int) -> bool:
+    def _flock(self, fd: int, shared: bool = False) -> bool:
         """Lock `fd` (True), or False where the file system takes no locks."""
         if fcntl is None:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno in (errno.EAGAIN, errno.EACCES):
                 raise TargetError(
