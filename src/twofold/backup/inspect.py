@@ -54,6 +54,13 @@ def history(target: str, set_name: str, path: str) -> list[Version]:
                              "paths start with the source folder's name, e.g. "
                              "Documents/letter.odt")
         names = catalog.run_names()
-        return [Version(r, r.first_run, names[r.first_run], r.until_run,
-                        os.fsdecode(os.path.relpath(sd.location(r, names), sd.root)))
-                for r in rows]
+        return [Version(r, r.first_run, names.get(r.first_run, f"run {r.first_run}, not "
+                                                   "in the catalog"), r.until_run,
+                        _where(sd, r, names)) for r in rows]
+
+
+def _where(sd: SetDir, rec: Record, names: dict[int, str]) -> str:
+    """Where a row's content is, relative to the set's folder ("?" when its run is lost)."""
+    if rec.vrun is not None and rec.vrun not in names:
+        return "?"
+    return os.fsdecode(os.path.relpath(sd.location(rec, names), sd.root))
