@@ -9,6 +9,7 @@ from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
 from twofold.core.units import human_size, plural
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
+from twofold.store.rows import DRIVE_GONE, drive_gone
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -39,10 +40,20 @@ def resolve_sources(paths: list[str]) -> list[Source]:
 def resolve_target(path: str) -> str:
     """The real path of an existing target folder."""
     real = os.path.realpath(os.path.expanduser(path))
+    gone_or_ok(real)
     if not os.path.isdir(real):
         raise UsageError(f"target {path} does not exist or is not a folder",
                          "is the backup drive plugged in and mounted?")
     return real
+
+
+def gone_or_ok(path: str) -> None:
+    """The drive-gone error when the drive of `path` no longer answers (ENOTCONN)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno in DRIVE_GONE:
+            raise drive_gone(err, path) from None
 
 
 def check_overlap(sources: list[Source], target: str) -> list[str]:
