@@ -208,7 +208,19 @@ def load(path: Path | None) -> Config:
         return Config(where)
     except OSError as err:
         raise ConfigError(f"cannot read config {where}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise not_utf8(where, err) from None
     return parse(text, where)
+
+
+def not_utf8(where: Path, err: UnicodeDecodeError) -> ConfigError:
+    """The usage error for a config file that is not UTF-8 text."""
+    raw = err.object[:err.start]
+    line = raw.count(b"\n") + 1
+    column = err.start - (raw.rfind(b"\n") + 1) + 1
+    return ConfigError(f"{where}: line {line}, column {column}: byte "
+                       f"0x{err.object[err.start]:02x} is not UTF-8 text",
+                       "a config file is UTF-8 (TOML); save it as UTF-8, or retype that line")
 
 
 def user_folders(home: Path) -> list[Path]:
