@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from twofold.core.text import human_bytes
+
 
 def when(ns: int | None) -> str:
     """A local time for tables."""
@@ -13,10 +15,5 @@ def when(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def size(n: float) -> str:
-    """Bytes in a human unit."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+size = human_bytes
+"""Bytes in a human unit (core/text.py)."""

@@ -89,6 +89,11 @@ def install(cfg: Config, inv: Invocation, unit_dir: Path | None = None,
     or as crontab lines (`use_cron`, or where systemd is not running). With `panel`, also
     the control panel's service; one installed before is kept."""
     report = Report()
+    if not any(job.schedule is not None for job in cfg.jobs()):
+        report.notes.append(
+            f"nothing is scheduled: no set in {cfg.path} has a schedule, so nothing runs by "
+            "itself; add schedule = \"daily\" (or weekly) to a set, or an [images.NAME] "
+            "job, then run `twofold schedule install` again (docs/CONFIG.md)")
     if use_cron or (use_cron is None and unit_dir is None and not systemd_running()):
         if panel:
             report.notes.append("the panel's service needs systemd; run `twofold panel` "
