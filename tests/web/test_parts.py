@@ -238,27 +238,6 @@ def test_a_damaged_live_file_is_ignored(tmp_path: Path) -> None:
     assert signal.SIGINT  # the cancel of another process is a SIGINT (see above)
 
 
-def test_what_deleting_an_image_frees(world: World) -> None:
-    from twofold.core.progress import NullProgress
-    from twofold.image.create import create
-    from twofold.image.manage import delete
-    from twofold.jobs.imagefree import frees
-
-    def image(name: str) -> None:
-        create(str(world.disk), str(world.drive), name, 3, None, False, NullProgress(),
-               SystemClock())
-
-    image("a")
-    image("b")  # the same data: every chunk is shared
-    with world.disk.open("r+b") as fh:
-        fh.write(os.urandom(64 * 1024))
-    image("c")
-    found = frees(str(world.drive))
-    assert found["a"] == found["b"] == 0 and found["c"] > 0
-    r = delete(str(world.drive), "c", NullProgress(), SystemClock())
-    assert r.bytes_freed >= found["c"] > r.bytes_freed // 2
-
-
 def test_retention_in_the_config_is_checked_and_applied_after_a_run(world: World) -> None:
     from twofold.backup.inspect import list_runs
 

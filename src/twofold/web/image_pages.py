@@ -15,7 +15,7 @@ from twofold.core.errors import TwofoldError, UsageError
 from twofold.core.humanize import size
 from twofold.jobs.clock import SystemClock
 from twofold.jobs.config import Config
-from twofold.jobs.drives import locate
+from twofold.jobs.drives import is_disk, locate
 from twofold.jobs.live import LiveProgress
 from twofold.web.app import Panel, form_text
 
@@ -39,18 +39,18 @@ def routes(panel: Panel) -> list[BaseRoute]:
     """The routes of the Images page."""
 
     def images(request: Request) -> Response:
-        from twofold.image.manage import list_images
-        from twofold.jobs.imagefree import frees
+        from twofold.image.manage import list_store
 
         cfg, _ = panel.config()
         listing: list[dict[str, Any]] = []
         for where, jobs in stores(cfg).items():
             entry: dict[str, Any] = {"where": where, "jobs": jobs, "images": [],
-                                     "frees": {}, "error": None}
+                                     "damaged": {}, "error": None}
             if os.path.isdir(os.path.join(where, STORE_DIR)):
                 try:
-                    entry["images"] = list(reversed(list_images(where)))
-                    entry["frees"] = frees(where)
+                    found = list_store(where)
+                    entry["images"] = list(reversed(found.images))
+                    entry["damaged"] = found.damaged
                 except TwofoldError as err:
                     entry["error"] = str(err)
             listing.append(entry)
@@ -114,6 +114,12 @@ def routes(panel: Panel) -> list[BaseRoute]:
             if not os.path.isabs(dest):
                 raise UsageError(f"{dest!r} is not a device or a full path",
                                  "e.g. /dev/sdb (not the system disk) or /srv/disk.img")
+            disk = os.path.basename(os.path.realpath(dest))
+            typed = form_text(form, "confirm_name").strip().removeprefix("/dev/")
+            if is_disk(dest) and typed != disk:
+                raise UsageError(f"not confirmed: {dest} is a disk, and everything on it "
+                                 f"would be replaced; nothing was written",
+                                 f"type its name ({disk}) in the confirmation field")
         except TwofoldError as err:
             return panel.back("/images", "bad", str(err))
 
