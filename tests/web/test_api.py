@@ -355,3 +355,18 @@ def test_image_restore_to_a_disk_must_be_confirmed_by_its_name(
             assert fh.read(1 << 20) == world.disk.read_bytes()[:1 << 20]
     finally:
         subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_a_drill_that_cannot_boot_says_why(client: TestClient, panel: Panel,
+                                            world: World) -> None:
+    from twofold.core.progress import NullProgress
+    from twofold.image.create import create
+    from twofold.jobs.clock import SystemClock
+
+    create(str(world.disk), str(world.drive), "disk-1", 3, None, False, NullProgress(),
+           SystemClock())
+    assert "Drilling disk-1" in post(client, panel, "/images/drill", store=str(world.drive),
+                                     image="disk-1")
+    result = wait_done(panel, "drill-disk-1")
+    assert result.startswith("failed: "), result
+    assert "Error" not in result.split(":", 2)[1], result  # words, not an exception name

@@ -1,5 +1,5 @@
-"""Images: the images on every connected image store of the config, with verify, delete
-and restore, run by the same engine calls as `twofold image ...` (so with its refusals:
+"""Images: the images on every connected image store of the config, with verify, drill,
+delete and restore, run by the same engine calls as `twofold image ...` (so with its refusals:
 a mounted, busy or too small destination is refused by the engine)."""
 
 from __future__ import annotations
@@ -132,6 +132,29 @@ def routes(panel: Panel) -> list[BaseRoute]:
                                 work)
         return panel.back("/images", "good", f"Restoring {image} to {dest}")
 
+    async def drill(request: Request) -> Response:
+        from twofold.image.drill import drill as drill_image
+
+        form = await request.form()
+        image = form_text(form, "image")
+        try:
+            where = _store(form)
+        except TwofoldError as err:
+            return panel.back("/images", "bad", str(err))
+
+        def work(live: LiveProgress) -> str:
+            rec = drill_image(where, image, live, SystemClock())
+            if not rec.passed:
+                raise UsageError(f"FAILED at {rec.failed_stage}: {rec.reason}",
+                                 "the Images page shows the last drill of each image")
+            return (f"PASSED: {image} booted ({rec.firmware.upper()} under "
+                    f"{rec.accel.upper()}) in {rec.seconds:.0f} s")
+
+        panel.runner.start_task(f"drill-{image}", "drill", f"Drill {image}", work)
+        return panel.back("/images", "good", f"Drilling {image}: restore to a scratch copy "
+                          "and boot it in QEMU")
+
     return [Route("/images", images), Route("/images/verify", verify, methods=["POST"]),
+            Route("/images/drill", drill, methods=["POST"]),
             Route("/images/delete", delete, methods=["POST"]),
             Route("/images/restore", restore, methods=["POST"])]
