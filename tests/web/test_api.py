@@ -216,6 +216,10 @@ def test_settings_keep_comments_and_refuse_a_bad_value(client: TestClient, panel
     text = world.config.read_text()
     assert "# my twofold config" in text and "# the documents" in text
     assert '"*.iso"' in text and 'schedule = "weekly"' in text
+    note = post(client, panel, "/settings/exclude", exclude="*.iso\n\ncache/\n")
+    assert "Saved what every set leaves out" in note
+    text = world.config.read_text()
+    assert 'exclude = ["*.iso", "cache/"]' in text and "# the documents" in text
     r = client.post("/settings/job", data={
         "csrf": panel.secret.csrf, "kind": "sets", "name": "docs", "sources": "x",
         "schedule": "every blue moon"})

@@ -290,3 +290,13 @@ def test_ctrl_c_stops_the_panel_with_a_browser_listening(world: World) -> None:
     reader.join(60)
     assert proc.returncode == 0 and "Traceback" not in err, err
     assert "panel stopped" in err and not (world.state / "panel.json").exists()
+
+
+def test_the_exclude_of_every_set_goes_before_the_first_table(tmp_path: Path) -> None:
+    from twofold.jobs.settings import edit_exclude
+
+    path = tmp_path / "c.toml"
+    text = edit_exclude('# mine\n[sets.a]\nsources = ["/x"]\n', "*.iso\nnode_modules/")
+    assert text.startswith("# mine\nexclude = [")
+    assert save(path, text).exclude == ["*.iso", "node_modules/"]
+    assert save(path, edit_exclude(text, "")).exclude == []
