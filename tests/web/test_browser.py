@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -208,6 +207,3 @@ def test_every_page_fits_a_laptop_screen(browser: Any, server: str, world: World
     assert pg.evaluate("document.activeElement.textContent") == "Skip to content"
     context.close()
 
-
-def test_chromium_is_debians() -> None:
-    assert shutil.which("chromium") == CHROMIUM or os.path.exists(CHROMIUM)
