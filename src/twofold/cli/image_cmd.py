@@ -15,6 +15,7 @@ from twofold.cli.image_restore_cmd import restore_command
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.models import Issue
 from twofold.core.paths import show
+from twofold.core.text import plural
 
 # The image engine (numpy, zstandard, the file system readers) is imported inside each
 # command, so that `twofold backup` and the other commands do not pay for loading it.
@@ -153,9 +154,9 @@ def verify_command(
     for d in r.damages:
         err.print(f"[bold red]damaged:[/] {d}", markup=True)
     head = "[bold red]DAMAGED[/]" if r.damages else "[bold]OK[/]"
-    out.print(f"{head}: {len(r.images)} image(s), {r.chunks:,} chunks, {size(r.bytes)} "
-              f"checked in {r.seconds:.1f} s" + (f"; {len(r.damages)} damaged" if r.damages
-                                                   else ""))
+    out.print(f"{head}: {plural(len(r.images), 'image')}, {plural(r.chunks, 'chunk')}, "
+              f"{size(r.bytes)} checked in {r.seconds:.1f} s"
+              + (f"; {len(r.damages)} damaged" if r.damages else ""))
     raise typer.Exit(code)
 
 
@@ -167,9 +168,9 @@ def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
         print_json({**vars(r), "dry_run": dry_run})
         return
     verb = "would delete" if dry_run else "deleted"
-    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {len(r.kept)} image(s)")
+    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {plural(len(r.kept), 'image')}")
     if not dry_run:
-        out.print(f"  {r.packs_changed} pack(s) dropped or rewritten, "
+        out.print(f"  {plural(r.packs_changed, 'pack')} dropped or rewritten, "
                   f"{size(r.bytes_freed)} freed")
 
 
@@ -238,7 +239,7 @@ def copy_command(
         return
     names = f": {', '.join(r.copied)}" if r.copied else ""
     there = f"; {len(r.skipped)} already there" if r.skipped else ""
-    out.print(f"[bold]Copied {len(r.copied)} image(s)[/]{names}{there}")
-    out.print(f"  sent {r.chunks_sent:,} chunks ({size(r.bytes_sent)}), "
+    out.print(f"[bold]Copied {plural(len(r.copied), 'image')}[/]{names}{there}")
+    out.print(f"  sent {plural(r.chunks_sent, 'chunk')} ({size(r.bytes_sent)}), "
               f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
               f"{r.seconds:.1f} s")
