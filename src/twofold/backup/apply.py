@@ -28,6 +28,7 @@ from twofold.fsinfo.children import can_fork, child_context, die_with_parent
 from twofold.fsinfo.disk import can_syncfs, syncfs
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
+from twofold.fsinfo.volume import DriveGuard
 from twofold.store.catalog import Catalog, PendingOp
 from twofold.store.target import TMP_FANOUT, SetDir, target_failure
 
@@ -80,6 +81,7 @@ class Applier:
     _link_hash: dict[bytes, bytes] = field(default_factory=dict)
     _done_seq: int = 0
     _fresh: Fresh = field(default_factory=Fresh)
+    guard: DriveGuard | None = None  # checked before each batch is committed and renamed
 
     def src(self, rel: bytes) -> bytes:
         """Absolute source path of a relative path."""
@@ -145,6 +147,8 @@ class Applier:
     def _finish(self, steps: list[Step], futures: Chunks) -> None:
         """Wait for a batch's copies, flush, commit it to the catalog, then rename."""
         self._wait(futures)
+        if self.guard is not None:
+            self.guard.check()
         for step in steps:
             self._resolve_link(step)  # hard links take the hash of the file they link to
             if step.op is not None:
@@ -374,6 +378,10 @@ class Applier:
             self.progress.issue(step.issue)
             if step.issue.kind == "skipped":
                 st.skipped += 1
+                entry = step.change.entry
+                if entry is not None and entry.kind is Kind.FILE and step.record is None:
+                    st.files_total -= 1  # not in the backup: the summary says what is
+                    st.bytes_total -= entry.size
             elif step.issue.kind == "special":
                 st.special += 1
         if step.op is not None and step.op.op == "move":

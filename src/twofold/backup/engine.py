@@ -12,7 +12,13 @@ from twofold.backup.apply import Applier
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
 from twofold.backup.planproc import Planned
-from twofold.backup.safety import check_mass_delete, check_overlap, resolve_sources, resolve_target
+from twofold.backup.safety import (
+    check_mass_delete,
+    check_overlap,
+    check_space,
+    resolve_sources,
+    resolve_target,
+)
 from twofold.core.clock import Clock
 from twofold.core.diff import Action
 from twofold.core.models import RunStats
@@ -21,6 +27,7 @@ from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
+from twofold.fsinfo.volume import DriveGuard, DriveId, check_drive
 from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir, target_failure
 
@@ -34,6 +41,8 @@ class BackupOptions:
     dry_run: bool = False
     allow_mass_delete: bool = False
     workers: int = 0  # copy workers; 0: COPY_WORKERS
+    seen_drive: DriveId | None = None  # the drive this computer last ran the set on
+    allow_system_disk: bool = False  # a first run into an empty mount point
 
 
 @dataclass
@@ -48,6 +57,7 @@ class BackupResult:
     warnings: list[str]
     dry_run: bool
     profile: TargetProfile | None = None  # what the target can hold (not on a dry run)
+    drive: DriveId | None = None  # the drive the set is on (not on a dry run)
 
 
 def run_name_for(now_ns: int, taken: set[str]) -> str:
@@ -93,6 +103,15 @@ def _stats_from_plan(plan: Plan) -> RunStats:
                     files_total=plan.files_total, issues=list(plan.issues))
 
 
+def _check_space(sd: SetDir, plan: Plan, catalog: Catalog | None) -> None:
+    """TargetFullError when the plan's copies cannot fit on the drive."""
+    where = sd.root if os.path.isdir(sd.root) else sd.target
+    check_space(where, plan.copy_bytes, plan.copy_files,
+                catalog.versions_bytes() if catalog is not None else 0,
+                f"twofold prune --from {os.fsdecode(sd.target)} --set {sd.name} "
+                "--keep-daily 7 --keep-weekly 4")
+
+
 def backup(sources: list[str], target: str, set_name: str, options: BackupOptions,
            clock: Clock, progress: Progress) -> BackupResult:
     """Back up `sources` into set `set_name` on `target`."""
@@ -102,26 +121,34 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
     warnings = check_overlap(srcs, real_target)
     sd = SetDir(real_target, set_name)
     Excluder(options.excludes, options.default_excludes)  # a bad pattern: before any write
+    check_drive(real_target, sd.exists(), options.seen_drive, f"the backup set {set_name!r}",
+                options.allow_system_disk)
     result = BackupResult(set_name, real_target, None, None, RunStats(), warnings,
                           options.dry_run)
     if options.dry_run:
         with Catalog(os.fsdecode(sd.catalog)) if sd.exists() else nullcontext() as catalog:
             plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                           catalog), progress)
+            try:
+                _check_space(sd, plan, catalog)
+            finally:
+                plan.close()
         result.stats = _stats_from_plan(plan)
-        plan.close()
         progress.finish()
         return result
     try:
         sd.create()
     except OSError as err:
         raise target_failure(err, os.fsdecode(sd.root)) from err
+    result.drive = sd.mark_drive()
+    guard = DriveGuard(sd.root, result.drive, target)
     with sd.lock(), sd.open_catalog(create=True) as catalog:
         result.profile = sd.namer.profile
         recover(sd, catalog)
         plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                       catalog), progress)
         try:
+            _check_space(sd, plan, catalog)
             if plan.moves:  # counting current/ reads every open row: only when needed
                 check_mass_delete(plan.moves, catalog.count_current_files(),
                                   options.allow_mass_delete)
@@ -139,7 +166,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
             applier = Applier(sd, catalog, run_id, name,
                               {s.name: s.path for s in srcs}, progress, stats,
                               workers=options.workers, moved_from=plan.moved_from,
-                              moved_to=plan.moved_to)
+                              moved_to=plan.moved_to, guard=guard)
             applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
         finally:
             plan.close()
@@ -148,6 +175,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         except OSError as err:
             raise target_failure(err, os.fsdecode(sd.current)) from err
         stats.seconds = (clock.now_ns() - started) / 1e9
+        guard.check(sd.drive)
         with catalog.transaction():
             catalog.clear_pending(run_id)
             catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())

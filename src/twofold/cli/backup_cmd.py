@@ -20,19 +20,18 @@ from twofold.cli.common import (
 )
 from twofold.cli.render import RichProgress
 from twofold.core.errors import ExitCode, UsageError
-from twofold.core.progress import NullProgress, Progress
+from twofold.core.progress import NullProgress, Progress, TeeProgress
 from twofold.core.text import plural
 from twofold.jobs.clock import SystemClock
+from twofold.jobs.config import SetConfig
 from twofold.jobs.drives import resolve_target
-
-PARTIAL_KINDS = {"skipped", "unstable", "failed"}
+from twofold.jobs.runlog import logged_run, outcome_of
+from twofold.jobs.state import State
 
 
 def exit_code_of(result: BackupResult) -> int:
     """3 when some items were skipped or unstable, else 0."""
-    if any(i.kind in PARTIAL_KINDS for i in result.stats.issues):
-        return int(ExitCode.PARTIAL)
-    return int(ExitCode.OK)
+    return int(ExitCode.PARTIAL if outcome_of(result)[0] == "partial" else ExitCode.OK)
 
 
 @handles_errors
@@ -42,10 +41,12 @@ def backup_command(
         help="Folders to back up, or the name of a set in the config.")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Target folder (the backup drive).")]
     = None,
-    set_name: Annotated[str, typer.Option("--set", help="Name of the backup set.")]
-    = "default",
+    set_name: Annotated[str | None, typer.Option(
+        "--set", help="Name of the backup set (with --to: default 'default'; without it: "
+        "a set in the config).", show_default=False)] = None,
     exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", help="Gitignore-style pattern to leave out (repeatable).")] = None,
+        "--exclude", help="Gitignore-style pattern to leave out (repeatable).",
+        show_default=False)] = None,
     no_default_excludes: Annotated[bool, typer.Option(
         "--no-default-excludes", help="Also back up caches and trash.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change.")]
@@ -53,6 +54,12 @@ def backup_command(
     allow_mass_delete: Annotated[bool, typer.Option(
         "--allow-mass-delete",
         help="Allow a run that moves more than half of the backup to versions/.")] = False,
+    allow_system_disk: Annotated[bool, typer.Option(
+        "--allow-system-disk",
+        help="Allow a first run into an empty mount point on the system disk.")] = False,
+    new_drive: Annotated[bool, typer.Option(
+        "--new-drive",
+        help="Start the set anew here although it ran on another drive before.")] = False,
     workers: Annotated[int, typer.Option(
         "--workers", min=0, max=64,
         help="Files copied in parallel (0: two per CPU, at least 2, at most 8).")] = 0,
@@ -64,31 +71,50 @@ def backup_command(
     cfg = config_of(ctx)
     options = BackupOptions(excludes=[*cfg.exclude, *(exclude or [])],
                             default_excludes=not no_default_excludes, dry_run=dry_run,
-                            allow_mass_delete=allow_mass_delete, workers=workers)
+                            allow_mass_delete=allow_mass_delete, workers=workers,
+                            allow_system_disk=allow_system_disk)
+    job: SetConfig | None = None
     if to is None:
-        name = paths[0] if len(paths) == 1 else "default" if not paths else None
+        if set_name is not None and paths:
+            raise UsageError("give either a set name or --set, not both",
+                             f"twofold backup --set {set_name}")
+        name = set_name or (paths[0] if len(paths) == 1 else "default" if not paths
+                            else None)
         if name is None or name not in cfg.sets:
             known = ", ".join(cfg.sets) or "none"
             raise UsageError(
                 "give the target with --to TARGET, or the name of a set in the config"
                 + (f" (no set named {name!r} in {cfg.path})" if name else ""),
                 f"sets in the config: {known}; `twofold init` writes a config")
-        conf = cfg.sets[name]
-        if not conf.sources:
+        job = cfg.sets[name]
+        if not job.sources:
             raise UsageError(f"set {name!r} in {cfg.path} lists no source folder",
                              'add e.g. sources = ["~/Documents"] to it')
-        if conf.target is None:
+        if job.target is None:
             raise UsageError(f"set {name!r} in {cfg.path} has no target",
                              "add target = \"/media/you/BACKUP\" to it, or pass --to")
-        paths, to, set_name = conf.sources, resolve_target(conf.target), name
-        options.excludes = [*options.excludes, *conf.exclude]
-        options.default_excludes = options.default_excludes and conf.default_excludes
-        options.allow_mass_delete = options.allow_mass_delete or conf.allow_mass_delete
+        paths, to = job.sources, resolve_target(job.target)
+        options.excludes = [*options.excludes, *job.exclude]
+        options.default_excludes = options.default_excludes and job.default_excludes
+        options.allow_mass_delete = options.allow_mass_delete or job.allow_mass_delete
+    set_name = job.name if job else set_name or "default"
+    state = State()
+    if not new_drive:
+        options.seen_drive = state.seen_drive("backup", to, set_name)
     progress: Progress = NullProgress() if as_json else RichProgress(err)
+    clock = SystemClock()
     try:
-        result = backup(paths, to, set_name, options, SystemClock(), progress)
+        if job is None or dry_run:
+            result = backup(paths, to, set_name, options, clock, progress)
+        else:  # a set of the config: logged like a timer's run (`twofold log`)
+            with logged_run(state, job.name, "backup", str(job.target), to, clock) as run:
+                result = backup(paths, to, set_name, options, clock,
+                                TeeProgress(progress, run.progress))
+                run.result, run.detail = outcome_of(result, run.progress)
     finally:
         progress.finish()
+    if result.drive is not None:
+        state.remember_drive("backup", to, set_name, result.drive)
     code = exit_code_of(result)
     if as_json:
         print_json({"set": result.set_name, "target": result.target, "run_id": result.run_id,

@@ -70,20 +70,32 @@ def create_command(
         "--volume-size", help="Split the store into volumes: SIZE, dvd, bd or fat32.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Image a file system marked dirty as it is.")] = False,
+    allow_system_disk: Annotated[bool, typer.Option(
+        "--allow-system-disk",
+        help="Allow a new store in an empty mount point on the system disk.")] = False,
+    new_drive: Annotated[bool, typer.Option(
+        "--new-drive",
+        help="Start the store anew here although it was on another drive before.")] = False,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
     """Image SOURCE into the store on --to TARGET; only new chunks are stored."""
+    from twofold.jobs.state import State
+
     level = parse_level(compression)
     volume = parse_size(volume_size) if volume_size else None
     progress = _progress(as_json)
+    state = State()
     try:
         from twofold.image.create import create
 
         r = create(source, _target(to, s3_endpoint), name, level, volume, force, progress,
-                   SystemClock())
+                   SystemClock(), None if new_drive else state.seen_drive("image", to),
+                   allow_system_disk)
     finally:
         progress.finish()
+    if r.drive is not None:
+        state.remember_drive("image", to, "", r.drive)
     if as_json:
         print_json({"image": r.name, "kind": r.kind, "size": r.size, **r.as_dict(),
                     "ratio": round(r.ratio, 3),
@@ -126,6 +138,8 @@ def list_command(
             name = f'  "{v.name}"' if v.name else ""
             out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
                       f"{size(v.used_bytes)} used{name}", markup=False)
+        if i.last_drill:
+            out.print(f"    last drill: {i.last_drill}", markup=False)
 
 
 @image_app.command("verify")
@@ -243,3 +257,6 @@ def copy_command(
     out.print(f"  sent {plural(r.chunks_sent, 'chunk')} ({size(r.bytes_sent)}), "
               f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
               f"{r.seconds:.1f} s")
+
+
+from twofold.cli import drill_cmd  # noqa: E402,F401  (registers `image drill`)

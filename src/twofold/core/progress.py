@@ -39,3 +39,31 @@ class NullProgress:
 
     def finish(self) -> None:
         """Ignore."""
+
+
+class TeeProgress:
+    """A progress sink that hands every call to several (a screen and a log)."""
+
+    def __init__(self, *sinks: Progress) -> None:
+        self.sinks = sinks
+
+    def phase(self, name: str, total_files: int | None = None,
+              total_bytes: int | None = None) -> None:
+        """To each sink."""
+        for s in self.sinks:
+            s.phase(name, total_files, total_bytes)
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        """To each sink."""
+        for s in self.sinks:
+            s.advance(files, nbytes)
+
+    def issue(self, issue: Issue) -> None:
+        """To each sink."""
+        for s in self.sinks:
+            s.issue(issue)
+
+    def finish(self) -> None:
+        """To each sink."""
+        for s in self.sinks:
+            s.finish()

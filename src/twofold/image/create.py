@@ -17,7 +17,8 @@ from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import merge_extents
-from twofold.image.errors import ImageExists, ImageRefused, SourceReadError
+from twofold.fsinfo.volume import DriveId
+from twofold.image.errors import ImageExists, ImageRefused, SourceMissing, SourceReadError
 from twofold.image.manifest import (
     Area,
     ChunkRef,
@@ -28,7 +29,7 @@ from twofold.image.manifest import (
     manifest_object,
 )
 from twofold.image.parent import find_parent, parent_cells, within
-from twofold.image.repo import Target, creating, open_objects, open_store
+from twofold.image.repo import Target, claim_drive, creating, open_objects, open_store
 from twofold.image.source import plan_image, refuse_if_busy, table_doc
 from twofold.image.space import (
     MARGIN,
@@ -40,7 +41,7 @@ from twofold.image.space import (
 )
 from twofold.store.chunkstore import ChunkStore
 from twofold.store.lease import CREATE, Lease, records
-from twofold.store.objects import StoreFullError
+from twofold.store.objects import LocalObjects, StoreFullError
 from twofold.store.packs import chunk_id, compress
 
 LEVELS = {"fast": 1, "balanced": 3, "max": 19}
@@ -62,6 +63,7 @@ class CreateResult:
     zero_chunks: int = 0
     seconds: float = 0.0
     issues: list[Issue] = field(default_factory=list)
+    drive: DriveId | None = None  # the drive a local store is on
 
     @property
     def ratio(self) -> float:
@@ -127,14 +129,18 @@ def _chunks(areas: list[Area], chunk_size: int, parent: Manifest | None) -> Iter
 
 
 def create(source: str, target: Target, name: str | None, level: int,
-           volume_size: int | None, force: bool, progress: Progress, clock: Clock
+           volume_size: int | None, force: bool, progress: Progress, clock: Clock,
+           seen_drive: DriveId | None = None, allow_system_disk: bool = False
            ) -> CreateResult:
-    """Image `source` (a disk, partition or image file) into the store at `target`."""
+    """Image `source` (a disk, partition or image file) into the store at `target`
+    (`seen_drive`, `allow_system_disk`: see repo.open_store)."""
     started = clock.now_ns()
     if not 1 <= level <= 22:
         raise ImageRefused(f"compression level {level} is outside 1..22")
     if not os.path.exists(source):
-        raise ImageRefused(f"the source {source} does not exist")
+        raise SourceMissing(f"the source {source} does not exist",
+                            "give a disk (/dev/sda), a partition or an image file; "
+                            "`twofold drives` lists the disks")
     mode = os.stat(source).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
         raise ImageRefused(f"the source {source} is neither a block device nor an image file",
@@ -153,12 +159,14 @@ def create(source: str, target: Target, name: str | None, level: int,
         plan = plan_image(reader, source, force)
         for issue in plan.issues:
             progress.issue(issue)
+        drive = claim_drive(objects, seen_drive, allow_system_disk)
         with creating(objects, clock) as lease, \
                 ThreadPoolExecutor(1, thread_name_prefix="twofold-parent") as aside:
             # the parent's manifest is fetched while the index loads: both are round trips
             parent_job = aside.submit(find_parent, objects, os.path.abspath(source),
                                       plan.kind, plan.size)
-            store = open_store(objects, volume_size, write=True)
+            store = open_store(objects, volume_size, write=True, drive=drive)
+            guard = objects.guard if isinstance(objects, LocalObjects) else None
             if store.objects.exists(manifest_object(name)):
                 raise ImageExists(f"an image named {name!r} already exists",
                                   "choose another --name, or delete the old image first")
@@ -180,6 +188,9 @@ def create(source: str, target: Target, name: str | None, level: int,
                                 table=table_doc(plan.table) if plan.table else None,
                                 areas=plan.areas, stats=result.as_dict())
             lease.check()
+            if guard is not None:
+                guard.check(store.drive_now)
+            result.drive = store.drive
             if not store.objects.put_once(manifest_object(name), manifest.to_json()):
                 raise ImageExists(f"an image named {name!r} appeared while this one was made",
                                   "its chunks are stored; run again with another --name")

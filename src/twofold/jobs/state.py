@@ -1,5 +1,6 @@
 """The state folder ($XDG_STATE_HOME/twofold): per job the last attempt and the last
-success, the drive last seen, the OS fingerprint at the last image, and per-run logs."""
+success, the drive last seen, the OS fingerprint at the last image, per-run logs, and the
+drive each set and image store was last found on."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from twofold.fsinfo.volume import DriveId
 
 STATE_ENV = "TWOFOLD_STATE_DIR"
 
@@ -99,3 +102,26 @@ class State:
         base = self.root / "logs"
         found = base.glob(f"{job}/*.log" if job else "*/*.log")
         return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def seen_drive(self, kind: str, target: str, name: str = "") -> DriveId | None:
+        """The drive the set or store `name` at folder `target` was last found on."""
+        data = _read_json(self.root / "drives.json")
+        return DriveId.from_json(data.get(_drive_key(kind, target, name))
+                                 if isinstance(data, dict) else None)
+
+    def remember_drive(self, kind: str, target: str, name: str, drive: DriveId) -> None:
+        """Remember where a set or store lives, so that a run into the same folder with
+        the drive gone is refused (best effort: a read-only home loses only the memory)."""
+        path = self.root / "drives.json"
+        data = _read_json(path)
+        data = data if isinstance(data, dict) else {}
+        key = _drive_key(kind, target, name)
+        if data.get(key) == drive.to_json():
+            return
+        data[key] = drive.to_json()
+        with suppress(OSError):
+            _write_json(path, data)
+
+
+def _drive_key(kind: str, target: str, name: str) -> str:
+    return f"{kind}:{os.path.realpath(os.path.expanduser(target))}:{name}"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import blake3
 
+from twofold.fsinfo.volume import DriveId
 from twofold.store.objects import ObjectMissing, ObjectStore, StoreError, StoreFullError
 from twofold.store.packs import (
     ENTRY,
@@ -73,6 +74,7 @@ class ChunkStore:
         self.volume_size = volume_size
         self.pack_limit = min(pack_size, volume_size or pack_size)
         self.index: dict[bytes, Location] = {}
+        self.drive: DriveId | None = None  # the drive store.json names (local stores)
         self.packs: dict[str, list[PackEntry]] = {}
         self.index_files: list[str] = []
         self._builder = PackBuilder()
@@ -85,12 +87,17 @@ class ChunkStore:
 
     # -- opening -----------------------------------------------------------------------
 
-    def init(self) -> None:
-        """Make the store's marker object if the store is new; check it otherwise."""
-        marker = {"format": STORE_FORMAT, "version": STORE_VERSION,
-                  "chunk_size": self.chunk_size,
-                  "hash": "blake3", "compression": "zstd"}
-        if not self.objects.put_once(STORE_FILE, json.dumps(marker, indent=1).encode()):
+    def init(self, drive: DriveId | None = None) -> None:
+        """Make the store's marker object if the store is new (naming the `drive` it is
+        made on); check it otherwise."""
+        marker: dict[str, object] = {"format": STORE_FORMAT, "version": STORE_VERSION,
+                                     "chunk_size": self.chunk_size,
+                                     "hash": "blake3", "compression": "zstd"}
+        if drive is not None:
+            marker["drive"] = drive.to_json()
+        if self.objects.put_once(STORE_FILE, json.dumps(marker, indent=1).encode()):
+            self.drive = drive
+        else:
             self.check()
 
     def check(self) -> None:
@@ -107,6 +114,14 @@ class ChunkStore:
                              f"format {marker.get('format')} {marker.get('version')}",
                              "a newer twofold may read it")
         self.chunk_size = _valid_chunk_size(marker.get("chunk_size"))
+        self.drive = DriveId.from_json(marker.get("drive"))
+
+    def drive_now(self) -> DriveId | None:
+        """The drive id store.json holds now (None when it cannot be read)."""
+        try:
+            return DriveId.from_json(json.loads(self.objects.get(STORE_FILE)).get("drive"))
+        except (StoreError, ValueError, AttributeError):
+            return None
 
     def load_index(self, repair: bool = False) -> list[str]:
         """Read the index files, then the footers of packs no index file covers; with

@@ -11,8 +11,9 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
-from twofold.core.errors import TargetError
+from twofold.core.errors import ExitCode, TargetError
 from twofold.fsinfo.disk import fsync_dir
+from twofold.fsinfo.volume import DriveGuard
 from twofold.store.holders import pid_alive
 
 TMP_DIR = ".tmp"
@@ -25,6 +26,12 @@ pack (docs/DESIGN.md, "Deleting on a full drive")."""
 
 class StoreError(TargetError):
     """The store cannot be read or written: missing object, I/O failure, bad name."""
+
+
+class TargetMissing(StoreError):
+    """The folder named as the target does not exist: exit 2, as for any path."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ObjectMissing(StoreError):
@@ -126,8 +133,9 @@ class LocalObjects:
 
     writers = 1
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], guard: DriveGuard | None = None) -> None:
         self.root = os.fspath(root)
+        self.guard = guard  # the drive holding the folder: checked before every write
         self._host = this_host()
         self._swept = False
 
@@ -219,6 +227,8 @@ class LocalObjects:
     def put_once(self, name: str, data: bytes) -> bool:
         """Write to .tmp/, fsync, then link (or rename) into place unless the name exists."""
         final = self._path(name)
+        if self.guard is not None:
+            self.guard.check()
         if os.path.exists(final):
             return False
         tmp_dir = os.path.join(self.root, TMP_DIR)
@@ -259,6 +269,8 @@ class LocalObjects:
     def delete(self, name: str) -> None:
         """Unlink the file; remove its folder when it became empty."""
         path = self._path(name)
+        if self.guard is not None:
+            self.guard.check()
         try:
             os.unlink(path)
         except FileNotFoundError:

@@ -19,6 +19,7 @@ from twofold.core.errors import TargetError, UsageError
 from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
 from twofold.fsinfo.disk import read_ahead
+from twofold.fsinfo.volume import DRIVE_FILE, DriveId, new_drive_id, read_drive_id
 from twofold.store.catalog import Catalog
 from twofold.store.holders import is_stale
 from twofold.store.holders import me as holder_me
@@ -50,6 +51,7 @@ class SetDir:
         self.tmp = os.path.join(self.root, b".tmp")
         self.catalog = os.path.join(self.root, CATALOG)
         self.lock_path = os.path.join(self.root, b"lock")
+        self.drive_path = os.path.join(self.root, os.fsencode(DRIVE_FILE))
         self.namer = Namer()  # identity until the catalog says how names are stored
 
     def exists(self) -> bool:
@@ -65,6 +67,28 @@ class SetDir:
             raise UsageError(
                 f"no backup set {self.name!r} on {os.fsdecode(self.target)}",
                 f"sets there: {', '.join(self.sets_on_target()) or 'none'}")
+
+    def drive(self) -> DriveId | None:
+        """The id of the drive the set was made on (drive.json), or None."""
+        return read_drive_id(self.drive_path)
+
+    def mark_drive(self) -> DriveId:
+        """The set's drive id: the one in drive.json, else a new one written there (a set
+        made by an earlier version gets one at its next run)."""
+        found = self.drive()
+        if found is not None:
+            return found
+        made = new_drive_id(os.fsdecode(self.root))
+        tmp = self.drive_path + b".tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(made.to_json(), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.drive_path)
+        except OSError as err:
+            raise target_failure(err, self.drive_path) from err
+        return made
 
     def sets_on_target(self) -> list[str]:
         """Names of the sets found on the target."""
@@ -198,6 +222,26 @@ class SetDir:
             os.close(fd)  # drops the lock
         with self._exclusive(self.lock_path + b".excl"):
             yield
+
+    def in_use(self) -> bool:
+        """True while a run holds the set's lock (a run whose process is gone holds none:
+        the kernel dropped its lock)."""
+        excl = self.lock_path + b".excl"
+        if os.path.exists(excl):
+            return not is_stale(_holder(excl))
+        if fcntl is None:
+            return False
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            return err.errno in (errno.EAGAIN, errno.EACCES)
+        finally:
+            os.close(fd)  # drops the shared lock taken to look
+        return False
 
     def _flock(self, fd: int) -> bool:
         """Lock `fd` (True), or False where the file system takes no locks."""
