@@ -124,3 +124,24 @@ def test_delete_and_prune_work_on_a_full_drive(tmp_path: Path, kind: str) -> Non
         assert not verify(str(drive), None, NullProgress(), FixedClock()).damages
         code, text = _cli("list", str(drive))
         assert [i["name"] for i in json.loads(text)] == ["c"]
+
+
+def test_a_full_drive_without_a_reserve_says_what_to_do(tmp_path: Path) -> None:
+    """A store an older twofold made has no reserve: the delete is refused with nothing
+    deleted and a way out; once a little room is made, it works and keeps a reserve."""
+    (tmp_path / "a.img").write_bytes(os.urandom(8 * MiB))
+    with small_drive(tmp_path / "d", 60) as drive:
+        create(str(tmp_path / "a.img"), str(drive), "a", 3, None, False, NullProgress(),
+               FixedClock())
+        reserve = drive / "twofold-images" / ".reserve"
+        reserve.unlink()
+        fill(drive)
+        code, text = _cli("delete", str(drive), "a")
+        text = " ".join(text.split())
+        assert code == 1 and "nothing was deleted" in text and "a few MB" in text, text
+        assert [i.name for i in list_images(str(drive))] == ["a"]
+        for f in drive.glob("filler-0"):
+            f.unlink()
+        code, text = _cli("delete", str(drive), "a")
+        assert code == 0, text
+        assert reserve.stat().st_size >= MiB

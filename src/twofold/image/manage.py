@@ -12,6 +12,7 @@ from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, all_manifests, exclusive, load_manifest, open_store
 from twofold.image.space import free_bytes, freeable, keep_reserve, release_reserve
 from twofold.store.chunkstore import ChunkStore
+from twofold.store.objects import StoreFullError
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,13 @@ def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
     release_reserve(store.objects)
     try:
         _drop_locked(store, names, progress, clock, result)
+    except StoreFullError as err:
+        if result.deleted:
+            raise
+        raise StoreFullError(  # a store of an older twofold has no reserve to give up
+            f"the drive of {store.objects.describe()} is too full even to lock the store; "
+            "nothing was deleted", "delete any file of a few MB on that drive, then run "
+            "this again: from then on the store keeps room for it") from err
     finally:
         keep_reserve(store.objects)
     return result
