@@ -116,18 +116,21 @@ def list_command(
     as_json: Json = False,
 ) -> None:
     """List the complete images in TARGET, oldest first: each one's partitions and file
-    systems, and about what deleting it alone would free."""
-    from twofold.image.manage import list_images
+    systems, about what deleting it alone would free, and its last drill (damaged ones
+    named: exit 3)."""
+    from twofold.image.manage import list_store
 
-    images = list_images(_target(target, s3_endpoint))
+    listing = list_store(_target(target, s3_endpoint))
+    images = listing.images
+    damaged_notes(listing.damaged)
     if as_json:
         print_json([{**vars(i), "volumes": [vars(v) for v in i.volumes]} for i in images])
-        return
+        raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
     if not images:
         out.print("no images")
-        return
-    out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} {'new':>9} "
-              f"{'frees':>9}")
+    else:
+        out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} "
+                  f"{'new':>9} {'frees':>9}")
     for i in images:
         kind = f"{i.kind} {i.table}" if i.table else i.kind
         out.print(f"{i.name:32} {when(i.created_ns):19} {kind:9} {size(i.size):>9} "
@@ -140,52 +143,33 @@ def list_command(
                       f"{size(v.used_bytes)} used{name}", markup=False)
         if i.last_drill:
             out.print(f"    last drill: {i.last_drill}", markup=False)
-
-
-@image_app.command("verify")
-@handles_errors
-def verify_command(
-    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
-    image: Annotated[str | None, typer.Argument(help="Image to check (default: all).")]
-    = None,
-    s3_endpoint: Endpoint = None,
-    as_json: Json = False,
-) -> None:
-    """Re-read every chunk of IMAGE (or of all images) and check its hash."""
-    progress = _progress(as_json)
-    try:
-        from twofold.image.verify import verify
-
-        r = verify(_target(target, s3_endpoint), image, progress, SystemClock())
-    finally:
-        progress.finish()
-    code = int(ExitCode.FAILED) if r.damages else int(ExitCode.OK)
-    if as_json:
-        print_json({"images": r.images, "chunks": r.chunks, "bytes": r.bytes,
-                    "seconds": round(r.seconds, 3), "damages": [vars(d) for d in r.damages],
-                    "exit_code": code})
-        raise typer.Exit(code)
-    for d in r.damages:
-        err.print(f"[bold red]damaged:[/] {d}", markup=True)
-    head = "[bold red]DAMAGED[/]" if r.damages else "[bold]OK[/]"
-    out.print(f"{head}: {plural(len(r.images), 'image')}, {plural(r.chunks, 'chunk')}, "
-              f"{size(r.bytes)} checked in {r.seconds:.1f} s"
-              + (f"; {len(r.damages)} damaged" if r.damages else ""))
-    raise typer.Exit(code)
+    raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
 
 
 image_app.command("restore")(restore_command)
 
 
+def damaged_notes(damaged: dict[str, str]) -> None:
+    """Name each damaged manifest that was skipped, on stderr."""
+    for name, problem in damaged.items():
+        err.print(f"[bold red]damaged:[/] image {name}: {problem} (skipped)", markup=True)
+
+
 def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
+    code = int(ExitCode.PARTIAL) if r.damaged else int(ExitCode.OK)
     if as_json:
-        print_json({**vars(r), "dry_run": dry_run})
-        return
+        print_json({**vars(r), "dry_run": dry_run, "exit_code": code})
+        raise typer.Exit(code)
+    damaged_notes(r.damaged)
     verb = "would delete" if dry_run else "deleted"
-    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {plural(len(r.kept), 'image')}")
+    kept = plural(len(r.kept), 'image')
+    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {kept}"
+              + (f"; {plural(len(r.damaged), 'damaged image')} skipped, their chunks kept"
+                 if r.damaged else ""))
     if not dry_run:
         out.print(f"  {plural(r.packs_changed, 'pack')} dropped or rewritten, "
                   f"{size(r.bytes_freed)} freed")
+    raise typer.Exit(code)
 
 
 @image_app.command("delete")
@@ -248,6 +232,7 @@ def copy_command(
                  progress, SystemClock())
     finally:
         progress.finish()
+    damaged_notes(r.damaged)
     if as_json:
         print_json(vars(r))
         return
@@ -259,4 +244,5 @@ def copy_command(
               f"{r.seconds:.1f} s")
 
 
-from twofold.cli import drill_cmd  # noqa: E402,F401  (registers `image drill`)
+# registers `image drill`, `image verify` and `image repair`
+from twofold.cli import drill_cmd, image_check_cmd  # noqa: E402,F401

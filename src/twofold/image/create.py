@@ -104,8 +104,10 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
     if before is not None:
         old = _read_pieces(reader, start, before[0])
         zero = old == _ZEROS[:len(old)]
-        if (before[1] is None and zero) or (not zero and chunk_id(old) == before[1]):
-            return before[1], None, before[0]
+        if before[1] is None and zero:
+            return None, None, before[0]
+        if not zero and chunk_id(old) == before[1]:  # stored again when found damaged
+            return before[1], None if store.has(before[1]) else compress(old, level), before[0]
     data = _read_pieces(reader, start, pieces)
     if data == _ZEROS[:len(data)]:
         return None, None, pieces
@@ -173,7 +175,11 @@ def create(source: str, target: Target, name: str | None, level: int,
             result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
             result.used_bytes = sum(a.used_bytes for a in plan.areas)
             budget = _budget(reader, plan.areas, store, level, result.used_bytes, progress)
-            parent = parent_job.result()
+            parent, manifests = parent_job.result()
+            for bad_name, problem in manifests.damaged.items():
+                issue = Issue(bad_name.encode(), "damaged", f"{problem} (skipped)")
+                result.issues.append(issue)
+                progress.issue(issue)
             progress.phase("imaging", total_bytes=result.used_bytes)
             try:
                 _run(reader, plan.areas, store, level, result, progress, parent, budget)

@@ -1,4 +1,6 @@
-"""`list`, `delete` and `prune` of images; deleting frees the chunks no image needs."""
+"""`list`, `delete` and `prune` of images; deleting frees the chunks no image needs.
+A damaged manifest is named and skipped; its image can be deleted; the chunks it still
+shows are kept."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
 from twofold.image.drillrecord import DRILLS_DIR, last_drills
+from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import Manifest, manifest_object
-from twofold.image.repo import Target, all_manifests, exclusive, load_manifest, open_store
+from twofold.image.repo import Target, exclusive, image_names, open_store, read_manifests
 from twofold.image.space import free_bytes, freeable, keep_reserve, release_reserve
 from twofold.store.chunkstore import ChunkStore
 from twofold.store.objects import StoreFullError
@@ -62,17 +65,31 @@ class DeleteResult:
     kept: list[str] = field(default_factory=list)
     packs_changed: int = 0
     bytes_freed: int = 0
+    damaged: dict[str, str] = field(default_factory=dict)  # manifests skipped as damaged
+
+
+@dataclass
+class StoreListing:
+    """The images of a store, oldest first, and the damaged manifests skipped."""
+
+    images: list[ImageInfo]
+    damaged: dict[str, str]
+
+
+def list_store(target: Target) -> StoreListing:
+    """The complete images in the store, and the manifests found damaged."""
+    store = open_store(target)
+    found = read_manifests(store.objects)
+    frees = freeable(store, found.good)
+    drills = last_drills(store.objects)
+    return StoreListing([ImageInfo.of(m, frees.get(m.name, 0),
+                                      drills[m.name].summary() if m.name in drills else "")
+                         for m in found.good], found.damaged)
 
 
 def list_images(target: Target) -> list[ImageInfo]:
-    """The complete images in the store, oldest first, with what deleting each frees."""
-    store = open_store(target)
-    manifests = all_manifests(store.objects)
-    frees = freeable(store, manifests)
-    drills = last_drills(store.objects)
-    return [ImageInfo.of(m, frees.get(m.name, 0),
-                         drills[m.name].summary() if m.name in drills else "")
-            for m in manifests]
+    """The complete (readable) images in the store, oldest first."""
+    return list_store(target).images
 
 
 def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
@@ -99,8 +116,12 @@ def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
 def _drop_locked(store: ChunkStore, names: list[str], progress: Progress, clock: Clock,
                  result: DeleteResult) -> None:
     with exclusive(store.objects, clock) as lease:
-        for name in names:
-            load_manifest(store.objects, name)  # ImageNotFound before anything is removed
+        present = set(image_names(store.objects))
+        for name in names:  # ImageNotFound before anything is removed (a damaged one goes)
+            if name not in present:
+                known = ", ".join(sorted(present)) or "none"
+                raise ImageNotFound(f"no image {name!r} in {store.objects.describe()}",
+                                    f"images there: {known}")
         progress.phase("deleting", total_files=len(names))
         for name in names:
             store.objects.delete(manifest_object(name))
@@ -111,13 +132,14 @@ def _drop_locked(store: ChunkStore, names: list[str], progress: Progress, clock:
         progress.phase("freeing chunks")
         store.objects.discard_partial()  # no writer runs: what a killed one left
         lease.check()
-        live = all_manifests(store.objects)
-        referenced: set[bytes] = set()
-        for m in live:
+        found = read_manifests(store.objects)
+        referenced = set(found.salvaged_ids)  # what a damaged manifest shows stays
+        for m in found.good:
             referenced |= m.chunk_ids()
         result.packs_changed, result.bytes_freed = store.collect(
             referenced, free_bytes(store.objects))
-        result.kept = [m.name for m in live]
+        result.kept = [m.name for m in found.good]
+        result.damaged = found.damaged
 
 
 def delete(target: Target, image: str, progress: Progress, clock: Clock) -> DeleteResult:
@@ -132,8 +154,10 @@ def prune(target: Target, keep: int, progress: Progress, clock: Clock,
     if keep < 1:
         raise UsageError("--keep must be at least 1", "delete the last image by name instead")
     store = open_store(target)
-    manifests = all_manifests(store.objects)
+    found = read_manifests(store.objects)  # damaged ones neither count nor go
+    manifests = found.good
     doomed = [m.name for m in manifests[:-keep]]
     if dry_run:
-        return DeleteResult(deleted=doomed, kept=[m.name for m in manifests[-keep:]])
+        return DeleteResult(deleted=doomed, kept=[m.name for m in manifests[-keep:]],
+                            damaged=found.damaged)
     return _drop(target, doomed, progress, clock, DeleteResult())  # frees leftovers too

@@ -22,7 +22,7 @@ from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
 from twofold.image.repo import Target, load_manifest, open_store
 from twofold.image.source import refuse_if_busy, related_devices
-from twofold.image.verify import check_chunks
+from twofold.image.verify import check_chunks, record_bad
 from twofold.store.packs import chunk_id
 
 _ZEROS = bytes(1 << 20)
@@ -104,10 +104,13 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
     missing = [cid for cid in places if store.location(cid) is None]
     if missing:
         area, pieces = places[missing[0]][0]
+        bad = sum(1 for cid in missing if store.known_bad(cid))
         raise ImageDamaged(
-            f"image {m.name} needs {len(missing)} chunk(s) the store does not hold, the "
-            f"first for {area.label} at byte {area.start + pieces[0][0]}",
-            "nothing was written; `twofold image verify` lists all damage")
+            f"image {m.name} needs {len(missing)} chunk(s) the store does not hold"
+            + (f" ({bad} found damaged before)" if bad else "") + ", the first for "
+            f"{area.label} at byte {area.start + pieces[0][0]}",
+            "nothing was written; `twofold image verify` lists all damage, and `twofold "
+            "image verify --heal --from OTHER_STORE` (or --source DISK) can mend it")
     fd, dest_size, created = _open_dest(dest, needed)
     result = RestoreResult(m.name, dest, needed, dest_size, created)
     try:
@@ -129,7 +132,8 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
                     f"image {m.name} is damaged in {area.label}, bytes {first}-"
                     f"{area.start + pieces[-1][0] + pieces[-1][1]}: {problem}",
                     f"the restore stopped; {dest} is incomplete. Restore another image "
-                    "(twofold image list) or run twofold image verify for all damage")
+                    "(twofold image list), or mend this one with twofold image verify "
+                    "--heal (--from OTHER_STORE or --source DISK)")
             view = memoryview(data)
             for area, pieces in places[cid]:
                 pos = 0
@@ -140,7 +144,11 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
                 progress.advance(nbytes=pos)
             result.chunks += 1
 
-        check_chunks(store, list(places), progress, done)
+        try:
+            check_chunks(store, list(places), progress, done)
+        except ImageDamaged:
+            record_bad(store, clock)  # the next create stores those chunks again
+            raise
         if readback:
             os.fsync(fd)
             result.bytes_checked = _read_back(dest, fd, shift, places, progress)
