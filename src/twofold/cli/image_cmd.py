@@ -138,9 +138,10 @@ def list_command(
                   f"{size(i.frees_bytes):>9}", markup=False)
         for v in i.volumes:
             what = f"partition {v.number}" if v.number is not None else "volume"
-            name = f'  "{v.name}"' if v.name else ""
+            label = f', label "{v.label}"' if v.label else ""
+            name = f', name "{v.name}"' if v.name else ""
             out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
-                      f"{size(v.used_bytes)} used{name}", markup=False)
+                      f"{size(v.used_bytes)} used{label}{name}", markup=False)
         if i.last_drill:
             out.print(f"    last drill: {i.last_drill}", markup=False)
     raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))

@@ -27,6 +27,7 @@ class PartInfo:
     size: int
     used_bytes: int
     name: str  # the GPT partition name, "" for MBR and volumes
+    label: str | None = None  # the file system's label
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class ImageInfo:
                    int(m.stats.get("stored_new_bytes", 0)),
                    sum(1 for a in m.areas if a.role == "partition"),
                    str(m.table.get("kind")) if m.table else None,
-                   [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name)
+                   [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name, a.fs_label)
                     for a in m.areas if a.role in ("partition", "volume")], frees, last_drill)
 
 
