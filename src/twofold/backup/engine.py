@@ -13,9 +13,9 @@ from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
 from twofold.backup.planproc import Planned
 from twofold.backup.safety import (
-    check_drive,
     check_mass_delete,
     check_overlap,
+    check_space,
     resolve_sources,
     resolve_target,
 )
@@ -27,7 +27,7 @@ from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
-from twofold.fsinfo.volume import DriveGuard, DriveId
+from twofold.fsinfo.volume import DriveGuard, DriveId, check_drive
 from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir, target_failure
 
@@ -103,6 +103,15 @@ def _stats_from_plan(plan: Plan) -> RunStats:
                     files_total=plan.files_total, issues=list(plan.issues))
 
 
+def _check_space(sd: SetDir, plan: Plan, catalog: Catalog | None) -> None:
+    """TargetFullError when the plan's copies cannot fit on the drive."""
+    where = sd.root if os.path.isdir(sd.root) else sd.target
+    check_space(where, plan.copy_bytes, plan.copy_files,
+                catalog.versions_bytes() if catalog is not None else 0,
+                f"twofold prune --from {os.fsdecode(sd.target)} --set {sd.name} "
+                "--keep-daily 7 --keep-weekly 4")
+
+
 def backup(sources: list[str], target: str, set_name: str, options: BackupOptions,
            clock: Clock, progress: Progress) -> BackupResult:
     """Back up `sources` into set `set_name` on `target`."""
@@ -120,8 +129,11 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         with Catalog(os.fsdecode(sd.catalog)) if sd.exists() else nullcontext() as catalog:
             plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                           catalog), progress)
+            try:
+                _check_space(sd, plan, catalog)
+            finally:
+                plan.close()
         result.stats = _stats_from_plan(plan)
-        plan.close()
         progress.finish()
         return result
     try:
@@ -136,6 +148,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                       catalog), progress)
         try:
+            _check_space(sd, plan, catalog)
             if plan.moves:  # counting current/ reads every open row: only when needed
                 check_mass_delete(plan.moves, catalog.count_current_files(),
                                   options.allow_mass_delete)
@@ -162,7 +175,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         except OSError as err:
             raise target_failure(err, os.fsdecode(sd.current)) from err
         stats.seconds = (clock.now_ns() - started) / 1e9
-        guard.check()
+        guard.check(sd.drive)
         with catalog.transaction():
             catalog.clear_pending(run_id)
             catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())

@@ -20,6 +20,7 @@ COMMANDS = {  # name: (module, attribute), in the order of the help
     "history": ("runs_cmd", "history_command"),
     "prune": ("prune_cmd", "prune_command"),
     "repair": ("repair_cmd", "repair_command"),
+    "sets": ("sets_cmd", "sets_command"),
     "init": ("init_cmd", "init_command"),
     "status": ("status_cmd", "status_command"),
     "run-due": ("rundue_cmd", "run_due_command"),

@@ -17,6 +17,7 @@ from twofold.core.errors import ExitCode, TwofoldError
 from twofold.core.models import Issue
 from twofold.core.names import TargetProfile
 from twofold.core.paths import show
+from twofold.core.text import human_bytes
 from twofold.jobs.config import Config, load
 
 # Pipes and logs get wide lines rather than Rich's default of 80 columns.
@@ -83,11 +84,7 @@ def when(ns: int | None) -> str:
 
 def size(n: float) -> str:
     """Bytes in a human unit."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+    return human_bytes(n)
 
 
 def issue_dict(i: Issue) -> dict[str, str]:

@@ -17,6 +17,7 @@ from twofold.image.errors import ImageDamaged
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import (
     Target,
+    claim_drive,
     creating,
     load_manifest,
     open_objects,
@@ -134,9 +135,10 @@ def copy(src: Target, dst: Target, images: list[str] | None, progress: Progress,
             raise ImageDamaged(f"image {m.name} needs {len(lack)} chunk(s) the source "
                                "store does not hold", "run twofold image verify on it")
     objects = open_objects(dst)
+    drive = claim_drive(objects)
     with creating(objects, clock) as lease:
         dest = ChunkStore(objects, chunk_size=source.chunk_size)
-        dest.init()
+        dest.init(drive)
         if dest.chunk_size != source.chunk_size:
             raise StoreError(f"{objects.describe()} holds chunks of {dest.chunk_size} bytes, "
                              f"the source {source.chunk_size}",

@@ -12,11 +12,24 @@ from twofold.core.progress import Progress
 from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, exclusive, image_names, open_store, read_manifests
+from twofold.image.space import free_bytes, freeable, keep_reserve, release_reserve
+from twofold.store.chunkstore import ChunkStore
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    """A partition (or the one volume) of an image: number, file system, size, name."""
+
+    number: int | None
+    fs: str | None  # None: not a file system twofold reads (imaged whole)
+    size: int
+    used_bytes: int
+    name: str  # the GPT partition name, "" for MBR and volumes
 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """One line of `image list`."""
+    """One entry of `image list`."""
 
     name: str
     created_ns: int
@@ -26,13 +39,19 @@ class ImageInfo:
     used_bytes: int
     stored_new_bytes: int
     partitions: int
+    table: str | None  # "gpt", "mbr", or None for an image of one volume
+    volumes: list[PartInfo] = field(default_factory=list)
+    frees_bytes: int = 0  # about what deleting this image alone frees
 
     @classmethod
-    def of(cls, m: Manifest) -> ImageInfo:
+    def of(cls, m: Manifest, frees: int = 0) -> ImageInfo:
         """The summary of a manifest."""
         return cls(m.name, m.created_ns, m.kind, m.source, m.size, m.used_bytes,
                    int(m.stats.get("stored_new_bytes", 0)),
-                   sum(1 for a in m.areas if a.role == "partition"))
+                   sum(1 for a in m.areas if a.role == "partition"),
+                   str(m.table.get("kind")) if m.table else None,
+                   [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name)
+                    for a in m.areas if a.role in ("partition", "volume")], frees)
 
 
 @dataclass
@@ -58,17 +77,33 @@ def list_store(target: Target) -> StoreListing:
     """The complete images in the store, and the manifests found damaged."""
     store = open_store(target)
     found = read_manifests(store.objects)
-    return StoreListing([ImageInfo.of(m) for m in found.good], found.damaged)
+    frees = freeable(store, found.good)
+    return StoreListing([ImageInfo.of(m, frees.get(m.name, 0)) for m in found.good],
+                        found.damaged)
 
 
 def list_images(target: Target) -> list[ImageInfo]:
-    """The complete (readable) images in the store, oldest first."""
+    """The complete (readable) images in the store, oldest first, with what deleting each
+    frees."""
     return list_store(target).images
 
 
 def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
           result: DeleteResult) -> DeleteResult:
-    store = open_store(target, write=True)
+    """Delete the manifests, then free the chunks. On a full drive: the store is opened
+    without writing, the reserve file goes first so the lock can be written, and
+    collect() deletes before it writes; the reserve is made again at the end."""
+    store = open_store(target)
+    release_reserve(store.objects)
+    try:
+        _drop_locked(store, names, progress, clock, result)
+    finally:
+        keep_reserve(store.objects)
+    return result
+
+
+def _drop_locked(store: ChunkStore, names: list[str], progress: Progress, clock: Clock,
+                 result: DeleteResult) -> None:
     with exclusive(store.objects, clock) as lease:
         present = set(image_names(store.objects))
         for name in names:  # ImageNotFound before anything is removed (a damaged one goes)
@@ -88,10 +123,10 @@ def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
         referenced = set(found.salvaged_ids)  # what a damaged manifest shows stays
         for m in found.good:
             referenced |= m.chunk_ids()
-        result.packs_changed, result.bytes_freed = store.collect(referenced)
+        result.packs_changed, result.bytes_freed = store.collect(
+            referenced, free_bytes(store.objects))
         result.kept = [m.name for m in found.good]
         result.damaged = found.damaged
-    return result
 
 
 def delete(target: Target, image: str, progress: Progress, clock: Clock) -> DeleteResult:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from twofold.fsinfo.volume import DriveId, check_drive, new_drive_id
 from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import (
     IMAGES_DIR,
@@ -15,15 +17,16 @@ from twofold.image.manifest import (
     parse_manifest,
 )
 from twofold.store.chunkstore import ChunkStore
+from twofold.store.indexfiles import STORE_FILE
 from twofold.store.lease import creating, exclusive
-from twofold.store.objects import ObjectMissing, ObjectStore
+from twofold.store.objects import LocalObjects, ObjectMissing, ObjectStore
 from twofold.store.remote import open_target
 
 Target = str | ObjectStore
 """A folder, an sftp:// or s3:// URL (store/remote.py), or an opened ObjectStore."""
 
-__all__ = ["Manifests", "Target", "all_manifests", "creating", "exclusive", "image_names",
-           "load_manifest", "open_objects", "open_store", "read_manifests"]
+__all__ = ["Manifests", "Target", "all_manifests", "claim_drive", "creating", "exclusive",
+           "image_names", "load_manifest", "open_objects", "open_store", "read_manifests"]
 
 _HEX_ID = re.compile(rb"[0-9a-f]{64}")
 
@@ -44,12 +47,29 @@ def open_objects(target: Target) -> ObjectStore:
     return target if not isinstance(target, str) else open_target(target)
 
 
-def open_store(target: Target, volume_size: int | None = None, write: bool = False
-               ) -> ChunkStore:
-    """The chunk store with its index loaded (repaired from packs when `write`)."""
-    store = ChunkStore(open_objects(target), volume_size)
+def claim_drive(objects: ObjectStore, seen_drive: DriveId | None = None,
+                allow_system_disk: bool = False) -> DriveId | None:
+    """Before the first write of a run into a store in a folder: refuse unless the folder
+    is the store's drive (fsinfo.volume.check_drive; `seen_drive`: where this computer last
+    found the store). The id to write into a new store's store.json, else None."""
+    guard = objects.guard if isinstance(objects, LocalObjects) else None
+    if guard is None:
+        return None
+    found = objects.exists(STORE_FILE)
+    check_drive(guard.where, found, seen_drive, "the image store", allow_system_disk)
+    return None if found else new_drive_id(os.fsdecode(guard.folder))
+
+
+def open_store(target: Target, volume_size: int | None = None, write: bool = False,
+               drive: DriveId | None = None) -> ChunkStore:
+    """The chunk store with its index loaded (repaired from packs when `write`); a new
+    store is marked with `drive` (claim_drive)."""
+    objects = open_objects(target)
+    store = ChunkStore(objects, volume_size)
     if write:
-        store.init()
+        store.init(drive)
+        if isinstance(objects, LocalObjects) and objects.guard is not None:
+            objects.guard.drive = store.drive
     else:
         store.check()
     store.load_index(repair=write)

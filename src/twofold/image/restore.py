@@ -8,18 +8,19 @@ import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.gptgrow import grow_gpt
+from twofold.fsinfo.wipe import wipe_signatures
 from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
 from twofold.image.repo import Target, load_manifest, open_store
-from twofold.image.source import refuse_if_busy
+from twofold.image.source import refuse_if_busy, related_devices
 from twofold.image.verify import check_chunks, record_bad
 from twofold.store.packs import chunk_id
 
@@ -41,6 +42,7 @@ class RestoreResult:
     gpt_moved: bool = False
     bytes_checked: int = 0  # read back from the destination after writing
     seconds: float = 0.0
+    wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb1: ext4")
 
 
 def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
@@ -110,6 +112,9 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
     fd, dest_size, created = _open_dest(dest, needed)
     result = RestoreResult(m.name, dest, needed, dest_size, created)
     try:
+        if stat.S_ISBLK(os.fstat(fd).st_mode):
+            progress.phase("wiping old signatures")
+            result.wiped = _wipe(dest, fd, dest_size)
         progress.phase("restoring", total_bytes=sum(
             lengths[c] * len(p) for c, p in places.items()))
         if not created:
@@ -161,6 +166,14 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
         os.close(fd)
     result.seconds = (clock.now_ns() - started) / 1e9
     return result
+
+
+def _wipe(dest: str, fd: int, size: int) -> list[str]:
+    """Erase the signatures of the device's old partitions and its own (fsinfo/wipe.py)
+    before the image is written: nothing of the old layout outlives the restore."""
+    own = os.fstat(fd).st_rdev
+    parts = [f"/dev/{name}" for dev, name in related_devices(dest).items() if dev != own]
+    return wipe_signatures(dest, sorted(parts), fd, size)
 
 
 def _write_zeros(fd: int, offset: int, length: int) -> None:

@@ -230,13 +230,23 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def init_text(sources: list[Path], target: str | None) -> str:
-    """A commented config with one set, 'default'."""
+def init_text(sources: list[Path], target: str | None, schedule: str | None = None,
+              drive_note: str = "", image_source: str | None = None) -> str:
+    """A commented config with one set, 'default', run on `schedule` (None: by hand), and
+    an image job of `image_source` when given (else a commented example)."""
     src = ",\n    ".join(_toml_str(str(p)) for p in sources)
     tgt = f"target = {_toml_str(target)}" if target else \
         '# target = "/media/you/BACKUP"   # the mount point of your backup drive'
+    note = f"# {drive_note}\n" if drive_note else ""
+    sched = f"schedule = {_toml_str(schedule)}" if schedule else \
+        '# schedule = "daily"   # daily, weekly, monthly or "every N days"; none: by hand'
+    image_target = _toml_str(target) if target else '"/media/you/BACKUP"'
+    image = (f"[images.system]\nsource = {_toml_str(image_source)}\ntarget = {image_target}\n"
+             if image_source else
+             f"# [images.system]\n# source = \"/dev/sda\"\n# target = {image_target}\n")
     return f"""# twofold configuration. Full reference: docs/CONFIG.md
 # Run a set with `twofold backup NAME`; `twofold backup` alone runs the set "default".
+# `twofold schedule install` runs the scheduled ones by themselves.
 
 # Patterns (gitignore rules) left out of every set, besides the built-in caches and trash.
 exclude = []
@@ -247,9 +257,14 @@ sources = [
     {src}
 ]
 # Where backups go: a folder on the external drive (a new folder twofold/ is made there).
-{tgt}
+{note}{tgt}
+# How often (run by the timers, and when the drive is plugged in while a run is due).
+{sched}
 # Patterns left out of this set only, e.g. ["*.iso", "node_modules/"].
 exclude = []
 # Leave out caches and trash (.cache/, .Trash-*/, Thumbs.db ...)?
 default_excludes = true
-"""
+
+# An image of the whole system disk, every 90 days or as soon as packages, kernel or boot
+# files change (image jobs default to that).
+{image}"""

@@ -86,6 +86,11 @@ def install(cfg: Config, inv: Invocation, unit_dir: Path | None = None,
     """Install the schedule of `cfg`: into `unit_dir` (nothing enabled), under systemd,
     or as crontab lines (`use_cron`, or where systemd is not running)."""
     report = Report()
+    if not any(job.schedule is not None for job in cfg.jobs()):
+        report.notes.append(
+            f"nothing is scheduled: no set in {cfg.path} has a schedule, so nothing runs by "
+            "itself; add schedule = \"daily\" (or weekly) to a set, or an [images.NAME] "
+            "job, then run `twofold schedule install` again (docs/CONFIG.md)")
     if use_cron or (use_cron is None and unit_dir is None and not systemd_running()):
         return _install_cron(cfg, inv, report)
     files = plan_units(cfg, inv)

@@ -114,8 +114,12 @@ def udev_rule(cfg: Config) -> str | None:
         seen.add(drive)
         kind, value = drive
         key = "ID_FS_UUID" if kind == "uuid" else "ID_FS_LABEL"
-        value = value.lower() if kind == "uuid" else label_pattern(value)
-        if not re.fullmatch(r"[A-Za-z0-9._?-]+", value):
+        if kind == "uuid":  # udev reports FAT, exFAT and NTFS UUIDs in upper case,
+            # Linux file systems' in lower case: match either, however it was written
+            value = "|".join(dict.fromkeys((value.lower(), value.upper())))
+        else:
+            value = label_pattern(value)
+        if not re.fullmatch(r"[A-Za-z0-9._?|-]+", value):
             continue  # a UUID udev could not report; nothing safe to match
         lines.append(f'ACTION=="add", SUBSYSTEM=="block", ENV{{{key}}}=="{value}"{wants}')
     if not lines:

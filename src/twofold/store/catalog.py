@@ -371,6 +371,12 @@ class Catalog:
         for row in self.db.execute(f"{SELECT} WHERE until_run IS NOT NULL ORDER BY id"):
             yield row_record(row)
 
+    def versions_bytes(self) -> int:
+        """Bytes of the old versions kept in versions/ (what prune can free)."""
+        row = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM entries WHERE kind='f' "
+                              "AND link_to IS NULL AND vrun IS NOT NULL").fetchone()
+        return int(row[0])
+
     def count_current_files(self) -> int:
         """How many non-folder entries current/ holds."""
         row = self.db.execute(

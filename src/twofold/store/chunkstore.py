@@ -7,8 +7,10 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 
+from twofold.fsinfo.volume import DriveId
 from twofold.store.indexfiles import (
     BAD_DIR,
     INDEX_DIR,
@@ -23,7 +25,7 @@ from twofold.store.indexfiles import (
     parse_index_file,
     parse_marker,
 )
-from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
+from twofold.store.objects import ObjectMissing, ObjectStore, StoreError, StoreFullError
 from twofold.store.packs import (
     ENTRY,
     FOOTER,
@@ -81,6 +83,7 @@ class ChunkStore:
         self.volume_size = volume_size
         self.pack_limit = min(pack_size, volume_size or pack_size)
         self.index: dict[bytes, Location] = {}
+        self.drive: DriveId | None = None  # the drive store.json names (local stores)
         self.packs: dict[str, list[PackEntry]] = {}
         self.index_files: list[str] = []
         self.bad_files: list[str] = []
@@ -100,9 +103,13 @@ class ChunkStore:
 
     # -- opening -----------------------------------------------------------------------
 
-    def init(self) -> None:
-        """Make the store's marker object if the store is new; check it otherwise."""
-        if not self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size)):
+    def init(self, drive: DriveId | None = None) -> None:
+        """Make the store's marker object if the store is new (naming the `drive` it is
+        made on); check it otherwise."""
+        extra = {"drive": drive.to_json()} if drive is not None else {}
+        if self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, extra)):
+            self.drive = drive
+        else:
             self.check()
 
     def check(self) -> None:
@@ -114,12 +121,23 @@ class ChunkStore:
                              "create an image there first (twofold image create)") from None
         marker = parse_marker(raw, self.objects.describe())
         self.chunk_size = _valid_chunk_size(marker.get("chunk_size"))
+        self.drive = DriveId.from_json(marker.get("drive"))
 
-    def remake_marker(self, chunk_size: int) -> None:
+    def drive_now(self) -> DriveId | None:
+        """The drive id store.json holds now (None when it cannot be read)."""
+        try:
+            marker = parse_marker(self.objects.get(STORE_FILE), self.objects.describe())
+            return DriveId.from_json(marker.get("drive"))
+        except (StoreError, ValueError, AttributeError):
+            return None
+
+    def remake_marker(self, chunk_size: int, drive: DriveId | None) -> None:
         """Replace a damaged store.json (only under the exclusive lock)."""
         self.chunk_size = _valid_chunk_size(chunk_size)
         self.objects.delete(STORE_FILE)
-        self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size))
+        extra = {"drive": drive.to_json()} if drive is not None else {}
+        self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, extra))
+        self.drive = drive
 
     def load_index(self, repair: bool = False) -> list[str]:
         """Read the index files and bad-chunk lists, then the footers of packs no sound
@@ -301,6 +319,32 @@ class ChunkStore:
         self.index_files.append(name)
         return name
 
+    @property
+    def building_bytes(self) -> int:
+        """Stored bytes this session has written or queued, the pack being built included."""
+        return self.new_bytes + (self._builder.size if self._builder.entries else 0)
+
+    def drop_session(self) -> int:
+        """Give up this session's packs: wait for (and ignore the errors of) queued writes,
+        then delete every pack it wrote; returns how many. Only when no other writer can
+        have seen them (a create that stops for want of space)."""
+        self._builder = PackBuilder()
+        while self._writes:
+            with suppress(StoreError):
+                self._writes.pop(0).result()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+        dropped = list(self._session_packs)
+        for name in dropped:
+            with suppress(StoreError):
+                self.objects.delete(name)
+            for e in self.packs.pop(name, []):
+                if (loc := self.index.get(e.chunk_id)) is not None and loc.pack == name:
+                    del self.index[e.chunk_id]
+        self._session_packs = []
+        return len(dropped)
+
     # -- reading -----------------------------------------------------------------------
 
     def location(self, cid: bytes) -> Location | None:
@@ -328,40 +372,79 @@ class ChunkStore:
 
     # -- freeing -----------------------------------------------------------------------
 
-    def collect(self, referenced: set[bytes]) -> tuple[int, int]:
+    def collect(self, referenced: set[bytes], room: int | None = None) -> tuple[int, int]:
         """Drop packs holding no referenced chunk and rewrite packs holding some
-        unreferenced ones. Returns (packs removed or rewritten, bytes freed)."""
-        old_packs = dict(self.packs)
+        unreferenced ones. Returns (packs removed or rewritten, bytes freed).
+
+        Ordered to work on a full drive: packs no image needs are deleted first (an old
+        index file naming a pack that is gone is read past), then the others are rewritten,
+        fewest live bytes first, a batch at a time (at most half the `room` the drive
+        has), each old pack deleted once its live chunks are stored; a rewrite the drive
+        has no room for keeps the old pack. The index comes last."""
         sizes = {o.name: o.size for o in self.objects.list() if o.name.endswith(".pack")}
-        touched: list[str] = []
-        for pack, entries in old_packs.items():  # a copy found damaged is never kept
-            live = [e for e in entries
+        dead: list[str] = []
+        mixed: list[tuple[int, str]] = []
+        for pack, entries in self.packs.items():  # a copy found damaged is never kept
+            keep = [e for e in entries
                     if e.chunk_id in referenced and (e.chunk_id, pack) not in self.bad]
-            if len(live) == len(entries):
-                continue
-            touched.append(pack)
-            for e in entries:
-                if self.index.get(e.chunk_id, None) is not None and \
-                        self.index[e.chunk_id].pack == pack:
-                    del self.index[e.chunk_id]
-            del self.packs[pack]
-            for e in live:
-                if e.chunk_id not in self.index:
-                    stored = self.objects.get_range(pack, e.offset, e.length)
-                    self.add(e.chunk_id, stored, e.plain_length)
-        if not touched:
+            if not keep:
+                dead.append(pack)
+            elif len(keep) < len(entries):
+                mixed.append((sum(e.length for e in keep), pack))
+        if not dead and not mixed:
             return 0, 0
-        self.flush()
-        self.wait_writes()
+        freed = 0
+        for pack in dead:
+            self._forget(pack)
+            self.objects.delete(pack)
+            freed += sizes.get(pack, 0)
+        batch = self.pack_limit // 2 if room is None else min(self.pack_limit // 2, room // 2)
+        freed += self._rewrite([p for _, p in sorted(mixed)], referenced, sizes, batch)
         self._session_packs = []
         old_index = list(self.index_files)
         self.index_files = []
         written = self._write_index(list(self.packs))  # one index for all that is live,
-        for name in old_index:                        # then drop the old ones and packs
+        for name in old_index:                        # then drop the old index files
             if name != written:  # an old one may hold the very same bytes
                 self.objects.delete(name)
+        return len(dead) + len(mixed), freed
+
+    def _forget(self, pack: str) -> list[PackEntry]:
+        entries = self.packs.pop(pack)
+        for e in entries:
+            if (loc := self.index.get(e.chunk_id)) is not None and loc.pack == pack:
+                del self.index[e.chunk_id]
+        return entries
+
+    def _rewrite(self, packs: list[str], referenced: set[bytes], sizes: dict[str, int],
+                 batch: int) -> int:
+        """Copy the referenced chunks of `packs` into new packs, deleting each batch of old
+        packs once what they held is stored; returns the bytes freed (old packs deleted,
+        less the new ones written)."""
         freed = 0
-        for pack in touched:
-            self.objects.delete(pack)
-            freed += sizes.get(pack, 0)
-        return len(touched), freed - self.new_bytes
+        waiting: dict[str, list[PackEntry]] = {}
+        written = self.new_bytes  # when this batch began
+        for i, pack in enumerate(packs):
+            waiting[pack] = self._forget(pack)
+            try:
+                for e in waiting[pack]:
+                    if e.chunk_id in referenced and not self.has(e.chunk_id) and \
+                            (e.chunk_id, pack) not in self.bad:
+                        self.add(e.chunk_id, self.objects.get_range(pack, e.offset, e.length),
+                                 e.plain_length)
+                if self._builder.size < batch and i + 1 < len(packs):
+                    continue
+                self.flush()
+                self.wait_writes()
+            except StoreFullError:  # no room to rewrite: this batch's old packs stay
+                self.drop_session()
+                for old, entries in waiting.items():
+                    self._add_pack(old, entries)
+                return freed
+            for old in waiting:
+                self.objects.delete(old)
+                freed += sizes.get(old, 0)
+            freed -= self.new_bytes - written
+            self._session_packs = []  # settled: never dropped by a later batch's failure
+            waiting, written = {}, self.new_bytes
+        return freed

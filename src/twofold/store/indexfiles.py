@@ -119,10 +119,10 @@ def parse_bad_file(name: str, data: bytes) -> set[tuple[bytes, str]]:
     return out
 
 
-def marker_doc(chunk_size: int) -> bytes:
-    """store.json's bytes: the one place its fields are set (more may be added)."""
+def marker_doc(chunk_size: int, extra: dict[str, Any] | None = None) -> bytes:
+    """store.json's bytes: the one place its fields are set (`extra`: the drive's id)."""
     return seal({"format": STORE_FORMAT, "version": STORE_VERSION, "chunk_size": chunk_size,
-                 "hash": "blake3", "compression": "zstd"})
+                 "hash": "blake3", "compression": "zstd", **(extra or {})})
 
 
 def parse_marker(data: bytes, where: str) -> dict[str, Any]:

@@ -223,6 +223,26 @@ class SetDir:
         with self._exclusive(self.lock_path + b".excl"):
             yield
 
+    def in_use(self) -> bool:
+        """True while a run holds the set's lock (a run whose process is gone holds none:
+        the kernel dropped its lock)."""
+        excl = self.lock_path + b".excl"
+        if os.path.exists(excl):
+            return not is_stale(_holder(excl))
+        if fcntl is None:
+            return False
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            return err.errno in (errno.EAGAIN, errno.EACCES)
+        finally:
+            os.close(fd)  # drops the shared lock taken to look
+        return False
+
     def _flock(self, fd: int) -> bool:
         """Lock `fd` (True), or False where the file system takes no locks."""
         if fcntl is None:
