@@ -9,6 +9,8 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from twofold.backup.apply import Applier
+from twofold.backup.fits import ITEM_ERRNOS
+from twofold.backup.heal import heal_copies
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
 from twofold.backup.planproc import Planned
@@ -27,6 +29,7 @@ from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
+from twofold.fsinfo.scan import Source
 from twofold.fsinfo.volume import DriveGuard, DriveId, check_drive
 from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir, target_failure
@@ -74,11 +77,14 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     """Finish the renames of an interrupted run, restore folder times, mark it interrupted."""
     names = catalog.run_names()
     pending = catalog.pending()
+    dropped: list[tuple[int, bytes]] = []
     for run_id, op in pending:
         try:
             apply_op(sd, names[run_id], op, catalog.open_row)
         except OSError as err:
-            raise target_failure(err, op.path) from err
+            if err.errno not in ITEM_ERRNOS:
+                raise target_failure(err, op.path) from err
+            dropped.append((run_id, op.path))  # its row is closed: the next plan sees it
     killed = [run for run in catalog.runs() if run.state == "running"]
     for run in killed:
         changed = catalog.changed_by(run.id)
@@ -86,11 +92,29 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     if pending or killed:
         syncfs(sd.current)
     with catalog.transaction():
+        drop_rows(catalog, dropped)
         if pending:
             catalog.clear_pending(max(r for r, _ in pending))
         for run in killed:
             catalog.set_run_state(run.id, "interrupted")
     sd.clean_tmp()
+
+
+def drop_rows(catalog: Catalog, dropped: list[tuple[int, bytes]]) -> None:
+    """Close the open rows of paths whose operation could not be done for the name's sake
+    (inside a transaction), so the next plan takes them as new and skips them by name."""
+    for run_id, path in dropped:
+        row = catalog.open_row(path)
+        if row is not None:
+            catalog.close_rows([(row.id, run_id, False)])
+
+
+def heal_listed(sd: SetDir, catalog: Catalog, srcs: list[Source], run_name: str,
+                stats: RunStats) -> None:
+    """Heal the copies verify found damaged or missing (backup/heal.py)."""
+    healed = heal_copies(sd, catalog, {s.name: s.path for s in srcs}, run_name)
+    stats.healed = healed.healed
+    stats.issues.extend(healed.left)
 
 
 def _stats_from_plan(plan: Plan) -> RunStats:
@@ -168,6 +192,7 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
                               workers=options.workers, moved_from=plan.moved_from,
                               moved_to=plan.moved_to, guard=guard)
             applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
+            heal_listed(sd, catalog, srcs, name, stats)
         finally:
             plan.close()
         try:

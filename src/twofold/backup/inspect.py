@@ -54,7 +54,8 @@ def history(target: str, set_name: str, path: str) -> list[Version]:
                              "paths start with the source folder's name, e.g. "
                              "Documents/letter.odt, or give the file's own full path")
         names = catalog.run_names()
-        return [Version(r, r.first_run, names.get(r.first_run, "?"), r.until_run,
+        return [Version(r, r.first_run, names.get(r.first_run, f"run {r.first_run}, not "
+                                                   "in the catalog"), r.until_run,
                         _where(sd, r, names, catalog)) for r in rows]
 
 
@@ -75,6 +76,8 @@ def _where(sd: SetDir, rec: Record, names: dict[int, str], catalog: Catalog) -> 
     place that holds it, or "(missing)"; folders and links have no content to point at."""
     if rec.kind is not Kind.FILE:
         return "-"
+    if rec.vrun is not None and rec.vrun not in names:
+        return "?"  # its run is lost from the catalog
     for place in sd.candidates(rec, names, catalog):
         if os.path.lexists(place):
             return os.fsdecode(os.path.relpath(place, sd.root))

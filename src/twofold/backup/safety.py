@@ -9,6 +9,7 @@ from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
 from twofold.core.text import human_bytes, plural
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
+from twofold.store.rows import DRIVE_GONE, drive_gone
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -46,10 +47,20 @@ def resolve_sources(paths: list[str]) -> list[Source]:
 def resolve_target(path: str) -> str:
     """The real path of an existing target folder."""
     real = os.path.realpath(os.path.expanduser(path))
+    gone_or_ok(real)
     if not os.path.isdir(real):
         raise UsageError(f"target {path} does not exist or is not a folder",
                          "is the backup drive plugged in and mounted?")
     return real
+
+
+def gone_or_ok(path: str) -> None:
+    """The drive-gone error when the drive of `path` no longer answers (ENOTCONN)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno in DRIVE_GONE:
+            raise drive_gone(err, path) from None
 
 
 def check_overlap(sources: list[Source], target: str) -> list[str]:
@@ -73,12 +84,13 @@ def check_overlap(sources: list[Source], target: str) -> list[str]:
 
 
 def check_mass_delete(moves: int, current_files: int, allowed: bool) -> None:
-    """Refuse a run that would move more than half of current/ to versions/."""
+    """Refuse a run that would remove more than half of current/'s files (deleted in
+    the source, or moved out of it; edits do not count)."""
     if allowed or current_files == 0 or moves * 2 <= current_files:
         return
     raise SafetyRefusal(
         f"this run would move {moves} of the {current_files} files in the backup to "
-        "versions/ (deleted or replaced in the source)",
+        "versions/ (deleted or moved out of the source folders)",
         "is a source folder empty, or a drive not mounted? If the change is intended, "
         "run again with --allow-mass-delete")
 
@@ -95,6 +107,8 @@ def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
     """Refuse, before anything is copied, a run whose copies cannot fit on the drive: each
     file takes whole blocks, about half a block more than its size on average."""
     st = os.statvfs(target)
+    if st.f_blocks == 0:
+        return  # the driver does not say (fusefat reports 0 of 0): a full drive stops cleanly
     free = st.f_bavail * st.f_frsize
     need = copy_bytes + copy_files * (st.f_frsize // 2 + ENTRY_MARGIN) + SPACE_MARGIN
     if need <= free:

@@ -141,4 +141,6 @@ def _summary(result: BackupResult) -> None:
     out.print(f"  {size(s.bytes_copied)} {copied}; {s.files_total:,} files, "
               f"{size(s.bytes_total)} in the backup"
               + ("" if result.dry_run else f"; {s.seconds:.1f} s"))
+    if s.healed:
+        out.print(f"  healed {s.healed:,} copies (damaged or missing, copied again)")
     print_issues(s.issues, "Not copied or needing attention")

@@ -1,5 +1,5 @@
 """`twofold image verify [--heal]` and `twofold image repair`: find damage in a store,
-mend what can be mended, and say what was done (registered by cli/image_cmd.py)."""
+mend what can be mended, and say what was done."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from twofold.cli.common import err, handles_errors, out, print_json, size
-from twofold.cli.image_common import TARGET_HELP, Endpoint, Json, progress_for, target_of
+from twofold.cli.image_cmd import damaged_notes, image_app
+from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
+from twofold.cli.image_common import progress_for as _progress
+from twofold.cli.image_common import target_of as _target
 from twofold.core.errors import ExitCode, UsageError
 from twofold.jobs.clock import SystemClock
 
@@ -16,12 +19,6 @@ if TYPE_CHECKING:
     from twofold.image.heal import HealResult
     from twofold.image.repair import RepairResult
     from twofold.image.verify import VerifyResult
-
-
-def damaged_notes(damaged: dict[str, str]) -> None:
-    """Name each damaged manifest that was skipped, on stderr."""
-    for name, problem in damaged.items():
-        err.print(f"[bold red]damaged:[/] image {name}: {problem} (skipped)", markup=True)
 
 
 def _verify_lines(r: VerifyResult) -> None:
@@ -69,6 +66,7 @@ def _healed(h: HealResult, as_json: bool) -> int:
     return code
 
 
+@image_app.command("verify")
 @handles_errors
 def verify_command(
     target: Annotated[str, typer.Argument(help=TARGET_HELP)],
@@ -93,17 +91,17 @@ def verify_command(
         raise UsageError("--heal needs --from OTHER_STORE or --source DISK (one of them)")
     if not heal and (other or source):
         raise UsageError("--from and --source go with --heal")
-    progress = progress_for(as_json)
+    progress = _progress(as_json)
     try:
         if heal:
             from twofold.image.heal import heal as heal_store
 
-            h = heal_store(target_of(target, s3_endpoint), image, progress, SystemClock(),
-                           target_of(other, s3_endpoint) if other else None, source)
+            h = heal_store(_target(target, s3_endpoint), image, progress, SystemClock(),
+                           _target(other, s3_endpoint) if other else None, source)
         else:
             from twofold.image.verify import verify
 
-            r = verify(target_of(target, s3_endpoint), image, progress, SystemClock())
+            r = verify(_target(target, s3_endpoint), image, progress, SystemClock())
     finally:
         progress.finish()
     if heal:
@@ -144,6 +142,7 @@ def _repaired(r: RepairResult) -> None:
     out.print("  every chunk is checked by twofold image verify")
 
 
+@image_app.command("repair")
 @handles_errors
 def repair_command(
     target: Annotated[str, typer.Argument(help=TARGET_HELP)],
@@ -152,11 +151,11 @@ def repair_command(
 ) -> None:
     """Rebuild TARGET's index from its packs, make a damaged store.json again, and name
     damaged manifests and packs. Exit 0 sound, 3 damage remains, 1 failed."""
-    progress = progress_for(as_json)
+    progress = _progress(as_json)
     try:
         from twofold.image.repair import repair
 
-        r = repair(target_of(target, s3_endpoint), progress, SystemClock())
+        r = repair(_target(target, s3_endpoint), progress, SystemClock())
     finally:
         progress.finish()
     code = int(ExitCode.PARTIAL) if r.remaining else int(ExitCode.OK)

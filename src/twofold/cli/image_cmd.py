@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from twofold.cli.common import err, handles_errors, out, print_json, size, when
-from twofold.cli.image_check_cmd import damaged_notes, repair_command, verify_command
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
 from twofold.cli.image_common import progress_for as _progress
 from twofold.cli.image_common import target_of as _target
@@ -116,7 +115,8 @@ def list_command(
     as_json: Json = False,
 ) -> None:
     """List the complete images in TARGET, oldest first: each one's partitions and file
-    systems, and about what deleting it alone would free (damaged ones named: exit 3)."""
+    systems, about what deleting it alone would free, and its last drill (damaged ones
+    named: exit 3)."""
     from twofold.image.manage import list_store
 
     listing = list_store(_target(target, s3_endpoint))
@@ -140,12 +140,18 @@ def list_command(
             name = f'  "{v.name}"' if v.name else ""
             out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
                       f"{size(v.used_bytes)} used{name}", markup=False)
+        if i.last_drill:
+            out.print(f"    last drill: {i.last_drill}", markup=False)
     raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
 
 
 image_app.command("restore")(restore_command)
-image_app.command("verify")(verify_command)
-image_app.command("repair")(repair_command)
+
+
+def damaged_notes(damaged: dict[str, str]) -> None:
+    """Name each damaged manifest that was skipped, on stderr."""
+    for name, problem in damaged.items():
+        err.print(f"[bold red]damaged:[/] image {name}: {problem} (skipped)", markup=True)
 
 
 def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
@@ -234,3 +240,7 @@ def copy_command(
     out.print(f"  sent {r.chunks_sent:,} chunks ({size(r.bytes_sent)}), "
               f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
               f"{r.seconds:.1f} s")
+
+
+# registers `image drill`, `image verify` and `image repair`
+from twofold.cli import drill_cmd, image_check_cmd  # noqa: E402,F401

@@ -111,3 +111,5 @@ def restore_command(
     if r.gpt_moved:
         out.print(f"  GPT backup copy moved to the end of the larger disk "
                   f"({size(r.dest_size)})")
+    if r.boot_note:
+        out.print(f"  {r.boot_note}", markup=False)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
+from twofold.image.drillrecord import DRILLS_DIR, last_drills
 from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, exclusive, image_names, open_store, read_manifests
@@ -42,16 +43,17 @@ class ImageInfo:
     table: str | None  # "gpt", "mbr", or None for an image of one volume
     volumes: list[PartInfo] = field(default_factory=list)
     frees_bytes: int = 0  # about what deleting this image alone frees
+    last_drill: str = ""  # "passed, 2026-12-04 16:40 UTC" (image drill), "" if never
 
     @classmethod
-    def of(cls, m: Manifest, frees: int = 0) -> ImageInfo:
+    def of(cls, m: Manifest, frees: int = 0, last_drill: str = "") -> ImageInfo:
         """The summary of a manifest."""
         return cls(m.name, m.created_ns, m.kind, m.source, m.size, m.used_bytes,
                    int(m.stats.get("stored_new_bytes", 0)),
                    sum(1 for a in m.areas if a.role == "partition"),
                    str(m.table.get("kind")) if m.table else None,
                    [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name)
-                    for a in m.areas if a.role in ("partition", "volume")], frees)
+                    for a in m.areas if a.role in ("partition", "volume")], frees, last_drill)
 
 
 @dataclass
@@ -78,13 +80,14 @@ def list_store(target: Target) -> StoreListing:
     store = open_store(target)
     found = read_manifests(store.objects)
     frees = freeable(store, found.good)
-    return StoreListing([ImageInfo.of(m, frees.get(m.name, 0)) for m in found.good],
-                        found.damaged)
+    drills = last_drills(store.objects)
+    return StoreListing([ImageInfo.of(m, frees.get(m.name, 0),
+                                      drills[m.name].summary() if m.name in drills else "")
+                         for m in found.good], found.damaged)
 
 
 def list_images(target: Target) -> list[ImageInfo]:
-    """The complete (readable) images in the store, oldest first, with what deleting each
-    frees."""
+    """The complete (readable) images in the store, oldest first."""
     return list_store(target).images
 
 
@@ -114,6 +117,8 @@ def _drop_locked(store: ChunkStore, names: list[str], progress: Progress, clock:
         progress.phase("deleting", total_files=len(names))
         for name in names:
             store.objects.delete(manifest_object(name))
+            for o in store.objects.list(f"{DRILLS_DIR}{name}/"):  # its drill records
+                store.objects.delete(o.name)
             result.deleted.append(name)
             progress.advance(files=1)
         progress.phase("freeing chunks")

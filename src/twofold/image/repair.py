@@ -8,18 +8,16 @@ manifests and unreadable packs are named (their data cannot be made up here: `ve
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
-from twofold.fsinfo.volume import new_drive_id
 from twofold.image.repo import Target, exclusive, open_objects, read_manifests
 from twofold.store.chunkstore import CHUNK_SIZE, ChunkStore, volume_of
 from twofold.store.indexfiles import MarkerDamaged
-from twofold.store.objects import LocalObjects, ObjectMissing, ObjectStore, StoreError
+from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
 from twofold.store.packs import (
     PACK_MAGIC,
     PackBuilder,
@@ -60,9 +58,7 @@ def _marker(store: ChunkStore, objects: ObjectStore, result: RepairResult) -> No
         store.check()
     except MarkerDamaged:
         sizes = Counter(m.chunk_size for m in read_manifests(objects).good)
-        guard = objects.guard if isinstance(objects, LocalObjects) else None
-        store.remake_marker(sizes.most_common(1)[0][0] if sizes else CHUNK_SIZE,
-                            new_drive_id(os.fsdecode(guard.folder)) if guard else None)
+        store.remake_marker(sizes.most_common(1)[0][0] if sizes else CHUNK_SIZE)
         result.marker_remade = True
     except ObjectMissing:
         raise StoreError(f"no image store at {objects.describe()}") from None

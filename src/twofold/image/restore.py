@@ -14,6 +14,7 @@ from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.efiboot import ensure_fallback_loader
 from twofold.fsinfo.gptgrow import grow_gpt
 from twofold.fsinfo.wipe import wipe_signatures
 from twofold.image.create import WORKERS
@@ -43,6 +44,7 @@ class RestoreResult:
     bytes_checked: int = 0  # read back from the destination after writing
     seconds: float = 0.0
     wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb1: ext4")
+    boot_note: str = ""  # the UEFI fallback loader: added, or what the user must do
 
 
 def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
@@ -159,6 +161,9 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
                 os.pwrite(fd, data, offset)
             result.gpt_moved = True
         os.fsync(fd)
+        if partition is None:
+            result.boot_note = _fallback_loader(dest, progress)
+            os.fsync(fd)
         if partition is None and stat.S_ISBLK(os.fstat(fd).st_mode):
             with suppress(OSError):  # the kernel re-reads the new table (busy: next boot)
                 fcntl.ioctl(fd, _BLKRRPART)
@@ -174,6 +179,13 @@ def _wipe(dest: str, fd: int, size: int) -> list[str]:
     own = os.fstat(fd).st_rdev
     parts = [f"/dev/{name}" for dev, name in related_devices(dest).items() if dev != own]
     return wipe_signatures(dest, sorted(parts), fd, size)
+
+
+def _fallback_loader(dest: str, progress: Progress) -> str:
+    """Firmware boot entries do not travel with a disk: make sure its ESP holds the
+    fallback loader (copied from the distribution's own) or say what the user must do."""
+    progress.phase("boot loader")
+    return ensure_fallback_loader(dest).note
 
 
 def _write_zeros(fd: int, offset: int, length: int) -> None:

@@ -14,6 +14,7 @@ from twofold.core.errors import TargetError, TwofoldError, UsageError
 from twofold.fsinfo.volume import check_drive
 from twofold.jobs.config import Config, ImageJob, Job, SetConfig, drive_of
 from twofold.jobs.drives import blkid, device_of, locate, wait_for_mount
+from twofold.jobs.live import Cancelled, LiveProgress
 from twofold.jobs.runlog import LogProgress, RunLog, logged_run, outcome_of
 from twofold.jobs.state import State
 from twofold.jobs.status import Probe, job_status
@@ -58,7 +59,7 @@ def select(cfg: Config, drive: str | None, job: str | None) -> list[Job]:
 
 
 def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
-            progress: LogProgress, state: State) -> tuple[str, str]:
+            progress: LiveProgress, log: LogProgress, state: State) -> tuple[str, str]:
     from twofold.backup.engine import BackupOptions, backup
 
     options = BackupOptions(excludes=[*cfg.exclude, *job.exclude],
@@ -68,11 +69,23 @@ def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
     r = backup(job.sources, location, job.name, options, clock, progress)
     if r.drive is not None:
         state.remember_drive("backup", location, job.name, r.drive)
-    return outcome_of(r, progress)
+    outcome = outcome_of(r, log)
+    if any(job.keep):
+        from datetime import UTC, datetime
+
+        from twofold.backup.prune import prune
+        from twofold.core.retention import Policy
+
+        tz = datetime.now().astimezone().tzinfo or UTC
+        p = prune(location, job.name, Policy(*job.keep), tz)
+        log.line(f"retention (keep daily {job.keep[0]}, weekly {job.keep[1]}, monthly "
+                 f"{job.keep[2]}): pruned runs {', '.join(map(str, p.pruned_runs)) or '-'}, "
+                 f"{p.files_removed:,} old versions, {p.bytes_freed:,} bytes freed")
+    return outcome
 
 
-def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
-           state: State, probe: Probe) -> tuple[str, str]:
+def _image(job: ImageJob, location: str, clock: Clock, progress: LiveProgress,
+           log: LogProgress, state: State, probe: Probe) -> tuple[str, str]:
     from twofold.image.create import LEVELS, create
     from twofold.image.manage import list_images
 
@@ -92,8 +105,8 @@ def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
                state.seen_drive("image", location))
     if r.drive is not None:
         state.remember_drive("image", location, "", r.drive)
-    progress.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
-                  f"{r.stored_new_bytes:,} stored new")
+    log.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
+             f"{r.stored_new_bytes:,} stored new")
     state.save_fingerprint(job.name, probe())
     return "ok", ""
 
@@ -102,17 +115,31 @@ def run_job(job: Job, cfg: Config, location: str, state: State, clock: Clock,
             probe: Probe) -> Outcome:
     """Run one job now, with its log; record the result in the state folder."""
     run: RunLog | None = None
+    stopped: BaseException | None = None
     try:
         with logged_run(state, job.name, job.kind, str(job.target), location, clock) as run:
-            if isinstance(job, SetConfig):
-                run.result, run.detail = _backup(job, cfg, location, clock, run.progress,
-                                                 state)
-            else:
-                run.result, run.detail = _image(job, location, clock, run.progress, state,
-                                                probe)
+            live = LiveProgress(state.root, job.name, job.kind,
+                                f"{'Backup' if job.kind == 'backup' else 'Image'} {job.name}",
+                                run.progress)
+            try:
+                if isinstance(job, SetConfig):
+                    run.result, run.detail = _backup(job, cfg, location, clock, live,
+                                                     run.progress, state)
+                else:
+                    run.result, run.detail = _image(job, location, clock, live, run.progress,
+                                                    state, probe)
+            except (KeyboardInterrupt, Cancelled) as err:
+                run.result, run.detail, stopped = "cancelled", "stopped by the user", err
+            except TwofoldError as err:
+                run.result, run.detail = "failed", err.message
+            except OSError as err:
+                run.result, run.detail = "failed", f"{err.strerror or err}: {err.filename or ''}"
+            live.done(run.result, run.detail, str(run.path))
     except (TwofoldError, OSError):
         pass  # logged and recorded
     assert run is not None
+    if stopped is not None:
+        raise KeyboardInterrupt from stopped
     return Outcome(job.name, "ran", run.result, run.detail, str(run.path))
 
 

@@ -86,7 +86,7 @@ def logged_run(state: State, name: str, kind: str, target: str, location: str,
             run.progress.line(f"result: {run.result}"
                               + (f" ({run.detail})" if run.detail else ""))
             rec = state.record(name)
-            ok_ns = None if run.result == "failed" else clock.now_ns()
+            ok_ns = None if run.result in ("failed", "cancelled") else clock.now_ns()
             state.save(name, JobRecord(last_run_ns=started,
                                        last_ok_ns=ok_ns or rec.last_ok_ns,
                                        result=run.result, detail=run.detail,

@@ -106,8 +106,7 @@ class ChunkStore:
     def init(self, drive: DriveId | None = None) -> None:
         """Make the store's marker object if the store is new (naming the `drive` it is
         made on); check it otherwise."""
-        extra = {"drive": drive.to_json()} if drive is not None else {}
-        if self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, extra)):
+        if self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, drive)):
             self.drive = drive
         else:
             self.check()
@@ -126,18 +125,16 @@ class ChunkStore:
     def drive_now(self) -> DriveId | None:
         """The drive id store.json holds now (None when it cannot be read)."""
         try:
-            marker = parse_marker(self.objects.get(STORE_FILE), self.objects.describe())
-            return DriveId.from_json(marker.get("drive"))
-        except (StoreError, ValueError, AttributeError):
+            raw = self.objects.get(STORE_FILE)
+            return DriveId.from_json(parse_marker(raw, self.objects.describe()).get("drive"))
+        except StoreError:
             return None
 
-    def remake_marker(self, chunk_size: int, drive: DriveId | None) -> None:
+    def remake_marker(self, chunk_size: int) -> None:
         """Replace a damaged store.json (only under the exclusive lock)."""
         self.chunk_size = _valid_chunk_size(chunk_size)
         self.objects.delete(STORE_FILE)
-        extra = {"drive": drive.to_json()} if drive is not None else {}
-        self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, extra))
-        self.drive = drive
+        self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, self.drive))
 
     def load_index(self, repair: bool = False) -> list[str]:
         """Read the index files and bad-chunk lists, then the footers of packs no sound
@@ -385,12 +382,11 @@ class ChunkStore:
         dead: list[str] = []
         mixed: list[tuple[int, str]] = []
         for pack, entries in self.packs.items():  # a copy found damaged is never kept
-            keep = [e for e in entries
-                    if e.chunk_id in referenced and (e.chunk_id, pack) not in self.bad]
-            if not keep:
+            live = sum(e.length for e in entries if self._keeps(e, pack, referenced))
+            if live == 0:
                 dead.append(pack)
-            elif len(keep) < len(entries):
-                mixed.append((sum(e.length for e in keep), pack))
+            elif any(not self._keeps(e, pack, referenced) for e in entries):
+                mixed.append((live, pack))
         if not dead and not mixed:
             return 0, 0
         freed = 0
@@ -404,10 +400,14 @@ class ChunkStore:
         old_index = list(self.index_files)
         self.index_files = []
         written = self._write_index(list(self.packs))  # one index for all that is live,
-        for name in old_index:                        # then drop the old index files
+        for name in old_index:                        # then drop the old ones
             if name != written:  # an old one may hold the very same bytes
                 self.objects.delete(name)
         return len(dead) + len(mixed), freed
+
+    def _keeps(self, e: PackEntry, pack: str, referenced: set[bytes]) -> bool:
+        """True when a pack's entry is a chunk an image needs and not a copy found bad."""
+        return e.chunk_id in referenced and (e.chunk_id, pack) not in self.bad
 
     def _forget(self, pack: str) -> list[PackEntry]:
         entries = self.packs.pop(pack)
@@ -428,8 +428,7 @@ class ChunkStore:
             waiting[pack] = self._forget(pack)
             try:
                 for e in waiting[pack]:
-                    if e.chunk_id in referenced and not self.has(e.chunk_id) and \
-                            (e.chunk_id, pack) not in self.bad:
+                    if self._keeps(e, pack, referenced) and not self.has(e.chunk_id):
                         self.add(e.chunk_id, self.objects.get_range(pack, e.offset, e.length),
                                  e.plain_length)
                 if self._builder.size < batch and i + 1 < len(packs):

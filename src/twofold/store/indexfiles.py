@@ -10,6 +10,7 @@ from typing import Any
 
 import blake3
 
+from twofold.fsinfo.volume import DriveId
 from twofold.store.objects import StoreError
 from twofold.store.packs import PackEntry
 from twofold.store.sealed import SealBroken, is_sealed, seal, unseal
@@ -119,10 +120,14 @@ def parse_bad_file(name: str, data: bytes) -> set[tuple[bytes, str]]:
     return out
 
 
-def marker_doc(chunk_size: int, extra: dict[str, Any] | None = None) -> bytes:
-    """store.json's bytes: the one place its fields are set (`extra`: the drive's id)."""
-    return seal({"format": STORE_FORMAT, "version": STORE_VERSION, "chunk_size": chunk_size,
-                 "hash": "blake3", "compression": "zstd", **(extra or {})})
+def marker_doc(chunk_size: int, drive: DriveId | None = None) -> bytes:
+    """store.json's bytes: the one place its fields are set (more may be added); `drive`:
+    the drive a store in a folder is made on (fsinfo/volume.py)."""
+    doc: dict[str, Any] = {"format": STORE_FORMAT, "version": STORE_VERSION,
+                           "chunk_size": chunk_size, "hash": "blake3", "compression": "zstd"}
+    if drive is not None:
+        doc["drive"] = drive.to_json()
+    return seal(doc)
 
 
 def parse_marker(data: bytes, where: str) -> dict[str, Any]:

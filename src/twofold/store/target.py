@@ -24,7 +24,7 @@ from twofold.store.catalog import Catalog
 from twofold.store.holders import is_stale
 from twofold.store.holders import me as holder_me
 from twofold.store.probe import probe, through_fuse
-from twofold.store.rows import target_failure
+from twofold.store.rows import DRIVE_GONE, drive_gone, target_failure
 
 __all__ = ["SetDir", "target_failure"]
 
@@ -53,6 +53,7 @@ class SetDir:
         self.lock_path = os.path.join(self.root, b"lock")
         self.drive_path = os.path.join(self.root, os.fsencode(DRIVE_FILE))
         self.namer = Namer()  # identity until the catalog says how names are stored
+        self.real_dirs: set[bytes] = set()  # folders of current/ seen not to be symlinks
 
     def exists(self) -> bool:
         """True when the set has a catalog on the target."""
@@ -60,6 +61,11 @@ class SetDir:
 
     def require(self) -> None:
         """Fail clearly unless the target holds this set."""
+        try:
+            os.stat(self.target)
+        except OSError as err:
+            if err.errno in DRIVE_GONE:
+                raise drive_gone(err, os.fsdecode(self.target)) from None
         if not os.path.isdir(self.target):
             raise UsageError(f"target {os.fsdecode(self.target)} does not exist",
                              "is the drive plugged in and mounted?")
@@ -101,9 +107,16 @@ class SetDir:
                       if os.path.exists(os.path.join(base, n, CATALOG)))
 
     def create(self) -> None:
-        """Make the set's folders."""
+        """Make the set's folders; one that is a symlink (planted on the drive) is refused,
+        never written through."""
         for d in (self.current, self.versions, self.tmp):
             os.makedirs(d, exist_ok=True)
+        for d in (self.root, self.current, self.versions, self.tmp):
+            if os.path.islink(d):
+                raise TargetError(f"{os.fsdecode(d)} is a symlink, not a folder; twofold "
+                                  "does not write through it",
+                                  "replace it by the folder it should be, or use another "
+                                  "target")
 
     def open_catalog(self, *, create: bool = False) -> Catalog:
         """Open the set's catalog and take from it how names are stored on the target.
@@ -184,7 +197,10 @@ class SetDir:
         """Make .tmp/ and its subfolders (before the first copy of a run)."""
         try:
             for n in range(TMP_FANOUT):
-                os.makedirs(os.path.join(self.tmp, b"%02x" % n), exist_ok=True)
+                sub = os.path.join(self.tmp, b"%02x" % n)
+                if os.path.islink(sub):  # planted: copies must not go through it
+                    os.unlink(sub)
+                os.makedirs(sub, exist_ok=True)
         except OSError as err:
             raise target_failure(err, self.tmp) from err
 
@@ -195,8 +211,9 @@ class SetDir:
                 os.rmdir(os.path.join(self.tmp, b"%02x" % n))
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the set's lock for a run (or a prune).
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the set's lock for a run (or a prune); `shared` (verify) lets other
+        readers in but no run, and on a drive mounted read-only no run can be going on.
 
         The lock file stays in place and is never written after it was made; the run holds
         a kernel lock (flock) on it, which ends with the process, so a crashed run never
@@ -208,6 +225,9 @@ class SetDir:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
+            if shared and err.errno == errno.EROFS:
+                yield
+                return
             raise target_failure(err, self.lock_path) from err
         try:
             try:
@@ -215,7 +235,7 @@ class SetDir:
                     os.write(fd, LOCK_FREE)
             except OSError as err:
                 raise target_failure(err, self.lock_path) from err
-            if self._flock(fd):
+            if self._flock(fd, shared):
                 yield
                 return
         finally:
@@ -243,12 +263,12 @@ class SetDir:
             os.close(fd)  # drops the shared lock taken to look
         return False
 
-    def _flock(self, fd: int) -> bool:
+    def _flock(self, fd: int, shared: bool = False) -> bool:
         """Lock `fd` (True), or False where the file system takes no locks."""
         if fcntl is None:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno in (errno.EAGAIN, errno.EACCES):
                 raise TargetError(
