@@ -306,3 +306,16 @@ def test_pack_and_image_names_from_an_index_or_manifest_are_checked(
             parse_index_file(f"index/{blake3.blake3(data).hexdigest()}.json", data)
     (target / "twofold-images" / "images" / "..json").write_bytes(b"{}")
     assert [i.name for i in list_store(str(target)).images] == ["one"]
+
+
+def test_copy_names_and_skips_a_damaged_manifest(imaged: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    src, target = imaged
+    create(str(src), str(target), "two", 3, None, False, P, C)
+    path = _manifest(target, "one")
+    path.write_bytes(path.read_bytes()[:100])
+    offsite = tmp_path / "offsite"
+    offsite.mkdir()
+    r = copy(str(target), str(offsite), None, P, C)
+    assert r.copied == ["two"] and list(r.damaged) == ["one"]
+    assert [i.name for i in list_store(str(offsite)).images] == ["two"]
