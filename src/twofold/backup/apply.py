@@ -440,7 +440,7 @@ def _pool(workers: int) -> Executor:
     """Worker processes where fork exists (no GIL between copies), else threads."""
     if can_fork():
         return ProcessPoolExecutor(workers, mp_context=child_context(),
-                                   initializer=die_with_parent)
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
     return ThreadPoolExecutor(workers)
 
 

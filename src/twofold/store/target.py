@@ -24,7 +24,7 @@ from twofold.store.catalog import Catalog
 from twofold.store.holders import is_stale
 from twofold.store.holders import me as holder_me
 from twofold.store.probe import probe, through_fuse
-from twofold.store.rows import DRIVE_GONE, drive_gone, target_failure
+from twofold.store.rows import drive_gone, not_answering, target_failure
 
 __all__ = ["SetDir", "target_failure"]
 
@@ -61,11 +61,9 @@ class SetDir:
 
     def require(self) -> None:
         """Fail clearly unless the target holds this set."""
-        try:
-            os.stat(self.target)
-        except OSError as err:
-            if err.errno in DRIVE_GONE:
-                raise drive_gone(err, os.fsdecode(self.target)) from None
+        lost = not_answering(self.target)
+        if lost is not None:
+            raise drive_gone(lost, os.fsdecode(self.target))
         if not os.path.isdir(self.target):
             raise UsageError(f"target {os.fsdecode(self.target)} does not exist",
                              "is the drive plugged in and mounted?")
