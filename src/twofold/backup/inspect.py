@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from twofold.core.errors import UsageError
 from twofold.core.models import Record
 from twofold.core.names import TargetProfile
-from twofold.core.paths import from_user, show
+from twofold.core.paths import from_user, show, unsafe
 from twofold.store.catalog import Run
 from twofold.store.target import SetDir
 
@@ -61,6 +61,6 @@ def history(target: str, set_name: str, path: str) -> list[Version]:
 
 def _where(sd: SetDir, rec: Record, names: dict[int, str]) -> str:
     """Where a row's content is, relative to the set's folder ("?" when its run is lost)."""
-    if rec.vrun is not None and rec.vrun not in names:
+    if (rec.vrun is not None and rec.vrun not in names) or unsafe(rec.path):
         return "?"
     return os.fsdecode(os.path.relpath(sd.location(rec, names), sd.root))

@@ -13,6 +13,7 @@ from itertools import groupby
 
 from twofold.core.errors import UsageError
 from twofold.core.models import Kind, Record
+from twofold.core.paths import unsafe
 from twofold.core.retention import Policy, needed, runs_to_keep
 from twofold.store.target import SetDir
 
@@ -71,6 +72,8 @@ def prune(target: str, set_name: str, policy: Policy, tz: tzinfo,
             for rid in result.pruned_runs:
                 catalog.set_run_state(rid, "pruned")
         for rec in drop_files:  # after the commit: a kill leaves only unlisted files
+            if unsafe(rec.path) or names.get(rec.vrun or 0) is None:
+                continue  # a crafted row's: its file is not removed (nor looked for)
             path = sd.location(rec, names)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
