@@ -169,7 +169,7 @@ def _place(disk: Path, part: Path, start_mib: int) -> None:
         shutil.copyfileobj(src, dst, 4 * MIB)
 
 
-def _grub_bios(disk: Path, work: Path, core_lba: int, prefix: str) -> None:
+def grub_bios_setup(disk: Path, work: Path, core_lba: int, prefix: str) -> None:
     """What grub-bios-setup does: boot.img in sector 0 (keeping the partition table)
     pointing at core.img at `core_lba`, whose first blocklist points at its second sector."""
     core = work / "core.img"
@@ -247,7 +247,7 @@ def _build(kind: str, out: Path) -> BootDisk:
         if kind.startswith("uefi"):
             _place(disk, _esp(work, prefix, 33, boot_uuid if kind == SIGNED else None), 1)
         else:
-            _grub_bios(disk, work, 1 if kind == "bios-mbr" else 2048, prefix)
+            grub_bios_setup(disk, work, 1 if kind == "bios-mbr" else 2048, prefix)
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(disk, out)
     (out.parent / "marker").write_text(marker)
