@@ -120,7 +120,9 @@ def main() -> int:
                             args.screenshot)
         stages = ", ".join(f"{s['name']} {s['seconds']}" for s in rec["stages"])
         extra = drill_s - restore_s
-        print(f"disk: {disk} ({DISK_MIB} MiB, ~1 GB used), accel {rec['accel']}")
+        one, five, _ = os.getloadavg()
+        print(f"disk: {disk} ({DISK_MIB} MiB, ~1 GB used), accel {rec['accel']}, "
+              f"{os.cpu_count()} cores, load average {one:.1f} (1 min) {five:.1f} (5 min)")
         print(f"restore alone: {restore_s:.1f} s   drill: {drill_s:.1f} s "
               f"(its restore {rec['restore_seconds']} s, boot {rec['boot_seconds']} s)")
         print(f"stages (s after QEMU start): {stages}")
