@@ -104,7 +104,8 @@ def squash(root: Path, out: Path) -> None:
     read under emulation, for about a tenth more size), /boot left out (the ISO carries
     it)."""
     threads = str(max(1, (os.cpu_count() or 1)))
-    run(["mksquashfs", str(root), str(out), "-noappend", "-comp", "zstd", "-Xcompression-level", "15",
+    run(["mksquashfs", str(root), str(out), "-noappend", "-comp", "zstd",
+         "-Xcompression-level", "15",
          "-b", "1M", "-processors", threads, "-wildcards", "-e", "boot/*", "-no-progress"],
         "mksquashfs")
 
