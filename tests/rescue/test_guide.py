@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.drives import mounted, run
+from tests.image.conftest import tree_digest
 from tests.rescue.conftest import Rig, Scripted, number_of
 from twofold.cli.rescue_guide import Answers, Guide, answers_from
 from twofold.core.errors import UsageError
@@ -52,6 +54,26 @@ def test_guided_restore_refuses_then_restores(rig: Rig) -> None:
     assert "restoring 100 %" in text
     assert _same_start(rig.source, rig.target_dev)
     assert _mounted_below(rig.base) == []  # the store was mounted read-only, then released
+
+
+@pytest.mark.root
+def test_backup_set_restored_into_a_file_system(rig: Rig, tmp_path: Path) -> None:
+    run("mkfs.ext4", "-q", "-F", "-L", "NEW", rig.target_dev)
+    console = Scripted([
+        "1", "f",                     # the store; folders, not an image
+        "1",                          # backup set docs
+        number_of(rig.store_dev),     # refused: the store's own disk
+        number_of(rig.target_dev),
+    ])
+    assert Guide(console, base=rig.base, only=rig.devices).run() == 0, console.text
+    assert "backup set docs" in console.text
+    assert f"{rig.store_dev} is not allowed: it is on the disk holding the store" \
+        in console.text
+    assert "Restored backup set docs" in console.text
+    with mounted(["mount", "-o", "ro", rig.target_dev], tmp_path / "check") as mnt:
+        assert tree_digest(mnt / "twofold-restored/docs/tree") == \
+            tree_digest(rig.source.parent / "tree")
+    assert _mounted_below(rig.base) == []
 
 
 @pytest.mark.root
