@@ -134,8 +134,9 @@ def scan(base: Path = MOUNT_BASE, only: list[str] | None = None) -> list[FoundSt
             continue
         about = ", ".join(x for x in (d.model, d.fstype, f'"{d.label}"' if d.label else "")
                           if x)
+        system_mount = d.mountpoint and not d.mountpoint.startswith(str(MOUNT_BASE.parent))
         store = FoundStore(d.mountpoint or "", d.path, disk, about)
-        if not d.mountpoint:
+        if not system_mount:  # not mounted, or by the guide on another console: mount
             point = base / os.path.basename(d.path)
             if not mount_ro(d.path, d.fstype, point):
                 continue
