@@ -145,3 +145,21 @@ def test_a_full_drive_without_a_reserve_says_what_to_do(tmp_path: Path) -> None:
         code, text = _cli("delete", str(drive), "a")
         assert code == 0, text
         assert reserve.stat().st_size >= MiB
+
+
+def test_prune_dry_run_tells_what_it_would_free(tmp_path: Path) -> None:
+    first = os.urandom(6 * MiB)
+    sources = {"a": first, "b": first[:2 * MiB] + os.urandom(4 * MiB), "c": first[:MiB]}
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    for name, data in sources.items():
+        (tmp_path / f"{name}.img").write_bytes(data)
+        create(str(tmp_path / f"{name}.img"), str(drive), name, 3, None, False,
+               NullProgress(), FixedClock())
+    code, text = _cli("prune", str(drive), "--keep", "1", "--dry-run")
+    guess = json.loads(text)["bytes_freed"]
+    assert code == 0 and 9 * MiB <= guess < 9 * MiB + (4 << 10)  # 9 chunks c does not need
+    assert len(list_images(str(drive))) == 3
+    code, text = _cli("prune", str(drive), "--keep", "1")
+    freed = json.loads(text)["bytes_freed"]
+    assert code == 0 and guess <= freed < guess + (64 << 10)  # + pack headers and indexes

@@ -167,7 +167,9 @@ def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
     out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {kept}"
               + (f"; {plural(len(r.damaged), 'damaged image')} skipped, their chunks kept"
                  if r.damaged else ""))
-    if not dry_run:
+    if dry_run:
+        out.print(f"  would free about {size(r.bytes_freed)}")
+    else:
         out.print(f"  {plural(r.packs_changed, 'pack')} dropped or rewritten, "
                   f"{size(r.bytes_freed)} freed")
     raise typer.Exit(code)

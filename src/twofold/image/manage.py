@@ -13,7 +13,7 @@ from twofold.image.drillrecord import DRILLS_DIR, last_drills
 from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, exclusive, image_names, open_store, read_manifests
-from twofold.image.space import free_bytes, freeable, keep_reserve, release_reserve
+from twofold.image.space import free_bytes, freeable, freed_by, keep_reserve, release_reserve
 from twofold.store.chunkstore import ChunkStore
 from twofold.store.objects import StoreFullError
 
@@ -160,5 +160,6 @@ def prune(target: Target, keep: int, progress: Progress, clock: Clock,
     doomed = [m.name for m in manifests[:-keep]]
     if dry_run:
         return DeleteResult(deleted=doomed, kept=[m.name for m in manifests[-keep:]],
+                            bytes_freed=freed_by(store, manifests[:-keep], manifests[-keep:]),
                             damaged=found.damaged)
     return _drop(target, doomed, progress, clock, DeleteResult())  # frees leftovers too
