@@ -45,6 +45,17 @@ def test_progress_never_shows_more_done_than_total() -> None:
     sink.finish()
 
 
+def test_live_progress_never_shows_more_done_than_total(tmp_path: Path) -> None:
+    from twofold.jobs.live import LiveProgress
+
+    live = LiveProgress(tmp_path, "docs", "backup", "Backup docs")
+    live.phase("copying", total_files=5, total_bytes=100)
+    for _ in range(12):
+        live.advance(files=1, nbytes=20)
+    assert (live.item.files, live.item.total_files) == (12, 12)
+    assert (live.item.bytes, live.item.total_bytes) == (240, 240)
+
+
 def _all_commands() -> list[list[str]]:
     found: list[list[str]] = []
     for name in COMMANDS:
