@@ -157,7 +157,13 @@ class _Restorer:
             try:
                 with suppress(FileNotFoundError):
                     os.unlink(part, dir_fd=fd)
-                copied = copy_file(self.on_drive(src), (fd, part))
+                try:
+                    where = self.on_drive(src)
+                except Escape:
+                    raise
+                except OSError as err:  # a folder on the way is missing: the next place
+                    raise SourceReadError(err.errno, err.strerror, err.filename) from err
+                copied = copy_file(where, (fd, part))
             except SourceReadError as err:
                 found.append(("failed", f"cannot read the backup copy {show(src)}: "
                               f"{err.strerror}"))
