@@ -202,7 +202,7 @@ def test_verify_an_image(client: TestClient, panel: Panel, world: World) -> None
     assert "disk-1" in page and "Deleting it frees" in page
     post(client, panel, "/images/verify", store=str(world.drive), image="disk-1")
     result = wait_done(panel, "verify-disk-1")
-    assert result.startswith("ok: OK: 1 image(s)"), result
+    assert result.startswith("ok: OK: 1 image,"), result
     note = post(client, panel, "/images/verify", store="/etc", image="disk-1")
     assert "not a connected image store" in note
 
