@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.bootdisks import KINDS, BootDisk, boot_disk
+from tests.bootdisks import KINDS, SIGNED, BootDisk, boot_disk
 from tests.imaging.conftest import FixedClock
 from tests.jobs.conftest import Cli, cli, json_of, state
 from twofold.cli.app import app
@@ -32,7 +32,7 @@ __all__ = ["cli", "state"]  # fixtures of the status test
 
 def _store(tmp_path: Path, disk: Path) -> Path:
     store = tmp_path / "drive"
-    store.mkdir()
+    store.mkdir(parents=True)
     create(str(disk), str(store), "sys", 3, None, False, NullProgress(), FixedClock())
     return store
 
@@ -70,6 +70,26 @@ def test_drill_passes_and_changes_only_its_record(kind: str, tmp_path: Path) -> 
     assert png.read_bytes()[:4] == b"\x89PNG"
     got = last_drill(open_target(str(store)), "sys")
     assert got is not None and got.passed and got.object == rec.object
+
+
+def test_secure_boot_drill_passes_through_debians_signed_shim(tmp_path: Path) -> None:
+    store = _store(tmp_path, boot_disk(SIGNED).path)
+    rec = drill(str(store), None, NullProgress(), FixedClock(),
+                DrillOptions(timeout=400, secure_boot=True))
+    assert rec.passed, (rec.failed_stage, rec.reason, rec.console_tail)
+    assert rec.firmware == "uefi-secure"
+    assert any("shimx64.efi" in n for n in rec.notes)  # shim became the fallback loader
+
+
+def test_secure_boot_refuses_an_unsigned_loader(tmp_path: Path) -> None:
+    store = _store(tmp_path, boot_disk("uefi").path)
+    rec = drill(str(store), None, NullProgress(), FixedClock(),
+                DrillOptions(timeout=400, secure_boot=True))
+    assert not rec.passed and rec.failed_stage == FIRMWARE_STAGE
+    assert "Access Denied" in rec.reason
+    bios = _store(tmp_path / "b", boot_disk("bios-mbr").path)
+    result = runner.invoke(app, ["image", "drill", str(bios), "--secure-boot"])
+    assert result.exit_code == 2 and "Secure Boot is UEFI only" in result.output
 
 
 def test_drill_cli_and_image_list(tmp_path: Path) -> None:

@@ -199,7 +199,7 @@ def test_verify_an_image(client: TestClient, panel: Panel, world: World) -> None
     assert "disk-1" in page
     post(client, panel, "/images/verify", store=str(world.drive), image="disk-1")
     result = wait_done(panel, "verify-disk-1")
-    assert result.startswith("ok: OK: 1 image(s)"), result
+    assert result.startswith("ok: OK: 1 image,"), result
     note = post(client, panel, "/images/verify", store="/etc", image="disk-1")
     assert "not a connected image store" in note
 
@@ -308,3 +308,16 @@ def test_a_large_folder_is_shown_a_page_at_a_time(client: TestClient, world: Wor
     page = client.get("/browse?set=docs&path=Documents/many&page=2").text
     assert "Entries 201–250 of 250" in page and "f200.txt" in page and "f199.txt" not in page
     assert "must be a number" in client.get("/browse?set=docs&page=x").text
+
+
+def test_a_drive_gone_when_the_run_starts_fails_with_the_clis_words(
+        client: TestClient, panel: Panel, world: World) -> None:
+    note = post(client, panel, "/jobs/docs/run")
+    away = world.root / "drive-away"
+    world.drive.rename(away)  # gone before the run's process looks for it
+    panel.runner.wait(120)
+    (item,) = [i for i in listing(world.state) if i.job == "docs"]
+    assert "started" in note and item.state == "failed"
+    assert "is not connected" in item.detail, item.detail
+    page = client.get("/").text  # the panel is still there and says so
+    assert "Run docs" in page and "is not connected" in page

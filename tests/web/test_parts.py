@@ -280,3 +280,34 @@ def test_retention_in_the_config_is_checked_and_applied_after_a_run(world: World
     cfg = save(world.config, edit_job(world.config.read_text(), "sets", "docs",
                                       {"keep_daily": "0"}))
     assert cfg.sets["docs"].keep == (0, 0, 0) and "keep_daily" not in world.config.read_text()
+
+
+def test_ctrl_c_stops_the_panel_with_a_browser_listening(world: World) -> None:
+    import re
+    import threading
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "twofold", "--config", str(world.config),
+                             "panel", "--no-browser"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url, token = next(m.groups() for line in proc.stdout
+                      if (m := re.search(r"(http://\S+)\?token=(\S+)", line)))
+    req = urllib.request.Request(url + "events", headers={"x-twofold-token": token})
+    first: list[bytes] = []
+    stream = urllib.request.urlopen(req, timeout=60)
+
+    def listen() -> None:
+        first.append(stream.readline())
+        stream.read()  # until the panel ends the stream
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    while not first:
+        time.sleep(0.05)
+    assert first[0].startswith(b"event: live")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    reader.join(60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "panel stopped" in err and not (world.state / "panel.json").exists()

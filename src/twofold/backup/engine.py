@@ -25,7 +25,7 @@ from twofold.core.clock import Clock
 from twofold.core.diff import Action
 from twofold.core.models import RunStats
 from twofold.core.names import TargetProfile
-from twofold.core.paths import parent_of
+from twofold.core.paths import parent_of, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
@@ -79,6 +79,9 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     pending = catalog.pending()
     dropped: list[tuple[int, bytes]] = []
     for run_id, op in pending:
+        if unsafe(op.path) or (op.link_to is not None and unsafe(op.link_to)):
+            dropped.append((run_id, op.path))  # never carried out: a crafted catalog's,
+            continue  # or a path too long for any drive
         try:
             apply_op(sd, names[run_id], op, catalog.open_row)
         except OSError as err:
@@ -103,7 +106,7 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
 def drop_rows(catalog: Catalog, dropped: list[tuple[int, bytes]]) -> None:
     """Close the open rows of paths whose operation could not be done for the name's sake
     (inside a transaction), so the next plan takes them as new and skips them by name."""
-    for run_id, path in dropped:
+    for run_id, path in dropped:  # (open_row only reads: a crafted path is harmless here)
         row = catalog.open_row(path)
         if row is not None:
             catalog.close_rows([(row.id, run_id, False)])

@@ -123,7 +123,7 @@ class Guide:
     """One run of the guided restore."""
 
     console: Console
-    base: Path = scan.MOUNT_BASE
+    base: Path = field(default_factory=lambda: scan.MOUNT_BASE / str(os.getpid()))
     only: list[str] | None = None
     boot: bool = False  # running as the rescue system: offer reboot and power off
     answers: Answers | None = None

@@ -52,6 +52,7 @@ class DrillOptions:
     accel: str = "auto"
     memory_mb: int = 1024
     workdir: Path | None = None  # where the scratch copy goes (a temp folder inside)
+    secure_boot: bool = False  # UEFI with Secure Boot on (Microsoft's keys enrolled)
 
 
 def firmware_for(table: dict[str, object] | None) -> str:
@@ -185,6 +186,11 @@ def drill(target: Target, image: str | None, progress: Progress, clock: Clock,
     started, t0 = clock.now_ns(), time.monotonic()
     m = _pick(target, image)
     firmware = firmware_for(m.table)
+    if opts.secure_boot:
+        if firmware != "uefi":
+            raise UsageError(f"image {m.name} boots through BIOS; Secure Boot is UEFI only",
+                             "drill it without --secure-boot")
+        firmware = "uefi-secure"
     find_qemu()
     if firmware != "bios":
         find_ovmf(firmware)

@@ -176,8 +176,13 @@ class LiveProgress:
         """Count; written at most five times a second."""
         if self.inner is not None:
             self.inner.advance(files, nbytes)
-        self.item.files += files
-        self.item.bytes += nbytes
+        item = self.item
+        item.files += files
+        item.bytes += nbytes
+        if item.total_files is not None and item.files > item.total_files:
+            item.total_files = item.files  # an estimate the run outgrew: never 12/5
+        if item.total_bytes is not None and item.bytes > item.total_bytes:
+            item.total_bytes = item.bytes
         self._publish()
 
     def issue(self, issue: Issue) -> None:

@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from twofold.core.errors import TwofoldError, UsageError
 from twofold.core.humanize import size
+from twofold.core.text import plural
 from twofold.jobs.clock import SystemClock
 from twofold.jobs.config import Config
 from twofold.jobs.drives import locate
@@ -76,9 +77,9 @@ def routes(panel: Panel) -> list[BaseRoute]:
         def work(live: LiveProgress) -> str:
             r = verify_images(where, image, live, SystemClock())
             if r.damages:
-                raise UsageError(f"DAMAGED: {len(r.damages)} chunk(s) of "
+                raise UsageError(f"DAMAGED: {plural(len(r.damages), 'chunk')} of "
                                  f"{', '.join(r.images)}: {r.damages[0]}")
-            return (f"OK: {len(r.images)} image(s), {r.chunks:,} chunks, "
+            return (f"OK: {plural(len(r.images), 'image')}, {plural(r.chunks, 'chunk')}, "
                     f"{size(r.bytes)} checked in {r.seconds:.1f} s")
 
         panel.runner.start_task(f"verify-{image or 'all'}", "verify",
