@@ -88,3 +88,15 @@ def test_verify_heal_options_and_source(tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "o.img").read_bytes() == src.read_bytes()
     code, text = run("verify", str(drive), "--heal", "--from", str(tmp_path / "none"))
     assert code == 0 and text.strip().startswith("OK")  # nothing to heal: the other is not opened
+
+
+def test_verify_heal_leaves_a_damaged_index_to_repair(tmp_path: Path) -> None:
+    src, drive = _store(tmp_path)
+    index = next(p for p in store_files(drive, ".json") if p.parent.name == "index")
+    index.write_bytes(index.read_bytes()[:-2])
+    code, text = run("verify", str(drive), "--heal", "--source", str(src))
+    assert code == 1 and "twofold image repair mends them" in text
+    code, text = run("repair", str(drive))
+    assert code == 0
+    code, text = run("verify", str(drive), "--heal", "--source", str(src))
+    assert code == 0 and text.strip().startswith("OK")

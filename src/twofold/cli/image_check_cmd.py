@@ -66,6 +66,9 @@ def _healed(h: HealResult, as_json: bool) -> int:
               + (f"; [bold red]{plural(h.unhealed, 'chunk')} "
                  f"{'has' if h.unhealed == 1 else 'have'} no good copy there[/]"
                  if h.unhealed else ""), markup=True)
+    if h.found.damaged_files:
+        out.print("damaged index files or pack indexes remain: twofold image repair mends "
+                  "them")
     if h.sound:
         out.print("the damaged images restore again (twofold image verify checks them)")
     return code
