@@ -71,7 +71,9 @@ def test_missing_store_and_source(tmp_path: Path) -> None:
     code, text = run("list", str(tmp_path))
     assert code == 1 and "no image store" in text
     code, text = run("create", str(tmp_path / "nope.img"), "--to", str(tmp_path))
-    assert code == 1 and "does not exist" in text
+    assert code == 2 and "does not exist" in text  # a missing path is a usage error
+    code, text = run("list", str(tmp_path / "no-such-drive"))
+    assert code == 2 and "does not exist" in text, text
     code, text = run("create", str(tmp_path), "--to", str(tmp_path))
     assert code == 1 and "neither a block device nor an image file" in text
 

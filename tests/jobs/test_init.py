@@ -3,6 +3,7 @@ with nothing scheduled says so; a config set runs as a logged job (`twofold log`
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -76,3 +77,20 @@ def test_init_names_the_drive_by_uuid_and_a_run_after_eject_is_refused(home: Pat
     assert code == 1, text
     assert f"the drive UUID={uuid} is not connected" in text, text
     assert not any(mnt.iterdir())
+
+
+@pytest.mark.skipif(not IS_ROOT, reason=f"a real drive {NOT_ROOT_REASON}")
+def test_a_timer_finds_a_plain_path_drive_absent_not_failing(home: Path) -> None:
+    mnt = home / "BACKUP"
+    cfg = home / "c.toml"
+    cfg.write_text(f'[sets.docs]\nsources = ["{home / "Documents"}"]\ntarget = "{mnt}"\n'
+                   'schedule = "daily"\n')
+    with ext4_drive(home, mnt):
+        code, text = cli("--config", str(cfg), "run-due", "--job", "docs")
+        assert code == 0 and "docs: ok" in text, text
+    code, text = cli("--config", str(cfg), "run-due", "--job", "docs", "--force")
+    assert code == 0, text
+    assert "docs: absent: the drive BACKUP is not connected" in text, text
+    assert not any(mnt.iterdir())
+    code, text = cli("--config", str(cfg), "status", "--json", "docs")
+    assert json.loads(text[text.index("{"):])["jobs"][0]["last_result"] == "ok", text

@@ -414,6 +414,10 @@ class Applier:
             self.progress.issue(step.issue)
             if step.issue.kind == "skipped":
                 st.skipped += 1
+                entry = step.change.entry
+                if entry is not None and entry.kind is Kind.FILE and step.record is None:
+                    st.files_total -= 1  # not in the backup: the summary says what is
+                    st.bytes_total -= entry.size
             elif step.issue.kind == "special":
                 st.special += 1
         if step.op is not None and step.op.op == "move":

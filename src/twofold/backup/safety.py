@@ -6,7 +6,7 @@ import contextlib
 import os
 
 from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
-from twofold.core.units import human_size, plural
+from twofold.core.text import human_bytes, plural
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
 from twofold.store.rows import drive_gone, not_answering
@@ -27,6 +27,13 @@ def resolve_sources(paths: list[str]) -> list[Source]:
         if not os.path.exists(real):
             raise UsageError(f"source {given} does not exist",
                              "check the path; a folder on a drive must be mounted")
+        for other in out:
+            o = os.fsdecode(other.path)
+            if _inside(real, o) or _inside(o, real):
+                inner, outer = (given, names[other.name]) if _inside(real, o) else \
+                    (names[other.name], given)
+                raise UsageError(f"the source {inner} is inside the source {outer}",
+                                 f"it is backed up with {outer} already: give only {outer}")
         name = os.fsencode(os.path.basename(real) or "root")
         if name in names:
             raise UsageError(
@@ -87,8 +94,10 @@ def check_mass_delete(moves: int, current_files: int, allowed: bool) -> None:
 
 
 
-SPACE_MARGIN = 4 << 20
-"""Room kept for the catalog's growth and the folders a run makes."""
+SPACE_MARGIN = 1 << 20
+ENTRY_MARGIN = 512
+"""Room kept for the catalog's growth and the folders a run makes: a little more than a
+row of the catalog per copied file."""
 
 
 def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
@@ -96,15 +105,17 @@ def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
     """Refuse, before anything is copied, a run whose copies cannot fit on the drive: each
     file takes whole blocks, about half a block more than its size on average."""
     st = os.statvfs(target)
+    if st.f_blocks == 0:
+        return  # the driver does not say (fusefat reports 0 of 0): a full drive stops cleanly
     free = st.f_bavail * st.f_frsize
-    need = copy_bytes + copy_files * (st.f_frsize // 2) + SPACE_MARGIN
+    need = copy_bytes + copy_files * (st.f_frsize // 2 + ENTRY_MARGIN) + SPACE_MARGIN
     if need <= free:
         return
     room = (f"`{prune_hint}` removes old versions (versions/ holds "
-            f"{human_size(versions_bytes)}), or " if versions_bytes else "")
+            f"{human_bytes(versions_bytes)}), or " if versions_bytes else "")
     raise TargetFullError(
-        f"the drive has {human_size(free)} free, but this run would copy "
-        f"{plural(copy_files, 'file')} of {human_size(copy_bytes)} (about "
-        f"{human_size(need)} on the drive)",
+        f"the drive has {human_bytes(free)} free, but this run would copy "
+        f"{plural(copy_files, 'file')} of {human_bytes(copy_bytes)} (about "
+        f"{human_bytes(need)} on the drive)",
         f"to make room: {room}delete what you no longer need from the drive, or use a "
         "larger drive; nothing was copied")

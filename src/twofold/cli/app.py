@@ -20,6 +20,7 @@ COMMANDS = {  # name: (module, attribute), in the order of the help
     "history": ("runs_cmd", "history_command"),
     "prune": ("prune_cmd", "prune_command"),
     "repair": ("repair_cmd", "repair_command"),
+    "sets": ("sets_cmd", "sets_command"),
     "init": ("init_cmd", "init_command"),
     "status": ("status_cmd", "status_command"),
     "run-due": ("rundue_cmd", "run_due_command"),
@@ -29,6 +30,8 @@ COMMANDS = {  # name: (module, attribute), in the order of the help
     "advise": ("advise_cmd", "advise_command"),
     "image": ("image_cmd", "image_app"),
     "schedule": ("schedule_cmd", "schedule_app"),
+    "rescue": ("rescue_cmd", "rescue_app"),
+    "panel": ("panel_cmd", "panel_command"),
 }
 """Each command is imported when it is run (or listed in --help), not at every start:
 `twofold backup` does not load the image, schedule and job commands (about 0.05 s)."""

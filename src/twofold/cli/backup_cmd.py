@@ -24,7 +24,7 @@ from twofold.core.progress import NullProgress, Progress, TeeProgress
 from twofold.jobs.clock import SystemClock
 from twofold.jobs.config import SetConfig
 from twofold.jobs.drives import resolve_target
-from twofold.jobs.rundue import logged_run, outcome_of
+from twofold.jobs.runlog import logged_run, outcome_of
 from twofold.jobs.state import State
 
 

@@ -14,16 +14,19 @@ import typer
 from rich.console import Console
 
 from twofold.core.errors import ExitCode, TwofoldError
+from twofold.core.humanize import size, when
 from twofold.core.models import Issue
 from twofold.core.names import TargetProfile
 from twofold.core.paths import show
-from twofold.core.units import human_size
 from twofold.jobs.config import Config, load
 
 # Pipes and logs get wide lines rather than Rich's default of 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 160
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+
+__all__ = ["config_of", "err", "handles_errors", "issue_dict", "local_tz", "out", "print_issues",
+           "print_json", "profile_json", "size", "when"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -73,17 +76,6 @@ def config_of(ctx: typer.Context) -> Config:
 def local_tz() -> Any:
     """The local time zone."""
     return datetime.now().astimezone().tzinfo
-
-
-def when(ns: int | None) -> str:
-    """A local time for tables."""
-    if ns is None:
-        return "-"
-    return datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-size = human_size
-"""Bytes in a human unit."""
 
 
 def issue_dict(i: Issue) -> dict[str, str]:

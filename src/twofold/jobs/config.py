@@ -17,7 +17,8 @@ from twofold.core.errors import ConfigError
 from twofold.core.schedule import HINT, Schedule, parse_schedule
 
 SET_KEYS = {"sources", "target", "exclude", "default_excludes", "allow_mass_delete",
-            "schedule"}
+            "schedule", "keep_daily", "keep_weekly", "keep_monthly"}
+KEEP_KEYS = ("keep_daily", "keep_weekly", "keep_monthly")
 IMAGE_KEYS = {"source", "target", "schedule", "on_change", "compression"}
 TOP_KEYS = {"exclude", "sets", "images"}
 IMAGE_SCHEDULE = "every 90 days"
@@ -35,6 +36,7 @@ class SetConfig:
     default_excludes: bool = True
     allow_mass_delete: bool = False
     schedule: Schedule | None = None  # None: run only by hand
+    keep: tuple[int, int, int] = (0, 0, 0)  # daily, weekly, monthly; all 0: keep everything
     kind = "backup"
 
 
@@ -111,6 +113,13 @@ def _bool(value: Any, where: str, text: str, key: str) -> bool:
     return value
 
 
+def _count(value: Any, where: str, text: str, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: '{key}' must be a whole number, 0 or more"
+                          f"{_line_of(text, key)}", "e.g. keep_daily = 7")
+    return value
+
+
 def _schedule(value: Any, where: str, text: str) -> Schedule:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: 'schedule' must be a string{_line_of(text, 'schedule')}",
@@ -156,7 +165,10 @@ def parse(text: str, path: Path) -> Config:
             allow_mass_delete=_bool(body.get("allow_mass_delete", False), where, text,
                                     "allow_mass_delete"),
             schedule=None if "schedule" not in body else
-            _schedule(body["schedule"], where, text))
+            _schedule(body["schedule"], where, text),
+            keep=(_count(body.get("keep_daily", 0), where, text, "keep_daily"),
+                  _count(body.get("keep_weekly", 0), where, text, "keep_weekly"),
+                  _count(body.get("keep_monthly", 0), where, text, "keep_monthly")))
     _parse_images(data, cfg, text)
     return cfg
 

@@ -16,6 +16,8 @@ PREFIX = "twofold-"
 DRIVE_UNIT = "twofold-drive@.service"
 STATUS_UNIT = "twofold-status"
 UDEV_RULE = "90-twofold.rules"
+PANEL_UNIT = "twofold-panel.service"
+PANEL_PORT = 8765
 CRON_TAG = "# twofold:"
 STATE_ENV = "TWOFOLD_STATE_DIR"
 
@@ -93,6 +95,17 @@ def status_units(inv: Invocation) -> list[UnitFile]:
     return [UnitFile("user", f"{STATUS_UNIT}.service", service),
             UnitFile("user", f"{STATUS_UNIT}.timer",
                      _timer("twofold: daily check that backups are current", "daily"))]
+
+
+def panel_units(inv: Invocation, port: int = PANEL_PORT) -> list[UnitFile]:
+    """A user service keeping the control panel running on 127.0.0.1:`port`;
+    `twofold panel --show` prints its address with the token of its start."""
+    service = (f"[Unit]\nDescription=twofold: the control panel on 127.0.0.1:{port}\n\n"
+               f"[Service]\nType=simple\n"
+               f"Environment={systemd_quote(f'{STATE_ENV}={inv.state}')}\n"
+               f"ExecStart={_exec(inv, 'panel', '--no-browser', '--port', str(port))}\n"
+               "Restart=on-failure\n\n[Install]\nWantedBy=default.target\n")
+    return [UnitFile("user", PANEL_UNIT, service)]
 
 
 def label_pattern(label: str) -> str:

@@ -11,17 +11,27 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
-from twofold.core.errors import TargetError
+from twofold.core.errors import ExitCode, TargetError
 from twofold.fsinfo.disk import fsync_dir
 from twofold.fsinfo.volume import DriveGuard
 from twofold.store.holders import pid_alive
 
 TMP_DIR = ".tmp"
 """Objects being written; never listed, never part of the store."""
+RESERVE = ".reserve"
+"""A file of zeros kept in a local store's folder, never listed: `delete` and `prune`
+remove it first, so that even on a full drive they can write their lock and rewrite a
+pack (docs/DESIGN.md, "Deleting on a full drive")."""
 
 
 class StoreError(TargetError):
     """The store cannot be read or written: missing object, I/O failure, bad name."""
+
+
+class TargetMissing(StoreError):
+    """The folder named as the target does not exist: exit 2, as for any path."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ObjectMissing(StoreError):
@@ -172,7 +182,7 @@ class LocalObjects:
             raise io_failure(err, folder) from err
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
-            if name == TMP_DIR:
+            if name in (TMP_DIR, RESERVE):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(entry.path, name)
@@ -278,3 +288,28 @@ class LocalObjects:
     def exists(self, name: str) -> bool:
         """True when the file exists."""
         return os.path.isfile(self._path(name))
+
+    def keep_reserve(self, nbytes: int) -> bool:
+        """Make the reserve file (RESERVE) of `nbytes` where it is missing or of another
+        size, as far as the drive has room; True when it is whole."""
+        path = os.path.join(self.root, RESERVE)
+        with suppress(OSError):
+            if os.path.getsize(path) == nbytes:
+                return True
+        try:
+            with open(path, "wb", buffering=0) as f:
+                f.write(bytes(nbytes))  # zeros written, not a hole: the blocks are held
+                os.fsync(f.fileno())
+        except OSError:
+            return False
+        return True
+
+    def release_reserve(self) -> int:
+        """Remove the reserve file; the bytes it held (0 when there was none)."""
+        path = os.path.join(self.root, RESERVE)
+        try:
+            held = os.path.getsize(path)
+            os.unlink(path)
+        except OSError:
+            return 0
+        return held

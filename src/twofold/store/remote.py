@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 from twofold.core.errors import UsageError
 from twofold.fsinfo.volume import DriveGuard
-from twofold.store.objects import LocalObjects, ObjectStore, StoreError
+from twofold.store.objects import LocalObjects, ObjectStore, TargetMissing
 from twofold.store.retry import RetryPolicy
 
 STORE_DIR = "twofold-images"
@@ -99,8 +99,8 @@ def open_target(text: str, s3_endpoint: str | None = None,
     policy = policy or RetryPolicy.from_env()
     if isinstance(target, str):
         if not os.path.isdir(target):
-            raise StoreError(f"target {target} does not exist or is not a folder",
-                             "is the drive plugged in and mounted?")
+            raise TargetMissing(f"target {target} does not exist or is not a folder",
+                                "is the drive plugged in and mounted?")
         return LocalObjects(os.path.join(target, STORE_DIR),
                             DriveGuard(target, None, text))
     if isinstance(target, SftpTarget):

@@ -1,0 +1,1 @@
+"""Virtual machines: start QEMU headless to prove that disks and media boot."""
