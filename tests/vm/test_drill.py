@@ -145,6 +145,17 @@ def test_damaged_root_fails_when_it_is_mounted(tmp_path: Path) -> None:
     assert rec.stages[1].seconds is not None  # the kernel did start
 
 
+def test_a_partition_image_is_refused(tmp_path: Path) -> None:
+    vol = tmp_path / "vol.img"
+    with vol.open("wb") as f:
+        f.truncate(8 << 20)
+    store = _store(tmp_path, vol)
+    result = runner.invoke(app, ["image", "drill", str(store), "sys"])
+    assert result.exit_code == 2 and "not a whole disk" in result.output
+    result = runner.invoke(app, ["image", "drill", str(store)])  # no disk image to pick
+    assert result.exit_code == 2 and "no disk image" in result.output
+
+
 def test_no_qemu_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = _store(tmp_path, boot_disk("bios-mbr").path)
     before = _files(store)

@@ -68,7 +68,12 @@ def firmware_for(table: dict[str, object] | None) -> str:
 def _pick(target: Target, image: str | None) -> Manifest:
     objects = open_objects(target)
     if image is not None:
-        return load_manifest(objects, image)
+        m = load_manifest(objects, image)
+        if m.kind != "disk":
+            raise UsageError(f"image {m.name} holds one {m.kind}, not a whole disk: only a "
+                             "disk (partition table and boot code) can boot",
+                             "drill a disk image (twofold image list shows the kind)")
+        return m
     found = [m for m in all_manifests(objects) if m.kind == "disk"]
     if not found:
         raise UsageError(f"no disk image in {objects.describe()} to drill",
