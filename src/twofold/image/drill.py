@@ -4,6 +4,7 @@ disks are only read; the scratch copy is removed afterwards."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import shutil
@@ -42,6 +43,7 @@ _SEEN = {
     LAST_STAGE: r"login: ",
 }
 KVM_GRACE = 30.0  # seconds for a kernel to start under KVM before trying TCG instead
+SETTLE = 5.0  # seconds the screen must stay put (but for a blinking cursor)
 
 
 @dataclass
@@ -105,8 +107,7 @@ class _Watch:
         self.stages = [StageTime(n) for n in STAGES]
         self.failed: str | None = None
         self.reason = ""
-        self.last_png = b""
-        self.same_since: float | None = None
+        self.shots: list[tuple[float, bytes]] = []  # (seconds, hash of a screenshot)
 
     def _next(self) -> int:
         return next((i for i, s in enumerate(self.stages) if s.seconds is None), len(STAGES))
@@ -125,16 +126,16 @@ class _Watch:
         return m.group(0) if m else ""
 
     def _settled(self) -> str:
+        """The screen shows at most two pictures (a blinking cursor) for SETTLE seconds."""
         png = self.vm.dir / "settle.png"
         if not self.vm.screendump(png):
             return ""
-        data = png.read_bytes()
         now = self.vm.elapsed()
-        if data != self.last_png:
-            self.last_png, self.same_since = data, now
-            return ""
-        if self.same_since is not None and now - self.same_since >= 5:
-            return "the screen stayed the same for 5 s"
+        self.shots.append((now, hashlib.sha256(png.read_bytes()).digest()))
+        while len(self.shots) > 1 and now - self.shots[1][0] >= SETTLE:
+            self.shots.pop(0)  # keep just over SETTLE seconds of pictures
+        if now - self.shots[0][0] >= SETTLE and len({h for _, h in self.shots}) <= 2:
+            return f"the screen stayed the same for {SETTLE:.0f} s"
         return ""
 
     def step(self) -> bool:
