@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "twofold"
-RANK = {"core": 0, "store": 1, "fsinfo": 1, "vm": 1, "backup": 2, "image": 2, "jobs": 3, "cli": 4,
+RANK = {"core": 0, "store": 1, "fsinfo": 1, "vm": 1, "backup": 2, "image": 2, "rescue": 2,
+        "jobs": 3, "cli": 4,
         "web": 4}
 
 

@@ -11,7 +11,10 @@ from typing import Annotated
 import typer
 
 from twofold.cli.common import handles_errors, out, print_json
-from twofold.cli.image_cmd import TARGET_HELP, Endpoint, Json, _progress, _target, image_app
+from twofold.cli.image_cmd import image_app
+from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
+from twofold.cli.image_common import progress_for as _progress
+from twofold.cli.image_common import target_of as _target
 from twofold.core.errors import ExitCode, UsageError
 from twofold.jobs.clock import SystemClock
 

@@ -96,7 +96,7 @@ def fsync_dir(path: bytes | str) -> None:
         os.close(fd)
 
 
-def _whole_disk(dev: int) -> str:
+def whole_disk(dev: int) -> str:
     """The sysfs name of the disk holding block device `dev` (a partition's parent)."""
     base = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
     try:
@@ -115,7 +115,7 @@ def same_disk(a: bytes | str, b: bytes | str) -> bool:
         return True
     if not sys.platform.startswith("linux") or os.major(da) == 0 or os.major(db) == 0:
         return False
-    return _whole_disk(da) == _whole_disk(db)
+    return whole_disk(da) == whole_disk(db)
 
 
 READ_AHEAD_CHUNK = 1 << 20
