@@ -72,7 +72,7 @@ def test_rescue_iso_boots_to_the_guide(rescue_iso: Path, firmware: str, medium: 
     spec = VmSpec([Drive(rescue_iso, medium, snapshot=medium == "usb")],
                   firmware=firmware, memory_mb=1024, accel="tcg")
     with Vm(spec, tmp_path / "vm") as vm:
-        text = _boot(vm, FIRST_SCREEN)
+        text = _boot(vm, FIRST_SCREEN + r"\s+firmware: [^\r\n]*\r?\n")
         if firmware == "uefi-secure":
             assert "Secure Boot on" in text, text[-3000:]
         elif firmware == "bios":
