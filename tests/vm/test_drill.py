@@ -8,6 +8,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -170,6 +171,20 @@ def test_a_partition_image_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not a whole disk" in result.output
     result = runner.invoke(app, ["image", "drill", str(store)])  # no disk image to pick
     assert result.exit_code == 2 and "no disk image" in result.output
+
+
+def test_too_little_scratch_space_is_refused_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(tmp_path, boot_disk("bios-mbr").path)
+    before = _files(store)
+    monkeypatch.setattr("twofold.image.drill.shutil.disk_usage",
+                        lambda p: SimpleNamespace(free=1 << 20))
+    result = runner.invoke(app, ["image", "drill", str(store), "--scratch", str(tmp_path)])
+    assert result.exit_code == 2 and "needs about" in result.output and "--scratch" in \
+        result.output
+    result = runner.invoke(app, ["image", "drill", str(store), "--scratch", "/nonexistent"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert _files(store) == before
 
 
 def test_no_qemu_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,6 +44,7 @@ _SEEN = {
 }
 KVM_GRACE = 30.0  # seconds for a kernel to start under KVM before trying TCG instead
 SETTLE = 5.0  # seconds the screen must stay put (but for a blinking cursor)
+SCRATCH_MARGIN = 256 << 20  # bytes a boot may write into the scratch copy
 
 
 @dataclass
@@ -169,6 +170,22 @@ class _Watch:
         self.reason = f"not seen within {timeout:.0f} s"
 
 
+def _room_for(m: Manifest, workdir: Path | None) -> None:
+    """Refuse before any work when the scratch folder cannot hold the restored disk (a
+    sparse file: the image's used bytes, plus a margin for what the boot writes)."""
+    where = Path(workdir or tempfile.gettempdir())
+    if not where.is_dir():
+        raise UsageError(f"the scratch folder {where} does not exist",
+                         "give an existing folder with --scratch DIR")
+    need = m.used_bytes + SCRATCH_MARGIN
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise UsageError(
+            f"the scratch folder {where} has {free / 1e9:.1f} GB free; the drill of "
+            f"{m.name} needs about {need / 1e9:.1f} GB there",
+            "give a folder on a bigger drive with --scratch DIR")
+
+
 def _boot(vm: Vm, prep: Prepared, scratch: Path, progress: Progress,
           timeout: float) -> _Watch:
     progress.phase("booting")
@@ -200,6 +217,7 @@ def drill(target: Target, image: str | None, progress: Progress, clock: Clock,
     find_qemu()
     if firmware != "bios":
         find_ovmf(firmware)
+    _room_for(m, opts.workdir)
     tmp = Path(tempfile.mkdtemp(prefix="twofold-drill-", dir=opts.workdir))
     try:
         scratch = tmp / "scratch.raw"
