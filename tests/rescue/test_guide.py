@@ -128,3 +128,21 @@ def test_answers_from_kernel_and_file(tmp_path: Path) -> None:
     f.write_text('disk = "/dev/sdb"\nwipe = true\n')
     with pytest.raises(UsageError, match="unknown unattended setting"):
         answers_from({}, str(f))
+
+
+def test_firmware_and_main_console_read_from_sysfs(tmp_path: Path) -> None:
+    from twofold.jobs.rescue_scan import firmware, main_console
+
+    assert firmware(str(tmp_path / "none")) == "BIOS"
+    efi = tmp_path / "efi"
+    (efi / "efivars").mkdir(parents=True)
+    var = efi / "efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+    var.write_bytes(b"\x06\x00\x00\x00\x01")
+    assert firmware(str(efi)) == "UEFI, Secure Boot on"
+    var.write_bytes(b"\x06\x00\x00\x00\x00")
+    assert firmware(str(efi)) == "UEFI, Secure Boot off"
+    active = tmp_path / "active"
+    active.write_text("ttyS0 tty0\n")
+    assert main_console(str(active)) == "/dev/tty1"
+    active.write_text("tty0 ttyS0\n")
+    assert main_console(str(active)) == "/dev/ttyS0"

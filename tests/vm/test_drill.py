@@ -18,6 +18,7 @@ from tests.jobs.conftest import Cli, cli, json_of, state
 from twofold.cli.app import app
 from twofold.core.progress import NullProgress
 from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.extedit import ext_write
 from twofold.fsinfo.parttable import parse_table
 from twofold.image.create import create
 from twofold.image.drill import FIRMWARE_STAGE, ROOT_STAGE, STAGES, DrillOptions, drill
@@ -92,6 +93,21 @@ def test_secure_boot_refuses_an_unsigned_loader(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "Secure Boot is UEFI only" in result.output
 
 
+def test_without_a_login_prompt_the_settled_screen_counts(tmp_path: Path) -> None:
+    disk = boot_disk("bios-mbr")
+    copy = tmp_path / "quiet.raw"
+    shutil.copyfile(disk.path, copy)
+    with FileReader(str(copy)) as reader:
+        root = next(p for p in parse_table(reader).partitions
+                    if p.index == disk.root_partition)
+    ext_write(copy, root.start, {"/etc/no-getty": (b"", 0o644)})
+    rec = drill(str(_store(tmp_path, copy)), None, NullProgress(), FixedClock(),
+                DrillOptions(timeout=150))
+    assert rec.passed, (rec.failed_stage, rec.reason, rec.console_tail)
+    assert "login:" not in rec.console_tail
+    assert rec.stages[-1].evidence == "the screen stayed the same for 5 s"
+
+
 def test_drill_cli_and_image_list(tmp_path: Path) -> None:
     store = _store(tmp_path, boot_disk("bios-mbr").path)
     result = runner.invoke(app, ["image", "drill", str(store), "sys", "--timeout", "300"])
@@ -143,6 +159,17 @@ def test_damaged_root_fails_when_it_is_mounted(tmp_path: Path) -> None:
     assert not rec.passed and rec.failed_stage == ROOT_STAGE, (rec.reason, rec.console_tail)
     assert "kernel panic" in rec.reason
     assert rec.stages[1].seconds is not None  # the kernel did start
+
+
+def test_a_partition_image_is_refused(tmp_path: Path) -> None:
+    vol = tmp_path / "vol.img"
+    with vol.open("wb") as f:
+        f.truncate(8 << 20)
+    store = _store(tmp_path, vol)
+    result = runner.invoke(app, ["image", "drill", str(store), "sys"])
+    assert result.exit_code == 2 and "not a whole disk" in result.output
+    result = runner.invoke(app, ["image", "drill", str(store)])  # no disk image to pick
+    assert result.exit_code == 2 and "no disk image" in result.output
 
 
 def test_no_qemu_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -209,5 +208,16 @@ def test_every_page_fits_a_laptop_screen(browser: Any, server: str, world: World
     context.close()
 
 
-def test_chromium_is_debians() -> None:
-    assert shutil.which("chromium") == CHROMIUM or os.path.exists(CHROMIUM)
+
+def test_back_up_now_with_the_keyboard_alone(page: Any) -> None:
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#job-docs') !== null && "
+                         "document.activeElement.tagName === 'BUTTON'"):
+            break
+    else:
+        raise AssertionError("Tab never reached the Back up now button of docs")
+    assert page.evaluate("document.activeElement.textContent") == "Back up now (docs)"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#live .job-live.ok", timeout=60_000)
+    assert "Backup docs" in page.locator("#live").inner_text()

@@ -71,11 +71,12 @@ def heal_copies(sd: SetDir, catalog: Catalog, tops: dict[bytes, bytes], run_name
                                      f"could not be healed: {why}"))
         if why is None or rec.until_run is not None:  # an old version: tried once
             done.append(rec.id)
-    try:
-        with catalog.transaction():
-            unmark(catalog, done)
-    except OSError as err:
-        raise target_failure(err, sd.catalog) from err
+    if done:  # else the catalog stays as it was
+        try:
+            with catalog.transaction():
+                unmark(catalog, done)
+        except OSError as err:
+            raise target_failure(err, sd.catalog) from err
     return result
 
 

@@ -77,7 +77,7 @@ def _where(sd: SetDir, rec: Record, names: dict[int, str], catalog: Catalog) -> 
     if rec.kind is not Kind.FILE:
         return "-"
     if (rec.vrun is not None and rec.vrun not in names) or unsafe(rec.path):
-        return "?"  # its run is lost from the catalog, or a crafted path
+        return "?"  # its run is lost from the catalog, or its path is crafted
     for place in sd.candidates(rec, names, catalog):
         if os.path.lexists(place):
             return os.fsdecode(os.path.relpath(place, sd.root))

@@ -139,6 +139,10 @@ class Guide:
             say(f"firmware: {scan.firmware()}")
         say("Answer with the number or letter shown; Enter takes the [default].")
         try:
+            if self.answers is not None and self.boot and not scan.on_main_console():
+                say(f"An unattended restore runs on {scan.main_console()}; this console "
+                    "shows a shell.")
+                return 0
             if self.answers is not None:
                 return self._unattended(self.answers)
             return self._menu()

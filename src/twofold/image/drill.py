@@ -4,6 +4,7 @@ disks are only read; the scratch copy is removed afterwards."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import shutil
@@ -42,6 +43,7 @@ _SEEN = {
     LAST_STAGE: r"login: ",
 }
 KVM_GRACE = 30.0  # seconds for a kernel to start under KVM before trying TCG instead
+SETTLE = 5.0  # seconds the screen must stay put (but for a blinking cursor)
 
 
 @dataclass
@@ -68,7 +70,12 @@ def firmware_for(table: dict[str, object] | None) -> str:
 def _pick(target: Target, image: str | None) -> Manifest:
     objects = open_objects(target)
     if image is not None:
-        return load_manifest(objects, image)
+        m = load_manifest(objects, image)
+        if m.kind != "disk":
+            raise UsageError(f"image {m.name} holds one {m.kind}, not a whole disk: only a "
+                             "disk (partition table and boot code) can boot",
+                             "drill a disk image (twofold image list shows the kind)")
+        return m
     found = [m for m in all_manifests(objects) if m.kind == "disk"]
     if not found:
         raise UsageError(f"no disk image in {objects.describe()} to drill",
@@ -100,8 +107,7 @@ class _Watch:
         self.stages = [StageTime(n) for n in STAGES]
         self.failed: str | None = None
         self.reason = ""
-        self.last_png = b""
-        self.same_since: float | None = None
+        self.shots: list[tuple[float, bytes]] = []  # (seconds, hash of a screenshot)
 
     def _next(self) -> int:
         return next((i for i, s in enumerate(self.stages) if s.seconds is None), len(STAGES))
@@ -120,16 +126,16 @@ class _Watch:
         return m.group(0) if m else ""
 
     def _settled(self) -> str:
+        """The screen shows at most two pictures (a blinking cursor) for SETTLE seconds."""
         png = self.vm.dir / "settle.png"
         if not self.vm.screendump(png):
             return ""
-        data = png.read_bytes()
         now = self.vm.elapsed()
-        if data != self.last_png:
-            self.last_png, self.same_since = data, now
-            return ""
-        if self.same_since is not None and now - self.same_since >= 5:
-            return "the screen stayed the same for 5 s"
+        self.shots.append((now, hashlib.sha256(png.read_bytes()).digest()))
+        while len(self.shots) > 1 and now - self.shots[1][0] >= SETTLE:
+            self.shots.pop(0)  # keep just over SETTLE seconds of pictures
+        if now - self.shots[0][0] >= SETTLE and len({h for _, h in self.shots}) <= 2:
+            return f"the screen stayed the same for {SETTLE:.0f} s"
         return ""
 
     def step(self) -> bool:

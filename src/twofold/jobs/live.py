@@ -138,6 +138,8 @@ class LiveProgress:
     _last: int = 0
 
     def __post_init__(self) -> None:
+        with suppress(OSError):
+            listing(self.state_root)  # drops what ended an hour ago: the folder stays small
         now = self.clock()
         ident = f"{self.job}-{now}-{os.getpid()}".replace("/", "_")
         self.item = LiveState(ident, self.job, self.kind, self.title, os.getpid(), now, now)

@@ -291,3 +291,25 @@ def firmware(sys_dir: str = "/sys/firmware/efi") -> str:
             on = var.read_bytes()[4:5] == b"\x01"  # 4 bytes of attributes, then the value
             return f"UEFI, Secure Boot {'on' if on else 'off'}"
     return "UEFI"
+
+
+def main_console(active: str = "/sys/class/tty/console/active") -> str | None:
+    """The terminal of /dev/console (the last console= of the kernel command line, tty0
+    as tty1), or None when unknown."""
+    try:
+        names = Path(active).read_text().split()
+    except OSError:
+        return None
+    if not names:
+        return None
+    return "/dev/" + ("tty1" if names[-1] == "tty0" else names[-1])
+
+
+def on_main_console(fd: int = 0) -> bool:
+    """True when `fd` is the main console's terminal (or that cannot be told)."""
+    main = main_console()
+    try:
+        mine = os.ttyname(fd)
+    except OSError:
+        return True
+    return main is None or os.path.realpath(mine) == os.path.realpath(main)
