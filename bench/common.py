@@ -245,13 +245,18 @@ def code_under_test(workdir: str, pin: bool) -> tuple[dict[str, str] | None, str
     """The environment to run twofold in and a description of the code it runs.
 
     pin: HEAD's src/ exported into the workdir (see pin_source); else the working tree.
+    Either way twofold keeps its state (logs, the drive each target was found on) in the
+    workdir, never in the home folder: a bench that empties its target and runs again is
+    not a drive gone missing.
     """
+    state = {"TWOFOLD_STATE_DIR": os.path.join(workdir, "state")}
     if pin:
-        return pin_source(workdir)
+        env, version = pin_source(workdir)
+        return {**(env or os.environ), **state}, version
     version = output(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
     if output(["git", "-C", REPO, "status", "--porcelain", "--", "src"]) != "?":
         version += " + uncommitted changes in src/"
-    return None, version + " (working tree)"
+    return {**os.environ, **state}, version + " (working tree)"
 
 
 def load_text() -> str:
