@@ -86,7 +86,12 @@ class _Restorer:
         set's folders on the drive (Escape if one is on the way)."""
         if self.drive is None:
             return where
-        return self.drive.at(os.path.relpath(where, self.sd.root))
+        try:
+            return self.drive.at(os.path.relpath(where, self.sd.root))
+        except Escape:
+            raise
+        except OSError as err:  # a folder on the way is missing: the copy is not there
+            raise SourceReadError(err.errno, err.strerror, where) from err
 
     def links_last(self) -> None:
         """Make the symlinks, after every entry (a row below a symlink was made as a real
