@@ -158,3 +158,42 @@ def test_dead_fuse_drive_is_said_to_be_gone(dead_fuse_drive: tuple[Path, Path],
         assert res.exit_code == 1, (args, res.output)
         assert "is gone" in res.output, (args, res.output)
         assert "Traceback" not in res.output
+
+
+KILLED_RESTORE = """
+import os, signal, sys
+from datetime import UTC
+import twofold.store.copy as copy_mod
+from twofold.backup.restore import restore
+from twofold.core.progress import NullProgress
+real = copy_mod._write_all
+calls = 0
+def write_then_die(fd, data):
+    global calls
+    calls += 1
+    real(fd, data[: len(data) // 2])
+    if calls == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(fd, data[len(data) // 2:])
+copy_mod._write_all = write_then_die
+restore(sys.argv[1], "main", sys.argv[2], [], None, False, NullProgress(), UTC)
+"""
+
+
+@pytest.mark.parametrize("at", [1, 5])
+def test_killed_restore_leaves_no_partial_file(tmp_path: Path, at: int) -> None:
+    """A restore killed half-way through writing a file leaves only whole files in the
+    destination: the file being written has no name until its BLAKE3 is checked."""
+    src = tmp_path / "src"
+    _tree(src, 12)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_backup(src, target, FakeClock())
+    dest = tmp_path / "dest"
+    done = subprocess.run([sys.executable, "-c", KILLED_RESTORE, str(target), str(dest),
+                           str(at)], capture_output=True, text=True, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    restored = [p for p in dest.rglob("*") if p.is_file()]
+    assert len(restored) == at - 1  # those written before the kill
+    for p in restored:
+        assert p.read_bytes() == (src / p.relative_to(dest / "src")).read_bytes(), p
