@@ -69,6 +69,7 @@ class Area:
     type: str = ""
     name: str = ""
     uuid: str | None = None
+    fs_label: str | None = None  # the file system's own label, when it has one
 
     @property
     def used_bytes(self) -> int:
@@ -119,8 +120,9 @@ class Manifest:
 
 
 def _area_doc(a: Area) -> dict[str, Any]:
+    label = {"fs_label": a.fs_label} if a.fs_label else {}  # optional: older readers skip it
     return {"role": a.role, "number": a.number, "start": a.start, "size": a.size,
-            "type": a.type, "name": a.name, "uuid": a.uuid, "fs": a.fs,
+            "type": a.type, "name": a.name, "uuid": a.uuid, "fs": a.fs, **label,
             "used_bytes": a.used_bytes, "extents": [list(e) for e in a.extents],
             "chunks": [[c.cell, c.length, c.id.hex() if c.id else None] for c in a.chunks]}
 
@@ -149,7 +151,7 @@ def parse_manifest(data: bytes, where: str, name: str | None = None) -> Manifest
                               for c in a["chunks"]],
                       fs=_text(a.get("fs")), number=a.get("number"),
                       type=str(a.get("type", "")), name=str(a.get("name", "")),
-                      uuid=_text(a.get("uuid")))
+                      uuid=_text(a.get("uuid")), fs_label=_text(a.get("fs_label")))
                  for a in doc["areas"]]
         table = doc.get("table")
         if table is not None and not isinstance(table, dict):
