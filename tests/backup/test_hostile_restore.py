@@ -196,3 +196,26 @@ def test_symlink_planted_on_the_drive_is_not_read_through(
     result = run_restore(target, tmp_path / "r")
     assert {(i.path, i.kind) for i in result.issues} == {(b"src/sub/b.txt", "unsafe")}
     assert (tmp_path / "r" / "src" / "a.txt").read_bytes() == b"alpha\n"
+
+
+def test_named_temp_where_no_unnamed_file(tmp_path: Path, clock: FakeClock,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the file system makes no unnamed files (FUSE drives), a restore writes a
+    named temp, renamed into place once whole; none is left, damaged copies included."""
+    import twofold.backup.restore as restore_mod
+
+    monkeypatch.setattr(restore_mod, "_O_TMPFILE", 0)
+    src = tmp_path / "src"
+    write_file(src / "a.txt", b"alpha\n" * 50)
+    write_file(src / "sub" / "b.txt", b"beta\n")
+    target = tmp_path / "target"
+    target.mkdir()
+    run_backup(src, target, clock)
+    copy = set_dir(target) / "current" / "src" / "sub" / "b.txt"
+    copy.write_bytes(b"BETA\n")
+    dest = tmp_path / "r"
+    result = run_restore(target, dest)
+    assert {(i.path, i.kind) for i in result.issues} == {(b"src/sub/b.txt", "damaged")}
+    assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*")) == \
+        ["src", "src/a.txt", "src/sub"]
+    assert (dest / "src" / "a.txt").read_bytes() == b"alpha\n" * 50

@@ -75,7 +75,8 @@ def _start_stopped(src: Path, target: Path, tmp_path: Path, *, thread: bool,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, cwd=Path(__file__).parents[2])
     _until("stopped", lambda: _state(proc.pid) in ("T", "t", "gone", "Z"))
-    assert _state(proc.pid) in ("T", "t"), proc.communicate()
+    if _state(proc.pid) not in ("T", "t"):
+        raise AssertionError(f"the run did not stop half-way: {proc.communicate()}")
     return proc
 
 
@@ -87,13 +88,19 @@ def test_kill_9_leaves_no_process(tmp_path: Path, thread: bool) -> None:
     target = tmp_path / "target"
     target.mkdir()
     proc = _start_stopped(src, target, tmp_path, thread=thread)
-    helpers = [p for p in _session(proc.pid) if p[0] != proc.pid]
-    assert helpers, "the run had no helper processes to leave behind"
-    if thread:
-        assert any("forkserver" in cmd for _pid, _s, cmd in helpers), helpers
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
-    _until("gone", lambda: _session(proc.pid) == [])
+    try:
+        helpers = [p for p in _session(proc.pid) if p[0] != proc.pid]
+        assert helpers, "the run had no helper processes to leave behind"
+        if thread:
+            assert any("forkserver" in cmd for _pid, _s, cmd in helpers), helpers
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    try:
+        _until("gone", lambda: _session(proc.pid) == [])
+    finally:
+        for pid, _state, _cmd in _session(proc.pid):  # a failed test leaves nothing either
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -106,7 +113,7 @@ def test_verify_during_a_run_reports_no_damage(tmp_path: Path) -> None:
     for i in range(0, 120, 2):  # half the files change: the next run replaces them
         write_file(src / f"d{i % 7}" / f"f{i:04d}.bin", os.urandom(30_000))
     proc = _start_stopped(src, target, tmp_path, thread=False, stop_at=110)
-    try:
+    try:  # (the run goes on whatever happens here: SIGCONT below)
         with pytest.raises(TargetError, match="in use"):
             run_verify(target)
         res = CliRunner().invoke(app, ["verify", "--from", str(target), "--set", SET])
@@ -158,3 +165,42 @@ def test_dead_fuse_drive_is_said_to_be_gone(dead_fuse_drive: tuple[Path, Path],
         assert res.exit_code == 1, (args, res.output)
         assert "is gone" in res.output, (args, res.output)
         assert "Traceback" not in res.output
+
+
+KILLED_RESTORE = """
+import os, signal, sys
+from datetime import UTC
+import twofold.store.copy as copy_mod
+from twofold.backup.restore import restore
+from twofold.core.progress import NullProgress
+real = copy_mod._write_all
+calls = 0
+def write_then_die(fd, data):
+    global calls
+    calls += 1
+    real(fd, data[: len(data) // 2])
+    if calls == int(sys.argv[3]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(fd, data[len(data) // 2:])
+copy_mod._write_all = write_then_die
+restore(sys.argv[1], "main", sys.argv[2], [], None, False, NullProgress(), UTC)
+"""
+
+
+@pytest.mark.parametrize("at", [1, 5])
+def test_killed_restore_leaves_no_partial_file(tmp_path: Path, at: int) -> None:
+    """A restore killed half-way through writing a file leaves only whole files in the
+    destination: the file being written has no name until its BLAKE3 is checked."""
+    src = tmp_path / "src"
+    _tree(src, 12)
+    target = tmp_path / "target"
+    target.mkdir()
+    run_backup(src, target, FakeClock())
+    dest = tmp_path / "dest"
+    done = subprocess.run([sys.executable, "-c", KILLED_RESTORE, str(target), str(dest),
+                           str(at)], capture_output=True, text=True, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    restored = [p for p in dest.rglob("*") if p.is_file()]
+    assert len(restored) == at - 1  # those written before the kill
+    for p in restored:
+        assert p.read_bytes() == (src / p.relative_to(dest / "src")).read_bytes(), p

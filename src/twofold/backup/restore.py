@@ -26,6 +26,7 @@ from twofold.store.copy import SourceReadError, copy_file
 from twofold.store.target import SetDir
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0) if os.path.isdir("/proc/self/fd") else 0
 
 
 @dataclass
@@ -38,6 +39,56 @@ class RestoreResult:
     bytes: int = 0
     entries: int = 0
     issues: list[Issue] = field(default_factory=list)
+
+
+class _Part:
+    """The file a restore writes before its BLAKE3 is checked: unnamed (O_TMPFILE) where
+    the folder's file system can make one, so a killed restore leaves nothing behind, else
+    a named temp file that a rename puts in place."""
+
+    def __init__(self, dir_fd: int) -> None:
+        self.dir_fd = dir_fd
+        self.name = b".twofold-restore-%d" % os.getpid()
+        self.fd: int | None = None
+        if _O_TMPFILE:
+            with suppress(OSError):  # EOPNOTSUPP, EISDIR...: FUSE, exFAT, older kernels
+                self.fd = os.open(b".", _O_TMPFILE | os.O_WRONLY, 0o600, dir_fd=dir_fd)
+        if self.fd is None:
+            with suppress(FileNotFoundError):
+                os.unlink(self.name, dir_fd=dir_fd)
+
+    @property
+    def target(self) -> int | tuple[int, bytes]:
+        """What copy_file writes to."""
+        return self.fd if self.fd is not None else (self.dir_fd, self.name)
+
+    def drop(self) -> None:
+        """Forget what was written."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        else:
+            with suppress(FileNotFoundError):
+                os.unlink(self.name, dir_fd=self.dir_fd)
+
+    def place(self, rec: Record, name: bytes) -> list[str]:
+        """Give the verified file `rec`'s metadata and the name `name`; returns what
+        metadata could not be set."""
+        if self.fd is not None:
+            try:
+                problems = apply_metadata(self.fd, rec)
+                os.link(b"/proc/self/fd/%d" % self.fd, name, dst_dir_fd=self.dir_fd)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+            return problems
+        out = os.open(self.name, os.O_RDONLY | _O_NOFOLLOW, dir_fd=self.dir_fd)
+        try:
+            problems = apply_metadata(out, rec)
+        finally:
+            os.close(out)
+        os.rename(self.name, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        return problems
 
 
 def _selected(path: bytes, wanted: list[bytes]) -> bool:
@@ -86,7 +137,12 @@ class _Restorer:
         set's folders on the drive (Escape if one is on the way)."""
         if self.drive is None:
             return where
-        return self.drive.at(os.path.relpath(where, self.sd.root))
+        try:
+            return self.drive.at(os.path.relpath(where, self.sd.root))
+        except Escape:
+            raise
+        except OSError as err:  # a folder on the way is missing: the copy is not there
+            raise SourceReadError(err.errno, err.strerror, where) from err
 
     def links_last(self) -> None:
         """Make the symlinks, after every entry (a row below a symlink was made as a real
@@ -151,47 +207,37 @@ class _Restorer:
                 os.close(src_fd)
             self.progress.advance(1, 0)
             return True
-        part = b".twofold-restore-%d" % os.getpid()
         found: list[tuple[str, str]] = []  # (kind, message) per candidate tried
         for src in self.sd.candidates(rec, self.names, self.catalog):
+            part = _Part(fd)
             try:
-                with suppress(FileNotFoundError):
-                    os.unlink(part, dir_fd=fd)
-                try:
-                    where = self.on_drive(src)
-                except Escape:
-                    raise
-                except OSError as err:  # a folder on the way is missing: the next place
-                    raise SourceReadError(err.errno, err.strerror, err.filename) from err
-                copied = copy_file(where, (fd, part))
+                copied = copy_file(self.on_drive(src), part.target)
             except SourceReadError as err:
+                part.drop()
                 found.append(("failed", f"cannot read the backup copy {show(src)}: "
                               f"{err.strerror}"))
                 continue
             except Escape as err:
+                part.drop()
                 found.append(("unsafe", f"the backup copy {show(src)} is reached through "
                               f"a symlink on the drive; not followed ({err.strerror})"))
                 continue
             except OSError as err:
+                part.drop()
                 if err.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise RestoreError(f"no space left in {os.fsdecode(self.dest.root)}",
                                        "free some space or restore elsewhere") from err
                 raise
             if copied.hash == rec.hash and copied.size == rec.size:
                 break
-            os.unlink(part, dir_fd=fd)
+            part.drop()
             found.append(("damaged", f"the backup copy {show(src)} does not match its "
                           "BLAKE3; not restored (run `twofold verify`)"))
         else:
             self.note(rec.path, *found[0])  # the main location's problem
             return False
         self.progress.advance(1, copied.size)
-        out = os.open(part, os.O_RDONLY | _O_NOFOLLOW, dir_fd=fd)
-        try:
-            problems = apply_metadata(out, rec)
-        finally:
-            os.close(out)
-        os.rename(part, name, src_dir_fd=fd, dst_dir_fd=fd)
+        problems = part.place(rec, name)
         if problems and IS_ROOT:
             self.note(rec.path, "metadata", "; ".join(problems))
         if rec.path in self.link_targets:
