@@ -97,14 +97,27 @@ def create_command(
         state.remember_drive("image", to, "", r.drive)
     if as_json:
         print_json({"image": r.name, "kind": r.kind, "size": r.size, **r.as_dict(),
-                    "ratio": round(r.ratio, 3),
+                    "ratio": round(r.ratio, 3), "taken": dict(r.taken),
                     "issues": [i.message for i in r.issues]})
+        _exit_if_unstable(r.issues)
         return
     _issues(r.issues)
     out.print(f"[bold]Image {r.name} complete[/] ({r.kind}, {size(r.size)})")
     out.print(f"  used {size(r.used_bytes)}   stored new {size(r.stored_new_bytes)}   "
               f"ratio {f'{r.ratio:.2f}' if r.ratio else '-'}   chunks new {r.new_chunks:,} reused "
               f"{r.reused_chunks:,} zero {r.zero_chunks:,}   {r.seconds:.1f} s")
+    for label, how in r.taken:
+        out.print(f"  {label}: {how}", markup=False)
+    _exit_if_unstable(r.issues)
+
+
+def _exit_if_unstable(issues: list[Issue]) -> None:
+    """Exit 3 when files kept changing while a live file system was imaged."""
+    unstable = [i for i in issues if i.kind == "unstable"]
+    if unstable:
+        err.print(f"[yellow]{len(unstable)} file(s) kept changing while read and may be "
+                  "inconsistent in the image[/] (listed above)")
+        raise typer.Exit(int(ExitCode.PARTIAL))
 
 
 @image_app.command("list")

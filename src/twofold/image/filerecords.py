@@ -1,0 +1,86 @@
+"""The records of a file-level partition (docs/FORMAT.md, "File-level areas"): one JSON
+line per file, folder, link or device, cut into chunks at record boundaries chosen by the
+records' own paths, so an unchanged stretch of the tree makes the same chunks again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from blake3 import blake3
+
+from twofold.image.manifest import ManifestError
+
+KINDS = {"f": "file", "d": "folder", "l": "symlink", "c": "char device", "b": "block device",
+         "p": "fifo", "s": "socket"}
+BOUNDARY_MASK = 31  # a group ends after a path whose hash has these bits clear: ~32 a group
+
+
+def put_bytes(doc: dict[str, Any], key: str, value: bytes) -> None:
+    """`value` under `key` as text when it is UTF-8, else as hex under `key` + "x"."""
+    try:
+        doc[key] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        doc[key + "x"] = value.hex()
+
+
+def get_bytes(doc: dict[str, Any], key: str) -> bytes | None:
+    """What put_bytes stored under `key`, or None."""
+    if key in doc:
+        return str(doc[key]).encode("utf-8")
+    if key + "x" in doc:
+        return bytes.fromhex(str(doc[key + "x"]))
+    return None
+
+
+def ends_group(path: bytes) -> bool:
+    """True when a group of records (or of small files' data) ends after `path`: decided
+    by the path alone, so a change inside one group leaves the others as they were."""
+    return blake3(path).digest()[0] & BOUNDARY_MASK == 0
+
+
+def groups(records: list[dict[str, Any]], paths: list[bytes], limit: int) -> Iterator[bytes]:
+    """The record stream as pieces of at most about `limit` bytes, each ending after a
+    boundary path (or at `limit`)."""
+    piece: list[bytes] = []
+    size = 0
+    for rec, path in zip(records, paths, strict=True):
+        line = json.dumps(rec, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+        piece.append(line)
+        size += len(line)
+        if size >= limit or ends_group(path):
+            yield b"".join(piece)
+            piece, size = [], 0
+    if piece:
+        yield b"".join(piece)
+
+
+def parse_records(data: bytes, where: str) -> Iterator[dict[str, Any]]:
+    """The records in the stream `data`, each checked for its kind and a safe path;
+    ManifestError naming `where` otherwise."""
+    for number, line in enumerate(data.splitlines(), 1):
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or rec.get("k") not in KINDS:
+                raise ValueError("not a record")
+            path = get_bytes(rec, "p")
+            if path is None:
+                raise ValueError("no path")
+            check_path(path)
+        except (ValueError, TypeError) as err:
+            raise ManifestError(f"{where}: record {number} is damaged ({err})",
+                                "do not restore it; delete it and image the disk again"
+                                ) from None
+        yield rec
+
+
+def check_path(path: bytes) -> list[bytes]:
+    """The components of a relative path from a record; ValueError for an absolute path,
+    `.`/`..`, an empty component or a NUL byte ("" is the file system's root)."""
+    if not path:
+        return []
+    parts = path.split(b"/")
+    if b"\0" in path or any(p in (b"", b".", b"..") for p in parts):
+        raise ValueError(f"unsafe path {path!r}")
+    return parts
