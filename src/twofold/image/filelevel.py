@@ -224,9 +224,12 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
             close_bundle()
 
     root = os.fsencode(point)
+    label_entry = str(params.get("label") or "").encode() if params["type"] == "vfat" else b""
     pending: deque[tuple[dict[str, Any], bytes, Future[_Read | None] | None]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="twofold-files") as pool:
         for rel, full, st in _walk(root, skip):
+            if rel == label_entry and stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                continue  # fusefat shows a FAT volume label as an empty file in the root
             rec = _record(rel, full, st)
             fut = None
             if rec["k"] == "f":

@@ -19,6 +19,7 @@ from twofold.fsinfo.gptgrow import grow_gpt
 from twofold.fsinfo.wipe import wipe_signatures
 from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
+from twofold.image.filerestore import FilesRestored, restore_files
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
 from twofold.image.repo import Target, load_manifest, open_store
 from twofold.image.source import refuse_if_busy, related_devices
@@ -45,6 +46,7 @@ class RestoreResult:
     seconds: float = 0.0
     wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb1: ext4")
     boot_note: str = ""  # the UEFI fallback loader: added, or what the user must do
+    files: list[FilesRestored] = field(default_factory=list)  # areas made anew at file level
 
 
 def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
@@ -101,9 +103,11 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
             else:
                 places.setdefault(ref.id, []).append((area, pieces))
                 lengths[ref.id] = ref.length
-    missing = [cid for cid in places if store.location(cid) is None]
+    file_ids = {cid: a for a in areas for _n, cid in a.file_chunks()}
+    missing = [cid for cid in [*places, *file_ids] if store.location(cid) is None]
     if missing:
-        area, pieces = places[missing[0]][0]
+        area, pieces = places[missing[0]][0] if missing[0] in places \
+            else (file_ids[missing[0]], [(0, 0)])
         bad = sum(1 for cid in missing if store.known_bad(cid))
         raise ImageDamaged(
             f"image {m.name} needs {len(missing)} chunk(s) the store does not hold"
@@ -149,6 +153,12 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
         except ImageDamaged:
             record_bad(store, clock)  # the next create stores those chunks again
             raise
+        for area in areas:
+            if area.files is not None:
+                os.fsync(fd)
+                got = restore_files(store, area, dest, shift + area.start, area.size, progress)
+                result.files.append(got)
+                result.bytes_written += got.file_bytes
         if readback:
             os.fsync(fd)
             result.bytes_checked = _read_back(dest, fd, shift, places, progress)
