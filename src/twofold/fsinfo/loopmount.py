@@ -77,14 +77,16 @@ def _fuse_mount(args: list[str], point: str) -> subprocess.Popen[bytes]:
     if shutil.which(args[0]) is None:
         raise FsToolError(f"{args[0]} is not installed; it is needed to mount FAT here",
                           "install fusefat (the kernel has no vfat driver)")
-    driver = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    for _ in range(200):
-        if os.path.ismount(point):
-            return driver
-        if driver.poll() is not None:
-            break
-        time.sleep(0.05)
-    driver.kill()
-    _out, errs = driver.communicate()
-    raise FsToolError(f"{args[0]} could not mount the restored file system: "
-                      f"{errs.decode(errors='replace').strip()[-300:]}")
+    with tempfile.TemporaryFile() as log:  # a pipe nobody reads would stall its chatter
+        driver = subprocess.Popen(args, stdout=log, stderr=log)
+        for _ in range(200):
+            if os.path.ismount(point):
+                return driver
+            if driver.poll() is not None:
+                break
+            time.sleep(0.05)
+        driver.kill()
+        driver.wait()
+        log.seek(0)
+        said = log.read().decode(errors="replace").strip()[-300:]
+    raise FsToolError(f"{args[0]} could not mount the restored file system: {said}")

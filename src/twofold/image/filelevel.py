@@ -253,7 +253,11 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         meta.append((len(piece), cid))
     metas = {cid for _n, cid in meta}
     data = sorted((cid, n) for cid, n in sink.ids.items() if cid not in metas)
+    vfs = os.statvfs(point)
+    fs_used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs.f_blocks else \
+        sum(-(-int(r.get("s", 0)) // 4096) * 4096 + 4096 for r in records)  # fusefat: 0 of 0
     taken.doc = {"params": params, "entries": len(records), "file_bytes": taken.file_bytes,
+                 "fs_used": fs_used,
                  "meta": [[n, cid.hex()] for n, cid in meta],
                  "data": [[n, cid.hex()] for cid, n in data], "unstable": unstable}
     return taken

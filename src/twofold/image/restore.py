@@ -8,7 +8,7 @@ import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
@@ -21,6 +21,7 @@ from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.filerestore import FilesRestored, restore_files
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
+from twofold.image.relayout import smaller_layout, write_table
 from twofold.image.repo import Target, load_manifest, open_store
 from twofold.image.source import refuse_if_busy, related_devices
 from twofold.image.verify import check_chunks, record_bad
@@ -47,6 +48,7 @@ class RestoreResult:
     wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb1: ext4")
     boot_note: str = ""  # the UEFI fallback loader: added, or what the user must do
     files: list[FilesRestored] = field(default_factory=list)  # areas made anew at file level
+    relaid: dict[int, int] = field(default_factory=dict)  # smaller disk: partition -> size
 
 
 def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
@@ -93,11 +95,24 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
     store = open_store(target)
     m = load_manifest(store.objects, image)
     areas, shift, needed = _select(m, partition)
+    layout = None
+    if partition is None and m.kind == "disk" and os.path.exists(dest):
+        with FileReader(dest) as peek:
+            if peek.size < m.size:  # a smaller disk: laid out again when the data fits
+                layout = smaller_layout(m, dest, peek.size)
+                needed = peek.size
+    if layout is not None:
+        first = min(start for start, _ in layout.values())
+        areas = [replace(a, start=layout[a.number][0], size=layout[a.number][1])
+                 if a.role == "partition" and a.number is not None else a for a in areas]
     places: dict[bytes, list[tuple[Area, list[Extent]]]] = {}
     zero_pieces: list[tuple[Area, list[Extent]]] = []
     lengths: dict[bytes, int] = {}
     for area in areas:
         for ref, pieces in chunk_spans(area, m.chunk_size):
+            if layout is not None and area.role == "disk" and \
+                    pieces[-1][0] + pieces[-1][1] > first:
+                continue  # the old table's gaps past the first partition: laid out anew
             if ref.id is None:
                 zero_pieces.append((area, pieces))
             else:
@@ -162,8 +177,13 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
         if readback:
             os.fsync(fd)
             result.bytes_checked = _read_back(dest, fd, shift, places, progress)
+        if layout is not None:
+            os.fsync(fd)
+            progress.phase("partition table")
+            write_table(m, dest, layout)
+            result.relaid = {n: s for n, (_start, s) in layout.items()}
         if partition is None and m.table and m.table.get("kind") == "gpt" \
-                and dest_size > m.size:
+                and dest_size > m.size and layout is None:
             progress.phase("partition table")
             with FileReader(dest) as reader:
                 writes = grow_gpt(reader, dest_size, m.table.get("sector_size"))

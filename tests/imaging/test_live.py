@@ -1,0 +1,112 @@
+"""Imaging a disk whose ext4 and FAT partitions are mounted read-write and being written
+to: taken at file level, restored (also onto a smaller disk) exactly, fsck clean; the
+second image stores only what changed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.drives import run
+from tests.imaging.conftest import FixedClock
+from tests.imaging.live_disk import LiveDisk, live_disk, snapshot, writer
+from twofold.core.progress import NullProgress
+from twofold.image.create import create
+from twofold.image.manifest import parse_manifest
+from twofold.image.restore import restore
+
+MiB = 1 << 20
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> LiveDisk:
+    with live_disk(tmp_path) as d:
+        yield d  # type: ignore[misc]
+
+
+def _restored_trees(image: Path, work: Path) -> tuple[dict[str, tuple[object, ...]],
+                                                       dict[str, tuple[object, ...]]]:
+    """The trees of partitions 1 and 2 of a restored disk file, after fsck -n."""
+    from tests.imaging.live_disk import _partition
+
+    dev = run("losetup", "-f", "-P", "--show", image).stdout.strip()
+    try:
+        p1, p2 = _partition(dev, 1), _partition(dev, 2)
+        run("e2fsck", "-f", "-n", p1)
+        run("fsck.fat", "-n", p2)
+        ids = run("blkid", "-o", "export", p1).stdout + run("blkid", "-o", "export", p2).stdout
+        assert "LABEL=livroot" in ids and "LABEL=LIVEESP" in ids
+        m1, m2 = work / "r1", work / "r2"
+        m1.mkdir()
+        m2.mkdir()
+        run("mount", "-o", "ro", p1, m1)
+        try:
+            run("fusefat", "-o", "ro", p2, m2)
+            try:
+                return snapshot(m1, True), snapshot(m2, False)
+            finally:
+                run("fusermount", "-u", m2)
+        finally:
+            run("umount", m1)
+    finally:
+        run("losetup", "-d", dev, check=False)
+
+
+def test_live_disk_is_imaged_at_file_level_and_restored_exactly(disk: LiveDisk,
+                                                                tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    busy = (disk.root / "busy" / "churn", disk.esp / "CHURN.TXT")
+    with writer(*busy):
+        first = create(disk.dev, str(store), "first", 3, None, False, NullProgress(), clock)
+    assert [how.split(" from ")[0] for _l, how in first.taken] == ["file level", "file level"]
+    unstable = {os.fsdecode(i.path) for i in first.issues if i.kind == "unstable"}
+    assert unstable <= {str(busy[0]), str(busy[1])}
+    m = parse_manifest((store / "twofold-images/images/first.json").read_bytes(), "first")
+    taken = {a.number: a for a in m.areas if a.role == "partition"}
+    assert taken[1].files is not None and taken[1].files["params"]["type"] == "ext4"
+    assert taken[2].files is not None and taken[2].files["params"]["label"] == "LIVEESP"
+    uuid1 = run("blkid", "-s", "UUID", "-o", "value", f"{disk.dev}p1").stdout.strip()
+    assert taken[1].files["params"]["uuid"] == uuid1
+
+    out = tmp_path / "restored.img"
+    got = restore(str(store), "first", str(out), None, NullProgress(), clock)
+    assert len(got.files) == 2
+    want1 = snapshot(disk.root, True, skip=("busy",))
+    want2 = snapshot(disk.esp, False, skip=("CHURN", "LIVEESP"))
+    tree1, tree2 = _restored_trees(out, tmp_path)
+    assert {k: v for k, v in tree1.items() if not k.startswith("busy")} == want1
+    assert {k: v for k, v in tree2.items() if not k.startswith(("CHURN", "LIVEESP"))} == want2
+    versions = {hashlib.sha256(str(d).encode() * 300_000).hexdigest() for d in range(10)}
+    for name, full, tree in (("busy/churn", busy[0], tree1), ("CHURN.TXT", busy[1], tree2)):
+        digest = tree[name][-2 if tree is tree1 else 1]
+        assert digest in versions or str(full) in unstable  # one whole version of it
+
+    # a change: 1 MiB of new data and one small file edited; the second image stores that
+    (disk.root / "dir5" / "new.bin").write_bytes(os.urandom(MiB))
+    (disk.root / "dir1" / "sub" / "f2.txt").write_bytes(b"edited\n")
+    second = create(disk.dev, str(store), "second", 3, None, False, NullProgress(), clock)
+    assert MiB <= second.stored_new_bytes < MiB + 400_000, second.stored_new_bytes
+    assert second.reused_chunks > 0
+
+
+def test_a_smaller_disk_takes_the_image_when_the_data_fits(disk: LiveDisk,
+                                                          tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    create(disk.dev, str(store), "live", 3, None, False, NullProgress(), clock)
+    small = tmp_path / "small.img"
+    with open(small, "wb") as f:
+        f.truncate(120 * MiB)
+    got = restore(str(store), "live", str(small), None, NullProgress(), clock)
+    assert got.dest_size == 120 * MiB
+    tree1, tree2 = _restored_trees(small, tmp_path)
+    assert tree1 == snapshot(disk.root, True)
+    assert {k: v for k, v in tree2.items() if k != "LIVEESP"} == \
+        snapshot(disk.esp, False, skip=("LIVEESP",))
