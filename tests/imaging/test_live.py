@@ -15,6 +15,7 @@ from tests.imaging.conftest import FixedClock
 from tests.imaging.live_disk import LiveDisk, live_disk, snapshot, writer
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
+from twofold.image.errors import ImageRefused
 from twofold.image.manifest import parse_manifest
 from twofold.image.restore import restore
 
@@ -105,8 +106,23 @@ def test_a_smaller_disk_takes_the_image_when_the_data_fits(disk: LiveDisk,
     with open(small, "wb") as f:
         f.truncate(120 * MiB)
     got = restore(str(store), "live", str(small), None, NullProgress(), clock)
-    assert got.dest_size == 120 * MiB
+    assert got.dest_size == 120 * MiB and got.relaid[2] < 40 * MiB  # the ESP shrank
     tree1, tree2 = _restored_trees(small, tmp_path)
     assert tree1 == snapshot(disk.root, True)
     assert {k: v for k, v in tree2.items() if k != "LIVEESP"} == \
         snapshot(disk.esp, False, skip=("LIVEESP",))
+
+
+def test_a_disk_too_small_even_for_the_data_is_refused_with_the_size_needed(
+        disk: LiveDisk, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    create(disk.dev, str(store), "live", 3, None, False, NullProgress(), clock)
+    tiny = tmp_path / "tiny.img"
+    with open(tiny, "wb") as f:
+        f.truncate(16 * MiB)
+    with pytest.raises(ImageRefused, match=r"needs [\d,]+ \([\d,]+ more\)") as err:
+        restore(str(store), "live", str(tiny), None, NullProgress(), clock)
+    assert err.value.exit_code == 1
+    assert tiny.read_bytes()[:4096] == bytes(4096)  # nothing written
