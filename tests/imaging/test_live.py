@@ -16,8 +16,10 @@ from tests.imaging.live_disk import LiveDisk, live_disk, snapshot, writer
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.errors import ImageRefused
+from twofold.image.manage import delete
 from twofold.image.manifest import parse_manifest
 from twofold.image.restore import restore
+from twofold.image.verify import verify
 
 MiB = 1 << 20
 pytestmark = pytest.mark.root
@@ -42,7 +44,7 @@ def _restored_trees(image: Path, work: Path) -> tuple[dict[str, tuple[object, ..
         ids = run("blkid", "-o", "export", p1).stdout + run("blkid", "-o", "export", p2).stdout
         assert "LABEL=livroot" in ids and "LABEL=LIVEESP" in ids
         m1, m2 = work / "r1", work / "r2"
-        m1.mkdir()
+        m1.mkdir(parents=True)
         m2.mkdir()
         run("mount", "-o", "ro", p1, m1)
         try:
@@ -94,6 +96,18 @@ def test_live_disk_is_imaged_at_file_level_and_restored_exactly(disk: LiveDisk,
     second = create(disk.dev, str(store), "second", 3, None, False, NullProgress(), clock)
     assert MiB <= second.stored_new_bytes < MiB + 400_000, second.stored_new_bytes
     assert second.reused_chunks > 0
+
+    # images are deletable in any order: the second still verifies and restores whole
+    delete(str(store), "first", NullProgress(), clock)
+    checked = verify(str(store), None, NullProgress(), clock)
+    files = {cid for a in parse_manifest((store / "twofold-images/images/second.json")
+                                         .read_bytes(), "second").areas
+             for _n, cid in a.file_chunks()}
+    assert checked.chunks >= len(files) > 0 and not checked.damages
+    again = tmp_path / "again.img"
+    restore(str(store), "second", str(again), None, NullProgress(), clock)
+    tree1, _tree2 = _restored_trees(again, tmp_path / "again")
+    assert tree1["dir1/sub/f2.txt"][-2] == hashlib.sha256(b"edited\n").hexdigest()
 
 
 def test_a_smaller_disk_takes_the_image_when_the_data_fits(disk: LiveDisk,
