@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.drives import run
 from tests.imaging.conftest import FixedClock
 from tests.imaging.live_disk import LiveDisk, live_disk, snapshot, writer
+from twofold.cli.app import app
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
-from twofold.image.errors import ImageRefused
 from twofold.image.manage import delete
 from twofold.image.manifest import parse_manifest
 from twofold.image.restore import restore
@@ -131,12 +133,16 @@ def test_a_disk_too_small_even_for_the_data_is_refused_with_the_size_needed(
         disk: LiveDisk, tmp_path: Path) -> None:
     store = tmp_path / "store"
     store.mkdir()
-    clock = FixedClock()
-    create(disk.dev, str(store), "live", 3, None, False, NullProgress(), clock)
+    runner = CliRunner()
+    made = runner.invoke(app, ["image", "create", disk.dev, "--to", str(store), "--name",
+                               "live"])
+    assert made.exit_code == 0, made.output
+    assert f"partition 1 (ext4): file level from {disk.root}" in made.output
+    assert f"partition 2 (vfat): file level from {disk.esp}" in made.output
     tiny = tmp_path / "tiny.img"
     with open(tiny, "wb") as f:
         f.truncate(16 * MiB)
-    with pytest.raises(ImageRefused, match=r"needs [\d,]+ \([\d,]+ more\)") as err:
-        restore(str(store), "live", str(tiny), None, NullProgress(), clock)
-    assert err.value.exit_code == 1
+    got = runner.invoke(app, ["image", "restore", str(store), "live", "--to", str(tiny)])
+    assert got.exit_code == 1
+    assert re.search(r"too small.*needs [\d,]+ \([\d,]+ more\)", got.output), got.output
     assert tiny.read_bytes()[:4096] == bytes(4096)  # nothing written
