@@ -101,11 +101,17 @@ def restore_command(
     finally:
         progress.finish()
     if as_json:
-        print_json(vars(r))
+        print_json({**vars(r), "files": [vars(f) for f in r.files]})
         return
     out.print(f"[bold]Restored {r.image} to {r.dest}[/]: {size(r.bytes_written)} written, "
               f"{plural(r.chunks, 'chunk')} checked, {size(r.bytes_checked)} read back, "
               f"{r.seconds:.1f} s")
+    for f in r.files:
+        out.print(f"  {f.label}: made anew at {size(f.size)}, {f.entries:,} entries, "
+                  f"{size(f.file_bytes)} of files written, fsck clean", markup=False)
+    if r.relaid:
+        out.print("  laid out again for the smaller disk: " + ", ".join(
+            f"partition {n} {size(b)}" for n, b in sorted(r.relaid.items())), markup=False)
     if r.wiped:
         out.print(f"  old signatures erased first: {', '.join(r.wiped)}")
     if r.gpt_moved:
