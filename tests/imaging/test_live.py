@@ -146,3 +146,22 @@ def test_a_disk_too_small_even_for_the_data_is_refused_with_the_size_needed(
     assert got.exit_code == 1
     assert re.search(r"too small.*needs [\d,]+ \([\d,]+ more\)", got.output), got.output
     assert tiny.read_bytes()[:4096] == bytes(4096)  # nothing written
+
+
+def test_grow_lets_the_last_partition_take_a_larger_disk(disk: LiveDisk,
+                                                         tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    create(disk.dev, str(store), "live", 3, None, False, NullProgress(), clock)
+    big = tmp_path / "big.img"
+    with open(big, "wb") as f:
+        f.truncate(300 * MiB)
+    got = restore(str(store), "live", str(big), None, NullProgress(), clock, grow=True)
+    assert got.relaid == {1: 100 * MiB, 2: 198 * MiB} and not got.gpt_moved
+    dump = run("sfdisk", "-d", big).stdout
+    assert "size=      405504" in dump  # 198 MiB in sectors: the ESP took the new room
+    tree1, tree2 = _restored_trees(big, tmp_path)
+    assert tree1 == snapshot(disk.root, True)
+    assert {k: v for k, v in tree2.items() if k != "LIVEESP"} == \
+        snapshot(disk.esp, False, skip=("LIVEESP",))

@@ -131,3 +131,14 @@ def check_fs(kind: str, device: str) -> str | None:
     if proc.returncode == 0:
         return None
     return (proc.stdout + proc.stderr).strip()[-600:]
+
+
+def grow_fs(kind: str, device: str) -> bool:
+    """Grow the file system on `device` to fill it (ext2/3/4: e2fsck -f -p, resize2fs);
+    False when twofold cannot grow this type (it keeps its size)."""
+    if kind not in EXT:
+        return False
+    _run(["e2fsck", "-f", "-p", device], "check the file system before growing it",
+         ok=(0, 1))
+    _run(["resize2fs", device], "grow the file system")
+    return True

@@ -66,6 +66,23 @@ def smaller_layout(m: Manifest, dest: str, dest_size: int) -> dict[int, tuple[in
     return layout
 
 
+def grown_layout(m: Manifest, dest_size: int) -> dict[int, tuple[int, int]]:
+    """The image's layout with its last partition taking the rest of a larger disk."""
+    table = m.table or {}
+    parts = sorted((a for a in m.areas if a.role == "partition"), key=lambda a: a.start)
+    if table.get("kind") not in ("gpt", "mbr") or not parts or \
+            any(p.get("container") for p in table.get("partitions", [])):
+        raise ImageRefused(f"--grow cannot lay out image {m.name} again (only GPT and "
+                           "primary MBR partitions can)", "restore it without --grow")
+    layout = {a.number: (a.start, a.size) for a in parts if a.number is not None}
+    last = parts[-1]
+    tail = _TAIL if table["kind"] == "gpt" else 0
+    size = (dest_size - tail - last.start) // MiB * MiB
+    if last.number is not None and size > last.size:
+        layout[last.number] = (last.start, size)
+    return layout
+
+
 def write_table(m: Manifest, dest: str, layout: dict[int, tuple[int, int]]) -> None:
     """Write the image's partition table to `dest` with the partitions at `layout`
     (sfdisk puts a GPT's backup copy at the disk's end); the boot code before the first

@@ -15,13 +15,15 @@ from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.efiboot import ensure_fallback_loader
+from twofold.fsinfo.fsparams import fs_type, grow_fs
 from twofold.fsinfo.gptgrow import grow_gpt
+from twofold.fsinfo.loopmount import loop_device
 from twofold.fsinfo.wipe import wipe_signatures
 from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.filerestore import FilesRestored, restore_files
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
-from twofold.image.relayout import smaller_layout, write_table
+from twofold.image.relayout import grown_layout, smaller_layout, write_table
 from twofold.image.repo import Target, load_manifest, open_store
 from twofold.image.source import refuse_if_busy, related_devices
 from twofold.image.verify import check_chunks, record_bad
@@ -48,7 +50,8 @@ class RestoreResult:
     wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb1: ext4")
     boot_note: str = ""  # the UEFI fallback loader: added, or what the user must do
     files: list[FilesRestored] = field(default_factory=list)  # areas made anew at file level
-    relaid: dict[int, int] = field(default_factory=dict)  # smaller disk: partition -> size
+    relaid: dict[int, int] = field(default_factory=dict)  # laid out again: partition -> size
+    not_grown: list[str] = field(default_factory=list)  # --grow: file systems kept their size
 
 
 def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
@@ -88,9 +91,11 @@ def _open_dest(dest: str, needed: int) -> tuple[int, int, bool]:
 
 
 def restore(target: Target, image: str, dest: str, partition: int | None,
-            progress: Progress, clock: Clock, readback: bool = True) -> RestoreResult:
+            progress: Progress, clock: Clock, readback: bool = True,
+            grow: bool = False) -> RestoreResult:
     """Write `image` from the store at `target` to `dest` (or its partition N alone);
-    with `readback`, read every written chunk back from the device and check its hash."""
+    with `readback`, read every written chunk back from the device and check its hash;
+    with `grow`, the last partition takes the room of a larger disk."""
     started = clock.now_ns()
     store = open_store(target)
     m = load_manifest(store.objects, image)
@@ -101,6 +106,10 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
             if peek.size < m.size:  # a smaller disk: laid out again when the data fits
                 layout = smaller_layout(m, dest, peek.size)
                 needed = peek.size
+            elif grow and peek.size > m.size:
+                layout = grown_layout(m, peek.size)
+    grown = {a.number for a in m.areas if layout and a.number in layout
+             and a.files is None and layout[a.number][1] > a.size}
     if layout is not None:
         first = min(start for start, _ in layout.values())
         areas = [replace(a, start=layout[a.number][0], size=layout[a.number][1])
@@ -182,6 +191,12 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
             progress.phase("partition table")
             write_table(m, dest, layout)
             result.relaid = {n: s for n, (_start, s) in layout.items()}
+            for area in areas:
+                if area.number in grown:
+                    with loop_device(dest, area.start, area.size) as dev:
+                        kind = fs_type(dev)
+                        if kind is None or not grow_fs(kind, dev):
+                            result.not_grown.append(f"partition {area.number} ({kind})")
         if partition is None and m.table and m.table.get("kind") == "gpt" \
                 and dest_size > m.size and layout is None:
             progress.phase("partition table")
