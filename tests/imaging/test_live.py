@@ -165,3 +165,48 @@ def test_grow_lets_the_last_partition_take_a_larger_disk(disk: LiveDisk,
     assert tree1 == snapshot(disk.root, True)
     assert {k: v for k, v in tree2.items() if k != "LIVEESP"} == \
         snapshot(disk.esp, False, skip=("LIVEESP",))
+
+
+@pytest.mark.slow
+def test_a_running_bootable_disk_restored_onto_a_smaller_disk_boots(tmp_path: Path) -> None:
+    from tests.bootdisks import boot_disk
+    from tests.imaging.live_disk import _partition, need_live_tools
+    from twofold.vm.qemu import FAIL_PATTERNS, Drive, Vm, VmSpec
+
+    need_live_tools()
+    disk = boot_disk("bios-gpt")  # BIOS boot partition, /boot and root on ext4
+    copy = tmp_path / "live.raw"
+    copy.write_bytes(disk.path.read_bytes())
+    dev = run("losetup", "-f", "-P", "--show", copy).stdout.strip()
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    try:
+        boot, root = tmp_path / "boot", tmp_path / "root"
+        boot.mkdir()
+        root.mkdir()
+        run("mount", _partition(dev, 3), root)
+        try:
+            run("mount", _partition(dev, 2), boot)
+            try:
+                (root / "etc" / "written-while-running").write_text("yes\n")
+                made = create(dev, str(store), "sys", 3, None, False, NullProgress(), clock)
+            finally:
+                run("umount", boot)
+        finally:
+            run("umount", root)
+    finally:
+        run("losetup", "-d", dev, check=False)
+    assert [how.split(" from ")[0] for _l, how in made.taken] == \
+        ["blocks", "file level", "file level"]
+    smaller = tmp_path / "smaller.raw"
+    with smaller.open("wb") as f:
+        f.truncate(disk.size - 8 * MiB)
+    got = restore(str(store), "sys", str(smaller), None, NullProgress(), clock)
+    assert sum(got.relaid.values()) < disk.size - 8 * MiB
+    with Vm(VmSpec([Drive(smaller)], firmware=disk.firmware, accel="tcg")) as vm:
+        vm.start()
+        hit = vm.wait_for_text({"marker": f"TWOFOLD-TEST-INIT up, root {disk.marker}",
+                                **FAIL_PATTERNS}, 300)
+        assert hit is not None, vm.serial_text()[-2000:]
+        assert hit.name == "marker", vm.serial_text()[-2000:]
