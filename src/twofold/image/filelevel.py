@@ -181,18 +181,30 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     unstable: list[str] = []
     links: dict[int, bytes] = {}
     bundle: list[bytes] = []
+    filled = 0  # bytes in `bundle`
     waiting: list[tuple[dict[str, Any], int, int]] = []  # records whose data is in `bundle`
+    packing: deque[tuple[Future[bytes | None], list[tuple[dict[str, Any], int, int]]]] = \
+        deque()  # bundles being hashed and compressed by the pool
+
+    def settle(limit: int) -> None:
+        while len(packing) > limit:
+            fut, recs = packing.popleft()
+            cid = fut.result()
+            for rec, offset, length in recs:
+                rec["d"] = [[cid.hex() if cid else None, offset, length]]
 
     def close_bundle() -> None:
+        nonlocal filled
         if not bundle:
             return
-        cid = sink.put(b"".join(bundle))
-        for rec, offset, length in waiting:
-            rec["d"] = [[cid.hex() if cid else None, offset, length]]
+        packing.append((pool.submit(sink.put, b"".join(bundle)), list(waiting)))
         bundle.clear()
         waiting.clear()
+        filled = 0
+        settle(workers * 2)
 
     def take(rec: dict[str, Any], rel: bytes, fut: Future[_Read | None] | None) -> None:
+        nonlocal filled
         got = fut.result() if fut is not None else None
         if fut is not None:
             if got is None:  # vanished while imaged: left out, as if deleted just before
@@ -206,11 +218,12 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
                                           "kept changing while read; possibly inconsistent"))
             if got.small is not None:
                 size = len(got.small)
-                if size and sum(map(len, bundle)) + size > chunk_size:
+                if size and filled + size > chunk_size:
                     close_bundle()
                 if size:
-                    waiting.append((rec, sum(map(len, bundle)), size))
+                    waiting.append((rec, filled, size))
                     bundle.append(got.small)
+                    filled += size
                 rec["d"] = []
             else:
                 rec["d"] = got.refs
@@ -245,7 +258,8 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
                 take(*pending.popleft())
         while pending:
             take(*pending.popleft())
-    close_bundle()
+        close_bundle()
+        settle(0)
     meta: list[tuple[int, bytes]] = []
     for piece in groups(records, paths, chunk_size):
         cid = sink.put(piece)
