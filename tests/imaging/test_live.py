@@ -95,6 +95,10 @@ def test_live_disk_is_imaged_at_file_level_and_restored_exactly(disk: LiveDisk,
     # a change: 1 MiB of new data and one small file edited; the second image stores that
     (disk.root / "dir5" / "new.bin").write_bytes(os.urandom(MiB))
     (disk.root / "dir1" / "sub" / "f2.txt").write_bytes(b"edited\n")
+    sneaky = disk.root / "dir0" / "sub" / "f5.txt"  # same size and mtime, new content
+    old = sneaky.stat()
+    sneaky.write_bytes(sneaky.read_bytes().upper())
+    os.utime(sneaky, ns=(old.st_atime_ns, old.st_mtime_ns))
     second = create(disk.dev, str(store), "second", 3, None, False, NullProgress(), clock)
     assert MiB <= second.stored_new_bytes < MiB + 400_000, second.stored_new_bytes
     assert second.reused_chunks > 0
@@ -110,6 +114,8 @@ def test_live_disk_is_imaged_at_file_level_and_restored_exactly(disk: LiveDisk,
     restore(str(store), "second", str(again), None, NullProgress(), clock)
     tree1, _tree2 = _restored_trees(again, tmp_path / "again")
     assert tree1["dir1/sub/f2.txt"][-2] == hashlib.sha256(b"edited\n").hexdigest()
+    assert tree1["dir0/sub/f5.txt"][-2] == hashlib.sha256(sneaky.read_bytes()).hexdigest()
+    assert tree1 == snapshot(disk.root, True)  # the writer has stopped: all as it is now
 
 
 def test_a_smaller_disk_takes_the_image_when_the_data_fits(disk: LiveDisk,

@@ -20,7 +20,7 @@ from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import merge_extents
 from twofold.fsinfo.volume import DriveId
 from twofold.image.errors import ImageExists, ImageRefused, SourceMissing, SourceReadError
-from twofold.image.filelevel import image_files
+from twofold.image.filelevel import image_files, previous
 from twofold.image.livesource import LiveVolume, live_volumes
 from twofold.image.manifest import (
     Area,
@@ -187,7 +187,7 @@ def create(source: str, target: Target, name: str | None, level: int,
             progress.phase("imaging", total_bytes=result.used_bytes)
             try:
                 _run(reader, plan.areas, store, level, result, progress, parent, budget)
-                _take_files(plan.areas, live, store, level, result, progress, objects)
+                _take_files(plan.areas, live, store, level, result, progress, objects, parent)
                 progress.phase("finishing")
                 store.commit_index()
             except (NoSpace, StoreFullError) as err:
@@ -281,9 +281,10 @@ def _take(item: tuple[Area, int, Future[Work]], store: ChunkStore, result: Creat
 
 def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: ChunkStore,
                 level: int, result: CreateResult, progress: Progress,
-                objects: object) -> None:
+                objects: object, parent: Manifest | None) -> None:
     """Image the areas planned at file level from their mounted trees (the store's own
-    folder left out), and note how every area was taken."""
+    folder left out; files unchanged since the parent image not read), and note how
+    every area was taken."""
     skip: set[tuple[int, int]] = set()
     if isinstance(objects, LocalObjects):
         with suppress(OSError):
@@ -297,7 +298,13 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
             continue
         vol = live[area.number] if area.role == "partition" else next(iter(live.values()))
         progress.phase(f"files of {area.label} ({vol.mount.point})")
-        got = image_files(vol.mount.point, vol.params, store, level, progress, WORKERS, skip)
+        old = next((a.files for a in (parent.areas if parent else [])
+                    if a.role == area.role and a.number == area.number), None)
+        if old and old["params"].get("uuid") != vol.params.get("uuid"):
+            old = None  # another file system: its inode numbers mean nothing here
+        before = previous(store, old, f"{area.label} of image {parent.name if parent else ''}")
+        got = image_files(vol.mount.point, vol.params, store, level, progress, WORKERS, skip,
+                          before)
         area.files, area.fs = got.doc, str(vol.params["type"])
         result.used_bytes += got.file_bytes
         result.new_chunks += got.new_chunks

@@ -16,8 +16,10 @@ from typing import Any
 
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
-from twofold.image.filerecords import ends_group, groups, put_bytes
+from twofold.image.filerecords import ends_group, get_bytes, groups, load_records, put_bytes
+from twofold.image.manifest import ManifestError
 from twofold.store.chunkstore import ChunkStore
+from twofold.store.objects import StoreError
 from twofold.store.packs import chunk_id, compress
 
 TRIES = 3  # reads of a file that keeps changing before it is listed as inconsistent
@@ -168,10 +170,46 @@ def _record(rel: bytes, full: bytes, st: os.stat_result) -> dict[str, Any]:
     return rec
 
 
+def _unchanged(before: _Before | None, rel: bytes, st: os.stat_result,
+               store: ChunkStore) -> dict[str, Any] | None:
+    """The previous image's record of `rel` when the file is as it was then (inode, size,
+    mtime and ctime) and its chunks are still stored: its data need not be read."""
+    old = before.records.get(rel) if before is not None else None
+    if old is None or old.get("k") != "f" or "d" not in old or \
+            (old.get("i"), old.get("s"), old.get("t"), old.get("c")) != \
+            (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+        return None
+    ids = [bytes.fromhex(h) for h, _o, _n in old["d"] if h is not None]
+    return old if all(store.has(i) for i in ids) else None
+
+
+@dataclass
+class _Before:
+    """The previous image of the same file system: records by path, chunk lengths."""
+
+    records: dict[bytes, dict[str, Any]]
+    lengths: dict[bytes, int]
+
+
+def previous(store: ChunkStore, files: dict[str, Any] | None, where: str) -> _Before | None:
+    """The previous image's records of this file system (None when there is none, or it
+    cannot be read: then every file is read)."""
+    if not files:
+        return None
+    try:
+        recs = load_records(store, files, where)
+    except (StoreError, ManifestError):
+        return None
+    by_path = {get_bytes(r, "p") or b"": r for r in recs}
+    return _Before(by_path, {bytes.fromhex(h): n for n, h in files["data"]})
+
+
 def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: int,
-                progress: Progress, workers: int, skip: set[tuple[int, int]]) -> FilesTaken:
+                progress: Progress, workers: int, skip: set[tuple[int, int]],
+                before: _Before | None = None) -> FilesTaken:
     """Image the file system mounted at `point` at file level into `store`; `skip`:
-    (st_dev, st_ino) of folders left out (the image store's own)."""
+    (st_dev, st_ino) of folders left out (the image store's own); `before`: the previous
+    image's records, whose files are not read again when unchanged."""
     taken = FilesTaken({})
     sink = _Sink(store, level, taken)
     chunk_size = store.chunk_size
@@ -206,11 +244,15 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     def take(rec: dict[str, Any], rel: bytes, fut: Future[_Read | None] | None) -> None:
         nonlocal filled
         got = fut.result() if fut is not None else None
+        if fut is None and "s" in rec:  # unchanged since the previous image
+            taken.file_bytes += rec["s"]
+            progress.advance(files=1, nbytes=rec["s"])
         if fut is not None:
             if got is None:  # vanished while imaged: left out, as if deleted just before
                 return
             rec.update(m=stat.S_IMODE(got.st.st_mode), u=got.st.st_uid, g=got.st.st_gid,
-                       a=got.st.st_atime_ns, t=got.st.st_mtime_ns)
+                       a=got.st.st_atime_ns, t=got.st.st_mtime_ns, c=got.st.st_ctime_ns,
+                       i=got.st.st_ino)
             if got.unstable:
                 shown = rel.decode("utf-8", "replace")
                 unstable.append(shown)
@@ -252,7 +294,16 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
                 else:
                     if st.st_nlink > 1:
                         links[st.st_ino] = rel
-                    fut = pool.submit(_read_file, full, small, chunk_size, sink)
+                    old = _unchanged(before, rel, st, store)
+                    if old is not None and before is not None:
+                        rec.update(d=old["d"], s=old["s"], c=old["c"], i=old["i"])
+                        for h, _o, _n in old["d"]:
+                            if h is not None:
+                                sink.ids[bytes.fromhex(h)] = \
+                                    before.lengths.get(bytes.fromhex(h), 0)
+                        taken.reused_chunks += 1
+                    else:
+                        fut = pool.submit(_read_file, full, small, chunk_size, sink)
             pending.append((rec, rel, fut))
             if len(pending) >= workers * 4:
                 take(*pending.popleft())
@@ -262,9 +313,9 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         settle(0)
     meta: list[tuple[int, bytes]] = []
     for piece in groups(records, paths, chunk_size):
-        cid = sink.put(piece)
-        assert cid is not None  # records are JSON text, never all zero bytes
-        meta.append((len(piece), cid))
+        made = sink.put(piece)
+        assert made is not None  # records are JSON text, never all zero bytes
+        meta.append((len(piece), made))
     metas = {cid for _n, cid in meta}
     data = sorted((cid, n) for cid, n in sink.ids.items() if cid not in metas)
     vfs = os.statvfs(point)

@@ -11,6 +11,7 @@ from typing import Any
 from blake3 import blake3
 
 from twofold.image.manifest import ManifestError
+from twofold.store.chunkstore import ChunkStore
 
 KINDS = {"f": "file", "d": "folder", "l": "symlink", "c": "char device", "b": "block device",
          "p": "fifo", "s": "socket"}
@@ -84,3 +85,14 @@ def check_path(path: bytes) -> list[bytes]:
     if b"\0" in path or any(p in (b"", b".", b"..") for p in parts):
         raise ValueError(f"unsafe path {path!r}")
     return parts
+
+
+def load_records(store: ChunkStore, files: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The records of a file-level area, read from the store and checked."""
+    out: list[dict[str, Any]] = []
+    for length, hexid in files["meta"]:
+        data = store.load(bytes.fromhex(hexid))
+        if len(data) != length:
+            raise ManifestError(f"{where}: a records chunk has the wrong length")
+        out.extend(parse_records(data, where))
+    return out

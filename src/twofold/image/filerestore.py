@@ -14,7 +14,7 @@ from twofold.core.progress import Progress
 from twofold.fsinfo.fsparams import FAT, check_fs, make_fs
 from twofold.fsinfo.loopmount import loop_device, mounted
 from twofold.image.errors import ImageDamaged
-from twofold.image.filerecords import check_path, get_bytes, parse_records
+from twofold.image.filerecords import check_path, get_bytes, load_records
 from twofold.image.manifest import Area
 from twofold.store.chunkstore import ChunkStore
 from twofold.store.objects import StoreError
@@ -93,12 +93,12 @@ def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: i
     kind = str(params["type"])
     done = FilesRestored(area.label, size=size)
     chunks = _Chunks(store, area.label)
-    records: list[dict[str, Any]] = []
-    for n, hexid in files["meta"]:
-        data = chunks.get(bytes.fromhex(hexid))
-        if len(data) != n:
-            raise ImageDamaged(f"{area.label}: a records chunk has the wrong length")
-        records.extend(parse_records(data, f"{area.label} records"))
+    try:
+        records = load_records(store, files, f"{area.label} records")
+    except StoreError as err:
+        raise ImageDamaged(f"{area.label}: {err.message}", "the restore stopped; mend the "
+                           "image with twofold image verify --heal --from OTHER_STORE"
+                           ) from None
     progress.phase(f"making {kind} for {area.label}")
     with loop_device(dest, offset, size) as dev:
         make_fs(params, dev, size)
