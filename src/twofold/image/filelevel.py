@@ -16,7 +16,14 @@ from typing import Any
 
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
-from twofold.image.filerecords import ends_group, get_bytes, groups, load_records, put_bytes
+from twofold.image.filerecords import (
+    RECORD_MASK,
+    ends_group,
+    get_bytes,
+    groups,
+    load_records,
+    put_bytes,
+)
 from twofold.image.manifest import ManifestError
 from twofold.store.chunkstore import ChunkStore
 from twofold.store.objects import StoreError
@@ -157,8 +164,9 @@ _KIND = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFCHR: 
 
 def _record(rel: bytes, full: bytes, st: os.stat_result) -> dict[str, Any]:
     rec: dict[str, Any] = {"k": _KIND[stat.S_IFMT(st.st_mode)], "m": stat.S_IMODE(st.st_mode),
-                           "u": st.st_uid, "g": st.st_gid, "a": st.st_atime_ns,
-                           "t": st.st_mtime_ns}
+                           "u": st.st_uid, "g": st.st_gid, "t": st.st_mtime_ns}
+    if rec["k"] not in "dl":  # listing a folder or reading a link moves its atime
+        rec["a"] = st.st_atime_ns
     put_bytes(rec, "p", rel)
     if rec["k"] == "l":
         put_bytes(rec, "l", os.readlink(full))
@@ -312,7 +320,7 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         close_bundle()
         settle(0)
     meta: list[tuple[int, bytes]] = []
-    for piece in groups(records, paths, chunk_size):
+    for piece in groups(records, paths, chunk_size, RECORD_MASK):
         made = sink.put(piece)
         assert made is not None  # records are JSON text, never all zero bytes
         meta.append((len(piece), made))

@@ -15,7 +15,9 @@ from twofold.store.chunkstore import ChunkStore
 
 KINDS = {"f": "file", "d": "folder", "l": "symlink", "c": "char device", "b": "block device",
          "p": "fifo", "s": "socket"}
-BOUNDARY_MASK = 31  # a group ends after a path whose hash has these bits clear: ~32 a group
+BOUNDARY_MASK = 31  # small files' shared chunks end after a path whose hash has these
+# bits clear: about 32 files a chunk
+RECORD_MASK = 127  # records are small: about 128 to a chunk
 
 
 def put_bytes(doc: dict[str, Any], key: str, value: bytes) -> None:
@@ -35,22 +37,23 @@ def get_bytes(doc: dict[str, Any], key: str) -> bytes | None:
     return None
 
 
-def ends_group(path: bytes) -> bool:
-    """True when a group of records (or of small files' data) ends after `path`: decided
+def ends_group(path: bytes, mask: int = BOUNDARY_MASK) -> bool:
+    """True when a group of small files' data (or of records) ends after `path`: decided
     by the path alone, so a change inside one group leaves the others as they were."""
-    return blake3(path).digest()[0] & BOUNDARY_MASK == 0
+    return int.from_bytes(blake3(path).digest()[:2], "little") & mask == 0
 
 
-def groups(records: list[dict[str, Any]], paths: list[bytes], limit: int) -> Iterator[bytes]:
+def groups(records: list[dict[str, Any]], paths: list[bytes], limit: int,
+           mask: int = RECORD_MASK) -> Iterator[bytes]:
     """The record stream as pieces of at most about `limit` bytes, each ending after a
-    boundary path (or at `limit`)."""
+    boundary path (see ends_group) or at `limit`."""
     piece: list[bytes] = []
     size = 0
     for rec, path in zip(records, paths, strict=True):
         line = json.dumps(rec, separators=(",", ":"), sort_keys=True).encode() + b"\n"
         piece.append(line)
         size += len(line)
-        if size >= limit or ends_group(path):
+        if size >= limit or ends_group(path, mask):
             yield b"".join(piece)
             piece, size = [], 0
     if piece:

@@ -141,10 +141,10 @@ def _write_all(records: list[dict[str, Any]], point: str, chunks: _Chunks, fat: 
         for parts, rec in reversed(folders):  # children change their folder's times
             if not parts:
                 if not fat:  # FAT's root folder has no times (and fusefat fails on them)
-                    os.utime(tree.root, ns=(rec["a"], rec["t"]))
+                    os.utime(tree.root, ns=(rec.get("a", rec["t"]), rec["t"]))
             else:
-                os.utime(parts[-1], ns=(rec["a"], rec["t"]), dir_fd=tree.folder(parts[:-1]),
-                         follow_symlinks=False)
+                os.utime(parts[-1], ns=(rec.get("a", rec["t"]), rec["t"]),
+                         dir_fd=tree.folder(parts[:-1]), follow_symlinks=False)
     finally:
         tree.close()
 
@@ -190,7 +190,7 @@ def _write_one(tree: _Tree, parts: list[bytes], rec: dict[str, Any], chunks: _Ch
             os.chmod(f"/proc/self/fd/{fd}", rec["m"])
         finally:
             os.close(fd)
-    os.utime(name, ns=(rec["a"], rec["t"]), dir_fd=parent, follow_symlinks=False)
+    os.utime(name, ns=(rec.get("a", rec["t"]), rec["t"]), dir_fd=parent, follow_symlinks=False)
 
 
 def _owner_xattrs_mode(fd: int, rec: dict[str, Any]) -> None:
