@@ -130,39 +130,55 @@ def _xattrs(path: bytes) -> dict[str, str]:
     return out
 
 
-def _walk(root: bytes, skip: set[tuple[int, int]]) -> Iterator[tuple[bytes, bytes, os.stat_result]]:
-    """(relative path, full path, lstat) of everything under `root`, parents first,
-    names sorted; folders on another device (mounts) are listed, never entered."""
-    top = os.lstat(root)
-    yield b"", root, top
-    stack = [(b"", root)]
-    while stack:
-        rel, full = stack.pop()
+Entry = tuple[bytes, os.stat_result, dict[str, str]]  # name, lstat, xattrs
+
+
+def _scan(full: bytes) -> list[Entry]:
+    """A folder's entries with their lstat and xattrs, by name (those gone meanwhile left
+    out)."""
+    try:
+        names = sorted(os.listdir(full))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
         try:
-            names = sorted(os.listdir(full))
+            child = os.path.join(full, name)
+            out.append((name, os.lstat(child), _xattrs(child)))
         except FileNotFoundError:
             continue
-        below = []
-        for name in names:
-            child = os.path.join(full, name)
-            try:
-                st = os.lstat(child)
-            except FileNotFoundError:
-                continue
-            if (st.st_dev, st.st_ino) in skip:
-                continue
-            crel = rel + b"/" + name if rel else name
-            yield crel, child, st
-            if stat.S_ISDIR(st.st_mode) and st.st_dev == top.st_dev:
-                below.append((crel, child))
-        stack.extend(reversed(below))  # depth first, in name order
+    return out
+
+
+def _walk(root: bytes, skip: set[tuple[int, int]]
+          ) -> Iterator[tuple[bytes, bytes, os.stat_result, dict[str, str]]]:
+    """(relative path, full path, lstat, xattrs) of everything under `root`, parents first,
+    names sorted; folders on another device (mounts) are listed, never entered. Folders
+    are listed by a few threads ahead of the walk (a cold tree waits on the disk)."""
+    top = os.lstat(root)
+    yield b"", root, top, _xattrs(root)
+    with ThreadPoolExecutor(4, thread_name_prefix="twofold-walk") as pool:
+        stack = [(b"", root, pool.submit(_scan, root))]
+        while stack:
+            rel, full, listing = stack.pop()
+            below = []
+            for name, st, xattrs in listing.result():
+                if (st.st_dev, st.st_ino) in skip:
+                    continue
+                child = os.path.join(full, name)
+                crel = rel + b"/" + name if rel else name
+                yield crel, child, st, xattrs
+                if stat.S_ISDIR(st.st_mode) and st.st_dev == top.st_dev:
+                    below.append((crel, child, pool.submit(_scan, child)))
+            stack.extend(reversed(below))  # depth first, in name order
 
 
 _KIND = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFCHR: "c",
          stat.S_IFBLK: "b", stat.S_IFIFO: "p", stat.S_IFSOCK: "s"}
 
 
-def _record(rel: bytes, full: bytes, st: os.stat_result) -> dict[str, Any]:
+def _record(rel: bytes, full: bytes, st: os.stat_result, xattrs: dict[str, str]
+            ) -> dict[str, Any]:
     rec: dict[str, Any] = {"k": _KIND[stat.S_IFMT(st.st_mode)], "m": stat.S_IMODE(st.st_mode),
                            "u": st.st_uid, "g": st.st_gid, "t": st.st_mtime_ns}
     if rec["k"] not in "dl":  # listing a folder or reading a link moves its atime
@@ -172,7 +188,6 @@ def _record(rel: bytes, full: bytes, st: os.stat_result) -> dict[str, Any]:
         put_bytes(rec, "l", os.readlink(full))
     elif rec["k"] in "cb":
         rec["r"] = st.st_rdev
-    xattrs = _xattrs(full)
     if xattrs:
         rec["x"] = xattrs
     return rec
@@ -290,10 +305,10 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     label_entry = str(params.get("label") or "").encode() if params["type"] == "vfat" else b""
     pending: deque[tuple[dict[str, Any], bytes, Future[_Read | None] | None]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="twofold-files") as pool:
-        for rel, full, st in _walk(root, skip):
+        for rel, full, st, xattrs in _walk(root, skip):
             if rel == label_entry and stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 continue  # fusefat shows a FAT volume label as an empty file in the root
-            rec = _record(rel, full, st)
+            rec = _record(rel, full, st, xattrs)
             fut = None
             if rec["k"] == "f":
                 first = links.get(st.st_ino) if st.st_nlink > 1 else None
@@ -313,7 +328,7 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
                     else:
                         fut = pool.submit(_read_file, full, small, chunk_size, sink)
             pending.append((rec, rel, fut))
-            if len(pending) >= workers * 4:
+            if len(pending) >= workers * 32:  # a deep window: walking overlaps reading
                 take(*pending.popleft())
         while pending:
             take(*pending.popleft())
