@@ -179,3 +179,29 @@ def snapshot(top: Path, posix: bool, skip: tuple[str, ...] = ()) -> dict[str, tu
             out[rel] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns, xattrs, link,
                         st.st_rdev if stat.S_ISCHR(st.st_mode) else 0, digest, group)
     return out
+
+
+@contextmanager
+def live_xfs(work: Path) -> Iterator[tuple[str, Path]]:
+    """A disk file with one 320 MiB XFS partition (mkfs.xfs's least), mounted read-write
+    and filled: (loop device, mount point)."""
+    need_live_tools()
+    tool("mkfs.xfs")
+    tool("xfs_repair")
+    image = work / "xfs-disk.img"
+    with open(image, "wb") as f:
+        f.truncate(330 * MiB)
+    run("sfdisk", "-q", image, stdin="label: gpt\nsize=320MiB, type=linux\n")
+    dev = run("losetup", "-f", "-P", "--show", image).stdout.strip()
+    point = work / "xfs"
+    point.mkdir()
+    try:
+        run("mkfs.xfs", "-q", "-L", "livexfs", _partition(dev, 1))
+        run("mount", _partition(dev, 1), point)
+        try:
+            fill(point, posix=True)
+            yield dev, point
+        finally:
+            subprocess.run(["umount", str(point)], capture_output=True, check=False)
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)

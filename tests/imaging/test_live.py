@@ -217,3 +217,35 @@ def test_a_running_bootable_disk_restored_onto_a_smaller_disk_boots(tmp_path: Pa
                                 **FAIL_PATTERNS}, 300)
         assert hit is not None, vm.serial_text()[-2000:]
         assert hit.name == "marker", vm.serial_text()[-2000:]
+
+
+def test_a_mounted_xfs_is_imaged_at_file_level_and_restored(tmp_path: Path) -> None:
+    from tests.imaging.live_disk import _partition, live_xfs
+
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    with live_xfs(tmp_path) as (dev, point):
+        with writer(point / "busy" / "churn"):
+            made = create(dev, str(store), "xfs", 3, None, False, NullProgress(), clock)
+        assert made.taken == [("partition 1 (xfs)", f"file level from {point}")]
+        want = snapshot(point, True, skip=("busy",))
+        uuid = run("blkid", "-s", "UUID", "-o", "value", _partition(dev, 1)).stdout.strip()
+        out = tmp_path / "restored.img"
+        restore(str(store), "xfs", str(out), None, NullProgress(), clock)
+        back = run("losetup", "-f", "-P", "--show", out).stdout.strip()
+        try:
+            part = _partition(back, 1)
+            run("xfs_repair", "-n", part)
+            ids = run("blkid", "-o", "export", part).stdout
+            assert f"UUID={uuid}" in ids and "LABEL=livexfs" in ids
+            seen = tmp_path / "seen"
+            seen.mkdir()
+            run("mount", "-o", "ro,nouuid", part, seen)  # the source is mounted still
+            try:
+                got = snapshot(seen, True)
+            finally:
+                run("umount", seen)
+        finally:
+            run("losetup", "-d", back, check=False)
+    assert {k: v for k, v in got.items() if not k.startswith("busy")} == want

@@ -1,6 +1,6 @@
 """A file system's own parameters (type, UUID, label, block and inode size, features,
 reserved blocks), read from its device with the file system's tools, and the mkfs and
-fsck that make and check it anew with them (e2fsprogs, dosfstools)."""
+fsck that make and check it anew with them (e2fsprogs, dosfstools, xfsprogs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from twofold.core.errors import TwofoldError
 
 EXT = ("ext2", "ext3", "ext4")
 FAT = ("vfat",)
-FILE_LEVEL = EXT + FAT
+XFS = ("xfs",)
+FILE_LEVEL = EXT + FAT + XFS
 """File systems a mounted partition can be imaged from at file level and made anew."""
 # Runtime state, not a choice made at mkfs: never passed back to mke2fs.
 _EXT_STATE = {"needs_recovery", "orphan_present", "orphan_file", "mmp", "snapshot_bitmap"}
@@ -25,7 +26,7 @@ class FsToolError(TwofoldError):
 def _run(args: list[str], what: str, ok: tuple[int, ...] = (0,)) -> str:
     if shutil.which(args[0]) is None:
         raise FsToolError(f"{args[0]} is not installed; it is needed to {what}",
-                          "install e2fsprogs (ext2/3/4) or dosfstools (FAT)")
+                          "install e2fsprogs (ext2/3/4), dosfstools (FAT) or xfsprogs")
     proc = subprocess.run(args, capture_output=True, text=True, errors="replace", check=False)
     if proc.returncode not in ok:
         raise FsToolError(f"{' '.join(args)} failed ({proc.returncode}) while trying to {what}: "
@@ -49,7 +50,39 @@ def read_params(device: str) -> dict[str, Any] | None:
         return _ext_params(device, kind)
     if kind in FAT:
         return _fat_params(device)
+    if kind in XFS:
+        return _xfs_params(device)
     return None
+
+
+_XFS_FEATURES = ("crc", "finobt", "sparse", "rmapbt", "reflink", "bigtime", "inobtcount",
+                 "nrext64")
+
+
+def _xfs_params(device: str) -> dict[str, Any]:
+    """xfs_info's sections (meta-data, data, naming, log...) as key=value pairs."""
+    out = _run(["xfs_info", device], "read the XFS file system's parameters")
+    sections: dict[str, dict[str, str]] = {}
+    name = ""
+    for line in out.splitlines():
+        head, _sep, rest = line.partition("=")
+        if head.strip():
+            name = head.strip()
+        else:
+            rest = line.split("=", 1)[1]
+        words = rest.replace(",", " ").split()
+        for key, value in (w.split("=", 1) for w in words if "=" in w):
+            sections.setdefault(name, {}).setdefault(key, value)
+    meta, data = sections.get("meta-data", {}), sections.get("data", {})
+    ids = _run(["blkid", "-p", "-o", "export", device], "read the XFS label", ok=(0, 2))
+    fields = dict(line.split("=", 1) for line in ids.splitlines() if "=" in line)
+    bsize = int(data["bsize"])
+    return {"type": "xfs", "uuid": fields.get("UUID", ""), "label": fields.get("LABEL", ""),
+            "block_size": bsize, "inode_size": int(meta["isize"]),
+            "sector_size": int(meta.get("sectsz", "512")),
+            "features": {k: int(meta[k]) for k in _XFS_FEATURES if k in meta},
+            "ftype": int(sections.get("naming", {}).get("ftype", "1")),
+            "size": int(data["blocks"]) * bsize}
 
 
 def _ext_params(device: str, kind: str) -> dict[str, Any]:
@@ -116,6 +149,22 @@ def make_fs(params: dict[str, Any], device: str, size: int) -> None:
         if params.get("label") and params["label"] != "NO NAME":
             args += ["-n", str(params["label"])]
         _run([*args, device, str(size // 1024)], f"make FAT on {device}")
+    elif kind in XFS:
+        feats = dict(params["features"])
+        inode = [f"size={params['inode_size']}"]
+        if "sparse" in feats:
+            inode.append(f"sparse={feats.pop('sparse')}")
+        if feats.get("nrext64", 0) == 0:
+            feats.pop("nrext64", None)  # older mkfs.xfs does not know it
+        else:
+            inode.append(f"nrext64={feats.pop('nrext64')}")
+        meta = [f"uuid={params['uuid']}", *(f"{k}={v}" for k, v in feats.items())]
+        args = ["mkfs.xfs", "-f", "-q", "-m", ",".join(meta), "-i", ",".join(inode),
+                "-b", f"size={params['block_size']}", "-s", f"size={params['sector_size']}",
+                "-n", f"ftype={params['ftype']}", "-K"]
+        if params.get("label"):
+            args += ["-L", str(params["label"])]
+        _run([*args, device], f"make XFS on {device}")
     else:
         raise FsToolError(f"twofold cannot make a {kind} file system",
                           "restore this image with a newer twofold")
@@ -124,7 +173,8 @@ def make_fs(params: dict[str, Any], device: str, size: int) -> None:
 def check_fs(kind: str, device: str) -> str | None:
     """Check the file system on `device` without changing it: None when clean, else the
     checker's complaint."""
-    args = ["e2fsck", "-f", "-n", device] if kind in EXT else ["fsck.fat", "-n", device]
+    args = ["e2fsck", "-f", "-n", device] if kind in EXT else \
+        ["xfs_repair", "-n", device] if kind in XFS else ["fsck.fat", "-n", device]
     if shutil.which(args[0]) is None:
         return f"{args[0]} is not installed"
     proc = subprocess.run(args, capture_output=True, text=True, errors="replace", check=False)

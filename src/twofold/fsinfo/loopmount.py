@@ -54,7 +54,9 @@ def mounted(kind: str, device: str) -> Iterator[str]:
             driver = _fuse_mount(["fusefat", "-f", "-o", "rw+", device, point], point)
             umount = ["fusermount", "-u", point]
         else:
-            _run(["mount", "-t", kind, device, point], f"mount {kind}")
+            # XFS refuses a second mount of the same UUID (the source is still mounted)
+            extra = ["-o", "nouuid"] if kind == "xfs" else []
+            _run(["mount", "-t", kind, *extra, device, point], f"mount {kind}")
             umount = ["umount", point]
         try:
             yield point
