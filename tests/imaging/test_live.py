@@ -134,6 +134,20 @@ def test_a_smaller_disk_takes_the_image_when_the_data_fits(disk: LiveDisk,
     assert {k: v for k, v in tree2.items() if k != "LIVEESP"} == \
         snapshot(disk.esp, False, skip=("LIVEESP",))
 
+    part = tmp_path / "root-alone.img"  # partition 1 alone, onto 40 of its 100 MiB
+    with open(part, "wb") as f:
+        f.truncate(40 * MiB)
+    alone = restore(str(store), "live", str(part), 1, NullProgress(), clock)
+    assert alone.files[0].size == 40 * MiB
+    run("e2fsck", "-f", "-n", part)
+    seen = tmp_path / "alone"
+    seen.mkdir()
+    run("mount", "-o", "ro,loop", part, seen)
+    try:
+        assert snapshot(seen, True) == snapshot(disk.root, True)
+    finally:
+        run("umount", seen)
+
 
 def test_a_disk_too_small_even_for_the_data_is_refused_with_the_size_needed(
         disk: LiveDisk, tmp_path: Path) -> None:

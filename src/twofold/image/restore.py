@@ -23,7 +23,7 @@ from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.filerestore import FilesRestored, restore_files
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
-from twofold.image.relayout import grown_layout, smaller_layout, write_table
+from twofold.image.relayout import grown_layout, min_size, smaller_layout, write_table
 from twofold.image.repo import Target, load_manifest, open_store
 from twofold.image.source import refuse_if_busy, related_devices
 from twofold.image.verify import check_chunks, record_bad
@@ -69,6 +69,21 @@ def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
                      f"its partitions: {numbers}")
 
 
+def _smaller_partition(area: Area, dest: str, needed: int) -> tuple[list[Area], int]:
+    """A file-level partition restored alone onto a smaller partition or file: made at
+    that size when its data fits, else ImageRefused with the size needed."""
+    with FileReader(dest) as peek:
+        size = peek.size
+    if size >= needed:
+        return [area], needed
+    least = min_size(area)
+    if size < least:
+        raise ImageRefused(f"{dest} is too small: {size:,} bytes, {area.label} needs at least "
+                           f"{least:,} for its data ({least - size:,} more)",
+                           "restore to a partition or file at least that large")
+    return [replace(area, size=size)], size
+
+
 def _open_dest(dest: str, needed: int) -> tuple[int, int, bool]:
     """(fd, size, created): the destination opened for writing, made sparse if new."""
     if not os.path.exists(dest):
@@ -101,6 +116,8 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
     m = load_manifest(store.objects, image)
     areas, shift, needed = _select(m, partition)
     layout = None
+    if partition is not None and areas[0].files is not None and os.path.exists(dest):
+        areas, needed = _smaller_partition(areas[0], dest, needed)
     if partition is None and m.kind == "disk" and os.path.exists(dest):
         with FileReader(dest) as peek:
             if peek.size < m.size:  # a smaller disk: laid out again when the data fits
