@@ -21,7 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.bootdisks import _grub_bios  # noqa: E402  (GRUB's BIOS boot code on a file)
+from tests.bootdisks import grub_bios_setup  # noqa: E402  (GRUB's BIOS boot code on a file)
 
 CACHE = Path(os.environ.get("TWOFOLD_BENCH_CACHE", "/var/cache/twofold-bench"))
 PACKAGES = ["systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools", "e2fsprogs",
@@ -80,7 +80,7 @@ def build_disk(suite: str) -> Path:
         with part.open("rb") as src, disk.open("r+b") as dst:
             dst.seek(2 * MIB)
             shutil.copyfileobj(src, dst, 4 * MIB)
-        _grub_bios(disk, Path(tmp), 2048, "(hd0,gpt2)/boot/grub")
+        grub_bios_setup(disk, Path(tmp), 2048, "(hd0,gpt2)/boot/grub")
         os.replace(disk, out)
     return out
 
@@ -97,6 +97,7 @@ def main() -> int:
     ap.add_argument("--suite", default="bookworm")
     ap.add_argument("--accel", default="tcg", choices=["auto", "kvm", "tcg"])
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--screenshot", default=None, help="save the drill's last screen here")
     args = ap.parse_args()
     twofold = str(Path(sys.executable).parent / "twofold")
     disk = build_disk(args.suite)
@@ -114,9 +115,14 @@ def main() -> int:
         drill_s, text, rc = timed([twofold, "image", "drill", str(store), "debian",
                                    "--accel", args.accel, "--json", "--timeout", "900"])
         rec = json.loads(text[text.index("{"):])
+        if args.screenshot and rec.get("screenshot"):
+            shutil.copyfile(store / "twofold-images" / rec["screenshot"]["object"],
+                            args.screenshot)
         stages = ", ".join(f"{s['name']} {s['seconds']}" for s in rec["stages"])
         extra = drill_s - restore_s
-        print(f"disk: {disk} ({DISK_MIB} MiB, ~1 GB used), accel {rec['accel']}")
+        one, five, _ = os.getloadavg()
+        print(f"disk: {disk} ({DISK_MIB} MiB, ~1 GB used), accel {rec['accel']}, "
+              f"{os.cpu_count()} cores, load average {one:.1f} (1 min) {five:.1f} (5 min)")
         print(f"restore alone: {restore_s:.1f} s   drill: {drill_s:.1f} s "
               f"(its restore {rec['restore_seconds']} s, boot {rec['boot_seconds']} s)")
         print(f"stages (s after QEMU start): {stages}")

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -143,20 +144,25 @@ def alternate(tf: str, img: Path, work: Path, baseline: str, turns: int) -> None
     """Full creates into fresh stores by this twofold and by the one in `baseline`, in
     turns, each beside a partclone+zstd run; prints each turn's two ratios."""
     env = {**os.environ, "PYTHONPATH": os.path.abspath(baseline)}
-    print("turn  partclone s  this s  baseline s  this/pc  baseline/pc  this/baseline")
+    print("turn  partclone s  this s  baseline s  this/pc  baseline/pc  this/baseline"
+          "  this cpu s  baseline cpu s  cpu this/baseline")
     for turn in range(1, turns + 1):
         t_pc, _ = timed(f"partclone.ext4 -c -s {img} -o - 2>/dev/null | zstd -3 -T2 -q -f "
                         f"-o {work}/pc1.zst")
-        took = {}
+        took, cpu = {}, {}
         for who, run_env in (("this", None), ("baseline", env)):
             store = work / f"drive-{who}"
             shutil.rmtree(store, ignore_errors=True)
             store.mkdir()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             took[who], _ = timed(f"{tf} create {store} {img} one", env=run_env)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[who] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             shutil.rmtree(store, ignore_errors=True)
         print(f"{turn:4}  {t_pc:11.2f}  {took['this']:6.2f}  {took['baseline']:10.2f}  "
               f"{took['this'] / t_pc:7.2f}  {took['baseline'] / t_pc:11.2f}  "
-              f"{took['this'] / took['baseline']:13.2f}")
+              f"{took['this'] / took['baseline']:13.2f}  {cpu['this']:10.2f}  "
+              f"{cpu['baseline']:14.2f}  {cpu['this'] / cpu['baseline']:17.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

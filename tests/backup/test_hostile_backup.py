@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from twofold.backup.prune import prune
 from twofold.cli.app import app
 from twofold.core.errors import SafetyRefusal
+from twofold.core.retention import Policy
 
 from .conftest import (
     SET,
@@ -20,6 +23,7 @@ from .conftest import (
     listing,
     run_backup,
     run_restore,
+    run_verify,
     set_dir,
     snapshot,
     write_file,
@@ -158,3 +162,44 @@ def test_mass_delete_guard_counts_deletions_not_edits(tmp_path: Path,
         (src / "renamed" / f"f{i:02d}").unlink()
     with pytest.raises(SafetyRefusal):
         run_backup(src, target, clock)
+
+
+def test_crafted_catalog_rows_never_reach_outside(tmp_path: Path, clock: FakeClock) -> None:
+    """Rows whose paths leave the set (a crafted catalog) are named by backup and verify
+    and left alone: the file they point at outside is neither moved nor touched."""
+    src = tmp_path / "src"
+    write_file(src / "a.txt", b"alpha\n")
+    for i in range(8):
+        write_file(src / f"more{i}", b"more\n")
+    target = tmp_path / "target"
+    target.mkdir()
+    run_backup(src, target, clock)
+    victim = tmp_path / "outside" / "x"
+    write_file(victim, b"not yours\n")
+    crafted = [b"../../../../outside/x", b"src/../../../../../outside/x"]
+    db = sqlite3.connect(set_dir(target) / "catalog.sqlite", isolation_level=None)
+    cols = [r[1] for r in db.execute("PRAGMA table_info(entries)") if r[1] != "id"]
+    row = dict(zip(cols, db.execute(f"SELECT {', '.join(cols)} FROM entries WHERE path=?",
+                                    (b"src/a.txt",)).fetchone(), strict=True))
+    with db:
+        for path in crafted:
+            db.execute(f"INSERT INTO entries({', '.join(cols)}) VALUES "
+                       f"({', '.join('?' * len(cols))})", [dict(row, path=path)[c] for c in cols])
+        rid = db.execute("SELECT max(id) FROM runs").fetchone()[0]
+        db.execute("INSERT INTO pending(run, seq, op, path) VALUES(?, 1, 'remove', ?)",
+                   (rid, crafted[0]))
+        closed = dict(row, path=b"../../../../../outside/x", until_run=rid, vrun=rid)
+        db.execute(f"INSERT INTO entries({', '.join(cols)}) VALUES "
+                   f"({', '.join('?' * len(cols))})", [closed[c] for c in cols])
+    db.close()
+    before = listing(tmp_path / "outside")
+    write_file(src / "b.txt", b"beta\n")
+    res = run_backup(src, target, clock)
+    # the first row's crafted pending op was dropped (and the row closed) by recovery
+    assert {i.path for i in res.stats.issues if i.kind == "unsafe"} == {crafted[1]}
+    found = {i.path: i.kind for i in run_verify(target).problems}
+    assert found == {b"../../../../../outside/x": "unsafe"}  # the open rows were closed
+    assert run_backup(src, target, clock).stats.issues == []  # named once
+    assert prune(str(target), SET, Policy(daily=1), UTC).files_removed >= 1
+    assert listing(tmp_path / "outside") == before
+    assert victim.read_bytes() == b"not yours\n"

@@ -174,3 +174,25 @@ def test_planted_symlink_in_dest_with_overwrite(tmp_path: Path, clock: FakeClock
 ])
 def test_unsafe_paths(path: bytes, bad: bool) -> None:
     assert (unsafe(path) is not None) is bad
+
+
+@pytest.mark.parametrize("openat2", [True, False], ids=["openat2", "walk"])
+def test_symlink_planted_on_the_drive_is_not_read_through(
+        tmp_path: Path, clock: FakeClock, openat2: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """current/src/sub replaced on the drive by a symlink to a folder elsewhere holding a
+    file with the right bytes: restore does not read through it (exit 3, named)."""
+    monkeypatch.setattr(beneath_mod, "use_openat2", openat2)
+    src = tmp_path / "src"
+    write_file(src / "a.txt", b"alpha\n")
+    write_file(src / "sub" / "b.txt", b"beta\n")
+    target = tmp_path / "target"
+    target.mkdir()
+    run_backup(src, target, clock)
+    cur = set_dir(target) / "current" / "src"
+    elsewhere = tmp_path / "elsewhere"
+    (cur / "sub").rename(elsewhere)
+    (cur / "sub").symlink_to(elsewhere)
+    result = run_restore(target, tmp_path / "r")
+    assert {(i.path, i.kind) for i in result.issues} == {(b"src/sub/b.txt", "unsafe")}
+    assert (tmp_path / "r" / "src" / "a.txt").read_bytes() == b"alpha\n"

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from twofold.cli.app import app
 from twofold.fsinfo.wipe import parse_wipefs
 
-from .conftest import MiB, blank, root_only, run
+from .conftest import MiB, blank, mounted, root_only, run
 
 runner = CliRunner()
 
@@ -138,3 +138,22 @@ def test_parse_wipefs() -> None:
 
 
 pytestmark = root_only
+
+
+def test_a_mounted_disk_is_refused_before_asking(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    src = mbr_source(tmp_path)
+    store = tmp_path / "store"
+    store.mkdir()
+    assert runner.invoke(app, ["image", "create", str(src), "--to", str(store),
+                               "--name", "m"]).exit_code == 0
+    vol = blank(tmp_path / "vol.img", 64 * MiB)
+    run("mkfs.ext4", "-q", vol)
+    dev = run("losetup", "-f", "--show", vol).stdout.strip()
+    try:
+        with mounted(["mount", dev], tmp_path / "mnt"):
+            monkeypatch.setattr("twofold.cli.image_restore_cmd.can_ask", lambda: True)
+            code, text = restore(str(store), "m", "--to", dev, answer=os.path.basename(dev))
+            assert code == 1 and "is mounted" in text and "Type the disk" not in text, text
+    finally:
+        run("losetup", "-d", dev, check=False)

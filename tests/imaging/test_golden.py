@@ -21,6 +21,7 @@ from twofold.image.create import create
 from twofold.image.manifest import parse_manifest
 from twofold.image.restore import restore
 from twofold.store.chunkstore import ChunkStore
+from twofold.store.indexfiles import marker_doc
 from twofold.store.objects import LocalObjects
 
 from .conftest import FixedClock, MiB, store_files
@@ -130,14 +131,18 @@ def test_golden_manifest_and_pack(tmp_path: Path) -> None:
     marker = (store / "store.json").read_bytes()
     if os.environ.get("TWOFOLD_GOLDEN_UPDATE"):
         (GOLDEN / "manifest-v2.json").write_bytes(manifest_bytes)
-        (GOLDEN / "store-v2.json").write_bytes(marker)
+        (GOLDEN / "store-v2.json").write_bytes(marker_doc(MiB))
         (GOLDEN / "pack-v1.json").write_text(json.dumps(expected_pack, indent=1) + "\n")
     assert manifest_bytes == (GOLDEN / "manifest-v2.json").read_bytes()
     pinned = json.loads((GOLDEN / "pack-v1.json").read_text())
     if pinned["zstd"] == zstd_version:  # zstd output may change between zstd releases
         assert expected_pack == pinned
-    assert marker == (GOLDEN / "store-v2.json").read_bytes() and third_party_seal_ok(marker)
-    assert json.loads(marker) == {
+    golden_marker = (GOLDEN / "store-v2.json").read_bytes()  # a store made off any drive
+    assert marker_doc(MiB) == golden_marker and third_party_seal_ok(golden_marker)
+    assert third_party_seal_ok(marker)
+    doc = json.loads(marker)
+    assert isinstance(doc.pop("drive", {}), dict)  # the drive's id, when made in a folder
+    assert doc == {
         "checksum": marker[13:77].decode(), "format": "twofold-image-store", "version": 2,
         "chunk_size": MiB, "hash": "blake3", "compression": "zstd"}
     for index in store_files(target, ".json"):

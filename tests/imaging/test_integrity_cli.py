@@ -41,9 +41,9 @@ def test_damaged_manifest_in_list_verify_prune_delete(tmp_path: Path) -> None:
     code, text = run("list", str(drive))
     assert code == 3 and "damaged: image one" in text and "two " in text
     code, text = run("verify", str(drive))
-    assert code == 1 and "damaged: image one" in text and "DAMAGED: 1 image(s)" in text
+    assert code == 1 and "damaged: image one" in text and "DAMAGED: 1 image," in text
     code, text = run("prune", str(drive), "--keep", "1")
-    assert code == 3 and "deleted: nothing" in text and "1 damaged image(s) skipped" in text
+    assert code == 3 and "deleted: nothing" in text and "1 damaged image skipped" in text
     code, text = run("repair", str(drive))
     assert code == 3 and "damaged images cannot be restored" in text
     code, text = run("delete", str(drive), "one")
@@ -57,7 +57,7 @@ def test_damaged_manifest_in_list_verify_prune_delete(tmp_path: Path) -> None:
 def test_repair_messages_and_codes(tmp_path: Path) -> None:
     _src, drive = _store(tmp_path)
     code, text = run("repair", str(drive))
-    assert code == 0 and "Nothing to repair" in text and "1 pack(s)" in text
+    assert code == 0 and "Nothing to repair" in text and "1 pack" in text
     index = next(p for p in store_files(drive, ".json") if p.parent.name == "index")
     index.write_bytes(index.read_bytes()[:-2])
     code, text = run("verify", str(drive))
@@ -88,3 +88,15 @@ def test_verify_heal_options_and_source(tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "o.img").read_bytes() == src.read_bytes()
     code, text = run("verify", str(drive), "--heal", "--from", str(tmp_path / "none"))
     assert code == 0 and text.strip().startswith("OK")  # nothing to heal: the other is not opened
+
+
+def test_verify_heal_leaves_a_damaged_index_to_repair(tmp_path: Path) -> None:
+    src, drive = _store(tmp_path)
+    index = next(p for p in store_files(drive, ".json") if p.parent.name == "index")
+    index.write_bytes(index.read_bytes()[:-2])
+    code, text = run("verify", str(drive), "--heal", "--source", str(src))
+    assert code == 1 and "twofold image repair mends them" in text
+    code, text = run("repair", str(drive))
+    assert code == 0
+    code, text = run("verify", str(drive), "--heal", "--source", str(src))
+    assert code == 0 and text.strip().startswith("OK")

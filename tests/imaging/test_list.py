@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from twofold.cli.app import app
 
-from .conftest import FS_OF_PART, root_only
+from .conftest import FS_OF_PART, root_only, run
 
 runner = CliRunner()
 pytestmark = root_only
@@ -37,7 +37,24 @@ def test_list_shows_partitions_and_what_deleting_frees(tmp_path: Path, gpt_disk:
     code, text = image("list", str(drive))
     assert code == 0, text
     assert "disk gpt" in text and "frees" in text
-    assert 'partition 2  ext4' in text and '"root"' in text and "partition 3  ntfs" in text
+    assert 'partition 2  ext4' in text and 'name "root"' in text and "partition 3  ntfs" in text
     code, text = image("list", str(drive), "--json")
     assert [i["frees_bytes"] for i in json.loads(text)] == [0, 0]  # every chunk is shared
 
+
+
+def test_list_shows_the_file_systems_label(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a")
+    vol = tmp_path / "vol.img"
+    with open(vol, "wb") as f:
+        f.truncate(16 << 20)
+    run("mkfs.ext4", "-q", "-F", "-L", "HOLIDAYS", "-d", tree, vol)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    assert image("create", str(vol), "--to", str(drive), "--name", "v")[0] == 0
+    code, text = image("list", str(drive))
+    assert code == 0 and 'volume       ext4' in text and 'label "HOLIDAYS"' in text, text
+    code, text = image("list", str(drive), "--json")
+    assert json.loads(text)[0]["volumes"][0]["label"] == "HOLIDAYS"

@@ -124,3 +124,42 @@ def test_delete_and_prune_work_on_a_full_drive(tmp_path: Path, kind: str) -> Non
         assert not verify(str(drive), None, NullProgress(), FixedClock()).damages
         code, text = _cli("list", str(drive))
         assert [i["name"] for i in json.loads(text)] == ["c"]
+
+
+def test_a_full_drive_without_a_reserve_says_what_to_do(tmp_path: Path) -> None:
+    """A store an older twofold made has no reserve: the delete is refused with nothing
+    deleted and a way out; once a little room is made, it works and keeps a reserve."""
+    (tmp_path / "a.img").write_bytes(os.urandom(8 * MiB))
+    with small_drive(tmp_path / "d", 60) as drive:
+        create(str(tmp_path / "a.img"), str(drive), "a", 3, None, False, NullProgress(),
+               FixedClock())
+        reserve = drive / "twofold-images" / ".reserve"
+        reserve.unlink()
+        fill(drive)
+        code, text = _cli("delete", str(drive), "a")
+        text = " ".join(text.split())
+        assert code == 1 and "nothing was deleted" in text and "a few MB" in text, text
+        assert [i.name for i in list_images(str(drive))] == ["a"]
+        for f in drive.glob("filler-0"):
+            f.unlink()
+        code, text = _cli("delete", str(drive), "a")
+        assert code == 0, text
+        assert reserve.stat().st_size >= MiB
+
+
+def test_prune_dry_run_tells_what_it_would_free(tmp_path: Path) -> None:
+    first = os.urandom(6 * MiB)
+    sources = {"a": first, "b": first[:2 * MiB] + os.urandom(4 * MiB), "c": first[:MiB]}
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    for name, data in sources.items():
+        (tmp_path / f"{name}.img").write_bytes(data)
+        create(str(tmp_path / f"{name}.img"), str(drive), name, 3, None, False,
+               NullProgress(), FixedClock())
+    code, text = _cli("prune", str(drive), "--keep", "1", "--dry-run")
+    guess = json.loads(text)["bytes_freed"]
+    assert code == 0 and 9 * MiB <= guess < 9 * MiB + (4 << 10)  # 9 chunks c does not need
+    assert len(list_images(str(drive))) == 3
+    code, text = _cli("prune", str(drive), "--keep", "1")
+    freed = json.loads(text)["bytes_freed"]
+    assert code == 0 and guess <= freed < guess + (64 << 10)  # + pack headers and indexes

@@ -210,6 +210,9 @@ def test_udevadm_runs_the_rule_for_a_fat_drive_whose_uuid_udev_reports_in_upper_
     dev = subprocess.run(["losetup", "-f", "--show", str(image)], check=True,
                          capture_output=True, text=True).stdout.strip()
     rules = Path("/run/udev/rules.d") / f"99-twofold-test-{os.getpid()}.rules"
+    rdev = os.stat(dev).st_rdev  # `udevadm test` writes the device's udev database entry:
+    db = Path("/run/udev/data") / f"b{os.major(rdev)}:{os.minor(rdev)}"  # put back after,
+    kept = db.read_bytes() if db.exists() else None  # or lsblk reads it for the next device
     try:
         uuid = subprocess.run(["blkid", "-p", "-o", "value", "-s", "UUID", dev], check=True,
                               capture_output=True, text=True).stdout.strip()
@@ -225,4 +228,8 @@ def test_udevadm_runs_the_rule_for_a_fat_drive_whose_uuid_udev_reports_in_upper_
             got.stdout[-2000:] + got.stderr[-2000:]
     finally:
         rules.unlink(missing_ok=True)
+        if kept is None:
+            db.unlink(missing_ok=True)
+        else:
+            db.write_bytes(kept)
         subprocess.run(["losetup", "-d", dev], check=False)

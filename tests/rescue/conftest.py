@@ -65,6 +65,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     """The drives of a guided restore, attached as loop devices for the test."""
     if not IS_ROOT:
         pytest.skip(f"the guided restore {NOT_ROOT_REASON}")
+    from twofold.backup.engine import BackupOptions, backup
     from twofold.image.create import create
 
     source = source_disk(tmp_path)
@@ -73,6 +74,8 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
     run("mkfs.ext4", "-q", "-F", "-L", "BACKUP", store)
     with mounted(["mount", "-o", "loop", str(store)], tmp_path / "mnt") as mnt:
         create(str(source), str(mnt), "pc-1", 3, None, False, NullProgress(), Clock())
+        backup([str(tmp_path / "tree")], str(mnt), "docs", BackupOptions(), Clock(),
+               NullProgress())
     target = tmp_path / "target.img"
     run("truncate", "-s", "40M", target)
     small = tmp_path / "small.img"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.drives import mounted, run
+from tests.image.conftest import tree_digest
 from tests.rescue.conftest import Rig, Scripted, number_of
 from twofold.cli.rescue_guide import Answers, Guide, answers_from
 from twofold.core.errors import UsageError
@@ -31,18 +33,19 @@ def test_guided_restore_refuses_then_restores(rig: Rig) -> None:
     name = os.path.basename(rig.target_dev)
     console = Scripted([
         "1",                          # the store (the only one found)
+        "i",                          # an image, not the backup set beside it
         "",                           # the newest image
         number_of(rig.store_dev),     # refused: it holds the store
         number_of(rig.small_dev),     # refused: too small
         number_of(rig.target_dev),
         "no",                         # a wrong confirmation goes back to the store list
-        "1", "", number_of(rig.target_dev), name,
+        "1", "i", "", number_of(rig.target_dev), name,
     ])
     code = Guide(console, base=rig.base, only=rig.devices).run()
     text = console.text
     assert code == 0, text
     assert "guided restore" in text.splitlines()[0]
-    assert f"{rig.store_dev} (ext4, \"BACKUP\"): images" in text, text
+    assert f"{rig.store_dev} (ext4, \"BACKUP\"): images; backup sets: docs" in text, text
     assert "pc-1" in text
     assert "NOT ALLOWED: it holds the store being read" in text
     assert f"{rig.store_dev} is not allowed" in text
@@ -55,8 +58,28 @@ def test_guided_restore_refuses_then_restores(rig: Rig) -> None:
 
 
 @pytest.mark.root
+def test_backup_set_restored_into_a_file_system(rig: Rig, tmp_path: Path) -> None:
+    run("mkfs.ext4", "-q", "-F", "-L", "NEW", rig.target_dev)
+    console = Scripted([
+        "1", "f",                     # the store; folders, not an image
+        "1",                          # backup set docs
+        number_of(rig.store_dev),     # refused: the store's own disk
+        number_of(rig.target_dev),
+    ])
+    assert Guide(console, base=rig.base, only=rig.devices).run() == 0, console.text
+    assert "backup set docs" in console.text
+    assert f"{rig.store_dev} is not allowed: it is on the disk holding the store" \
+        in console.text
+    assert "Restored backup set docs" in console.text
+    with mounted(["mount", "-o", "ro", rig.target_dev], tmp_path / "check") as mnt:
+        assert tree_digest(mnt / "twofold-restored/docs/tree") == \
+            tree_digest(rig.source.parent / "tree")
+    assert _mounted_below(rig.base) == []
+
+
+@pytest.mark.root
 def test_wrong_confirmation_writes_nothing(rig: Rig) -> None:
-    console = Scripted(["1", "", number_of(rig.target_dev), "sdz", "q"])
+    console = Scripted(["1", "i", "", number_of(rig.target_dev), "sdz", "q"])
     assert Guide(console, base=rig.base, only=rig.devices).run() == 0
     with open(rig.target_dev, "rb") as f:
         assert f.read(1 << 20) == bytes(1 << 20)
@@ -105,3 +128,21 @@ def test_answers_from_kernel_and_file(tmp_path: Path) -> None:
     f.write_text('disk = "/dev/sdb"\nwipe = true\n')
     with pytest.raises(UsageError, match="unknown unattended setting"):
         answers_from({}, str(f))
+
+
+def test_firmware_and_main_console_read_from_sysfs(tmp_path: Path) -> None:
+    from twofold.jobs.rescue_scan import firmware, main_console
+
+    assert firmware(str(tmp_path / "none")) == "BIOS"
+    efi = tmp_path / "efi"
+    (efi / "efivars").mkdir(parents=True)
+    var = efi / "efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+    var.write_bytes(b"\x06\x00\x00\x00\x01")
+    assert firmware(str(efi)) == "UEFI, Secure Boot on"
+    var.write_bytes(b"\x06\x00\x00\x00\x00")
+    assert firmware(str(efi)) == "UEFI, Secure Boot off"
+    active = tmp_path / "active"
+    active.write_text("ttyS0 tty0\n")
+    assert main_console(str(active)) == "/dev/tty1"
+    active.write_text("tty0 ttyS0\n")
+    assert main_console(str(active)) == "/dev/ttyS0"

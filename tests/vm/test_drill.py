@@ -8,16 +8,18 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.bootdisks import KINDS, BootDisk, boot_disk
+from tests.bootdisks import KINDS, SIGNED, BootDisk, boot_disk
 from tests.imaging.conftest import FixedClock
 from tests.jobs.conftest import Cli, cli, json_of, state
 from twofold.cli.app import app
 from twofold.core.progress import NullProgress
 from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.extedit import ext_write
 from twofold.fsinfo.parttable import parse_table
 from twofold.image.create import create
 from twofold.image.drill import FIRMWARE_STAGE, ROOT_STAGE, STAGES, DrillOptions, drill
@@ -32,7 +34,7 @@ __all__ = ["cli", "state"]  # fixtures of the status test
 
 def _store(tmp_path: Path, disk: Path) -> Path:
     store = tmp_path / "drive"
-    store.mkdir()
+    store.mkdir(parents=True)
     create(str(disk), str(store), "sys", 3, None, False, NullProgress(), FixedClock())
     return store
 
@@ -70,6 +72,41 @@ def test_drill_passes_and_changes_only_its_record(kind: str, tmp_path: Path) -> 
     assert png.read_bytes()[:4] == b"\x89PNG"
     got = last_drill(open_target(str(store)), "sys")
     assert got is not None and got.passed and got.object == rec.object
+
+
+def test_secure_boot_drill_passes_through_debians_signed_shim(tmp_path: Path) -> None:
+    store = _store(tmp_path, boot_disk(SIGNED).path)
+    rec = drill(str(store), None, NullProgress(), FixedClock(),
+                DrillOptions(timeout=400, secure_boot=True))
+    assert rec.passed, (rec.failed_stage, rec.reason, rec.console_tail)
+    assert rec.firmware == "uefi-secure"
+    assert any("shimx64.efi" in n for n in rec.notes)  # shim became the fallback loader
+
+
+def test_secure_boot_refuses_an_unsigned_loader(tmp_path: Path) -> None:
+    store = _store(tmp_path, boot_disk("uefi").path)
+    rec = drill(str(store), None, NullProgress(), FixedClock(),
+                DrillOptions(timeout=400, secure_boot=True))
+    assert not rec.passed and rec.failed_stage == FIRMWARE_STAGE
+    assert "Access Denied" in rec.reason
+    bios = _store(tmp_path / "b", boot_disk("bios-mbr").path)
+    result = runner.invoke(app, ["image", "drill", str(bios), "--secure-boot"])
+    assert result.exit_code == 2 and "Secure Boot is UEFI only" in result.output
+
+
+def test_without_a_login_prompt_the_settled_screen_counts(tmp_path: Path) -> None:
+    disk = boot_disk("bios-mbr")
+    copy = tmp_path / "quiet.raw"
+    shutil.copyfile(disk.path, copy)
+    with FileReader(str(copy)) as reader:
+        root = next(p for p in parse_table(reader).partitions
+                    if p.index == disk.root_partition)
+    ext_write(copy, root.start, {"/etc/no-getty": (b"", 0o644)})
+    rec = drill(str(_store(tmp_path, copy)), None, NullProgress(), FixedClock(),
+                DrillOptions(timeout=150))
+    assert rec.passed, (rec.failed_stage, rec.reason, rec.console_tail)
+    assert "login:" not in rec.console_tail
+    assert rec.stages[-1].evidence == "the screen stayed the same for 5 s"
 
 
 def test_drill_cli_and_image_list(tmp_path: Path) -> None:
@@ -123,6 +160,31 @@ def test_damaged_root_fails_when_it_is_mounted(tmp_path: Path) -> None:
     assert not rec.passed and rec.failed_stage == ROOT_STAGE, (rec.reason, rec.console_tail)
     assert "kernel panic" in rec.reason
     assert rec.stages[1].seconds is not None  # the kernel did start
+
+
+def test_a_partition_image_is_refused(tmp_path: Path) -> None:
+    vol = tmp_path / "vol.img"
+    with vol.open("wb") as f:
+        f.truncate(8 << 20)
+    store = _store(tmp_path, vol)
+    result = runner.invoke(app, ["image", "drill", str(store), "sys"])
+    assert result.exit_code == 2 and "not a whole disk" in result.output
+    result = runner.invoke(app, ["image", "drill", str(store)])  # no disk image to pick
+    assert result.exit_code == 2 and "no disk image" in result.output
+
+
+def test_too_little_scratch_space_is_refused_before_any_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _store(tmp_path, boot_disk("bios-mbr").path)
+    before = _files(store)
+    monkeypatch.setattr("twofold.image.drill.shutil.disk_usage",
+                        lambda p: SimpleNamespace(free=1 << 20))
+    result = runner.invoke(app, ["image", "drill", str(store), "--scratch", str(tmp_path)])
+    assert result.exit_code == 2 and "needs about" in result.output and "--scratch" in \
+        result.output
+    result = runner.invoke(app, ["image", "drill", str(store), "--scratch", "/nonexistent"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert _files(store) == before
 
 
 def test_no_qemu_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

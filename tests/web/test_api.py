@@ -3,7 +3,10 @@ action on a real backup set."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -196,10 +199,10 @@ def test_verify_an_image(client: TestClient, panel: Panel, world: World) -> None
     create(str(world.disk), str(world.drive), "disk-1", 3, None, False, NullProgress(),
            SystemClock())
     page = client.get("/images").text
-    assert "disk-1" in page
+    assert "disk-1" in page and "Deleting it frees" in page
     post(client, panel, "/images/verify", store=str(world.drive), image="disk-1")
     result = wait_done(panel, "verify-disk-1")
-    assert result.startswith("ok: OK: 1 image(s)"), result
+    assert result.startswith("ok: OK: 1 image,"), result
     note = post(client, panel, "/images/verify", store="/etc", image="disk-1")
     assert "not a connected image store" in note
 
@@ -213,6 +216,10 @@ def test_settings_keep_comments_and_refuse_a_bad_value(client: TestClient, panel
     text = world.config.read_text()
     assert "# my twofold config" in text and "# the documents" in text
     assert '"*.iso"' in text and 'schedule = "weekly"' in text
+    note = post(client, panel, "/settings/exclude", exclude="*.iso\n\ncache/\n")
+    assert "Saved what every set leaves out" in note
+    text = world.config.read_text()
+    assert 'exclude = ["*.iso", "cache/"]' in text and "# the documents" in text
     r = client.post("/settings/job", data={
         "csrf": panel.secret.csrf, "kind": "sets", "name": "docs", "sources": "x",
         "schedule": "every blue moon"})
@@ -308,3 +315,62 @@ def test_a_large_folder_is_shown_a_page_at_a_time(client: TestClient, world: Wor
     page = client.get("/browse?set=docs&path=Documents/many&page=2").text
     assert "Entries 201–250 of 250" in page and "f200.txt" in page and "f199.txt" not in page
     assert "must be a number" in client.get("/browse?set=docs&page=x").text
+
+
+def test_a_drive_gone_when_the_run_starts_fails_with_the_clis_words(
+        client: TestClient, panel: Panel, world: World) -> None:
+    note = post(client, panel, "/jobs/docs/run")
+    away = world.root / "drive-away"
+    world.drive.rename(away)  # gone before the run's process looks for it
+    panel.runner.wait(120)
+    (item,) = [i for i in listing(world.state) if i.job == "docs"]
+    assert "started" in note and item.state == "failed"
+    assert "is not connected" in item.detail, item.detail
+    page = client.get("/").text  # the panel is still there and says so
+    assert "Run docs" in page and "is not connected" in page
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("losetup") is None,
+                    reason="needs root and losetup for a loop device")
+def test_image_restore_to_a_disk_must_be_confirmed_by_its_name(
+        client: TestClient, panel: Panel, world: World) -> None:
+    from twofold.core.progress import NullProgress
+    from twofold.image.create import create
+    from twofold.jobs.clock import SystemClock
+
+    create(str(world.disk), str(world.drive), "disk-1", 3, None, False, NullProgress(),
+           SystemClock())
+    backing = world.root / "loop.img"
+    backing.write_bytes(b"\x5a" * (2 << 20))
+    loop = subprocess.run(["losetup", "-f", "--show", str(backing)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    try:
+        note = post(client, panel, "/images/restore", store=str(world.drive),
+                    image="disk-1", dest=loop, confirm_name="sda")
+        assert "not confirmed" in note and os.path.basename(loop) in note
+        panel.runner.wait(60)
+        with open(loop, "rb") as fh:
+            assert fh.read(4096) == b"\x5a" * 4096  # nothing written
+        post(client, panel, "/images/restore", store=str(world.drive), image="disk-1",
+             dest=loop, confirm_name=os.path.basename(loop))
+        assert wait_done(panel, "restore-disk-1").startswith("ok")
+        with open(loop, "rb") as fh:
+            assert fh.read(1 << 20) == world.disk.read_bytes()[:1 << 20]
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+def test_a_drill_that_cannot_boot_says_why(client: TestClient, panel: Panel,
+                                            world: World) -> None:
+    from twofold.core.progress import NullProgress
+    from twofold.image.create import create
+    from twofold.jobs.clock import SystemClock
+
+    create(str(world.disk), str(world.drive), "disk-1", 3, None, False, NullProgress(),
+           SystemClock())
+    assert "Drilling disk-1" in post(client, panel, "/images/drill", store=str(world.drive),
+                                     image="disk-1")
+    result = wait_done(panel, "drill-disk-1")
+    assert result.startswith("failed: "), result
+    assert "Error" not in result.split(":", 2)[1], result  # words, not an exception name

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -92,14 +91,18 @@ def test_home_shows_the_overdue_job(page: Any) -> None:
 
 def test_back_up_now_shows_live_progress_to_the_end(page: Any, world: World, browser: Any,
                                                     server: str) -> None:
-    for n in range(300):  # enough to be seen running
-        (world.src / f"bulk-{n:03}.bin").write_bytes(os.urandom(128 * 1024))
+    block = os.urandom(192 * 1024)
+    for n in range(1000):  # 190 MB, each file flushed: seconds of copying, seen running
+        (world.src / f"bulk-{n:03}.bin").write_bytes(n.to_bytes(4, "big") + block)
     other = browser.new_context().new_page()  # a second browser, never reloaded
     other.goto(server)
     assert other.locator("#live-section").is_hidden()
     page.locator("#job-docs").get_by_role("button", name="Back up now").click()
     page.wait_for_selector("#live .job-live.running progress", timeout=60_000)
     assert "Backup docs" in page.locator("#live").inner_text()
+    keep = os.environ.get("TWOFOLD_SCREENSHOTS")
+    if keep:
+        page.screenshot(path=str(Path(keep) / "panel-live-light.png"))
     page.wait_for_selector("#live .job-live.ok", timeout=120_000)  # by the event stream
     assert page.locator("#live .job-live.ok .state").inner_text() == "ok"
     other.wait_for_selector("#live .job-live.ok", timeout=60_000)
@@ -107,7 +110,7 @@ def test_back_up_now_shows_live_progress_to_the_end(page: Any, world: World, bro
     other.context.close()
     page.goto(page.url.split("?")[0] + "browse?set=docs&path=Documents")
     assert page.locator("th[scope=row]", has_text="bulk-000.bin").count() == 1
-    assert "302 entries" in page.locator(".crumbs").inner_text()
+    assert "1,002 entries" in page.locator(".crumbs").inner_text()
 
 
 def test_browse_an_older_run_and_restore_a_file(page: Any, world: World) -> None:
@@ -137,7 +140,7 @@ def test_verify_an_image(page: Any, world: World) -> None:
     page.get_by_role("link", name="Images").click()
     page.get_by_role("button", name="Verify disk-1").click()
     page.wait_for_selector("#live .job-live.ok", timeout=60_000)
-    assert "OK: 1 image(s)" in page.locator("#live").inner_text()
+    assert "OK: 1 image," in page.locator("#live").inner_text()
 
 
 def test_no_token_and_a_foreign_host_are_refused(browser: Any, server: str) -> None:
@@ -205,5 +208,16 @@ def test_every_page_fits_a_laptop_screen(browser: Any, server: str, world: World
     context.close()
 
 
-def test_chromium_is_debians() -> None:
-    assert shutil.which("chromium") == CHROMIUM or os.path.exists(CHROMIUM)
+
+def test_back_up_now_with_the_keyboard_alone(page: Any) -> None:
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.closest('#job-docs') !== null && "
+                         "document.activeElement.tagName === 'BUTTON'"):
+            break
+    else:
+        raise AssertionError("Tab never reached the Back up now button of docs")
+    assert page.evaluate("document.activeElement.textContent") == "Back up now (docs)"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#live .job-live.ok", timeout=60_000)
+    assert "Backup docs" in page.locator("#live").inner_text()

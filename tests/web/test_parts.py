@@ -235,28 +235,6 @@ def test_a_damaged_live_file_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "live").mkdir()
     (tmp_path / "live" / "x.json").write_text("{not json")
     assert listing(tmp_path) == [] and read(tmp_path / "live" / "x.json") is None
-    assert signal.SIGINT  # the cancel of another process is a SIGINT (see above)
-
-
-def test_what_deleting_an_image_frees(world: World) -> None:
-    from twofold.core.progress import NullProgress
-    from twofold.image.create import create
-    from twofold.image.manage import delete
-    from twofold.jobs.imagefree import frees
-
-    def image(name: str) -> None:
-        create(str(world.disk), str(world.drive), name, 3, None, False, NullProgress(),
-               SystemClock())
-
-    image("a")
-    image("b")  # the same data: every chunk is shared
-    with world.disk.open("r+b") as fh:
-        fh.write(os.urandom(64 * 1024))
-    image("c")
-    found = frees(str(world.drive))
-    assert found["a"] == found["b"] == 0 and found["c"] > 0
-    r = delete(str(world.drive), "c", NullProgress(), SystemClock())
-    assert r.bytes_freed >= found["c"] > r.bytes_freed // 2
 
 
 def test_retention_in_the_config_is_checked_and_applied_after_a_run(world: World) -> None:
@@ -280,3 +258,44 @@ def test_retention_in_the_config_is_checked_and_applied_after_a_run(world: World
     cfg = save(world.config, edit_job(world.config.read_text(), "sets", "docs",
                                       {"keep_daily": "0"}))
     assert cfg.sets["docs"].keep == (0, 0, 0) and "keep_daily" not in world.config.read_text()
+
+
+def test_ctrl_c_stops_the_panel_with_a_browser_listening(world: World) -> None:
+    import re
+    import threading
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "twofold", "--config", str(world.config),
+                             "panel", "--no-browser"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    url, token = next(m.groups() for line in proc.stdout
+                      if (m := re.search(r"(http://\S+)\?token=(\S+)", line)))
+    req = urllib.request.Request(url + "events", headers={"x-twofold-token": token})
+    first: list[bytes] = []
+    stream = urllib.request.urlopen(req, timeout=60)
+
+    def listen() -> None:
+        first.append(stream.readline())
+        stream.read()  # until the panel ends the stream
+
+    reader = threading.Thread(target=listen, daemon=True)
+    reader.start()
+    while not first:
+        time.sleep(0.05)
+    assert first[0].startswith(b"event: live")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    reader.join(60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "panel stopped" in err and not (world.state / "panel.json").exists()
+
+
+def test_the_exclude_of_every_set_goes_before_the_first_table(tmp_path: Path) -> None:
+    from twofold.jobs.settings import edit_exclude
+
+    path = tmp_path / "c.toml"
+    text = edit_exclude('# mine\n[sets.a]\nsources = ["/x"]\n', "*.iso\nnode_modules/")
+    assert text.startswith("# mine\nexclude = [")
+    assert save(path, text).exclude == ["*.iso", "node_modules/"]
+    assert save(path, edit_exclude(text, "")).exclude == []

@@ -23,7 +23,7 @@ from twofold.backup.twins import place_twins
 from twofold.core.diff import Action, Change
 from twofold.core.models import Entry, Issue, Kind, Record, RunStats
 from twofold.core.names import too_large
-from twofold.core.paths import parent_of
+from twofold.core.paths import parent_of, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.children import can_fork, child_context, die_with_parent
 from twofold.fsinfo.disk import can_syncfs, syncfs
@@ -131,7 +131,7 @@ class Applier:
         chunk: list[tuple[Step, str]] = []
         chunk_bytes = 0
         for step in steps:
-            if self._too_large(step) or self._too_long(step):
+            if self._unsafe(step) or self._too_large(step) or self._too_long(step):
                 continue
             if self._needs_worker(step.change):
                 chunk.append((step, self._next_tmp()))
@@ -207,6 +207,18 @@ class Applier:
         why = too_large(self.sd.namer.profile, e.size)
         if why is not None:
             step.issue = Issue(step.change.path, "skipped", why)
+        return why is not None
+
+    @staticmethod
+    def _unsafe(step: Step) -> bool:
+        """A catalog row whose path would leave the set's folder (a crafted catalog) is
+        named once and closed; nothing on the drive is touched for it."""
+        why = unsafe(step.change.path)
+        if why is not None:
+            step.issue = Issue(step.change.path, "unsafe", f"left alone: {why} (a crafted "
+                               "or damaged catalog? `twofold repair` rebuilds it)")
+            if step.change.old is not None:
+                step.close = (step.change.old.id, False)
         return why is not None
 
     def _too_long(self, step: Step) -> bool:
@@ -444,7 +456,7 @@ def _pool(workers: int) -> Executor:
     """Worker processes where fork exists (no GIL between copies), else threads."""
     if can_fork():
         return ProcessPoolExecutor(workers, mp_context=child_context(),
-                                   initializer=die_with_parent)
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
     return ThreadPoolExecutor(workers)
 
 

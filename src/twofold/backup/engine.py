@@ -23,9 +23,10 @@ from twofold.backup.safety import (
 )
 from twofold.core.clock import Clock
 from twofold.core.diff import Action
+from twofold.core.errors import TargetError
 from twofold.core.models import RunStats
 from twofold.core.names import TargetProfile
-from twofold.core.paths import parent_of
+from twofold.core.paths import parent_of, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
@@ -79,6 +80,9 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     pending = catalog.pending()
     dropped: list[tuple[int, bytes]] = []
     for run_id, op in pending:
+        if unsafe(op.path) or (op.link_to is not None and unsafe(op.link_to)):
+            dropped.append((run_id, op.path))  # never carried out: a crafted catalog's,
+            continue  # or a path too long for any drive
         try:
             apply_op(sd, names[run_id], op, catalog.open_row)
         except OSError as err:
@@ -103,7 +107,7 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
 def drop_rows(catalog: Catalog, dropped: list[tuple[int, bytes]]) -> None:
     """Close the open rows of paths whose operation could not be done for the name's sake
     (inside a transaction), so the next plan takes them as new and skips them by name."""
-    for run_id, path in dropped:
+    for run_id, path in dropped:  # (open_row only reads: a crafted path is harmless here)
         row = catalog.open_row(path)
         if row is not None:
             catalog.close_rows([(row.id, run_id, False)])
@@ -166,45 +170,49 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         raise target_failure(err, os.fsdecode(sd.root)) from err
     result.drive = sd.mark_drive()
     guard = DriveGuard(sd.root, result.drive, target)
-    with sd.lock(), sd.open_catalog(create=True) as catalog:
-        result.profile = sd.namer.profile
-        recover(sd, catalog)
-        plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
-                                      catalog), progress)
-        try:
-            _check_space(sd, plan, catalog)
-            if plan.moves:  # counting current/ reads every open row: only when needed
-                check_mass_delete(plan.moves, catalog.count_current_files(),
-                                  options.allow_mass_delete)
-            name = run_name_for(started, set(catalog.run_names().values()))
-            run_id = catalog.add_run(name, started, {
-                "sources": [os.fsdecode(s.path) for s in srcs],
-                "excludes": options.excludes,
-                "default_excludes": options.default_excludes,
-                "same_disk": bool(warnings),  # check_overlap warns of nothing else
-            }, socket.gethostname())
-            result.run_id, result.run_name = run_id, name
-            stats = RunStats(unchanged=plan.counts[Action.UNCHANGED],
-                             files_total=plan.files_total, bytes_total=plan.bytes_total,
-                             skipped=plan.counts[Action.SKIPPED], issues=list(plan.issues))
-            applier = Applier(sd, catalog, run_id, name,
-                              {s.name: s.path for s in srcs}, progress, stats,
-                              workers=options.workers, moved_from=plan.moved_from,
-                              moved_to=plan.moved_to, guard=guard)
-            applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
-            heal_listed(sd, catalog, srcs, name, stats)
-        finally:
-            plan.close()
-        try:
-            syncfs(sd.current)
-        except OSError as err:
-            raise target_failure(err, os.fsdecode(sd.current)) from err
-        stats.seconds = (clock.now_ns() - started) / 1e9
-        guard.check(sd.drive)
-        with catalog.transaction():
-            catalog.clear_pending(run_id)
-            catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())
-        sd.tidy_tmp()
-        result.stats = stats
+    try:
+        with sd.lock(), sd.open_catalog(create=True) as catalog:
+            result.profile = sd.namer.profile
+            recover(sd, catalog)
+            plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
+                                          catalog), progress)
+            try:
+                _check_space(sd, plan, catalog)
+                if plan.moves:  # counting current/ reads every open row: only when needed
+                    check_mass_delete(plan.moves, catalog.count_current_files(),
+                                      options.allow_mass_delete)
+                name = run_name_for(started, set(catalog.run_names().values()))
+                run_id = catalog.add_run(name, started, {
+                    "sources": [os.fsdecode(s.path) for s in srcs],
+                    "excludes": options.excludes,
+                    "default_excludes": options.default_excludes,
+                    "same_disk": bool(warnings),  # check_overlap warns of nothing else
+                }, socket.gethostname())
+                result.run_id, result.run_name = run_id, name
+                stats = RunStats(unchanged=plan.counts[Action.UNCHANGED],
+                                 files_total=plan.files_total, bytes_total=plan.bytes_total,
+                                 skipped=plan.counts[Action.SKIPPED], issues=list(plan.issues))
+                applier = Applier(sd, catalog, run_id, name,
+                                  {s.name: s.path for s in srcs}, progress, stats,
+                                  workers=options.workers, moved_from=plan.moved_from,
+                                  moved_to=plan.moved_to, guard=guard)
+                applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
+                heal_listed(sd, catalog, srcs, name, stats)
+            finally:
+                plan.close()
+            try:
+                syncfs(sd.current)
+            except OSError as err:
+                raise target_failure(err, os.fsdecode(sd.current)) from err
+            stats.seconds = (clock.now_ns() - started) / 1e9
+            guard.check(sd.drive)
+            with catalog.transaction():
+                catalog.clear_pending(run_id)
+                catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())
+            sd.tidy_tmp()
+            result.stats = stats
+    except TargetError:  # a write that failed because the drive went away is said as
+        guard.check()    # the drive gone
+        raise
     progress.finish()
     return result

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from twofold.backup.ops import no_symlink_above
 from twofold.core.models import Issue, Kind, Record
+from twofold.core.paths import unsafe
 from twofold.fsinfo.meta import apply_metadata
 from twofold.store.catalog import Catalog
 from twofold.store.copy import SourceReadError, copy_file
@@ -61,7 +62,8 @@ def heal_copies(sd: SetDir, catalog: Catalog, tops: dict[bytes, bytes], run_name
                 rec.until_run is not None and rec.vrun is None):
             done.append(rec.id)  # no content of its own kept on the target
             continue
-        why = _heal_one(sd, rec, tops, sd.location(rec, names), run_name)
+        why = unsafe(rec.path) or _heal_one(sd, rec, tops, sd.location(rec, names),
+                                            run_name)
         if why is None:
             result.healed += 1
         else:
@@ -69,17 +71,21 @@ def heal_copies(sd: SetDir, catalog: Catalog, tops: dict[bytes, bytes], run_name
                                      f"could not be healed: {why}"))
         if why is None or rec.until_run is not None:  # an old version: tried once
             done.append(rec.id)
-    try:
-        with catalog.transaction():
-            unmark(catalog, done)
-    except OSError as err:
-        raise target_failure(err, sd.catalog) from err
+    if done:  # else the catalog stays as it was
+        try:
+            with catalog.transaction():
+                unmark(catalog, done)
+        except OSError as err:
+            raise target_failure(err, sd.catalog) from err
     return result
 
 
 def _heal_one(sd: SetDir, rec: Record, tops: dict[bytes, bytes], where: bytes,
               run_name: str) -> str | None:
     """Copy the source of `rec` over its copy at `where`; None when done, else why not."""
+    why = unsafe(rec.path)
+    if why is not None:
+        return f"the catalog names {why}"
     src = source_of(tops, rec.path)
     if src is None:
         return "its source folder is not known"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from twofold.core.errors import UsageError
 from twofold.core.models import Kind, Record
 from twofold.core.names import TargetProfile
-from twofold.core.paths import from_user, show
+from twofold.core.paths import from_user, show, unsafe
 from twofold.store.catalog import Catalog, Run
 from twofold.store.target import SetDir
 
@@ -76,8 +76,8 @@ def _where(sd: SetDir, rec: Record, names: dict[int, str], catalog: Catalog) -> 
     place that holds it, or "(missing)"; folders and links have no content to point at."""
     if rec.kind is not Kind.FILE:
         return "-"
-    if rec.vrun is not None and rec.vrun not in names:
-        return "?"  # its run is lost from the catalog
+    if (rec.vrun is not None and rec.vrun not in names) or unsafe(rec.path):
+        return "?"  # its run is lost from the catalog, or its path is crafted
     for place in sd.candidates(rec, names, catalog):
         if os.path.lexists(place):
             return os.fsdecode(os.path.relpath(place, sd.root))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from twofold.backup.fresh import Fresh
 from twofold.core.models import Entry, Kind
+from twofold.core.paths import unsafe
 from twofold.fsinfo.disk import rename_new
 from twofold.fsinfo.meta import apply_metadata, set_mtime
 from twofold.store.catalog import PendingOp
@@ -193,7 +194,7 @@ def set_dir_times(sd: SetDir, dirs: set[bytes], known: dict[bytes, int],
                   open_row: Callable[[bytes], Entry | None]) -> None:
     """Give folders in current/ their source mtime, deepest first (after their contents)."""
     for rel in sorted(dirs, key=lambda p: p.count(b"/"), reverse=True):
-        if not rel:
+        if not rel or unsafe(rel):
             continue
         mtime = known.get(rel)
         if mtime is None:

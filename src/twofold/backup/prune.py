@@ -13,6 +13,7 @@ from itertools import groupby
 
 from twofold.core.errors import TargetError, UsageError
 from twofold.core.models import Kind, Record
+from twofold.core.paths import unsafe
 from twofold.core.retention import Policy, needed, runs_to_keep
 from twofold.store.target import SetDir
 
@@ -75,6 +76,8 @@ def prune(target: str, set_name: str, policy: Policy, tz: tzinfo,
 
         def remove_files() -> None:
             for rec in drop_files:
+                if unsafe(rec.path) or names.get(rec.vrun or 0) is None:
+                    continue  # a crafted row's: its file is not removed (nor looked for)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(sd.location(rec, names))
 

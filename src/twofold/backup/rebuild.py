@@ -24,7 +24,7 @@ from twofold.core.diff import FROM_COPY_INO
 from twofold.core.errors import TargetError
 from twofold.core.models import Issue, Kind, Record
 from twofold.core.names import may_stand_in
-from twofold.core.paths import show
+from twofold.core.paths import show, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.meta import read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
@@ -87,6 +87,9 @@ class Rebuild:
         closes: list[tuple[int, int, bool]] = []
         for row in self.catalog.current():
             rec = row.record()
+            if unsafe(rec.path) is not None:  # its copy cannot be in current/
+                closes.append((rec.id, run_id, False))
+                continue
             where = self.sd.cur(rec.path)
             try:
                 st = os.lstat(where)

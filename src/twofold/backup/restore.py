@@ -59,6 +59,7 @@ class _Restorer:
     restored_links: set[bytes] = field(default_factory=set)
     dirs: list[Record] = field(default_factory=list)
     links: list[Record] = field(default_factory=list)  # symlinks: made after the rest
+    drive: Beneath | None = None  # the set's folder, where copies are read beneath
 
     def note(self, path: bytes, kind: str, message: str) -> None:
         issue = Issue(path, kind, message)
@@ -79,6 +80,13 @@ class _Restorer:
             self._entry(rec)
         except Escape as err:
             self.note(rec.path, "unsafe", f"not restored: {err.strerror} ({err.filename})")
+
+    def on_drive(self, where: bytes) -> bytes:
+        """A path to read the copy at `where` by, never through a symlink planted in the
+        set's folders on the drive (Escape if one is on the way)."""
+        if self.drive is None:
+            return where
+        return self.drive.at(os.path.relpath(where, self.sd.root))
 
     def links_last(self) -> None:
         """Make the symlinks, after every entry (a row below a symlink was made as a real
@@ -149,10 +157,20 @@ class _Restorer:
             try:
                 with suppress(FileNotFoundError):
                     os.unlink(part, dir_fd=fd)
-                copied = copy_file(src, (fd, part))
+                try:
+                    where = self.on_drive(src)
+                except Escape:
+                    raise
+                except OSError as err:  # a folder on the way is missing: the next place
+                    raise SourceReadError(err.errno, err.strerror, err.filename) from err
+                copied = copy_file(where, (fd, part))
             except SourceReadError as err:
                 found.append(("failed", f"cannot read the backup copy {show(src)}: "
                               f"{err.strerror}"))
+                continue
+            except Escape as err:
+                found.append(("unsafe", f"the backup copy {show(src)} is reached through "
+                              f"a symlink on the drive; not followed ({err.strerror})"))
                 continue
             except OSError as err:
                 if err.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -221,9 +239,9 @@ def restore(target: str, set_name: str, dest: str, paths: list[str], as_of: str 
             os.makedirs(real_dest, exist_ok=True)
         except OSError as err:
             raise RestoreError(f"cannot create {real_dest}: {err.strerror}") from err
-        with Beneath(os.fsencode(real_dest)) as beneath:
+        with Beneath(os.fsencode(real_dest)) as beneath, Beneath(sd.root) as drive:
             worker = _Restorer(sd, catalog, beneath, overwrite, progress, result, names,
-                               catalog.link_targets(run_id))
+                               catalog.link_targets(run_id), drive=drive)
             progress.phase("restoring", n_files, n_bytes)
             rows = (r for r in catalog.valid_at(run_id) if _selected(r.path, wanted))
             for rec in rows:

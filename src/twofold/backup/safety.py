@@ -9,7 +9,7 @@ from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
 from twofold.core.text import human_bytes, plural
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
-from twofold.store.rows import DRIVE_GONE, drive_gone
+from twofold.store.rows import drive_gone, not_answering
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -56,11 +56,9 @@ def resolve_target(path: str) -> str:
 
 def gone_or_ok(path: str) -> None:
     """The drive-gone error when the drive of `path` no longer answers (ENOTCONN)."""
-    try:
-        os.stat(path)
-    except OSError as err:
-        if err.errno in DRIVE_GONE:
-            raise drive_gone(err, path) from None
+    lost = not_answering(path)
+    if lost is not None:
+        raise drive_gone(lost, path)
 
 
 def check_overlap(sources: list[Source], target: str) -> list[str]:

@@ -13,6 +13,7 @@ from twofold.backup.heal import heal_copies, last_sources, source_of
 from twofold.core.diff import Action, merge
 from twofold.core.errors import TwofoldError
 from twofold.core.models import Issue, Kind, Record
+from twofold.core.paths import unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
@@ -65,6 +66,12 @@ def verify(target: str, set_name: str, progress: Progress, *, sample: float | No
         bad: list[Record] = []
         wrong_hash: list[tuple[Record, bytes]] = []
         for rec in chosen:
+            if unsafe(rec.path) is not None:
+                named = Issue(rec.path, "unsafe", f"the catalog names {unsafe(rec.path)}; "
+                              "not read (a crafted or damaged catalog? `twofold repair`)")
+                result.problems.append(named)
+                progress.issue(named)
+                continue
             found: list[tuple[Issue, bytes | None]] = []
             for where in sd.candidates(rec, names, catalog):
                 problem, digest = _check(rec, where, sd)

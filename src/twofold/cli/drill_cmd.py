@@ -33,6 +33,9 @@ def drill_command(
         "--timeout", min=10, help="Seconds the boot may take, after the restore.")] = 600,
     accel: Annotated[str, typer.Option(
         "--accel", help="auto (KVM where it works, else TCG), kvm or tcg.")] = "auto",
+    secure_boot: Annotated[bool, typer.Option(
+        "--secure-boot", help="UEFI with Secure Boot on (OVMF with Microsoft's keys).")]
+    = False,
     scratch: Annotated[Path | None, typer.Option(
         "--scratch", help="Folder for the scratch copy (default: the temp folder).")] = None,
     s3_endpoint: Endpoint = None,
@@ -49,7 +52,8 @@ def drill_command(
     progress = _progress(as_json)
     try:
         rec = drill(_target(target, s3_endpoint), image, progress, SystemClock(),
-                    DrillOptions(timeout=timeout, accel=accel, workdir=scratch))
+                    DrillOptions(timeout=timeout, accel=accel, workdir=scratch,
+                                 secure_boot=secure_boot))
     finally:
         progress.finish()
         signal.signal(signal.SIGTERM, before)

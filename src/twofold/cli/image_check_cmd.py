@@ -13,6 +13,7 @@ from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
 from twofold.cli.image_common import progress_for as _progress
 from twofold.cli.image_common import target_of as _target
 from twofold.core.errors import ExitCode, UsageError
+from twofold.core.text import plural
 from twofold.jobs.clock import SystemClock
 
 if TYPE_CHECKING:
@@ -29,15 +30,17 @@ def _verify_lines(r: VerifyResult) -> None:
     for d in r.damages:
         err.print(f"[bold red]damaged:[/] {d}", markup=True)
     if r.recorded_bad:
-        err.print(f"{r.recorded_bad} damaged chunk copy(ies) recorded in the store's bad/ "
-                  "list: the next image create stores them again from the disk")
+        err.print(f"{plural(r.recorded_bad, 'damaged chunk copy', 'damaged chunk copies')} "
+                  "recorded in the store's bad/ list: the next image create stores them "
+                  "again from the disk")
     if r.record_failed:
         err.print(f"[yellow]note:[/] the damaged chunks could not be recorded: "
                   f"{r.record_failed}")
     head = "[bold]OK[/]" if r.sound else "[bold red]DAMAGED[/]"
     found = len(r.damages) + len(r.damaged_manifests) + len(r.damaged_files)
-    out.print(f"{head}: {len(r.images)} image(s), {r.chunks:,} chunks, {size(r.bytes)} "
-              f"checked in {r.seconds:.1f} s" + (f"; {found} damaged" if found else ""))
+    out.print(f"{head}: {plural(len(r.images), 'image')}, {plural(r.chunks, 'chunk')}, "
+              f"{size(r.bytes)} checked in {r.seconds:.1f} s"
+              + (f"; {found} damaged" if found else ""))
 
 
 def _verify_json(r: VerifyResult) -> dict[str, object]:
@@ -56,11 +59,16 @@ def _healed(h: HealResult, as_json: bool) -> int:
     _verify_lines(h.found)
     if h.found.sound:
         return code
-    out.print(f"[bold]healed[/] {h.healed:,} chunk(s)"
-              + (f" and the manifest(s) of {', '.join(h.manifests_healed)}"
+    manifests = "manifest" if len(h.manifests_healed) == 1 else "manifests"
+    out.print(f"[bold]healed[/] {plural(h.healed, 'chunk')}"
+              + (f" and the {manifests} of {', '.join(h.manifests_healed)}"
                  if h.manifests_healed else "")
-              + (f"; [bold red]{h.unhealed:,} chunk(s) have no good copy there[/]"
+              + (f"; [bold red]{plural(h.unhealed, 'chunk')} "
+                 f"{'has' if h.unhealed == 1 else 'have'} no good copy there[/]"
                  if h.unhealed else ""), markup=True)
+    if h.found.damaged_files:
+        out.print("damaged index files or pack indexes remain: twofold image repair mends "
+                  "them")
     if h.sound:
         out.print("the damaged images restore again (twofold image verify checks them)")
     return code
@@ -128,14 +136,14 @@ def _repaired(r: RepairResult) -> None:
     if r.marker_remade:
         done.append("store.json made again")
     if r.index_written:
-        done.append(f"index rebuilt from the packs ({r.packs_reindexed} pack(s) "
-                    "were not described rightly)")
+        done.append(f"index rebuilt from the packs ({plural(r.packs_reindexed, 'pack')} "
+                    f"{'was' if r.packs_reindexed == 1 else 'were'} not described rightly)")
     if r.packs_rewritten:
-        done.append(f"{len(r.packs_rewritten)} pack(s) written anew")
+        done.append(f"{plural(len(r.packs_rewritten), 'pack')} written anew")
     if r.temp_removed:
-        done.append(f"{r.temp_removed} unfinished file(s) removed")
+        done.append(f"{plural(r.temp_removed, 'unfinished file')} removed")
     out.print(f"[bold]{'Repaired' if done else 'Nothing to repair'}[/] {r.store}: "
-              f"{r.packs} pack(s)" + (f"; {'; '.join(done)}" if done else ""))
+              f"{plural(r.packs, 'pack')}" + (f"; {'; '.join(done)}" if done else ""))
     if r.manifests_damaged:
         out.print("  damaged images cannot be restored: copy them again (twofold image "
                   "verify --heal --from OTHER_STORE) or delete them (twofold image delete)")

@@ -15,6 +15,7 @@ from twofold.cli.image_restore_cmd import restore_command
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.models import Issue
 from twofold.core.paths import show
+from twofold.core.text import plural
 
 # The image engine (numpy, zstandard, the file system readers) is imported inside each
 # command, so that `twofold backup` and the other commands do not pay for loading it.
@@ -150,9 +151,10 @@ def list_command(
                   f"{size(i.frees_bytes):>9}", markup=False)
         for v in i.volumes:
             what = f"partition {v.number}" if v.number is not None else "volume"
-            name = f'  "{v.name}"' if v.name else ""
+            label = f', label "{v.label}"' if v.label else ""
+            name = f', name "{v.name}"' if v.name else ""
             out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
-                      f"{size(v.used_bytes)} used{name}", markup=False)
+                      f"{size(v.used_bytes)} used{label}{name}", markup=False)
         if i.last_drill:
             out.print(f"    last drill: {i.last_drill}", markup=False)
     raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
@@ -174,11 +176,14 @@ def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
         raise typer.Exit(code)
     damaged_notes(r.damaged)
     verb = "would delete" if dry_run else "deleted"
-    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {len(r.kept)} image(s)"
-              + (f"; {len(r.damaged)} damaged image(s) skipped, their chunks kept"
+    kept = plural(len(r.kept), 'image')
+    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {kept}"
+              + (f"; {plural(len(r.damaged), 'damaged image')} skipped, their chunks kept"
                  if r.damaged else ""))
-    if not dry_run:
-        out.print(f"  {r.packs_changed} pack(s) dropped or rewritten, "
+    if dry_run:
+        out.print(f"  would free about {size(r.bytes_freed)}")
+    else:
+        out.print(f"  {plural(r.packs_changed, 'pack')} dropped or rewritten, "
                   f"{size(r.bytes_freed)} freed")
     raise typer.Exit(code)
 
@@ -249,8 +254,8 @@ def copy_command(
         return
     names = f": {', '.join(r.copied)}" if r.copied else ""
     there = f"; {len(r.skipped)} already there" if r.skipped else ""
-    out.print(f"[bold]Copied {len(r.copied)} image(s)[/]{names}{there}")
-    out.print(f"  sent {r.chunks_sent:,} chunks ({size(r.bytes_sent)}), "
+    out.print(f"[bold]Copied {plural(len(r.copied), 'image')}[/]{names}{there}")
+    out.print(f"  sent {plural(r.chunks_sent, 'chunk')} ({size(r.bytes_sent)}), "
               f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
               f"{r.seconds:.1f} s")
 

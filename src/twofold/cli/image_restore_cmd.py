@@ -91,6 +91,9 @@ def restore_command(
     by typing its name, unless --yes; its old partition-table and file-system signatures
     are erased before the image is written."""
     if is_disk(to) and not yes:
+        from twofold.image.source import refuse_if_busy
+
+        refuse_if_busy(to, writable_only=False, action="restore to")  # before asking
         if not can_ask():
             raise UsageError(f"{to} is a disk and there is no terminal to confirm it on",
                              "pass --yes to overwrite it without asking")

@@ -3,12 +3,14 @@ each start. The web stack is imported here, when the command runs, never at star
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import socket
 import threading
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -93,6 +95,19 @@ def panel_command(
         import webbrowser
 
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+    class Server(uvicorn.Server):
+        """Ends the panel's event streams first, so that Ctrl-C stops it at once."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            panel.stopping.set()
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(create_app(panel), log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=2)  # event streams never end
-    uvicorn.Server(config).run(sockets=[sock])
+                            timeout_graceful_shutdown=5)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises it again once stopped
+        Server(config).run(sockets=[sock])
+    address = state / "panel.json"
+    with contextlib.suppress(OSError, ValueError):
+        if json.loads(address.read_text(encoding="utf-8")).get("pid") == os.getpid():
+            address.unlink()  # not another panel's, started since
+    err.print("panel stopped", style="dim")

@@ -123,7 +123,7 @@ class Guide:
     """One run of the guided restore."""
 
     console: Console
-    base: Path = scan.MOUNT_BASE
+    base: Path = field(default_factory=lambda: scan.MOUNT_BASE / str(os.getpid()))
     only: list[str] | None = None
     boot: bool = False  # running as the rescue system: offer reboot and power off
     answers: Answers | None = None
@@ -139,6 +139,10 @@ class Guide:
             say(f"firmware: {scan.firmware()}")
         say("Answer with the number or letter shown; Enter takes the [default].")
         try:
+            if self.answers is not None and self.boot and not scan.on_main_console():
+                say(f"An unattended restore runs on {scan.main_console()}; this console "
+                    "shows a shell.")
+                return 0
             if self.answers is not None:
                 return self._unattended(self.answers)
             return self._menu()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from twofold.cli.common import local_tz, size
 from twofold.cli.rescue_guide import CLOCK, Answers, Guide, LineProgress, image_line
 from twofold.core.errors import UsageError
+from twofold.core.text import plural
 from twofold.jobs import rescue_scan as scan
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _restore(g: Guide, store: scan.FoundStore, image: ImageInfo,
         r = restore(_target(store), image.name, disk.path, None, LineProgress(g.console),
                     CLOCK, readback=True)
     g.console.say(f"Restored {image.name} to {disk.path}: {size(r.bytes_written)} written, "
-                  f"{r.chunks:,} chunks checked, {size(r.bytes_checked)} read back and "
+                  f"{plural(r.chunks, 'chunk')} checked, {size(r.bytes_checked)} read back and "
                   f"verified, {r.seconds:.0f} s.")
     if r.gpt_moved:
         g.console.say("  The GPT's backup copy was moved to the end of the larger disk.")
@@ -100,8 +101,26 @@ def _restore(g: Guide, store: scan.FoundStore, image: ImageInfo,
     return True
 
 
+def _choose_file_system(g: Guide) -> scan.FileSystem | None:
+    systems = scan.file_systems(g.stores, g.only)
+    g.console.say("File systems to restore into (a folder twofold-restored/ is made):")
+    for i, fs in enumerate(systems, 1):
+        why = f"   NOT ALLOWED: {fs.refused}" if fs.refused else ""
+        label = f' "{fs.label}"' if fs.label else ""
+        g.console.say(f"  {i}) {fs.device}  {fs.fstype}{label}  {size(fs.size)}{why}")
+    while True:
+        pick = g.console.ask("Restore into which? (b: back)")
+        if pick == "b":
+            return None
+        if pick.isdigit() and 1 <= int(pick) <= len(systems):
+            fs = systems[int(pick) - 1]
+            if not fs.refused:
+                return fs
+            g.console.say(f"{fs.device} is not allowed: {fs.refused}")
+
+
 def restore_set_steps(g: Guide, store: scan.FoundStore) -> bool:
-    """Restore a backup set into a folder on a partition of another disk."""
+    """Restore a backup set into twofold-restored/<set> on a file system of a disk."""
     from twofold.backup.restore import restore
 
     for i, name in enumerate(store.sets, 1):
@@ -110,20 +129,23 @@ def restore_set_steps(g: Guide, store: scan.FoundStore) -> bool:
     if not (pick.isdigit() and 1 <= int(pick) <= len(store.sets)):
         return False
     set_name = store.sets[int(pick) - 1]
-    folder = g.console.ask("Restore into which folder? (a mounted folder, e.g. "
-                           "/mnt/new; b: back)")
-    if folder in ("", "b"):
+    fs = _choose_file_system(g)
+    if fs is None:
         return False
-    if not os.path.isdir(folder):
-        g.console.say(f"{folder} is not a folder; mount the disk's file system there first "
-                      "(a shell: q, then s)")
-        return False
-    dest = os.path.join(folder, "twofold-restored", set_name)
-    r = restore(store.where, set_name, dest, [], None, False, LineProgress(g.console),
-                local_tz())
-    g.console.say(f"Restored backup set {set_name} (run {r.run_name}) into {dest}: "
-                  f"{r.files:,} files, {size(r.bytes)}"
-                  + (f"; {len(r.issues)} not restored" if r.issues else ""))
+    point = g.base / f"target-{os.path.basename(fs.device)}"
+    scan.mount_rw(fs.device, fs.fstype, point)
+    try:
+        dest = point / "twofold-restored" / set_name
+        g.console.say(f"Restoring backup set {set_name} into {fs.device}: "
+                      f"twofold-restored/{set_name}...")
+        r = restore(store.where, set_name, str(dest), [], None, False,
+                    LineProgress(g.console), local_tz())
+        os.sync()
+    finally:
+        scan.unmount(str(point))
+    g.console.say(f"Restored backup set {set_name} (run {r.run_name}) into {fs.device}: "
+                  f"{plural(r.files, 'file')}, {size(r.bytes)}"
+                  + (f"; {len(r.issues)} not restored:" if r.issues else "."))
     for issue in r.issues[:20]:
         g.console.say(f"  {issue.message}")
     return True

@@ -11,6 +11,7 @@ from twofold.cli.common import err, handles_errors, issue_dict, out, print_issue
 from twofold.cli.render import RichProgress
 from twofold.core.errors import ExitCode
 from twofold.core.progress import NullProgress, Progress
+from twofold.core.text import plural
 
 
 @handles_errors
@@ -50,7 +51,8 @@ def verify_command(
                     "exit_code": code})
         raise typer.Exit(code)
     verdict = "[red]PROBLEMS FOUND[/]" if result.problems else "[green]all copies intact[/]"
-    out.print(f"[bold]Verified[/] {result.checked:,} copies, {size(result.bytes)}: {verdict}")
+    out.print(f"[bold]Verified[/] {plural(result.checked, 'copy', 'copies')}, "
+              f"{size(result.bytes)}: {verdict}")
     print_issues(result.problems, "Damaged or missing copies")
     if heal:
         out.print(f"Healed {result.healed:,} copies from the source; put right "

@@ -61,7 +61,8 @@ def wipe_signatures(disk: str, partitions: list[str], fd: int, size: int) -> lis
     """Erase every signature on `partitions` (the kernel's devices for the disk's old
     partitions), then on `disk`, with wipefs; then zero the edges of the old table's
     partitions and of the disk through `fd` (open for writing, `size` bytes). Returns
-    what wipefs erased ("sdb1: ext4") and the ranges zeroed. WipeError when wipefs fails."""
+    what wipefs erased per device ("sdb: gpt, gpt, PMBR") and the ranges zeroed;
+    WipeError when wipefs fails."""
     ranges = old_ranges(disk, size)  # read before wipefs erases the table
     tool = _wipefs()
     erased: list[str] = []
@@ -75,8 +76,9 @@ def wipe_signatures(disk: str, partitions: list[str], fd: int, size: int) -> lis
                 raise WipeError(f"could not erase the old signatures on {dev}: "
                                 f"{got.stderr.strip() or got.returncode}",
                                 "nothing of the image was written; is the disk in use?")
-            name = os.path.basename(dev)
-            erased += [f"{name}: {kind}" for kind in parse_wipefs(got.stdout)]
+            kinds = parse_wipefs(got.stdout)
+            if kinds:
+                erased.append(f"{os.path.basename(dev)}: {', '.join(kinds)}")
     for start, length in [*ranges, (0, size)]:
         zero_edges(fd, start, length)
     os.fsync(fd)

@@ -232,10 +232,13 @@ def _give_up(store: ChunkStore, lease: Lease, budget: Budget | None,
     stored = store.building_bytes
     if not others:
         store.drop_session()
-    if budget is None:
+    if budget is not None:
+        need = err.need if isinstance(err, NoSpace) else max(stored, budget.total)
+        raise budget.refuse(need, stored, removed=not others) from err
+    if others:
         raise err
-    need = err.need if isinstance(err, NoSpace) else max(stored, budget.total)
-    raise budget.refuse(need, stored, removed=not others) from err
+    raise StoreFullError(err.message, "free some space or use a larger drive; images already "
+                         "listed are unharmed; what this run stored was removed") from err
 
 
 def _run(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,

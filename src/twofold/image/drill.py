@@ -4,6 +4,7 @@ disks are only read; the scratch copy is removed afterwards."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import shutil
@@ -42,6 +43,8 @@ _SEEN = {
     LAST_STAGE: r"login: ",
 }
 KVM_GRACE = 30.0  # seconds for a kernel to start under KVM before trying TCG instead
+SETTLE = 5.0  # seconds the screen must stay put (but for a blinking cursor)
+SCRATCH_MARGIN = 256 << 20  # bytes a boot may write into the scratch copy
 
 
 @dataclass
@@ -52,6 +55,7 @@ class DrillOptions:
     accel: str = "auto"
     memory_mb: int = 1024
     workdir: Path | None = None  # where the scratch copy goes (a temp folder inside)
+    secure_boot: bool = False  # UEFI with Secure Boot on (Microsoft's keys enrolled)
 
 
 def firmware_for(table: dict[str, object] | None) -> str:
@@ -67,7 +71,12 @@ def firmware_for(table: dict[str, object] | None) -> str:
 def _pick(target: Target, image: str | None) -> Manifest:
     objects = open_objects(target)
     if image is not None:
-        return load_manifest(objects, image)
+        m = load_manifest(objects, image)
+        if m.kind != "disk":
+            raise UsageError(f"image {m.name} holds one {m.kind}, not a whole disk: only a "
+                             "disk (partition table and boot code) can boot",
+                             "drill a disk image (twofold image list shows the kind)")
+        return m
     found = [m for m in all_manifests(objects) if m.kind == "disk"]
     if not found:
         raise UsageError(f"no disk image in {objects.describe()} to drill",
@@ -99,8 +108,7 @@ class _Watch:
         self.stages = [StageTime(n) for n in STAGES]
         self.failed: str | None = None
         self.reason = ""
-        self.last_png = b""
-        self.same_since: float | None = None
+        self.shots: list[tuple[float, bytes]] = []  # (seconds, hash of a screenshot)
 
     def _next(self) -> int:
         return next((i for i, s in enumerate(self.stages) if s.seconds is None), len(STAGES))
@@ -119,16 +127,16 @@ class _Watch:
         return m.group(0) if m else ""
 
     def _settled(self) -> str:
+        """The screen shows at most two pictures (a blinking cursor) for SETTLE seconds."""
         png = self.vm.dir / "settle.png"
         if not self.vm.screendump(png):
             return ""
-        data = png.read_bytes()
         now = self.vm.elapsed()
-        if data != self.last_png:
-            self.last_png, self.same_since = data, now
-            return ""
-        if self.same_since is not None and now - self.same_since >= 5:
-            return "the screen stayed the same for 5 s"
+        self.shots.append((now, hashlib.sha256(png.read_bytes()).digest()))
+        while len(self.shots) > 1 and now - self.shots[1][0] >= SETTLE:
+            self.shots.pop(0)  # keep just over SETTLE seconds of pictures
+        if now - self.shots[0][0] >= SETTLE and len({h for _, h in self.shots}) <= 2:
+            return f"the screen stayed the same for {SETTLE:.0f} s"
         return ""
 
     def step(self) -> bool:
@@ -162,6 +170,22 @@ class _Watch:
         self.reason = f"not seen within {timeout:.0f} s"
 
 
+def _room_for(m: Manifest, workdir: Path | None) -> None:
+    """Refuse before any work when the scratch folder cannot hold the restored disk (a
+    sparse file: the image's used bytes, plus a margin for what the boot writes)."""
+    where = Path(workdir or tempfile.gettempdir())
+    if not where.is_dir():
+        raise UsageError(f"the scratch folder {where} does not exist",
+                         "give an existing folder with --scratch DIR")
+    need = m.used_bytes + SCRATCH_MARGIN
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise UsageError(
+            f"the scratch folder {where} has {free / 1e9:.1f} GB free; the drill of "
+            f"{m.name} needs about {need / 1e9:.1f} GB there",
+            "give a folder on a bigger drive with --scratch DIR")
+
+
 def _boot(vm: Vm, prep: Prepared, scratch: Path, progress: Progress,
           timeout: float) -> _Watch:
     progress.phase("booting")
@@ -185,9 +209,15 @@ def drill(target: Target, image: str | None, progress: Progress, clock: Clock,
     started, t0 = clock.now_ns(), time.monotonic()
     m = _pick(target, image)
     firmware = firmware_for(m.table)
+    if opts.secure_boot:
+        if firmware != "uefi":
+            raise UsageError(f"image {m.name} boots through BIOS; Secure Boot is UEFI only",
+                             "drill it without --secure-boot")
+        firmware = "uefi-secure"
     find_qemu()
     if firmware != "bios":
         find_ovmf(firmware)
+    _room_for(m, opts.workdir)
     tmp = Path(tempfile.mkdtemp(prefix="twofold-drill-", dir=opts.workdir))
     try:
         scratch = tmp / "scratch.raw"

@@ -38,8 +38,9 @@ class HealResult:
 
     @property
     def sound(self) -> bool:
-        """True when nothing damaged remains."""
-        return not self.unhealed and \
+        """True when nothing damaged remains (a damaged index file or pack index is
+        repair's to mend, not heal's)."""
+        return not self.unhealed and not self.found.damaged_files and \
             set(self.found.damaged_manifests) <= set(self.manifests_healed)
 
 

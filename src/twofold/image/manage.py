@@ -13,8 +13,9 @@ from twofold.image.drillrecord import DRILLS_DIR, last_drills
 from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, exclusive, image_names, open_store, read_manifests
-from twofold.image.space import free_bytes, freeable, keep_reserve, release_reserve
+from twofold.image.space import free_bytes, freeable, freed_by, keep_reserve, release_reserve
 from twofold.store.chunkstore import ChunkStore
+from twofold.store.objects import StoreFullError
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class PartInfo:
     size: int
     used_bytes: int
     name: str  # the GPT partition name, "" for MBR and volumes
+    label: str | None = None  # the file system's label
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class ImageInfo:
                    int(m.stats.get("stored_new_bytes", 0)),
                    sum(1 for a in m.areas if a.role == "partition"),
                    str(m.table.get("kind")) if m.table else None,
-                   [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name)
+                   [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name, a.fs_label)
                     for a in m.areas if a.role in ("partition", "volume")], frees, last_drill)
 
 
@@ -100,6 +102,13 @@ def _drop(target: Target, names: list[str], progress: Progress, clock: Clock,
     release_reserve(store.objects)
     try:
         _drop_locked(store, names, progress, clock, result)
+    except StoreFullError as err:
+        if result.deleted:
+            raise
+        raise StoreFullError(  # a store of an older twofold has no reserve to give up
+            f"the drive of {store.objects.describe()} is too full even to lock the store; "
+            "nothing was deleted", "delete any file of a few MB on that drive, then run "
+            "this again: from then on the store keeps room for it") from err
     finally:
         keep_reserve(store.objects)
     return result
@@ -151,5 +160,6 @@ def prune(target: Target, keep: int, progress: Progress, clock: Clock,
     doomed = [m.name for m in manifests[:-keep]]
     if dry_run:
         return DeleteResult(deleted=doomed, kept=[m.name for m in manifests[-keep:]],
+                            bytes_freed=freed_by(store, manifests[:-keep], manifests[-keep:]),
                             damaged=found.damaged)
     return _drop(target, doomed, progress, clock, DeleteResult())  # frees leftovers too

@@ -71,6 +71,7 @@ class Area:
     type: str = ""
     name: str = ""
     uuid: str | None = None
+    fs_label: str | None = None  # the file system's own label, when it has one
     files: dict[str, Any] | None = None
     """For an area taken at file level: its file system's parameters and the chunks of
     its records and data (docs/FORMAT.md, "File-level areas"); None: taken as blocks."""
@@ -141,8 +142,9 @@ class Manifest:
 
 def _area_doc(a: Area) -> dict[str, Any]:
     more = {"taken": "files", "files": a.files} if a.files is not None else {}
+    label = {"fs_label": a.fs_label} if a.fs_label else {}  # optional: older readers skip it
     return {**more, "role": a.role, "number": a.number, "start": a.start, "size": a.size,
-            "type": a.type, "name": a.name, "uuid": a.uuid, "fs": a.fs,
+            "type": a.type, "name": a.name, "uuid": a.uuid, "fs": a.fs, **label,
             "used_bytes": a.used_bytes, "extents": [list(e) for e in a.extents],
             "chunks": [[c.cell, c.length, c.id.hex() if c.id else None] for c in a.chunks]}
 
@@ -171,7 +173,8 @@ def parse_manifest(data: bytes, where: str, name: str | None = None) -> Manifest
                               for c in a["chunks"]],
                       fs=_text(a.get("fs")), number=a.get("number"),
                       type=str(a.get("type", "")), name=str(a.get("name", "")),
-                      uuid=_text(a.get("uuid")), files=_files(a))
+                      uuid=_text(a.get("uuid")), fs_label=_text(a.get("fs_label")),
+                      files=_files(a))
                  for a in doc["areas"]]
         table = doc.get("table")
         if table is not None and not isinstance(table, dict):

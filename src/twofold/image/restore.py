@@ -47,7 +47,7 @@ class RestoreResult:
     gpt_moved: bool = False
     bytes_checked: int = 0  # read back from the destination after writing
     seconds: float = 0.0
-    wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb1: ext4")
+    wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb: gpt, PMBR")
     boot_note: str = ""  # the UEFI fallback loader: added, or what the user must do
     files: list[FilesRestored] = field(default_factory=list)  # areas made anew at file level
     relaid: dict[int, int] = field(default_factory=dict)  # laid out again: partition -> size

@@ -90,6 +90,18 @@ def freeable(store: ChunkStore, manifests: list[Manifest]) -> dict[str, int]:
     return out
 
 
+def freed_by(store: ChunkStore, doomed: list[Manifest], kept: list[Manifest]) -> int:
+    """The stored bytes of the chunks `doomed` images need and no `kept` image does:
+    about what deleting them together frees."""
+    keep: set[bytes] = set()
+    for m in kept:
+        keep |= m.chunk_ids()
+    gone: set[bytes] = set()
+    for m in doomed:
+        gone |= m.chunk_ids()
+    return sum(loc.length for cid in gone - keep if (loc := store.location(cid)) is not None)
+
+
 def _sample_cells(areas: list[Area], chunk_size: int) -> list[tuple[int, list[Extent]]]:
     """SAMPLES cells spread evenly over the used data: (area start, pieces)."""
     cells = [(a.start, pieces) for a in areas for _c, pieces in cell_pieces(a.extents,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -164,6 +165,15 @@ def device_of(kind: str, value: str) -> str | None:
         if r.returncode == 0 and r.stdout.strip():
             return r.stdout.strip().splitlines()[0]
     return None
+
+
+def is_disk(path: str) -> bool:
+    """True when `path` is a block device (a disk or partition): a restore over it is
+    confirmed by the user typing its name."""
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def locate(target: str) -> str | None:

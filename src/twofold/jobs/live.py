@@ -138,6 +138,8 @@ class LiveProgress:
     _last: int = 0
 
     def __post_init__(self) -> None:
+        with suppress(OSError):
+            listing(self.state_root)  # drops what ended an hour ago: the folder stays small
         now = self.clock()
         ident = f"{self.job}-{now}-{os.getpid()}".replace("/", "_")
         self.item = LiveState(ident, self.job, self.kind, self.title, os.getpid(), now, now)
@@ -176,8 +178,13 @@ class LiveProgress:
         """Count; written at most five times a second."""
         if self.inner is not None:
             self.inner.advance(files, nbytes)
-        self.item.files += files
-        self.item.bytes += nbytes
+        item = self.item
+        item.files += files
+        item.bytes += nbytes
+        if item.total_files is not None and item.files > item.total_files:
+            item.total_files = item.files  # an estimate the run outgrew: never 12/5
+        if item.total_bytes is not None and item.bytes > item.total_bytes:
+            item.total_bytes = item.bytes
         self._publish()
 
     def issue(self, issue: Issue) -> None:

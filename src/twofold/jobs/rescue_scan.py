@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from twofold.core.errors import TargetError
 from twofold.fsinfo.disk import whole_disk
 from twofold.image.source import busy_reason
 from twofold.jobs.drives import Drive, blkid, list_drives
@@ -133,8 +134,9 @@ def scan(base: Path = MOUNT_BASE, only: list[str] | None = None) -> list[FoundSt
             continue
         about = ", ".join(x for x in (d.model, d.fstype, f'"{d.label}"' if d.label else "")
                           if x)
+        system_mount = d.mountpoint and not d.mountpoint.startswith(str(MOUNT_BASE.parent))
         store = FoundStore(d.mountpoint or "", d.path, disk, about)
-        if not d.mountpoint:
+        if not system_mount:  # not mounted, or by the guide on another console: mount
             point = base / os.path.basename(d.path)
             if not mount_ro(d.path, d.fstype, point):
                 continue
@@ -204,6 +206,52 @@ def targets(stores: list[FoundStore], only: list[str] | None = None) -> list[Tar
     return found
 
 
+@dataclass
+class FileSystem:
+    """A file system a backup set can be restored into."""
+
+    device: str
+    fstype: str
+    label: str
+    size: int
+    refused: str | None = None
+
+
+def file_systems(stores: list[FoundStore], only: list[str] | None = None) -> list[FileSystem]:
+    """File systems on the disks (not the store's own, not the rescue stick's)."""
+    live = _disk_of_mount(LIVE_MEDIUM)
+    holding = {s.disk for s in stores if s.disk}
+    found = []
+    for d in drives():
+        if not d.fstype or d.fstype in SKIP_FS or not _wanted(d, only):
+            continue
+        disk = _disk_of(d.path)
+        fs = FileSystem(d.path, d.fstype, d.label or "", d.size)
+        if disk in holding:
+            fs.refused = "it is on the disk holding the store"
+        elif live and disk == live:
+            fs.refused = "it is on the rescue stick"
+        found.append(fs)
+    return found
+
+
+def mount_rw(device: str, fstype: str, point: Path) -> None:
+    """Mount `device` read-write at `point` (NTFS through ntfs-3g); TargetError if not."""
+    point.mkdir(parents=True, exist_ok=True)
+    cmd = ["ntfs-3g", device, str(point)] if fstype == "ntfs" else \
+        ["mount", device, str(point)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    if r.returncode != 0 and fstype in ("exfat", "vfat"):  # no kernel driver: FUSE
+        fuse = ["mount.exfat-fuse"] if fstype == "exfat" else ["fusefat", "-o", "rw+"]
+        r = subprocess.run([*fuse, device, str(point)], capture_output=True, text=True,
+                           timeout=120, check=False)
+    if r.returncode != 0:
+        with contextlib.suppress(OSError):
+            point.rmdir()
+        raise TargetError(f"cannot mount {device} ({fstype}): {r.stderr.strip()}",
+                          "check it with its fsck, or choose another file system")
+
+
 def kernel_options(path: str = "/proc/cmdline") -> dict[str, str]:
     """`twofold.KEY=VALUE` words of the kernel command line, as {KEY: VALUE}."""
     try:
@@ -243,3 +291,25 @@ def firmware(sys_dir: str = "/sys/firmware/efi") -> str:
             on = var.read_bytes()[4:5] == b"\x01"  # 4 bytes of attributes, then the value
             return f"UEFI, Secure Boot {'on' if on else 'off'}"
     return "UEFI"
+
+
+def main_console(active: str = "/sys/class/tty/console/active") -> str | None:
+    """The terminal of /dev/console (the last console= of the kernel command line, tty0
+    as tty1), or None when unknown."""
+    try:
+        names = Path(active).read_text().split()
+    except OSError:
+        return None
+    if not names:
+        return None
+    return "/dev/" + ("tty1" if names[-1] == "tty0" else names[-1])
+
+
+def on_main_console(fd: int = 0) -> bool:
+    """True when `fd` is the main console's terminal (or that cannot be told)."""
+    main = main_console()
+    try:
+        mine = os.ttyname(fd)
+    except OSError:
+        return True
+    return main is None or os.path.realpath(mine) == os.path.realpath(main)

@@ -82,6 +82,26 @@ def edit_job(text: str, kind: str, name: str, values: dict[str, str]) -> str:
     return tomlkit.dumps(doc)
 
 
+def edit_exclude(text: str, patterns: str) -> str:
+    """The config text with the top-level `exclude` (every set's) set from one pattern a
+    line."""
+    try:
+        doc = tomlkit.parse(text)
+    except TOMLKitError as err:
+        raise ConfigError(f"the config cannot be read: {err}",
+                          "fix it in the editor below first") from err
+    array = tomlkit.array()
+    array.extend(_lines(patterns))
+    if "exclude" in doc:
+        doc["exclude"] = array
+    else:  # before the first table, where a top-level key must be
+        body = doc.body
+        at = next((n for n, (_, item) in enumerate(body) if isinstance(item, Table)),
+                  len(body))
+        doc.body.insert(at, (tomlkit.key("exclude"), array))
+    return tomlkit.dumps(doc)
+
+
 def remove_job(text: str, kind: str, name: str) -> str:
     """The config text without job [kind.name]."""
     doc = tomlkit.parse(text)

@@ -76,6 +76,7 @@ def customize(root: Path) -> None:
         target.chmod(0o755)
     (root / "etc/hostname").write_text("twofold-rescue\n")
     (root / "root").mkdir(exist_ok=True)
+    (root / "etc/network").mkdir(exist_ok=True)  # live-boot writes its interfaces file
     for kernel in (root / "lib/modules").iterdir():
         for part in recipe.MODULE_PRUNE:
             shutil.rmtree(kernel / "kernel" / part, ignore_errors=True)
@@ -99,9 +100,12 @@ def kernel_files(root: Path) -> tuple[Path, Path]:
 
 
 def squash(root: Path, out: Path) -> None:
-    """The root as a squashfs (xz, x86 filter), /boot left out (the ISO carries it)."""
+    """The root as a squashfs (zstd level 15: a quarter of xz's build time and faster to
+    read under emulation, for about a tenth more size), /boot left out (the ISO carries
+    it)."""
     threads = str(max(1, (os.cpu_count() or 1)))
-    run(["mksquashfs", str(root), str(out), "-noappend", "-comp", "xz", "-Xbcj", "x86",
+    run(["mksquashfs", str(root), str(out), "-noappend", "-comp", "zstd",
+         "-Xcompression-level", "15",
          "-b", "1M", "-processors", threads, "-wildcards", "-e", "boot/*", "-no-progress"],
         "mksquashfs")
 

@@ -11,6 +11,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from twofold.fsinfo.volume import DriveId
+from twofold.store.freeing import collect
 from twofold.store.indexfiles import (
     BAD_DIR,
     INDEX_DIR,
@@ -25,7 +26,7 @@ from twofold.store.indexfiles import (
     parse_index_file,
     parse_marker,
 )
-from twofold.store.objects import ObjectMissing, ObjectStore, StoreError, StoreFullError
+from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
 from twofold.store.packs import (
     ENTRY,
     FOOTER,
@@ -274,10 +275,7 @@ class ChunkStore:
 
     def replace_pack(self, old: str, new: str, entries: list[PackEntry]) -> None:
         """`new` (stored) holds what `old` held: chunks are found there from now on."""
-        for e in self.packs.pop(old, []):
-            loc = self.index.get(e.chunk_id)
-            if loc is not None and loc.pack == old:
-                del self.index[e.chunk_id]
+        self.drop_pack(old)
         self._add_pack(new, entries)
 
     def wait_writes(self) -> None:
@@ -367,83 +365,30 @@ class ChunkStore:
             raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} fails its hash check")
         return data
 
-    # -- freeing -----------------------------------------------------------------------
+    # -- freeing (store/freeing.py) ----------------------------------------------------
 
     def collect(self, referenced: set[bytes], room: int | None = None) -> tuple[int, int]:
         """Drop packs holding no referenced chunk and rewrite packs holding some
-        unreferenced ones. Returns (packs removed or rewritten, bytes freed).
+        unreferenced ones (store/freeing.py). Returns (packs removed or rewritten, bytes
+        freed)."""
+        return collect(self, referenced, room)
 
-        Ordered to work on a full drive: packs no image needs are deleted first (an old
-        index file naming a pack that is gone is read past), then the others are rewritten,
-        fewest live bytes first, a batch at a time (at most half the `room` the drive
-        has), each old pack deleted once its live chunks are stored; a rewrite the drive
-        has no room for keeps the old pack. The index comes last."""
-        sizes = {o.name: o.size for o in self.objects.list() if o.name.endswith(".pack")}
-        dead: list[str] = []
-        mixed: list[tuple[int, str]] = []
-        for pack, entries in self.packs.items():  # a copy found damaged is never kept
-            live = sum(e.length for e in entries if self._keeps(e, pack, referenced))
-            if live == 0:
-                dead.append(pack)
-            elif any(not self._keeps(e, pack, referenced) for e in entries):
-                mixed.append((live, pack))
-        if not dead and not mixed:
-            return 0, 0
-        freed = 0
-        for pack in dead:
-            self._forget(pack)
-            self.objects.delete(pack)
-            freed += sizes.get(pack, 0)
-        batch = self.pack_limit // 2 if room is None else min(self.pack_limit // 2, room // 2)
-        freed += self._rewrite([p for _, p in sorted(mixed)], referenced, sizes, batch)
-        self._session_packs = []
-        old_index = list(self.index_files)
-        self.index_files = []
-        written = self._write_index(list(self.packs))  # one index for all that is live,
-        for name in old_index:                        # then drop the old ones
-            if name != written:  # an old one may hold the very same bytes
-                self.objects.delete(name)
-        return len(dead) + len(mixed), freed
-
-    def _keeps(self, e: PackEntry, pack: str, referenced: set[bytes]) -> bool:
-        """True when a pack's entry is a chunk an image needs and not a copy found bad."""
-        return e.chunk_id in referenced and (e.chunk_id, pack) not in self.bad
-
-    def _forget(self, pack: str) -> list[PackEntry]:
+    def drop_pack(self, pack: str) -> list[PackEntry]:
+        """Forget a pack (its chunks are found elsewhere or not at all); its entries."""
         entries = self.packs.pop(pack)
         for e in entries:
             if (loc := self.index.get(e.chunk_id)) is not None and loc.pack == pack:
                 del self.index[e.chunk_id]
         return entries
 
-    def _rewrite(self, packs: list[str], referenced: set[bytes], sizes: dict[str, int],
-                 batch: int) -> int:
-        """Copy the referenced chunks of `packs` into new packs, deleting each batch of old
-        packs once what they held is stored; returns the bytes freed (old packs deleted,
-        less the new ones written)."""
-        freed = 0
-        waiting: dict[str, list[PackEntry]] = {}
-        written = self.new_bytes  # when this batch began
-        for i, pack in enumerate(packs):
-            waiting[pack] = self._forget(pack)
-            try:
-                for e in waiting[pack]:
-                    if self._keeps(e, pack, referenced) and not self.has(e.chunk_id):
-                        self.add(e.chunk_id, self.objects.get_range(pack, e.offset, e.length),
-                                 e.plain_length)
-                if self._builder.size < batch and i + 1 < len(packs):
-                    continue
-                self.flush()
-                self.wait_writes()
-            except StoreFullError:  # no room to rewrite: this batch's old packs stay
-                self.drop_session()
-                for old, entries in waiting.items():
-                    self._add_pack(old, entries)
-                return freed
-            for old in waiting:
-                self.objects.delete(old)
-                freed += sizes.get(old, 0)
-            freed -= self.new_bytes - written
-            self._session_packs = []  # settled: never dropped by a later batch's failure
-            waiting, written = {}, self.new_bytes
-        return freed
+    def add_pack(self, pack: str, entries: list[PackEntry]) -> None:
+        """Know a stored pack and its entries (copies listed as bad are not indexed)."""
+        self._add_pack(pack, entries)
+
+    def settle(self) -> None:
+        """What this session wrote is kept: a later drop_session leaves it alone."""
+        self._session_packs = []
+
+    def write_index(self, packs: list[str]) -> str:
+        """Write one index file for `packs`; its name."""
+        return self._write_index(packs)

@@ -298,7 +298,10 @@ class LocalObjects:
                 return True
         try:
             with open(path, "wb", buffering=0) as f:
-                f.write(bytes(nbytes))  # zeros written, not a hole: the blocks are held
+                try:  # blocks allocated without writing them, where the driver can
+                    os.posix_fallocate(f.fileno(), 0, nbytes)
+                except (OSError, AttributeError):
+                    f.write(bytes(nbytes))  # zeros written, not a hole: blocks are held
                 os.fsync(f.fileno())
         except OSError:
             return False

@@ -149,11 +149,9 @@ def catalog_error(err: sqlite3.Error, path: str) -> TwofoldError:
             "free some space on the drive or use a larger one; current/ is unharmed and "
             "the next run carries on where this one stopped")
     if primary in _IO or (primary is None and "I/O" in text):
-        try:
-            os.stat(os.path.dirname(path) or ".")
-        except OSError as gone:
-            if gone.errno in DRIVE_GONE:
-                return drive_gone(gone, path)
+        lost = not_answering(os.path.dirname(path) or ".")
+        if lost is not None:
+            return drive_gone(lost, path)
         return TargetError(f"reading or writing the catalog {path} failed: {text}",
                            "is the drive still connected? The next run finishes the job")
     if primary in _BUSY:
@@ -177,6 +175,16 @@ def _to_run(row: tuple[Any, ...]) -> Run:
 
 DRIVE_GONE = (errno.ENOTCONN,)
 """What a drive whose FUSE driver died (or a network share cut off) answers."""
+
+
+def not_answering(folder: str | bytes) -> OSError | None:
+    """The error of a drive that no longer answers for `folder` (a listing: a look at the
+    folder alone may be answered from the kernel's cache), else None."""
+    try:
+        os.listdir(folder)
+    except OSError as err:
+        return err if err.errno in DRIVE_GONE else None
+    return None
 
 
 def drive_gone(err: OSError, where: str) -> TargetError:

@@ -15,16 +15,17 @@ try:
 except ImportError:  # Windows: the exclusive lock file only
     fcntl = None  # type: ignore[assignment]
 
-from twofold.core.errors import TargetError, UsageError
+from twofold.core.errors import CatalogError, TargetError, UsageError
 from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
+from twofold.core.paths import show, unsafe
 from twofold.fsinfo.disk import read_ahead
 from twofold.fsinfo.volume import DRIVE_FILE, DriveId, new_drive_id, read_drive_id
 from twofold.store.catalog import Catalog
 from twofold.store.holders import is_stale
 from twofold.store.holders import me as holder_me
 from twofold.store.probe import probe, through_fuse
-from twofold.store.rows import DRIVE_GONE, drive_gone, target_failure
+from twofold.store.rows import drive_gone, not_answering, target_failure
 
 __all__ = ["SetDir", "target_failure"]
 
@@ -61,11 +62,9 @@ class SetDir:
 
     def require(self) -> None:
         """Fail clearly unless the target holds this set."""
-        try:
-            os.stat(self.target)
-        except OSError as err:
-            if err.errno in DRIVE_GONE:
-                raise drive_gone(err, os.fsdecode(self.target)) from None
+        lost = not_answering(self.target)
+        if lost is not None:
+            raise drive_gone(lost, os.fsdecode(self.target))
         if not os.path.isdir(self.target):
             raise UsageError(f"target {os.fsdecode(self.target)} does not exist",
                              "is the drive plugged in and mounted?")
@@ -157,11 +156,14 @@ class SetDir:
 
     def cur(self, rel: bytes) -> bytes:
         """Absolute path of the copy of set path `rel` in current/."""
-        return os.path.join(self.current, self.namer.rel(rel))
+        return os.path.join(self.current, self.namer.rel(_checked(rel)))
 
     def ver(self, run_name: str, rel: bytes) -> bytes:
         """Absolute path of set path `rel` in the versions/ folder of a run."""
-        return os.path.join(self.versions, os.fsencode(run_name), self.namer.rel(rel))
+        if unsafe(run_name.encode("utf-8", "surrogateescape")) or "/" in run_name:
+            raise _unsafe_error(os.fsencode(run_name), "a versions/ folder name")
+        return os.path.join(self.versions, os.fsencode(run_name),
+                            self.namer.rel(_checked(rel)))
 
     def location(self, rec: Record, run_names: dict[int, str]) -> bytes:
         """Where the content of a catalog row is kept on the target."""
@@ -183,6 +185,8 @@ class SetDir:
             if catalog is None or (moved := catalog.moved_row(rec)) is None:
                 break
             rec = moved
+            if unsafe(rec.path) is not None:
+                break
             out.append(self.location(rec, run_names))
         return out
 
@@ -310,6 +314,21 @@ class SetDir:
         finally:
             with suppress(OSError):
                 os.unlink(path)
+
+
+def _checked(rel: bytes) -> bytes:
+    """`rel`, when it stays below the folder it is joined to (the last guard: commands
+    check their rows first and name the unsafe ones one by one)."""
+    if unsafe(rel) is not None:
+        raise _unsafe_error(rel, "a path")
+    return rel
+
+
+def _unsafe_error(rel: bytes, what: str) -> CatalogError:
+    return CatalogError(
+        f"the catalog names {what} that would leave the set's folder: {show(rel)!r} "
+        f"({unsafe(rel)}); nothing was done with it",
+        "a crafted or damaged catalog: `twofold repair` rebuilds it from the copies")
 
 
 def _holder(path: bytes) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class Panel:
     notes: dict[str, tuple[str, str]] = field(default_factory=dict)
     watch: Watch = field(default_factory=Watch)
     templates: Jinja2Templates = field(init=False)
+    stopping: threading.Event = field(default_factory=threading.Event)  # event streams end
 
     def __post_init__(self) -> None:
         self.runner = Runner(self.state_root, self.config_path)

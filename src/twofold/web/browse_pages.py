@@ -134,7 +134,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
 
         panel.runner.start_task(f"restore-{set_name}", "restore", f"Restore {rel}", work)
         return panel.back(here, "good", f"Restoring {rel} as of run {run.id}; the result "
-                          "shows under Running now")
+                          "shows under Running and just finished")
 
     return [Route("/browse", browse), Route("/versions", history),
             Route("/download", download), Route("/restore", restore_form),

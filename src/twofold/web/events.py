@@ -53,7 +53,7 @@ async def stream(panel: Panel, request: Request, once: bool) -> AsyncIterator[st
                 yield _event("done", {"ended": sorted(running - now_running)})
             running = now_running
             quiet = 0.0
-        if once:
+        if once or panel.stopping.is_set():
             return
         await asyncio.sleep(POLL)
         quiet += POLL

@@ -1,5 +1,5 @@
-"""Images: the images on every connected image store of the config, with verify, delete
-and restore, run by the same engine calls as `twofold image ...` (so with its refusals:
+"""Images: the images on every connected image store of the config, with verify, drill,
+delete and restore, run by the same engine calls as `twofold image ...` (so with its refusals:
 a mounted, busy or too small destination is refused by the engine)."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from starlette.routing import BaseRoute, Route
 
 from twofold.core.errors import TwofoldError, UsageError
 from twofold.core.humanize import size
+from twofold.core.text import plural
 from twofold.jobs.clock import SystemClock
 from twofold.jobs.config import Config
-from twofold.jobs.drives import locate
+from twofold.jobs.drives import is_disk, locate
 from twofold.jobs.live import LiveProgress
 from twofold.web.app import Panel, form_text
 
@@ -39,18 +40,18 @@ def routes(panel: Panel) -> list[BaseRoute]:
     """The routes of the Images page."""
 
     def images(request: Request) -> Response:
-        from twofold.image.manage import list_images
-        from twofold.jobs.imagefree import frees
+        from twofold.image.manage import list_store
 
         cfg, _ = panel.config()
         listing: list[dict[str, Any]] = []
         for where, jobs in stores(cfg).items():
             entry: dict[str, Any] = {"where": where, "jobs": jobs, "images": [],
-                                     "frees": {}, "error": None}
+                                     "damaged": {}, "error": None}
             if os.path.isdir(os.path.join(where, STORE_DIR)):
                 try:
-                    entry["images"] = list(reversed(list_images(where)))
-                    entry["frees"] = frees(where)
+                    found = list_store(where)
+                    entry["images"] = list(reversed(found.images))
+                    entry["damaged"] = found.damaged
                 except TwofoldError as err:
                     entry["error"] = str(err)
             listing.append(entry)
@@ -76,9 +77,9 @@ def routes(panel: Panel) -> list[BaseRoute]:
         def work(live: LiveProgress) -> str:
             r = verify_images(where, image, live, SystemClock())
             if r.damages:
-                raise UsageError(f"DAMAGED: {len(r.damages)} chunk(s) of "
+                raise UsageError(f"DAMAGED: {plural(len(r.damages), 'chunk')} of "
                                  f"{', '.join(r.images)}: {r.damages[0]}")
-            return (f"OK: {len(r.images)} image(s), {r.chunks:,} chunks, "
+            return (f"OK: {plural(len(r.images), 'image')}, {plural(r.chunks, 'chunk')}, "
                     f"{size(r.bytes)} checked in {r.seconds:.1f} s")
 
         panel.runner.start_task(f"verify-{image or 'all'}", "verify",
@@ -114,6 +115,12 @@ def routes(panel: Panel) -> list[BaseRoute]:
             if not os.path.isabs(dest):
                 raise UsageError(f"{dest!r} is not a device or a full path",
                                  "e.g. /dev/sdb (not the system disk) or /srv/disk.img")
+            disk = os.path.basename(os.path.realpath(dest))
+            typed = form_text(form, "confirm_name").strip().removeprefix("/dev/")
+            if is_disk(dest) and typed != disk:
+                raise UsageError(f"not confirmed: {dest} is a disk, and everything on it "
+                                 f"would be replaced; nothing was written",
+                                 f"type its name ({disk}) in the confirmation field")
         except TwofoldError as err:
             return panel.back("/images", "bad", str(err))
 
@@ -126,6 +133,29 @@ def routes(panel: Panel) -> list[BaseRoute]:
                                 work)
         return panel.back("/images", "good", f"Restoring {image} to {dest}")
 
+    async def drill(request: Request) -> Response:
+        from twofold.image.drill import drill as drill_image
+
+        form = await request.form()
+        image = form_text(form, "image")
+        try:
+            where = _store(form)
+        except TwofoldError as err:
+            return panel.back("/images", "bad", str(err))
+
+        def work(live: LiveProgress) -> str:
+            rec = drill_image(where, image, live, SystemClock())
+            if not rec.passed:
+                raise UsageError(f"FAILED at {rec.failed_stage}: {rec.reason}",
+                                 "the Images page shows the last drill of each image")
+            return (f"PASSED: {image} booted ({rec.firmware.upper()} under "
+                    f"{rec.accel.upper()}) in {rec.seconds:.0f} s")
+
+        panel.runner.start_task(f"drill-{image}", "drill", f"Drill {image}", work)
+        return panel.back("/images", "good", f"Drilling {image}: restore to a scratch copy "
+                          "and boot it in QEMU")
+
     return [Route("/images", images), Route("/images/verify", verify, methods=["POST"]),
+            Route("/images/drill", drill, methods=["POST"]),
             Route("/images/delete", delete, methods=["POST"]),
             Route("/images/restore", restore, methods=["POST"])]

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from twofold.core.errors import TwofoldError
 from twofold.jobs.live import Cancelled, LiveProgress, listing
@@ -39,15 +41,24 @@ class Runner:
             cmd += ["--config", str(self.config_path)]
         cmd += ["run-due", "--job", job, "--force"]
         env = {**os.environ, "TWOFOLD_STATE_DIR": str(self.state_root)}
-        child = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)
+        said = tempfile.TemporaryFile()  # noqa: SIM115 (the reaper closes it)
+        child = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=said,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
         self.children.append(child)
-        reaper = threading.Thread(target=self._reap, args=(child,), daemon=True)
+        reaper = threading.Thread(target=self._reap, args=(job, child, said), daemon=True)
+        self.threads.append(reaper)
         reaper.start()
 
-    def _reap(self, child: subprocess.Popen[bytes]) -> None:
-        child.wait()  # a finished child must not stay a zombie that looks alive
+    def _reap(self, job: str, child: subprocess.Popen[bytes], said: IO[bytes]) -> None:
+        code = child.wait()  # a finished child must not stay a zombie that looks alive
+        if not any(i.pid == child.pid for i in listing(self.state_root)):
+            # It ended before a run began (the drive went away, a config error): say so
+            # where the panel shows runs, in the CLI's own words.
+            said.seek(0)
+            lines = [ln.strip() for ln in said.read().decode(errors="replace").splitlines()]
+            words = next((ln for ln in reversed(lines) if ln), f"exit code {code}")
+            LiveProgress(self.state_root, job, "backup", f"Run {job}").done("failed", words)
+        said.close()
         self.children.remove(child)
 
     def start_task(self, job: str, kind: str, title: str, work: Work) -> LiveProgress:

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from twofold.core.errors import ConfigError
-from twofold.jobs.settings import edit_job, read_text, save
+from twofold.jobs.settings import edit_exclude, edit_job, read_text, save
 from twofold.web.app import Panel, form_text
 
 SET_FIELDS = ("sources", "target", "exclude", "schedule", "keep_daily", "keep_weekly",
@@ -50,6 +50,15 @@ def routes(panel: Panel) -> list[BaseRoute]:
         what = "set" if kind == "sets" else "image job"
         return panel.back("/settings", "good", f"Saved {what} {name} to {panel.config_file}")
 
+    async def save_exclude(request: Request) -> Response:
+        form = await request.form()
+        try:
+            save(panel.config_file, edit_exclude(read_text(panel.config_file),
+                                                 form_text(form, "exclude")))
+        except ConfigError as err:
+            return settings(request, None, err)
+        return panel.back("/settings", "good", "Saved what every set leaves out")
+
     async def save_raw(request: Request) -> Response:
         form = await request.form()
         text = form_text(form, "text").replace("\r\n", "\n")
@@ -63,6 +72,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
         return settings(request)
 
     return [Route("/settings", page), Route("/settings/job", save_job, methods=["POST"]),
+            Route("/settings/exclude", save_exclude, methods=["POST"]),
             Route("/settings/raw", save_raw, methods=["POST"])]
 
 

@@ -3,7 +3,9 @@
 (function () {
   "use strict";
   var source = null;
+  var last = null;  // the stream's latest rendering: newer than a page swapped in later
   function show(html) {
+    last = html;
     var box = document.getElementById("live");
     var section = document.getElementById("live-section");
     if (!box || !section) { return; }
@@ -33,6 +35,7 @@
   }
   document.addEventListener("DOMContentLoaded", connect);
   document.addEventListener("htmx:afterSettle", function () {
+    if (last !== null) { show(last); }
     var main = document.getElementById("main");
     if (main && document.activeElement === document.body) { main.focus({preventScroll: true}); }
   });
