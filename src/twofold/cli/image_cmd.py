@@ -79,7 +79,9 @@ def create_command(
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
-    """Image SOURCE into the store on --to TARGET; only new chunks are stored."""
+    """Image SOURCE into the store on --to TARGET; only new chunks are stored. A partition
+    mounted read-write (ext2/3/4, XFS, FAT) is imaged at file level from its mounted tree;
+    files that kept changing while read are named (exit 3)."""
     from twofold.jobs.state import State
 
     level = parse_level(compression)
