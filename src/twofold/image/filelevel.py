@@ -97,14 +97,18 @@ def _read_file(path: bytes, small: int, chunk_size: int, sink: _Sink) -> _Read |
                 return None
             refs: list[list[Any]] = []
             data: bytes | None = None
-            if before.st_size < small:
+            end = before.st_size  # a file that grows meanwhile is read again, not forever
+            if end < small:
                 parts = []
-                while part := os.read(fd, 1 << 20):
+                got = 0
+                while got < end and (part := os.pread(fd, end - got, got)):
                     parts.append(part)
+                    got += len(part)
                 data = b"".join(parts)
             else:
                 offset = 0
-                while piece := os.pread(fd, chunk_size, offset):
+                while offset < end and \
+                        (piece := os.pread(fd, min(chunk_size, end - offset), offset)):
                     cid = sink.put(piece)
                     refs.append([cid.hex() if cid else None, 0, len(piece)])
                     offset += len(piece)
