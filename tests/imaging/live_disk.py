@@ -44,7 +44,7 @@ def need_live_tools() -> None:
     if not os.path.exists("/dev/fuse") or not os.path.exists("/dev/loop-control"):
         pytest.skip("needs /dev/fuse and loop devices")
     for name in ("sfdisk", "losetup", "partx", "mkfs.ext4", "mkfs.fat", "fusefat",
-                 "e2fsck", "fsck.fat", "setfattr"):
+                 "e2fsck", "fsck.fat", "setfattr", "setfacl", "setcap"):
         tool(name)
 
 
@@ -115,6 +115,11 @@ def fill(top: Path, posix: bool) -> None:
     run("setfattr", "-n", "user.bin", "-v", "0x00ff10", owned)
     os.utime(top / "dir4" / "sub" / "f3.txt", ns=(1_600_000_000_123_456_789,
                                                    1_600_000_001_987_654_321))
+    run("setfacl", "-m", "u:1234:rw", top / "dir5" / "sub" / "f1.txt")  # ACLs are xattrs
+    run("setfacl", "-d", "-m", "g:5678:rx", top / "dir5")
+    capable = top / "dir3" / "sub" / "f0.txt"  # a capability: lost if the owner came after
+    os.chown(capable, 1234, 1234)
+    run("setcap", "cap_net_raw+ep", capable)
     with open(top / "sparse", "wb") as f:
         f.seek(5 * MiB)
         f.write(b"end")

@@ -130,15 +130,16 @@ def _write_all(records: list[dict[str, Any]], point: str, chunks: _Chunks, fat: 
                     except FileExistsError:
                         if not stat.S_ISDIR(os.lstat(parts[-1], dir_fd=parent).st_mode):
                             raise
-                fd = tree.folder(parts)
-                if not fat:
-                    _owner_xattrs_mode(fd, rec)
+                if not fat:  # its xattrs come last: a default ACL would reach its files
+                    os.fchown(tree.folder(parts), rec["u"], rec["g"])
                 folders.append((parts, rec))
             else:
                 _write_one(tree, parts, rec, chunks, fat, done)
             done.entries += 1
             progress.advance(files=1, nbytes=int(rec.get("s", 0)))
         for parts, rec in reversed(folders):  # children change their folder's times
+            if not fat:
+                _owner_xattrs_mode(tree.folder(parts), rec)
             if not parts:
                 if not fat:  # FAT's root folder has no times (and fusefat fails on them)
                     os.utime(tree.root, ns=(rec.get("a", rec["t"]), rec["t"]))
