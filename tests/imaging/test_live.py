@@ -263,3 +263,40 @@ def test_a_mounted_xfs_is_imaged_at_file_level_and_restored(tmp_path: Path) -> N
         finally:
             run("losetup", "-d", back, check=False)
     assert {k: v for k, v in got.items() if not k.startswith("busy")} == want
+
+
+def test_grow_resizes_a_block_level_ext4_as_the_last_partition(tmp_path: Path) -> None:
+    from tests.imaging.live_disk import _partition, need_live_tools
+
+    need_live_tools()
+    src = tmp_path / "plain.img"
+    with open(src, "wb") as f:
+        f.truncate(64 * MiB)
+    run("sfdisk", "-q", src, stdin="label: gpt\nsize=60MiB, type=linux\n")
+    dev = run("losetup", "-f", "-P", "--show", src).stdout.strip()
+    try:
+        run("mkfs.ext4", "-q", "-L", "plain", _partition(dev, 1))
+    finally:
+        run("losetup", "-d", dev, check=False)
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    made = create(str(src), str(store), "plain", 3, None, False, NullProgress(), clock)
+    assert made.taken == [("partition 1 (ext4)", "blocks")]
+    big = tmp_path / "big.img"
+    with open(big, "wb") as f:
+        f.truncate(128 * MiB)
+    got = restore(str(store), "plain", str(big), None, NullProgress(), clock, grow=True)
+    assert got.relaid == {1: 126 * MiB} and got.not_grown == []
+    back = run("losetup", "-f", "-P", "--show", big).stdout.strip()
+    try:
+        part = _partition(back, 1)
+        run("e2fsck", "-f", "-n", part)
+        head = run("dumpe2fs", "-h", part).stdout
+        count = int(next(x for x in head.splitlines() if x.startswith("Block count:"))
+                    .split(":")[1])
+        size = int(next(x for x in head.splitlines() if x.startswith("Block size:"))
+                   .split(":")[1])
+        assert count * size == 126 * MiB
+    finally:
+        run("losetup", "-d", back, check=False)
