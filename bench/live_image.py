@@ -1,6 +1,7 @@
 """Time a live (file-level) twofold image of a mounted read-write ext4 against
 `fsarchiver savefs -A -j2 -Z3` of the same mounted file system, then the second image
-after a change, and a restore onto a smaller disk against `fsarchiver restfs` (root).
+after a change (also against `restic backup` of the mounted tree), and a restore onto a
+smaller disk against `fsarchiver restfs` (root; Debian packages fsarchiver, restic).
 
 A --size GPT disk file with one ext4 partition is filled with about --fill MB of real
 files copied from /usr and mounted read-write; twofold images the disk (the partition is
@@ -131,6 +132,11 @@ def main() -> None:
         s1 = stored(store)
         f1 = timed("fsarchiver", "savefs", "-A", "-j2", "-Z3", "-o", fsa / "one.fsa", part)
         rows += [("twofold live image", t1, s1), ("fsarchiver savefs", f1, du(fsa / "one.fsa"))]
+        os.environ.update(RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=str(work / "restic"))
+        sh("restic", "init", "-q")
+        r1 = timed("restic", "backup", "-q", mnt)
+        restic1 = du(work / "restic")
+        rows.append(("restic backup (first)", r1, restic1))
         new = mnt / "change"
         new.mkdir()
         rng = __import__("random").Random(2)
@@ -147,6 +153,8 @@ def main() -> None:
         f2 = timed("fsarchiver", "savefs", "-A", "-j2", "-Z3", "-o", fsa / "two.fsa", part)
         rows += [("twofold second image", t2, s2), ("fsarchiver second savefs", f2,
                                                     du(fsa / "two.fsa"))]
+        r2 = timed("restic", "backup", "-q", mnt)
+        rows.append(("restic backup (second)", r2, du(work / "restic") - restic1))
         used_now = int(sh("df", "-B1", "--output=used", mnt).split()[-1])
         small = (args.size * MB + int(used_now * 1.1) + 12 * MB) // 2 // MB * MB  # halfway
         target = work / "small.img"
@@ -169,6 +177,7 @@ def main() -> None:
         print(f"second image     {t2 / f2:.2f}x fsarchiver's (full) savefs time; stored "
               f"{s2 / 1e6:.1f} MB for {added / 1e6:.1f} MB of new files, "
               f"{s2 / zstd_change:.2f}x their zstd -3 size (goal <= 1.25)")
+        print(f"second image     {t2 / r2:.2f}x restic backup's time (goal <= 0.3)")
         print(f"smaller restore  {t3 / f3:.2f}x fsarchiver restfs (goal <= 0.8)")
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
