@@ -210,3 +210,44 @@ def live_xfs(work: Path) -> Iterator[tuple[str, Path]]:
             subprocess.run(["umount", str(point)], capture_output=True, check=False)
     finally:
         subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
+
+
+CHANGER = """
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int,
+                               ctypes.c_char_p]
+path = sys.argv[1]
+fd = libc.fanotify_init(0x4 | 0x1, os.O_RDONLY)  # FAN_CLASS_CONTENT | FAN_CLOEXEC
+if fd < 0 or libc.fanotify_mark(fd, 0x1, 0x20000, -100, path.encode()) < 0:
+    print("no fanotify:", os.strerror(ctypes.get_errno()), flush=True)  # FAN_ACCESS_PERM
+    sys.exit(1)
+print("ready", flush=True)
+while True:
+    buf = os.read(fd, 4096)
+    pos = 0
+    while pos < len(buf):
+        length, _v, _r, _m, _mask, efd, pid = struct.unpack_from("IBBHQii", buf, pos)
+        if pid != os.getpid():
+            with open(path, "ab") as f:  # the file grows under every read of it
+                f.write(b"x")
+        os.write(fd, struct.pack("iI", efd, 1))  # FAN_ALLOW
+        os.close(efd)
+        pos += length
+"""
+
+
+@contextmanager
+def changing_on_read(path: Path) -> Iterator[None]:
+    """`path` grows by a byte whenever anyone reads it (a fanotify permission listener
+    appends before letting the read go on), until the block ends."""
+    proc = subprocess.Popen([sys.executable, "-c", CHANGER, str(path)], text=True,
+                            stdout=subprocess.PIPE)
+    try:
+        said = proc.stdout.readline() if proc.stdout else ""
+        if said.strip() != "ready":
+            pytest.skip(f"this kernel lets no process hold reads of a file ({said.strip()})")
+        yield
+    finally:
+        proc.kill()
+        proc.wait()

@@ -300,3 +300,22 @@ def test_grow_resizes_a_block_level_ext4_as_the_last_partition(tmp_path: Path) -
         assert count * size == 126 * MiB
     finally:
         run("losetup", "-d", back, check=False)
+
+
+def test_a_file_that_changes_under_every_read_is_named_and_create_exits_3(
+        disk: LiveDisk, tmp_path: Path) -> None:
+    from tests.imaging.live_disk import changing_on_read
+
+    store = tmp_path / "store"
+    store.mkdir()
+    restless = disk.root / "dir4" / "restless.log"
+    restless.write_bytes(b"start\n")
+    with changing_on_read(restless):
+        got = CliRunner().invoke(app, ["image", "create", disk.dev, "--to", str(store),
+                                       "--name", "busy"])
+    assert got.exit_code == 3, got.output
+    assert "restless.log" in got.output and "possibly inconsistent" in got.output
+    m = parse_manifest((store / "twofold-images/images/busy.json").read_bytes(), "busy")
+    files = {a.number: a.files for a in m.areas if a.files}
+    assert files[1] is not None and files[1]["unstable"] == ["dir4/restless.log"]
+    assert files[2] is not None and files[2]["unstable"] == []
