@@ -159,6 +159,9 @@ def test_a_disk_too_small_even_for_the_data_is_refused_with_the_size_needed(
     assert made.exit_code == 0, made.output
     assert f"partition 1 (ext4): file level from {disk.root}" in made.output
     assert f"partition 2 (vfat): file level from {disk.esp}" in made.output
+    listed = runner.invoke(app, ["image", "list", str(store)])
+    assert re.search(r'partition 1 +ext4 .*label "livroot".*, file level', listed.output), \
+        listed.output
     tiny = tmp_path / "tiny.img"
     with open(tiny, "wb") as f:
         f.truncate(16 * MiB)

@@ -155,8 +155,9 @@ def list_command(
             what = f"partition {v.number}" if v.number is not None else "volume"
             label = f', label "{v.label}"' if v.label else ""
             name = f', name "{v.name}"' if v.name else ""
+            taken = ", file level" if v.taken == "files" else ""
             out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
-                      f"{size(v.used_bytes)} used{label}{name}", markup=False)
+                      f"{size(v.used_bytes)} used{label}{name}{taken}", markup=False)
         if i.last_drill:
             out.print(f"    last drill: {i.last_drill}", markup=False)
     raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
