@@ -163,6 +163,7 @@ def create(source: str, target: Target, name: str | None, level: int,
             raise ImageRefused(f"the source {source} is empty")
         progress.phase("planning")
         plan = plan_image(reader, source, force, live)
+        _check_live_planned(plan.areas, live, source)
         for issue in plan.issues:
             progress.issue(issue)
         drive = claim_drive(objects, seen_drive, allow_system_disk)
@@ -280,6 +281,20 @@ def _take(item: tuple[Area, int, Future[Work]], store: ChunkStore, result: Creat
     progress.advance(nbytes=length)
     if budget is not None:
         budget.advance(length, store.building_bytes)
+
+
+def _check_live_planned(areas: list[Area], live: dict[int | None, LiveVolume],
+                        source: str) -> None:
+    """ImageRefused when a mounted read-write volume is not an area taken at file level
+    (it would be read block by block while it changes)."""
+    if not live or any(a.role == "volume" and a.files is not None for a in areas):
+        return
+    planned = {a.number for a in areas if a.files is not None}
+    for number, vol in live.items():
+        if number not in planned:
+            raise ImageRefused(f"cannot image {source}: {vol.device} is mounted read-write at "
+                               f"{vol.mount.point} and is not a partition of its table",
+                               "unmount it, or image the system from rescue media")
 
 
 def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: ChunkStore,
