@@ -322,3 +322,24 @@ def test_a_file_that_changes_under_every_read_is_named_and_create_exits_3(
     files = {a.number: a.files for a in m.areas if a.files}
     assert files[1] is not None and files[1]["unstable"] == ["dir4/restless.log"]
     assert files[2] is not None and files[2]["unstable"] == []
+
+
+def test_a_mounted_partition_given_alone_is_imaged_and_restored_as_one_volume(
+        disk: LiveDisk, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    made = create(f"{disk.dev}p1", str(store), "vol", 3, None, False, NullProgress(), clock)
+    assert made.kind == "partition" and made.taken == [("volume", f"file level from "
+                                                                  f"{disk.root}")]
+    out = tmp_path / "vol.img"
+    restore(str(store), "vol", str(out), None, NullProgress(), clock)
+    assert out.stat().st_size == 100 * MiB
+    run("e2fsck", "-f", "-n", out)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    run("mount", "-o", "ro,loop", out, seen)
+    try:
+        assert snapshot(seen, True) == snapshot(disk.root, True)
+    finally:
+        run("umount", seen)
