@@ -79,7 +79,9 @@ def create_command(
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
-    """Image SOURCE into the store on --to TARGET; only new chunks are stored."""
+    """Image SOURCE into the store on --to TARGET; only new chunks are stored. A partition
+    mounted read-write (ext2/3/4, XFS, FAT) is imaged at file level from its mounted tree;
+    files that kept changing while read are named (exit 3)."""
     from twofold.jobs.state import State
 
     level = parse_level(compression)
@@ -98,14 +100,27 @@ def create_command(
         state.remember_drive("image", to, "", r.drive)
     if as_json:
         print_json({"image": r.name, "kind": r.kind, "size": r.size, **r.as_dict(),
-                    "ratio": round(r.ratio, 3),
+                    "ratio": round(r.ratio, 3), "taken": dict(r.taken),
                     "issues": [i.message for i in r.issues]})
+        _exit_if_unstable(r.issues)
         return
     _issues(r.issues)
     out.print(f"[bold]Image {r.name} complete[/] ({r.kind}, {size(r.size)})")
     out.print(f"  used {size(r.used_bytes)}   stored new {size(r.stored_new_bytes)}   "
               f"ratio {f'{r.ratio:.2f}' if r.ratio else '-'}   chunks new {r.new_chunks:,} reused "
               f"{r.reused_chunks:,} zero {r.zero_chunks:,}   {r.seconds:.1f} s")
+    for label, how in r.taken:
+        out.print(f"  {label}: {how}", markup=False)
+    _exit_if_unstable(r.issues)
+
+
+def _exit_if_unstable(issues: list[Issue]) -> None:
+    """Exit 3 when files kept changing while a live file system was imaged."""
+    unstable = [i for i in issues if i.kind == "unstable"]
+    if unstable:
+        err.print(f"[yellow]{len(unstable)} file(s) kept changing while read and may be "
+                  "inconsistent in the image[/] (listed above)")
+        raise typer.Exit(int(ExitCode.PARTIAL))
 
 
 @image_app.command("list")
@@ -140,8 +155,9 @@ def list_command(
             what = f"partition {v.number}" if v.number is not None else "volume"
             label = f', label "{v.label}"' if v.label else ""
             name = f', name "{v.name}"' if v.name else ""
+            taken = ", file level" if v.taken == "files" else ""
             out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
-                      f"{size(v.used_bytes)} used{label}{name}", markup=False)
+                      f"{size(v.used_bytes)} used{label}{name}{taken}", markup=False)
         if i.last_drill:
             out.print(f"    last drill: {i.last_drill}", markup=False)
     raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))

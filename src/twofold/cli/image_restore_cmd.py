@@ -80,6 +80,9 @@ def restore_command(
         "--yes", help="Write to a disk without asking to type its name.")] = False,
     no_readback: Annotated[bool, typer.Option(
         "--no-readback", help="Skip reading the written data back to check it.")] = False,
+    grow: Annotated[bool, typer.Option(
+        "--grow", help="On a larger disk, let the last partition take the new space.")
+    ] = False,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -100,15 +103,24 @@ def restore_command(
         from twofold.image.restore import restore
 
         r = restore(target_of(target, s3_endpoint), image, to, partition, progress,
-                    SystemClock(), readback=not no_readback)
+                    SystemClock(), readback=not no_readback, grow=grow)
     finally:
         progress.finish()
     if as_json:
-        print_json(vars(r))
+        print_json({**vars(r), "files": [vars(f) for f in r.files]})
         return
     out.print(f"[bold]Restored {r.image} to {r.dest}[/]: {size(r.bytes_written)} written, "
               f"{plural(r.chunks, 'chunk')} checked, {size(r.bytes_checked)} read back, "
               f"{r.seconds:.1f} s")
+    for f in r.files:
+        out.print(f"  {f.label}: made anew at {size(f.size)}, {f.entries:,} entries, "
+                  f"{size(f.file_bytes)} of files written, fsck clean", markup=False)
+    if r.relaid:
+        out.print("  laid out again: " + ", ".join(
+            f"partition {n} {size(b)}" for n, b in sorted(r.relaid.items())), markup=False)
+    if r.not_grown:
+        out.print(f"  the partition grew, its file system did not: {', '.join(r.not_grown)}",
+                  markup=False)
     if r.wiped:
         out.print(f"  old signatures erased first: {', '.join(r.wiped)}")
     if r.gpt_moved:

@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -19,6 +20,8 @@ from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import merge_extents
 from twofold.fsinfo.volume import DriveId
 from twofold.image.errors import ImageExists, ImageRefused, SourceMissing, SourceReadError
+from twofold.image.filelevel import image_files, previous
+from twofold.image.livesource import LiveVolume, live_volumes
 from twofold.image.manifest import (
     Area,
     ChunkRef,
@@ -30,7 +33,7 @@ from twofold.image.manifest import (
 )
 from twofold.image.parent import find_parent, parent_cells, within
 from twofold.image.repo import Target, claim_drive, creating, open_objects, open_store
-from twofold.image.source import plan_image, refuse_if_busy, table_doc
+from twofold.image.source import plan_image, table_doc
 from twofold.image.space import (
     MARGIN,
     Budget,
@@ -64,6 +67,7 @@ class CreateResult:
     seconds: float = 0.0
     issues: list[Issue] = field(default_factory=list)
     drive: DriveId | None = None  # the drive a local store is on
+    taken: list[tuple[str, str]] = field(default_factory=list)  # (area, "blocks"/"file level")
 
     @property
     def ratio(self) -> float:
@@ -147,7 +151,7 @@ def create(source: str, target: Target, name: str | None, level: int,
     if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
         raise ImageRefused(f"the source {source} is neither a block device nor an image file",
                            "give a disk (/dev/sda), a partition (/dev/sda2) or a disk.img")
-    refuse_if_busy(source, writable_only=True, action="image")
+    live = live_volumes(source)  # refuses a source held otherwise
     if name is None:
         base = os.path.basename(os.path.normpath(source)).replace(" ", "_") or "disk"
         stamp = _stamp(started)
@@ -158,7 +162,8 @@ def create(source: str, target: Target, name: str | None, level: int,
         if reader.size == 0:
             raise ImageRefused(f"the source {source} is empty")
         progress.phase("planning")
-        plan = plan_image(reader, source, force)
+        plan = plan_image(reader, source, force, live)
+        _check_live_planned(plan.areas, live, source)
         for issue in plan.issues:
             progress.issue(issue)
         drive = claim_drive(objects, seen_drive, allow_system_disk)
@@ -183,6 +188,7 @@ def create(source: str, target: Target, name: str | None, level: int,
             progress.phase("imaging", total_bytes=result.used_bytes)
             try:
                 _run(reader, plan.areas, store, level, result, progress, parent, budget)
+                _take_files(plan.areas, live, store, level, result, progress, objects, parent)
                 progress.phase("finishing")
                 store.commit_index()
             except (NoSpace, StoreFullError) as err:
@@ -275,6 +281,57 @@ def _take(item: tuple[Area, int, Future[Work]], store: ChunkStore, result: Creat
     progress.advance(nbytes=length)
     if budget is not None:
         budget.advance(length, store.building_bytes)
+
+
+def _check_live_planned(areas: list[Area], live: dict[int | None, LiveVolume],
+                        source: str) -> None:
+    """ImageRefused when a mounted read-write volume is not an area taken at file level
+    (it would be read block by block while it changes)."""
+    if not live or any(a.role == "volume" and a.files is not None for a in areas):
+        return
+    planned = {a.number for a in areas if a.files is not None}
+    for number, vol in live.items():
+        if number not in planned:
+            raise ImageRefused(f"cannot image {source}: {vol.device} is mounted read-write at "
+                               f"{vol.mount.point} and is not a partition of its table",
+                               "unmount it, or image the system from rescue media")
+
+
+def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: ChunkStore,
+                level: int, result: CreateResult, progress: Progress,
+                objects: object, parent: Manifest | None) -> None:
+    """Image the areas planned at file level from their mounted trees (the store's own
+    folder left out; files unchanged since the parent image not read), and note how
+    every area was taken."""
+    skip: set[tuple[int, int]] = set()
+    if isinstance(objects, LocalObjects):
+        with suppress(OSError):
+            st = os.stat(objects.root)
+            skip.add((st.st_dev, st.st_ino))
+    for area in areas:
+        if area.role == "disk":
+            continue
+        if area.files is None:
+            result.taken.append((area.label, "blocks"))
+            continue
+        vol = live[area.number] if area.role == "partition" else next(iter(live.values()))
+        progress.phase(f"files of {area.label} ({vol.mount.point})")
+        old = next((a.files for a in (parent.areas if parent else [])
+                    if a.role == area.role and a.number == area.number), None)
+        if old and old["params"].get("uuid") != vol.params.get("uuid"):
+            old = None  # another file system: its inode numbers mean nothing here
+        before = previous(store, old, f"{area.label} of image {parent.name if parent else ''}")
+        got = image_files(vol.mount.point, vol.params, store, level, progress, WORKERS, skip,
+                          before)
+        area.files, area.fs = got.doc, str(vol.params["type"])
+        result.used_bytes += got.file_bytes
+        result.new_chunks += got.new_chunks
+        result.reused_chunks += got.reused_chunks
+        result.zero_chunks += got.zero_chunks
+        for issue in got.issues:
+            result.issues.append(issue)
+            progress.issue(issue)
+        result.taken.append((area.label, f"file level from {vol.mount.point}"))
 
 
 def _stamp(ns: int) -> str:

@@ -28,6 +28,7 @@ class PartInfo:
     used_bytes: int
     name: str  # the GPT partition name, "" for MBR and volumes
     label: str | None = None  # the file system's label
+    taken: str = "blocks"  # or "files": imaged at file level from its mounted tree
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class ImageInfo:
                    int(m.stats.get("stored_new_bytes", 0)),
                    sum(1 for a in m.areas if a.role == "partition"),
                    str(m.table.get("kind")) if m.table else None,
-                   [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name, a.fs_label)
+                   [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name,
+                             a.fs_label or (a.files or {}).get("params", {}).get("label")
+                             or None, a.taken)
                     for a in m.areas if a.role in ("partition", "volume")], frees, last_drill)
 
 

@@ -16,6 +16,8 @@ from twofold.store.sealed import SealBroken, is_sealed, seal, unseal
 
 FORMAT = "twofold-image"
 VERSION = 2
+FILES_VERSION = 3
+"""Written when an area was taken at file level (`taken: files`); version 2 otherwise."""
 OLD_VERSION = 1
 """Written before manifests carried a checksum; read, never written."""
 IMAGES_DIR = "images/"
@@ -70,10 +72,26 @@ class Area:
     name: str = ""
     uuid: str | None = None
     fs_label: str | None = None  # the file system's own label, when it has one
+    files: dict[str, Any] | None = None
+    """For an area taken at file level: its file system's parameters and the chunks of
+    its records and data (docs/FORMAT.md, "File-level areas"); None: taken as blocks."""
+
+    @property
+    def taken(self) -> str:
+        """How the area was imaged: "files" or "blocks"."""
+        return "blocks" if self.files is None else "files"
+
+    def file_chunks(self) -> list[tuple[int, bytes]]:
+        """(length, id) of every chunk a file-level area needs: records first."""
+        if self.files is None:
+            return []
+        return [(n, bytes.fromhex(h)) for n, h in self.files["meta"] + self.files["data"]]
 
     @property
     def used_bytes(self) -> int:
-        """Bytes covered by the extents."""
+        """Bytes covered by the extents (the files' bytes for a file-level area)."""
+        if self.files is not None:
+            return int(self.files.get("file_bytes", 0))
         return sum(n for _, n in self.extents)
 
     @property
@@ -100,7 +118,8 @@ class Manifest:
 
     def chunk_ids(self) -> set[bytes]:
         """Every stored chunk the image needs."""
-        return {c.id for a in self.areas for c in a.chunks if c.id is not None}
+        return {c.id for a in self.areas for c in a.chunks if c.id is not None} | \
+            {cid for a in self.areas for _n, cid in a.file_chunks()}
 
     @property
     def used_bytes(self) -> int:
@@ -110,7 +129,9 @@ class Manifest:
     def to_json(self) -> bytes:
         """The manifest document, sealed with its checksum."""
         doc = {
-            "format": FORMAT, "version": VERSION, "name": self.name,
+            "format": FORMAT,
+            "version": FILES_VERSION if any(a.files for a in self.areas) else VERSION,
+            "name": self.name,
             "created_ns": self.created_ns, "source": self.source, "kind": self.kind,
             "size": self.size, "chunk_size": self.chunk_size, "hash": "blake3",
             "compression": "zstd", "table": self.table, "stats": self.stats,
@@ -120,8 +141,9 @@ class Manifest:
 
 
 def _area_doc(a: Area) -> dict[str, Any]:
+    more = {"taken": "files", "files": a.files} if a.files is not None else {}
     label = {"fs_label": a.fs_label} if a.fs_label else {}  # optional: older readers skip it
-    return {"role": a.role, "number": a.number, "start": a.start, "size": a.size,
+    return {**more, "role": a.role, "number": a.number, "start": a.start, "size": a.size,
             "type": a.type, "name": a.name, "uuid": a.uuid, "fs": a.fs, **label,
             "used_bytes": a.used_bytes, "extents": [list(e) for e in a.extents],
             "chunks": [[c.cell, c.length, c.id.hex() if c.id else None] for c in a.chunks]}
@@ -134,7 +156,7 @@ def parse_manifest(data: bytes, where: str, name: str | None = None) -> Manifest
     try:
         if is_sealed(data):
             doc = unseal(data)
-            if doc.get("version") != VERSION:
+            if doc.get("version") not in (VERSION, FILES_VERSION):
                 raise ManifestError(f"{where} has manifest version {doc.get('version')}",
                                     "a newer twofold may read it")
         else:
@@ -151,7 +173,8 @@ def parse_manifest(data: bytes, where: str, name: str | None = None) -> Manifest
                               for c in a["chunks"]],
                       fs=_text(a.get("fs")), number=a.get("number"),
                       type=str(a.get("type", "")), name=str(a.get("name", "")),
-                      uuid=_text(a.get("uuid")), fs_label=_text(a.get("fs_label")))
+                      uuid=_text(a.get("uuid")), fs_label=_text(a.get("fs_label")),
+                      files=_files(a))
                  for a in doc["areas"]]
         table = doc.get("table")
         if table is not None and not isinstance(table, dict):
@@ -185,6 +208,23 @@ def _text(value: object) -> str | None:
     return value
 
 
+def _files(area: dict[str, Any]) -> dict[str, Any] | None:
+    """The `files` of a file-level area, its chunk lists checked; None for blocks."""
+    if area.get("taken", "blocks") == "blocks":
+        return None
+    if area["taken"] != "files" or not isinstance(area.get("files"), dict):
+        raise ValueError(f"an area taken as {area['taken']!r}")
+    files: dict[str, Any] = area["files"]
+    for key in ("meta", "data"):
+        for length, cid in files[key]:
+            _int(length)
+            _chunk_id(cid)
+    _int(files["file_bytes"])
+    if not isinstance(files.get("params"), dict):
+        raise ValueError("a file-level area without its file system's parameters")
+    return files
+
+
 def _chunk_id(value: object) -> bytes | None:
     if value is None:
         return None
@@ -213,6 +253,8 @@ def check_sense(m: Manifest, where: str, name: str | None = None) -> None:
         if area.role not in ("disk", "partition", "volume") or area.start < 0 or \
                 area.size < 0 or area.start + area.size > m.size:
             raise bad(f"{area.label} at {area.start} of {area.size} bytes")
+        if area.files is not None and (area.extents or area.chunks or not area.files["meta"]):
+            raise bad(f"{area.label} is taken at file level but lists blocks or no records")
         end = 0
         for offset, length in area.extents:
             if offset < end or length <= 0 or offset + length > area.size:

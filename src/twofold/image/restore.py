@@ -8,18 +8,22 @@ import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.efiboot import ensure_fallback_loader
+from twofold.fsinfo.fsparams import fs_type, grow_fs
 from twofold.fsinfo.gptgrow import grow_gpt
+from twofold.fsinfo.loopmount import loop_device
 from twofold.fsinfo.wipe import wipe_signatures
 from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
+from twofold.image.filerestore import FilesRestored, restore_files
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
+from twofold.image.relayout import grown_layout, min_size, smaller_layout, write_table
 from twofold.image.repo import Target, load_manifest, open_store
 from twofold.image.source import refuse_if_busy, related_devices
 from twofold.image.verify import check_chunks, record_bad
@@ -45,6 +49,9 @@ class RestoreResult:
     seconds: float = 0.0
     wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb: gpt, PMBR")
     boot_note: str = ""  # the UEFI fallback loader: added, or what the user must do
+    files: list[FilesRestored] = field(default_factory=list)  # areas made anew at file level
+    relaid: dict[int, int] = field(default_factory=dict)  # laid out again: partition -> size
+    not_grown: list[str] = field(default_factory=list)  # --grow: file systems kept their size
 
 
 def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
@@ -60,6 +67,21 @@ def _select(m: Manifest, partition: int | None) -> tuple[list[Area], int, int]:
     numbers = ", ".join(str(a.number) for a in m.areas if a.role == "partition")
     raise UsageError(f"image {m.name} has no partition {partition}",
                      f"its partitions: {numbers}")
+
+
+def _smaller_partition(area: Area, dest: str, needed: int) -> tuple[list[Area], int]:
+    """A file-level partition restored alone onto a smaller partition or file: made at
+    that size when its data fits, else ImageRefused with the size needed."""
+    with FileReader(dest) as peek:
+        size = peek.size
+    if size >= needed:
+        return [area], needed
+    least = min_size(area)
+    if size < least:
+        raise ImageRefused(f"{dest} is too small: {size:,} bytes, {area.label} needs at least "
+                           f"{least:,} for its data ({least - size:,} more)",
+                           "restore to a partition or file at least that large")
+    return [replace(area, size=size)], size
 
 
 def _open_dest(dest: str, needed: int) -> tuple[int, int, bool]:
@@ -84,26 +106,49 @@ def _open_dest(dest: str, needed: int) -> tuple[int, int, bool]:
 
 
 def restore(target: Target, image: str, dest: str, partition: int | None,
-            progress: Progress, clock: Clock, readback: bool = True) -> RestoreResult:
+            progress: Progress, clock: Clock, readback: bool = True,
+            grow: bool = False) -> RestoreResult:
     """Write `image` from the store at `target` to `dest` (or its partition N alone);
-    with `readback`, read every written chunk back from the device and check its hash."""
+    with `readback`, read every written chunk back from the device and check its hash;
+    with `grow`, the last partition takes the room of a larger disk."""
     started = clock.now_ns()
     store = open_store(target)
     m = load_manifest(store.objects, image)
     areas, shift, needed = _select(m, partition)
+    layout = None
+    if partition is not None and areas[0].files is not None and os.path.exists(dest):
+        areas, needed = _smaller_partition(areas[0], dest, needed)
+    if partition is None and m.kind == "disk" and os.path.exists(dest):
+        with FileReader(dest) as peek:
+            if peek.size < m.size:  # a smaller disk: laid out again when the data fits
+                layout = smaller_layout(m, dest, peek.size)
+                needed = peek.size
+            elif grow and peek.size > m.size:
+                layout = grown_layout(m, peek.size)
+    grown = {a.number for a in m.areas if layout and a.number in layout
+             and a.files is None and layout[a.number][1] > a.size}
+    if layout is not None:
+        first = min(start for start, _ in layout.values())
+        areas = [replace(a, start=layout[a.number][0], size=layout[a.number][1])
+                 if a.role == "partition" and a.number is not None else a for a in areas]
     places: dict[bytes, list[tuple[Area, list[Extent]]]] = {}
     zero_pieces: list[tuple[Area, list[Extent]]] = []
     lengths: dict[bytes, int] = {}
     for area in areas:
         for ref, pieces in chunk_spans(area, m.chunk_size):
+            if layout is not None and area.role == "disk" and \
+                    pieces[-1][0] + pieces[-1][1] > first:
+                continue  # the old table's gaps past the first partition: laid out anew
             if ref.id is None:
                 zero_pieces.append((area, pieces))
             else:
                 places.setdefault(ref.id, []).append((area, pieces))
                 lengths[ref.id] = ref.length
-    missing = [cid for cid in places if store.location(cid) is None]
+    file_ids = {cid: a for a in areas for _n, cid in a.file_chunks()}
+    missing = [cid for cid in [*places, *file_ids] if store.location(cid) is None]
     if missing:
-        area, pieces = places[missing[0]][0]
+        area, pieces = places[missing[0]][0] if missing[0] in places \
+            else (file_ids[missing[0]], [(0, 0)])
         bad = sum(1 for cid in missing if store.known_bad(cid))
         raise ImageDamaged(
             f"image {m.name} needs {len(missing)} chunk(s) the store does not hold"
@@ -149,11 +194,28 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
         except ImageDamaged:
             record_bad(store, clock)  # the next create stores those chunks again
             raise
+        for area in areas:
+            if area.files is not None:
+                os.fsync(fd)
+                got = restore_files(store, area, dest, shift + area.start, area.size, progress)
+                result.files.append(got)
+                result.bytes_written += got.file_bytes
         if readback:
             os.fsync(fd)
             result.bytes_checked = _read_back(dest, fd, shift, places, progress)
+        if layout is not None:
+            os.fsync(fd)
+            progress.phase("partition table")
+            write_table(m, dest, layout)
+            result.relaid = {n: s for n, (_start, s) in layout.items()}
+            for area in areas:
+                if area.number in grown:
+                    with loop_device(dest, area.start, area.size) as dev:
+                        kind = fs_type(dev)
+                        if kind is None or not grow_fs(kind, dev):
+                            result.not_grown.append(f"partition {area.number} ({kind})")
         if partition is None and m.table and m.table.get("kind") == "gpt" \
-                and dest_size > m.size:
+                and dest_size > m.size and layout is None:
             progress.phase("partition table")
             with FileReader(dest) as reader:
                 writes = grow_gpt(reader, dest_size, m.table.get("sector_size"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from twofold.core.models import Issue
@@ -149,9 +150,12 @@ def _volume_area(reader: FileReader | SliceReader, role: str, start: int, size: 
                 fs_label=used.label or None)
 
 
-def plan_image(reader: FileReader, source: str, force: bool) -> Plan:
+def plan_image(reader: FileReader, source: str, force: bool,
+               live: Collection[int | None] = ()) -> Plan:
     """The areas to image from `reader`: a whole disk (table, gaps, partitions) when a
-    partition table is found, else one volume."""
+    partition table is found, else one volume. Partitions numbered in `live` (or the
+    volume, when `live` is not empty) are mounted read-write: their areas list no blocks
+    and are filled at file level (image/filelevel.py)."""
     issues: list[Issue] = []
     size = reader.size
     try:
@@ -162,6 +166,9 @@ def plan_image(reader: FileReader, source: str, force: bool) -> Plan:
     for problem in table.problems:
         issues.append(Issue(source.encode(), "table", problem))
     if table.kind == "none":
+        if live:
+            return Plan("partition", size, None, [Area("volume", 0, size, [], files={})],
+                        issues)
         area = _volume_area(reader, "volume", 0, size, force, source, issues)
         return Plan("partition", size, None, [area], issues)
     disk = Area("disk", 0, size, list(merge_extents([*table.table_ranges, *table.gaps],
@@ -173,8 +180,11 @@ def plan_image(reader: FileReader, source: str, force: bool) -> Plan:
         if p.end > size:
             raise ImageRefused(f"partition {p.index} of {source} ends past the disk's end")
         where = f"{source} partition {p.index}"
-        area = _volume_area(SliceReader(reader, p.start, p.size), "partition", p.start,
-                            p.size, force, where, issues)
+        if p.index in live:
+            area = Area("partition", p.start, p.size, [], files={})
+        else:
+            area = _volume_area(SliceReader(reader, p.start, p.size), "partition", p.start,
+                                p.size, force, where, issues)
         area.number, area.type, area.name, area.uuid = p.index, p.type, p.name, p.uuid
         areas.append(area)
     return Plan("disk", size, table, areas, issues)

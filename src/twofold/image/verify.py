@@ -111,6 +111,10 @@ def verify(target: Target, image: str | None, progress: Progress, clock: Clock
                 end = area.start + pieces[-1][0] + pieces[-1][1]
                 users.setdefault(ref.id, []).append((m, area.label, start, end))
                 sizes[ref.id] = ref.length
+            for length, cid in area.file_chunks():  # records and files of a live partition
+                users.setdefault(cid, []).append((m, f"{area.label} files", area.start,
+                                                  area.start + area.size))
+                sizes[cid] = length
     progress.phase("verifying", total_bytes=sum(sizes.values()))
 
     def done(cid: bytes, data: bytes | None, problem: str) -> None:

@@ -1,0 +1,190 @@
+"""Time a live (file-level) twofold image of a mounted read-write ext4 against
+`fsarchiver savefs -A -j2 -Z3` of the same mounted file system, then the second image
+after a change (also against `restic backup` of the mounted tree), and a restore onto a
+smaller disk against `fsarchiver restfs` (root; Debian packages fsarchiver, restic).
+
+A --size GPT disk file with one ext4 partition is filled with about --fill MB of real
+files copied from /usr and mounted read-write; twofold images the disk (the partition is
+taken at file level), fsarchiver saves the partition. Then --change MB of new data (1 MB
+files, half random, half text) are added and both run again (twofold into the same
+store: only the change is stored; fsarchiver saves everything again). Last, each restores
+onto a disk halfway between the data's size and the source's (twofold lays the partition
+out again; fsarchiver restores into a partition of that size). The page cache is dropped
+before each run. Prints times, sizes and ratios against the goals of issue 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zstandard
+from image_vs_partclone import drop_caches, du
+
+SOURCES = ("/usr/bin", "/usr/lib/python3", "/usr/share/doc", "/usr/include", "/usr/share/man",
+           "/usr/share/locale", "/usr/lib/x86_64-linux-gnu")
+"""An equal share from each: a mix like a system's (many small files, some large ones)."""
+
+
+def fill(top: Path, want: int) -> int:
+    """Copy files and symlinks from SOURCES (as they are) into `top`: about `want` bytes."""
+    copied = 0
+    for n, base in enumerate(SOURCES, 1):
+        quota = want * n // len(SOURCES)
+        for dirpath, _dirs, files in os.walk(base):
+            dest = top / os.path.relpath(dirpath, "/")
+            for name in sorted(files):
+                src, dst = os.path.join(dirpath, name), dest / name
+                if dst.exists() or dst.is_symlink():
+                    continue
+                dest.mkdir(parents=True, exist_ok=True)
+                try:
+                    if os.path.islink(src):
+                        os.symlink(os.readlink(src), dst)
+                        continue
+                    shutil.copy2(src, dst)
+                except OSError:
+                    continue
+                copied += dst.stat().st_size
+                if copied >= quota:
+                    break
+            if copied >= quota:
+                break
+    return copied
+
+MB = 1 << 20
+
+
+def sh(*cmd: str | Path, stdin: str | None = None) -> str:
+    """Run, failing loudly; stdout."""
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, input=stdin,
+                          check=False)
+    if proc.returncode:
+        raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def timed(*cmd: str | Path) -> float:
+    """Drop caches, run, seconds."""
+    drop_caches()
+    start = time.monotonic()
+    sh(*cmd)
+    return time.monotonic() - start
+
+
+def stored(store: Path) -> int:
+    """Bytes of a twofold store's objects (its .reserve file, kept free for deletes on a
+    full drive, is not image data)."""
+    return du(store) - du(store / "twofold-images" / ".reserve") \
+        if (store / "twofold-images" / ".reserve").exists() else du(store)
+
+
+def partition(dev: str) -> str:
+    """The first partition's device of a loop device, once it has appeared."""
+    for _ in range(100):
+        if os.path.exists(f"{dev}p1"):
+            return f"{dev}p1"
+        subprocess.run(["partx", "-a", dev], capture_output=True, check=False)
+        time.sleep(0.05)
+    raise SystemExit(f"{dev}p1 did not appear")
+
+
+def disk(path: Path, size: int) -> tuple[str, str]:
+    """A GPT disk file with one Linux partition on a loop device: (disk dev, partition)."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+    sh("sfdisk", "-q", path, stdin="label: gpt\n,,L\n")
+    dev = sh("losetup", "-f", "-P", "--show", path).strip()
+    return dev, partition(dev)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=2048, help="disk MiB")
+    ap.add_argument("--fill", type=int, default=800, help="MB of files")
+    ap.add_argument("--change", type=int, default=30, help="MB of new files")
+    ap.add_argument("--workdir", default=None)
+    args = ap.parse_args()
+    twofold = str(Path(sys.executable).with_name("twofold"))
+    work = Path(tempfile.mkdtemp(prefix="live-bench-", dir=args.workdir))
+    loops: list[str] = []
+    mnt = work / "mnt"
+    try:
+        dev, part = disk(work / "disk.img", args.size * MB)
+        loops.append(dev)
+        sh("mkfs.ext4", "-q", "-L", "benchroot", part)
+        mnt.mkdir()
+        sh("mount", part, mnt)
+        filled = fill(mnt, args.fill * MB)
+        used = int(sh("df", "-B1", "--output=used", mnt).split()[-1])
+        store, fsa = work / "store", work / "fsa"
+        store.mkdir()
+        fsa.mkdir()
+        rows = []
+        t1 = timed(twofold, "image", "create", dev, "--to", store, "--name", "one",
+                   "--allow-system-disk")
+        s1 = stored(store)
+        f1 = timed("fsarchiver", "savefs", "-A", "-j2", "-Z3", "-o", fsa / "one.fsa", part)
+        rows += [("twofold live image", t1, s1), ("fsarchiver savefs", f1, du(fsa / "one.fsa"))]
+        os.environ.update(RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=str(work / "restic"))
+        sh("restic", "init", "-q")
+        r1 = timed("restic", "backup", "-q", mnt)
+        restic1 = du(work / "restic")
+        rows.append(("restic backup (first)", r1, restic1))
+        new = mnt / "change"
+        new.mkdir()
+        rng = __import__("random").Random(2)
+        blob = b""
+        for i in range(args.change):  # new data: half random, half text (compressible)
+            blob = rng.randbytes(MB // 2) + b"".join(
+                b"log line %d of file %d\n" % (n, i) for n in range(MB // 48))[:MB // 2]
+            (new / f"blob{i}.bin").write_bytes(blob)
+        added = args.change * len(blob)
+        zstd_change = args.change * len(zstandard.ZstdCompressor(level=3).compress(blob))
+        t2 = timed(twofold, "image", "create", dev, "--to", store, "--name", "two",
+                   "--allow-system-disk")
+        s2 = stored(store) - s1
+        f2 = timed("fsarchiver", "savefs", "-A", "-j2", "-Z3", "-o", fsa / "two.fsa", part)
+        rows += [("twofold second image", t2, s2), ("fsarchiver second savefs", f2,
+                                                    du(fsa / "two.fsa"))]
+        r2 = timed("restic", "backup", "-q", mnt)
+        rows.append(("restic backup (second)", r2, du(work / "restic") - restic1))
+        used_now = int(sh("df", "-B1", "--output=used", mnt).split()[-1])
+        small = (args.size * MB + int(used_now * 1.1) + 12 * MB) // 2 // MB * MB  # halfway
+        target = work / "small.img"
+        with open(target, "wb") as f:
+            f.truncate(small)
+        t3 = timed(twofold, "image", "restore", store, "two", "--to", target, "--no-readback")
+        fdev, fpart = disk(work / "fsa-small.img", small)
+        loops.append(fdev)
+        f3 = timed("fsarchiver", "restfs", fsa / "two.fsa", f"id=0,dest={fpart}")
+        rows += [(f"twofold restore, {small >> 20} MiB disk", t3, 0), ("fsarchiver restfs", f3, 0)]
+        files = sum(len(f) for _d, _s, f in os.walk(mnt))
+        print(f"files: {filled / 1e6:.0f} MB in {files:,} files copied from /usr "
+              f"({used / 1e6:.0f} MB used), "
+              f"change: {added / 1e6:.0f} MB of new files; disk {args.size} MiB")
+        print(f"{'what':28} {'seconds':>8} {'MB stored':>10}")
+        for name, secs, size in rows:
+            print(f"{name:28} {secs:8.2f} {size / 1e6:10.1f}")
+        print(f"live image time  {t1 / f1:.2f}x fsarchiver (goal <= 0.6), "
+              f"size {s1 / du(fsa / 'one.fsa'):.2f}x (goal <= 1.0)")
+        print(f"second image     {t2 / f2:.2f}x fsarchiver's (full) savefs time; stored "
+              f"{s2 / 1e6:.1f} MB for {added / 1e6:.1f} MB of new files, "
+              f"{s2 / zstd_change:.2f}x their zstd -3 size (goal <= 1.25)")
+        print(f"second image     {t2 / r2:.2f}x restic backup's time (goal <= 0.3)")
+        print(f"smaller restore  {t3 / f3:.2f}x fsarchiver restfs (goal <= 0.8)")
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
+        for dev in reversed(loops):
+            subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The records of a file-level partition (docs/FORMAT.md, "File-level areas"): one JSON
+line per file, folder, link or device, cut into chunks at record boundaries chosen by the
+records' own paths, so an unchanged stretch of the tree makes the same chunks again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from blake3 import blake3
+
+from twofold.image.manifest import ManifestError
+from twofold.store.chunkstore import ChunkStore
+
+KINDS = {"f": "file", "d": "folder", "l": "symlink", "c": "char device", "b": "block device",
+         "p": "fifo", "s": "socket"}
+BOUNDARY_MASK = 31  # small files' shared chunks end after a path whose hash has these
+# bits clear: about 32 files a chunk
+RECORD_MASK = 127  # records are small: about 128 to a chunk
+
+
+def put_bytes(doc: dict[str, Any], key: str, value: bytes) -> None:
+    """`value` under `key` as text when it is UTF-8, else as hex under `key` + "x"."""
+    try:
+        doc[key] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        doc[key + "x"] = value.hex()
+
+
+def get_bytes(doc: dict[str, Any], key: str) -> bytes | None:
+    """What put_bytes stored under `key`, or None."""
+    if key in doc:
+        return str(doc[key]).encode("utf-8")
+    if key + "x" in doc:
+        return bytes.fromhex(str(doc[key + "x"]))
+    return None
+
+
+def ends_group(path: bytes, mask: int = BOUNDARY_MASK) -> bool:
+    """True when a group of small files' data (or of records) ends after `path`: decided
+    by the path alone, so a change inside one group leaves the others as they were."""
+    return int.from_bytes(blake3(path).digest()[:2], "little") & mask == 0
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # one: dumps() makes one a call
+
+
+def groups(records: list[dict[str, Any]], paths: list[bytes], limit: int,
+           mask: int = RECORD_MASK) -> Iterator[bytes]:
+    """The record stream as pieces of at most about `limit` bytes, each ending after a
+    boundary path (see ends_group) or at `limit`."""
+    piece: list[bytes] = []
+    size = 0
+    for rec, path in zip(records, paths, strict=True):
+        line = _ENCODER.encode(rec).encode() + b"\n"
+        piece.append(line)
+        size += len(line)
+        if size >= limit or ends_group(path, mask):
+            yield b"".join(piece)
+            piece, size = [], 0
+    if piece:
+        yield b"".join(piece)
+
+
+def parse_records(data: bytes, where: str) -> Iterator[dict[str, Any]]:
+    """The records in the stream `data`, each checked for its kind and a safe path;
+    ManifestError naming `where` otherwise."""
+    try:  # one JSON array: far faster than a loads() a line
+        recs = json.loads(b"[" + data.rstrip(b"\n").replace(b"\n", b",") + b"]")
+    except ValueError:
+        recs = None
+    if not isinstance(recs, list):
+        recs = []
+        for line in data.splitlines():  # damaged somewhere: find which record
+            try:
+                recs.append(json.loads(line))
+            except ValueError as err:
+                raise ManifestError(f"{where}: record {len(recs) + 1} is damaged ({err})",
+                                    "do not restore it; delete it and image the disk again"
+                                    ) from None
+    for number, rec in enumerate(recs, 1):
+        try:
+            if not isinstance(rec, dict) or rec.get("k") not in KINDS:
+                raise ValueError("not a record")
+            path = get_bytes(rec, "p")
+            if path is None:
+                raise ValueError("no path")
+            check_path(path)
+        except (ValueError, TypeError) as err:
+            raise ManifestError(f"{where}: record {number} is damaged ({err})",
+                                "do not restore it; delete it and image the disk again"
+                                ) from None
+        yield rec
+
+
+def check_path(path: bytes) -> list[bytes]:
+    """The components of a relative path from a record; ValueError for an absolute path,
+    `.`/`..`, an empty component or a NUL byte ("" is the file system's root)."""
+    if not path:
+        return []
+    parts = path.split(b"/")
+    if b"\0" in path or any(p in (b"", b".", b"..") for p in parts):
+        raise ValueError(f"unsafe path {path!r}")
+    return parts
+
+
+def load_records(store: ChunkStore, files: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The records of a file-level area, read from the store and checked."""
+    out: list[dict[str, Any]] = []
+    for length, hexid in files["meta"]:
+        data = store.load(bytes.fromhex(hexid))
+        if len(data) != length:
+            raise ManifestError(f"{where}: a records chunk has the wrong length")
+        out.extend(parse_records(data, where))
+    return out

@@ -1,0 +1,202 @@
+"""Restore of a file-level area: make its file system anew with the recorded parameters,
+mount it, write every record back (files, folders, links, devices, owners, modes, xattrs,
+times; every path checked, nothing followed), unmount, and check it with its fsck."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from twofold.core.progress import Progress
+from twofold.fsinfo.fsparams import FAT, check_fs, make_fs
+from twofold.fsinfo.loopmount import loop_device, mounted
+from twofold.image.errors import ImageDamaged
+from twofold.image.filerecords import check_path, get_bytes, load_records
+from twofold.image.manifest import Area
+from twofold.store.chunkstore import ChunkStore
+from twofold.store.objects import StoreError
+
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_MAKE = {"p": stat.S_IFIFO, "c": stat.S_IFCHR, "b": stat.S_IFBLK, "s": stat.S_IFSOCK}
+
+
+@dataclass
+class FilesRestored:
+    """What the restore of one file-level area wrote."""
+
+    label: str
+    entries: int = 0
+    file_bytes: int = 0
+    size: int = 0  # bytes of the file system made
+
+
+class _Chunks:
+    """Chunks by id, the last few kept (small files of one group share a chunk)."""
+
+    def __init__(self, store: ChunkStore, label: str) -> None:
+        self.store, self.label = store, label
+        self.cache: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def get(self, cid: bytes) -> bytes:
+        data = self.cache.get(cid)
+        if data is None:
+            try:
+                data = self.store.load(cid)
+            except StoreError as err:
+                raise ImageDamaged(f"{self.label}: {err.message}",
+                                   "the restore stopped; mend the image with twofold image "
+                                   "verify --heal --from OTHER_STORE") from None
+            self.cache[cid] = data
+            if len(self.cache) > 8:
+                self.cache.popitem(last=False)
+        return data
+
+
+class _Tree:
+    """Opens folders of the new tree component by component, never following a link."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.open(root, _DIR)
+        self.open: OrderedDict[bytes, int] = OrderedDict()
+
+    def folder(self, parts: list[bytes]) -> int:
+        """An fd of the folder `parts` (relative to the root)."""
+        if not parts:
+            return self.root
+        key = b"/".join(parts)
+        fd = self.open.get(key)
+        if fd is None:
+            parent = self.folder(parts[:-1])
+            fd = os.open(parts[-1], _DIR, dir_fd=parent)
+            self.open[key] = fd
+            if len(self.open) > 64:
+                os.close(self.open.popitem(last=False)[1])
+        return fd
+
+    def close(self) -> None:
+        for fd in self.open.values():
+            os.close(fd)
+        os.close(self.root)
+
+
+def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: int,
+                  progress: Progress) -> FilesRestored:
+    """Make `area`'s file system on `size` bytes of `dest` from `offset` and write its
+    files back; ImageDamaged when a chunk fails, FsToolError when a tool does, RestoreError
+    when the new file system does not check clean."""
+    files = area.files or {}
+    params = files["params"]
+    kind = str(params["type"])
+    done = FilesRestored(area.label, size=size)
+    chunks = _Chunks(store, area.label)
+    try:
+        records = load_records(store, files, f"{area.label} records")
+    except StoreError as err:
+        raise ImageDamaged(f"{area.label}: {err.message}", "the restore stopped; mend the "
+                           "image with twofold image verify --heal --from OTHER_STORE"
+                           ) from None
+    progress.phase(f"making {kind} for {area.label}")
+    with loop_device(dest, offset, size) as dev:
+        make_fs(params, dev, size)
+        with mounted(kind, dev) as point:
+            progress.phase(f"files of {area.label}", total_bytes=int(files["file_bytes"]))
+            _write_all(records, point, chunks, kind in FAT, done, progress)
+        problem = check_fs(kind, dev)
+    if problem is not None:
+        from twofold.core.errors import RestoreError
+
+        raise RestoreError(f"the {kind} file system restored for {area.label} does not "
+                           f"check clean: {problem}", "report this as a bug in twofold")
+    return done
+
+
+def _write_all(records: list[dict[str, Any]], point: str, chunks: _Chunks, fat: bool,
+               done: FilesRestored, progress: Progress) -> None:
+    tree = _Tree(point)
+    folders: list[tuple[list[bytes], dict[str, Any]]] = []
+    try:
+        for rec in records:
+            path = get_bytes(rec, "p") or b""
+            parts = check_path(path)
+            if rec["k"] == "d":
+                if parts:
+                    parent = tree.folder(parts[:-1])
+                    try:
+                        os.mkdir(parts[-1], 0o700, dir_fd=parent)
+                    except FileExistsError:
+                        if not stat.S_ISDIR(os.lstat(parts[-1], dir_fd=parent).st_mode):
+                            raise
+                if not fat:  # its xattrs come last: a default ACL would reach its files
+                    os.fchown(tree.folder(parts), rec["u"], rec["g"])
+                folders.append((parts, rec))
+            else:
+                _write_one(tree, parts, rec, chunks, fat, done)
+            done.entries += 1
+            progress.advance(files=1, nbytes=int(rec.get("s", 0)))
+        for parts, rec in reversed(folders):  # children change their folder's times
+            if not fat:
+                _owner_xattrs_mode(tree.folder(parts), rec)
+            if not parts:
+                if not fat:  # FAT's root folder has no times (and fusefat fails on them)
+                    os.utime(tree.root, ns=(rec.get("a", rec["t"]), rec["t"]))
+            else:
+                os.utime(parts[-1], ns=(rec.get("a", rec["t"]), rec["t"]),
+                         dir_fd=tree.folder(parts[:-1]), follow_symlinks=False)
+    finally:
+        tree.close()
+
+
+def _write_one(tree: _Tree, parts: list[bytes], rec: dict[str, Any], chunks: _Chunks,
+               fat: bool, done: FilesRestored) -> None:
+    if not parts:
+        raise ValueError("a record other than a folder names the root")
+    parent, name = tree.folder(parts[:-1]), parts[-1]
+    kind = rec["k"]
+    if "h" in rec or "hx" in rec:
+        first = check_path(get_bytes(rec, "h") or b"")
+        os.link(first[-1], name, src_dir_fd=tree.folder(first[:-1]), dst_dir_fd=parent,
+                follow_symlinks=False)
+        return
+    if kind == "f":
+        fd = os.open(name, _NEW, 0o600, dir_fd=parent)
+        try:
+            pos = end = 0
+            for hexid, offset, length in rec["d"]:
+                if hexid is not None or fat:  # FAT has no holes (nor truncate, via FUSE)
+                    data = chunks.get(bytes.fromhex(hexid)) if hexid else bytes(offset + length)
+                    os.pwrite(fd, memoryview(data)[offset:offset + length], pos)
+                    end = pos + length
+                pos += length
+            if end < pos:
+                os.ftruncate(fd, pos)  # all-zero chunks stay holes
+            done.file_bytes += pos
+            if not fat:
+                _owner_xattrs_mode(fd, rec)
+        finally:
+            os.close(fd)
+    elif kind == "l":
+        os.symlink(get_bytes(rec, "l") or b"", name, dir_fd=parent)
+        os.chown(name, rec["u"], rec["g"], dir_fd=parent, follow_symlinks=False)
+    else:
+        os.mknod(name, _MAKE[kind] | 0o600, int(rec.get("r", 0)), dir_fd=parent)
+        os.chown(name, rec["u"], rec["g"], dir_fd=parent, follow_symlinks=False)
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=parent)
+        try:
+            for key, value in rec.get("x", {}).items():
+                os.setxattr(f"/proc/self/fd/{fd}", key, bytes.fromhex(value))
+            os.chmod(f"/proc/self/fd/{fd}", rec["m"])
+        finally:
+            os.close(fd)
+    os.utime(name, ns=(rec.get("a", rec["t"]), rec["t"]), dir_fd=parent, follow_symlinks=False)
+
+
+def _owner_xattrs_mode(fd: int, rec: dict[str, Any]) -> None:
+    """Owner first (it clears set-id bits and capabilities), then xattrs, then the mode."""
+    os.fchown(fd, rec["u"], rec["g"])
+    for key, value in rec.get("x", {}).items():
+        os.setxattr(fd, key, bytes.fromhex(value))
+    os.fchmod(fd, rec["m"])

@@ -1,0 +1,71 @@
+"""A source in use: which of its volumes are mounted read-write (imaged at file level from
+the mounted tree) and whether anything else holds it (refused, as before)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from twofold.fsinfo.fsparams import FILE_LEVEL, fs_type, read_params
+from twofold.fsinfo.mounts import Mount, writable_mount
+from twofold.image.errors import ImageRefused
+from twofold.image.source import busy_reason, related_devices
+
+
+@dataclass
+class LiveVolume:
+    """A volume of the source mounted read-write: where, and its file system's parameters."""
+
+    number: int | None  # partition number (None: a whole device, not a partition)
+    device: str  # /dev/NAME
+    mount: Mount
+    params: dict[str, Any]
+
+
+def _partition_number(name: str) -> int | None:
+    try:
+        with open(f"/sys/class/block/{name}/partition") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def live_volumes(source: str) -> dict[int | None, LiveVolume]:
+    """The volumes of `source` mounted read-write, by partition number (None: a whole
+    device; a source that is itself one partition has its own number). ImageRefused when
+    something else holds it, or a mounted file system is of a
+    type twofold cannot read at file level and make anew."""
+    live: dict[int | None, LiveVolume] = {}
+    for dev, name in related_devices(source).items():
+        mount = writable_mount(dev)
+        if mount is None:
+            continue
+        device = f"/dev/{name}"
+        kind = fs_type(device) or mount.fstype
+        params = read_params(device) if kind in FILE_LEVEL else None
+        if params is None:
+            raise ImageRefused(
+                f"cannot image {source}: {device} is mounted read-write at {mount.point}, "
+                f"and its file system ({kind}) can be neither snapshotted nor read at "
+                "file level by twofold",
+                "unmount it, or image the system from rescue media (twofold rescue "
+                "build), which images it at block level")
+        number = _partition_number(name)
+        live[number] = LiveVolume(number, device, mount, params)
+    if not live:
+        reason = busy_reason(source, writable_only=True)
+        if reason is not None:
+            raise ImageRefused(f"cannot image {source}: {reason}",
+                               "unmount it first, or image the system from rescue media")
+        return live
+    for name in related_devices(source).values():
+        try:
+            holders = os.listdir(f"/sys/class/block/{name}/holders")
+        except OSError:
+            holders = []
+        if holders:
+            raise ImageRefused(f"cannot image {source}: /dev/{name} is in use by "
+                               f"{', '.join(sorted(holders))}",
+                               "image it from rescue media (a live USB)")
+    return live
