@@ -11,6 +11,8 @@ import threading
 import time
 from multiprocessing.context import ForkContext, ForkServerContext
 
+from twofold.store.holders import pid_alive
+
 
 def die_with_parent(main: int | None = None) -> None:
     """In a child: be killed when the parent dies, even by SIGKILL (Linux), so a killed run
@@ -50,21 +52,11 @@ def _watch(pid: int) -> None:
         if fd >= 0:
             select.select([fd], [], [])
         else:
-            while _alive(pid):
+            while pid_alive(pid):
                 time.sleep(1)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=wait, name="twofold-watch-run", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def can_fork() -> bool:

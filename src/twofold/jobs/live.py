@@ -18,6 +18,7 @@ from typing import Any
 from twofold.core.models import Issue
 from twofold.core.paths import show
 from twofold.core.progress import Progress
+from twofold.store.holders import pid_alive
 
 EVERY_NS = 200_000_000  # at most five writes a second while advancing
 KEEP_NS = 3600 * 10**9  # finished entries are listed for an hour, then removed
@@ -54,17 +55,7 @@ class LiveState:
     @property
     def running(self) -> bool:
         """Still running: its state says so and its process is alive."""
-        return self.state == "running" and _alive(self.pid)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return self.state == "running" and pid_alive(self.pid)
 
 
 def live_dir(state_root: Path) -> Path:
@@ -97,7 +88,7 @@ def listing(state_root: Path, now_ns: int | None = None) -> list[LiveState]:
         item = read(path)
         if item is None:
             continue
-        if item.state == "running" and not _alive(item.pid):
+        if item.state == "running" and not pid_alive(item.pid):
             item.state, item.detail = "failed", "the process running it ended unexpectedly"
         if item.state != "running" and now - item.updated_ns > KEEP_NS:
             with suppress(OSError):

@@ -12,6 +12,7 @@ from twofold import __version__
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
 from twofold.rescue import host, iso, recipe, system
+from twofold.store.holders import pid_alive
 
 BUILD_CODE = ("host.py", "system.py", "iso.py", "build.py")
 KEEP = 3  # ISOs kept in the cache
@@ -41,23 +42,13 @@ def _code_text() -> str:
     return "".join((here / name).read_text() for name in BUILD_CODE)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _clear_stale(folder: Path, prefix: str) -> None:
     """Remove temp files and work folders left by killed builds (their pid is gone)."""
     if not folder.is_dir():
         return
     for p in folder.glob(prefix + "*"):
         pid = p.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             if p.is_dir():
                 system.remove_tree(p)
             else:
