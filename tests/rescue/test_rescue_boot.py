@@ -29,6 +29,8 @@ CACHE = Path(os.environ.get("TWOFOLD_RESCUE_CACHE", "/var/cache/twofold-test/res
 FIRST_SCREEN = r"twofold rescue [0-9.]+: guided restore"
 BOOT_TIMEOUT = 400  # seconds under TCG on a loaded machine (it takes about 40 alone)
 MiB = 1 << 20
+# The first test also builds the ISO when the cache lacks it (10 minutes on a busy machine).
+pytestmark = [pytest.mark.root, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="session")
