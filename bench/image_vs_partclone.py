@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -132,6 +133,38 @@ def changed_blocks_zstd(a: Path, b: Path) -> int:
     return len(cctx.compress(bytes(out)))
 
 
+def print_rows(rows: list[tuple[str, float, int]]) -> None:
+    """The table of what was timed."""
+    print(f"{'what':26} {'seconds':>8} {'MB stored':>10}")
+    for name, secs, size in rows:
+        print(f"{name:26} {secs:8.2f} {size / 1e6:10.1f}")
+
+
+def alternate(tf: str, img: Path, work: Path, baseline: str, turns: int) -> None:
+    """Full creates into fresh stores by this twofold and by the one in `baseline`, in
+    turns, each beside a partclone+zstd run; prints each turn's two ratios."""
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(baseline)}
+    print("turn  partclone s  this s  baseline s  this/pc  baseline/pc  this/baseline"
+          "  this cpu s  baseline cpu s  cpu this/baseline")
+    for turn in range(1, turns + 1):
+        t_pc, _ = timed(f"partclone.ext4 -c -s {img} -o - 2>/dev/null | zstd -3 -T2 -q -f "
+                        f"-o {work}/pc1.zst")
+        took, cpu = {}, {}
+        for who, run_env in (("this", None), ("baseline", env)):
+            store = work / f"drive-{who}"
+            shutil.rmtree(store, ignore_errors=True)
+            store.mkdir()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            took[who], _ = timed(f"{tf} create {store} {img} one", env=run_env)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu[who] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            shutil.rmtree(store, ignore_errors=True)
+        print(f"{turn:4}  {t_pc:11.2f}  {took['this']:6.2f}  {took['baseline']:10.2f}  "
+              f"{took['this'] / t_pc:7.2f}  {took['baseline'] / t_pc:11.2f}  "
+              f"{took['this'] / took['baseline']:13.2f}  {cpu['this']:10.2f}  "
+              f"{cpu['baseline']:14.2f}  {cpu['this'] / cpu['baseline']:17.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", type=int, default=2048, help="ext4 size in MiB (2048)")
@@ -140,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--chunk-kib", type=int, default=0,
                     help="chunk size of a new store in KiB (the engine's default)")
+    ap.add_argument("--full-only", action="store_true",
+                    help="stop after the full image and its restore (no restic needed)")
+    ap.add_argument("--baseline-src", default=None,
+                    help="also time full creates by the twofold whose src/ folder this is "
+                         "(e.g. `git archive main` unpacked), alternating with this one")
+    ap.add_argument("--turns", type=int, default=3, help="alternating turns (3)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (loop mount to fill the ext4 image)")
@@ -187,6 +226,16 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("twofold restore", t_tfr, 0))
     fsck = subprocess.run(["e2fsck", "-fn", str(restored)], capture_output=True, check=False)
     restored.unlink()
+    if args.full_only or args.baseline_src:
+        print_rows(rows)
+        print(f"  full time / partclone+zstd {t_tf / t_pc:6.2f}   full size / partclone+zstd "
+              f"{full['stored_new_bytes'] / du(work / 'pc1.zst'):6.3f}   "
+              f"restored ext4 fsck: {'clean' if fsck.returncode == 0 else 'NOT clean'}")
+        if args.baseline_src:
+            alternate(tf, img, work, args.baseline_src, args.turns)
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+        return 0
 
     env = {**os.environ, "RESTIC_PASSWORD": "bench", "RESTIC_REPOSITORY": str(work / "restic")}
     shutil.rmtree(work / "restic", ignore_errors=True)
@@ -214,9 +263,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{filled / MB:.0f} MiB of files from /usr, "
           f"used {full['used_bytes'] / MB:.0f} MiB; changed {changed / MB:.0f} MiB of files, "
           f"changed blocks zstd -3: {delta / MB:.1f} MiB; cpus {os.cpu_count()}")
-    print(f"{'what':26} {'seconds':>8} {'MB stored':>10}")
-    for name, secs, size in rows:
-        print(f"{name:26} {secs:8.2f} {size / 1e6:10.1f}")
+    print_rows(rows)
     goals = [
         ("full time ≤ 0.6× partclone+zstd", t_tf / t_pc, 0.6),
         ("full size ≤ 1.02× partclone+zstd", full["stored_new_bytes"] / du(work / "pc1.zst"),

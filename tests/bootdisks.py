@@ -27,10 +27,16 @@ CACHE = Path(os.environ.get("TWOFOLD_TEST_CACHE",
                             Path.home() / ".cache" / "twofold-tests"))
 KERNEL_PACKAGE = "linux-image-cloud-amd64"
 KINDS = ("bios-mbr", "bios-gpt", "uefi")
-RECIPE = "3"  # bump when the layout below changes: cached disks are rebuilt
+SIGNED = "uefi-signed"  # Debian's signed shim and GRUB: boots with Secure Boot on
+RECIPE = "5"  # bump when the layout below changes: cached disks are rebuilt
 MIB = 1 << 20
 GRUB_PC = Path("/usr/lib/grub/i386-pc")
 GRUB_EFI = Path("/usr/lib/grub/x86_64-efi")
+SIGNED_FILES = {  # on the ESP in \EFI\debian: from shim-signed, shim-helpers-amd64-signed,
+    "shimx64.efi": Path("/usr/lib/shim/shimx64.efi.signed"),  # grub-efi-amd64-signed
+    "mmx64.efi": Path("/usr/lib/shim/mmx64.efi.signed"),
+    "grubx64.efi": Path("/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"),
+}
 GRUB_MODULES = ["part_msdos", "part_gpt", "ext2", "fat", "normal", "linux", "configfile",
                 "search", "search_fs_uuid", "echo", "test", "boot"]
 INIT = """#!/bin/busybox sh
@@ -40,6 +46,7 @@ INIT = """#!/bin/busybox sh
 /bin/busybox hostname twofold-test
 echo "TWOFOLD-TEST-INIT up, root $(/bin/busybox cat /etc/marker-id)"
 [ -x /etc/rc.local ] && /etc/rc.local
+[ -e /etc/no-getty ] && exec /bin/busybox sleep 100000  # no login prompt: a screen only
 exec /bin/busybox getty 115200 ttyS0
 """
 
@@ -57,7 +64,7 @@ class BootDisk:
     @property
     def firmware(self) -> str:
         """bios or uefi."""
-        return "uefi" if self.kind == "uefi" else "bios"
+        return "bios" if self.kind.startswith("bios") else "uefi"
 
 
 def need_tools() -> None:
@@ -79,16 +86,23 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
+def _kernel_names() -> list[str]:
+    deps = subprocess.run(["apt-cache", "depends", KERNEL_PACKAGE], capture_output=True,
+                          text=True, check=False).stdout
+    return [ln.split(":", 1)[1].strip() for ln in deps.splitlines()
+            if ln.strip().startswith("Depends: linux-image-")]
+
+
 def _kernel_deb() -> Path:
     debs = CACHE / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     found = sorted(debs.glob("linux-image-*-cloud-amd64_*.deb"))
     if found:
         return found[-1]
-    deps = subprocess.run(["apt-cache", "depends", KERNEL_PACKAGE], capture_output=True,
-                          text=True, check=False).stdout
-    names = [ln.split(":", 1)[1].strip() for ln in deps.splitlines()
-             if ln.strip().startswith("Depends: linux-image-")]
+    names = _kernel_names()
+    if not names and os.geteuid() == 0:  # a machine whose package lists were cleaned
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+        names = _kernel_names()
     if not names:
         pytest.skip(f"apt knows no {KERNEL_PACKAGE} (needed for a test kernel)")
     cached = sorted(Path("/var/cache/apt/archives").glob(f"{names[0]}_*.deb"))
@@ -118,9 +132,10 @@ def kernel() -> Path:
     return out
 
 
-def _mkext4(path: Path, content: Path, size_mib: int, label: str) -> None:
+def _mkext4(path: Path, content: Path, size_mib: int, label: str,
+            fs_uuid: str | None = None) -> None:
     run("mkfs.ext4", "-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d", content,
-        path, f"{size_mib}M")
+        *(["-U", fs_uuid] if fs_uuid else []), path, f"{size_mib}M")
 
 
 def _rootfs(work: Path, marker: str, size_mib: int) -> Path:
@@ -141,7 +156,7 @@ def _rootfs(work: Path, marker: str, size_mib: int) -> Path:
     return part
 
 
-def _bootfs(work: Path, root_partuuid: str, prefix_part: str, size_mib: int) -> Path:
+def _bootfs(work: Path, root_partuuid: str, fs_uuid: str, size_mib: int) -> Path:
     tree = work / "boot"
     (tree / "grub").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(kernel(), tree / "vmlinuz")
@@ -152,7 +167,7 @@ def _bootfs(work: Path, root_partuuid: str, prefix_part: str, size_mib: int) -> 
         "console=tty0 console=ttyS0,115200 quiet\n"
         "}\n")
     part = work / "boot.img"
-    _mkext4(part, tree, size_mib, "boot")
+    _mkext4(part, tree, size_mib, "boot", fs_uuid)
     return part
 
 
@@ -162,7 +177,7 @@ def _place(disk: Path, part: Path, start_mib: int) -> None:
         shutil.copyfileobj(src, dst, 4 * MIB)
 
 
-def _grub_bios(disk: Path, work: Path, core_lba: int, prefix: str) -> None:
+def grub_bios_setup(disk: Path, work: Path, core_lba: int, prefix: str) -> None:
     """What grub-bios-setup does: boot.img in sector 0 (keeping the partition table)
     pointing at core.img at `core_lba`, whose first blocklist points at its second sector."""
     core = work / "core.img"
@@ -183,17 +198,27 @@ def _grub_bios(disk: Path, work: Path, core_lba: int, prefix: str) -> None:
         f.write(img)
 
 
-def _esp(work: Path, prefix: str, size_mib: int) -> Path:
-    efi = work / "grubx64.efi"
-    run("grub-mkimage", "-O", "x86_64-efi", "-o", efi, "-p", prefix, *GRUB_MODULES)
+def _esp(work: Path, prefix: str, size_mib: int, signed_for: str | None) -> Path:
+    """An ESP with only the distribution's own path, as a Debian install leaves it: the
+    firmware's boot entry is lost with a new disk, and restore must add
+    \\EFI\\BOOT\\BOOTX64.EFI. `signed_for`: Debian's signed shim and GRUB, whose
+    grub.cfg beside them finds /boot by this file system UUID."""
     part = work / "esp.img"
     with part.open("wb") as f:
         f.truncate(size_mib * MIB)
     run("mkfs.vfat", "-F", "16", "-n", "ESP", part)
     run("mmd", "-i", part, "::/EFI", "::/EFI/debian")
-    # only the distribution's own path, as a Debian install leaves it: the firmware's
-    # boot entry is lost with a new disk, and restore must add \EFI\BOOT\BOOTX64.EFI
-    run("mcopy", "-i", part, efi, "::/EFI/debian/grubx64.efi")
+    if signed_for is None:
+        efi = work / "grubx64.efi"
+        run("grub-mkimage", "-O", "x86_64-efi", "-o", efi, "-p", prefix, *GRUB_MODULES)
+        run("mcopy", "-i", part, efi, "::/EFI/debian/grubx64.efi")
+        return part
+    for name, src in SIGNED_FILES.items():
+        run("mcopy", "-i", part, src, f"::/EFI/debian/{name}")
+    cfg = work / "grub.cfg"
+    cfg.write_text(f"search.fs_uuid {signed_for} root\nset prefix=($root)/grub\n"
+                   "configfile $prefix/grub.cfg\n")
+    run("mcopy", "-i", part, cfg, "::/EFI/debian/grub.cfg")
     return part
 
 
@@ -224,12 +249,13 @@ def _build(kind: str, out: Path) -> BootDisk:
         with disk.open("wb") as f:
             f.truncate(size * MIB)
         run("sfdisk", "-q", disk, stdin=table)
-        _place(disk, _bootfs(work, root_partuuid, prefix, 24), boot_at)
+        boot_uuid = str(uuid.uuid4())
+        _place(disk, _bootfs(work, root_partuuid, boot_uuid, 24), boot_at)
         _place(disk, _rootfs(work, marker, 22), root_at)
-        if kind == "uefi":
-            _place(disk, _esp(work, prefix, 33), 1)
+        if kind.startswith("uefi"):
+            _place(disk, _esp(work, prefix, 33, boot_uuid if kind == SIGNED else None), 1)
         else:
-            _grub_bios(disk, work, 1 if kind == "bios-mbr" else 2048, prefix)
+            grub_bios_setup(disk, work, 1 if kind == "bios-mbr" else 2048, prefix)
         out.parent.mkdir(parents=True, exist_ok=True)
         os.replace(disk, out)
     (out.parent / "marker").write_text(marker)
@@ -237,13 +263,20 @@ def _build(kind: str, out: Path) -> BootDisk:
 
 
 def boot_disk(kind: str) -> BootDisk:
-    """A bootable test disk of `kind` (bios-mbr, bios-gpt, uefi), built once per recipe,
-    kernel, busybox and GRUB; callers must not write to it (copy it or use an overlay)."""
+    """A bootable test disk of `kind` (bios-mbr, bios-gpt, uefi, uefi-signed), built once
+    per recipe, kernel, busybox and GRUB; callers must not write to it (copy it or use an
+    overlay)."""
     need_tools()
+    if kind == SIGNED:
+        for src in SIGNED_FILES.values():
+            if not src.is_file():
+                pytest.skip(f"{src} is missing (Debian packages shim-signed, "
+                            "shim-helpers-amd64-signed, grub-efi-amd64-signed)")
     busybox = shutil.which("busybox")
     assert busybox is not None
     key = hashlib.sha256("\n".join([
         RECIPE, kind, _sha(kernel()), _sha(Path(busybox)),
+        *(_sha(p) for p in SIGNED_FILES.values() if kind == SIGNED),
         _sha(GRUB_PC / "boot.img"), _sha(GRUB_PC / "kernel.img"),
         _sha(GRUB_EFI / "kernel.img")]).encode()).hexdigest()[:16]
     out = CACHE / "disks" / f"{kind}-{key}" / "disk.raw"

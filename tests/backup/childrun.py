@@ -5,7 +5,9 @@ cli (run the `twofold backup` command in this process rather than the Python API
 reads the system clock), kill_at (0 or absent: never), log (a file that receives one line
 per counted call, or the line of the fatal call), batch_files and batch_bytes (the
 engine's batch limits, made small so that a run of a few hundred files spans many
-batches). Prints the run's result as JSON.
+batches), stop (at call N, stop with SIGSTOP instead, for a test to look at the run
+half-way), thread (start an idle thread first, so that helper processes come from a fork
+server, as under the CLI's progress bar). Prints the run's result as JSON.
 
 No production code has hooks: this process wraps os.rename, os.replace, os.link,
 os.symlink, os.write, os.unlink, os.mkdir, the renames that never replace (ops.rename_new,
@@ -49,6 +51,9 @@ class Clock:
 def main() -> int:
     cfg: dict[str, Any] = json.loads(sys.argv[1])
     kill_at = int(cfg.get("kill_at", 0))
+    stop = bool(cfg.get("stop"))  # at call kill_at, stop (SIGSTOP) rather than die
+    if cfg.get("thread"):  # a second thread: helper processes then come from a fork server
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
     real_write = os.write
     log_fd = os.open(cfg.get("log", os.devnull), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     lock = threading.Lock()
@@ -67,7 +72,7 @@ def main() -> int:
                 seen.append(kind)
             elif count == kill_at:
                 real_write(log_fd, f"{count} {kind}\n".encode())
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), signal.SIGSTOP if stop else signal.SIGKILL)
 
     def wrap(name: str, module: Any = os, kind: str = "") -> None:
         real: Callable[..., Any] = getattr(module, name)

@@ -110,7 +110,7 @@ def test_a_drive_pulled_mid_run_stops_it_and_nothing_lands_on_the_system_disk(
         subprocess.run(["umount", "-l", str(mnt)], check=True)
         out, _ = child.communicate(timeout=120)
         assert child.returncode == 1, out
-        assert "gone" in out or "still connected" in out, out
+        assert "the drive BACKUP is gone" in out, out
         assert everything_under(mnt) == [], "the run wrote onto the system disk"
         mnt.mkdir(exist_ok=True)  # for the unmount of the fixture (already lazily done)
 
@@ -126,3 +126,32 @@ def test_the_guard_notices_a_lazy_unmount(tmp_path: Path) -> None:
         subprocess.run(["umount", "-l", str(mnt)], check=True)
         with pytest.raises(TargetError, match="the drive BACKUP is gone"):
             guard.check()
+
+
+def test_a_run_that_cannot_fit_is_refused_before_copying(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(25):
+        (src / f"f{i:02d}.bin").write_bytes(os.urandom(4 << 20))  # 100 MiB
+    mnt = tmp_path / "SMALL"
+    with ext4_drive(tmp_path, mnt, "80M"):
+        for extra in (["--dry-run"], []):
+            code, text = cli("backup", str(src), "--to", str(mnt), *extra)
+            assert code == 1, text
+            assert "MB free, but this run would copy 25 files of 104.9 MB" in text, text
+            assert "nothing was copied" in text
+        current = mnt / "twofold/default/current"
+        assert not current.exists() or not any(current.iterdir())
+        for f in list(src.iterdir())[:20]:
+            f.unlink()
+        code, text = cli("backup", str(src), "--to", str(mnt))
+        assert code == 0, text
+        for f in sorted(src.iterdir()):
+            f.write_bytes(os.urandom(4 << 20))  # the old copies move to versions/
+        code, text = cli("backup", str(src), "--to", str(mnt), "--allow-mass-delete")
+        assert code == 0, text
+        for i in range(25, 40):  # 60 MiB more: prune is named with what versions/ holds
+            (src / f"f{i:02d}.bin").write_bytes(os.urandom(4 << 20))
+        code, text = cli("backup", str(src), "--to", str(mnt))
+        assert code == 1 and "twofold prune --from" in text and "versions/ holds 21.0 MB" \
+            in text, text

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from twofold.backup.inspect import history
 from twofold.core.names import TargetProfile
 from twofold.store.catalog import Catalog
 
@@ -22,9 +23,11 @@ from ..drives import DRIVES, foreign_drive
 from .conftest import (
     HAS_XATTR,
     IS_ROOT,
+    SET,
     FakeClock,
     assert_same_tree,
     build_tree,
+    catalog_rows,
     fs,
     issue_paths,
     listing,
@@ -80,6 +83,11 @@ def test_backup_to_a_foreign_drive_restores_exactly_and_reruns_without_copying(
             assert issue_paths(first.stats.issues, "skipped") == {b"home/" + HUGE}
             assert "too large" in first.stats.issues[0].message
             assert not (set_dir(drive) / "current" / "home" / os.fsdecode(HUGE)).exists()
+        # the summary counts what was copied: the skipped file is neither new nor copied
+        entries = 1 + sum(len(d) + len(f) for _, d, f in os.walk(src))  # with src itself
+        assert first.stats.new == entries - (0 if huge_fits else 1), first.stats
+        assert (first.stats.bytes_copied < 4 << 30) != huge_fits, first.stats
+        assert (first.stats.bytes_total < 4 << 30) != huge_fits, first.stats
 
         before = listing(set_dir(drive))
         second = run_backup(src, drive, clock)
@@ -94,6 +102,15 @@ def test_backup_to_a_foreign_drive_restores_exactly_and_reruns_without_copying(
             f"a no-op run wrote {touched}"
 
         assert not run_verify(drive).problems
+        files = [r[0] for r in catalog_rows(drive, "SELECT path FROM entries WHERE kind='f'")]
+        for path in (p for p in files if b"\\" not in p):  # (typed \ means /)
+            # every version points at a file the drive holds
+            for v in history(str(drive), SET, os.fsdecode(path)):
+                assert (set_dir(drive) / v.location).is_file(), (path, v.location)
+        some = next(p for p in files if p.count(b"/") >= 2)
+        by_abs = history(str(drive), SET, os.fsdecode(os.path.join(
+            os.fsencode(src.parent), some)))  # the file's own full path
+        assert [v.record.path for v in by_abs] == [some]
         out = tmp_path / "restored"
         result = run_restore(drive, out)
         assert not result.issues, result.issues

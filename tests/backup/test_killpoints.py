@@ -122,6 +122,7 @@ def _child(src: Path, target: Path, start_ns: int, kill_at: int,
     env = {**os.environ, "XDG_CONFIG_HOME": str(home / "config"),
            "XDG_STATE_HOME": str(home / "state"), "XDG_CACHE_HOME": str(home / "cache")}
     env.pop("TWOFOLD_CONFIG", None)
+    env.pop("TWOFOLD_STATE_DIR", None)  # the XDG state folder above, new per child
     return subprocess.run([sys.executable, str(RUNNER), json.dumps(cfg)], capture_output=True,
                           text=True, check=False, timeout=120, env=env)
 

@@ -177,8 +177,10 @@ def test_repair_of_a_catalog_that_is_not_a_database_at_all(
     # run 2's versions/ folder: its run made again, with the two files it kept
     assert result.versions == 2 and result.run_name is not None
     runs = sqlite3.connect(catalog).execute("SELECT name FROM runs ORDER BY id").fetchall()
-    assert [n for (n,) in runs] == [*(p.name for p in (set_dir(target) / "versions")
-                                      .iterdir()), result.run_name]
+    folders = sorted(p.name for p in (set_dir(target) / "versions").iterdir())
+    # a run for what was there before the oldest versions/ folder, then one per folder
+    assert [n for (n,) in runs][1:] == [*folders, result.run_name]
+    assert runs[0][0] < folders[0]
     run_backup(src, target, clock)
     restored = tmp_path / "restored"
     run_restore(target, restored)

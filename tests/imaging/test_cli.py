@@ -42,7 +42,7 @@ def test_cli_cycle(tmp_path: Path) -> None:
     code, text = run("list", str(drive), "--json")
     assert [i["name"] for i in json.loads(text)] == ["one", "two"]
     code, text = run("verify", str(drive))
-    assert code == 0 and "OK: 2 image(s), 4 chunks" in text
+    assert code == 0 and "OK: 2 images, 4 chunks" in text
     code, text = run("restore", str(drive), "one", "--to", str(tmp_path / "out.img"))
     assert code == 0 and (tmp_path / "out.img").read_bytes() == src.read_bytes()
     blank(tmp_path / "small.img", MiB)
@@ -71,7 +71,9 @@ def test_missing_store_and_source(tmp_path: Path) -> None:
     code, text = run("list", str(tmp_path))
     assert code == 1 and "no image store" in text
     code, text = run("create", str(tmp_path / "nope.img"), "--to", str(tmp_path))
-    assert code == 1 and "does not exist" in text
+    assert code == 2 and "does not exist" in text  # a missing path is a usage error
+    code, text = run("list", str(tmp_path / "no-such-drive"))
+    assert code == 2 and "does not exist" in text, text
     code, text = run("create", str(tmp_path), "--to", str(tmp_path))
     assert code == 1 and "neither a block device nor an image file" in text
 

@@ -64,9 +64,9 @@ def test_copy_sends_only_what_the_destination_lacks(
     assert code == 0 and second["copied"] == ["two"] and second["skipped"] == ["one"], text
     assert (second["chunks_sent"], second["chunks_present"]) == (2, 4)
     code, text = cli("copy", s3.url, sftp.url)  # onwards, from S3 to SFTP
-    assert code == 0 and "Copied 2 image(s): one, two" in text, text
+    assert code == 0 and "Copied 2 images: one, two" in text, text
     code, text = cli("copy", s3.url, sftp.url)
-    assert code == 0 and "Copied 0 image(s); 2 already there" in text, text
+    assert code == 0 and "Copied 0 images; 2 already there" in text, text
     for place in (s3, sftp):
         assert [i.name for i in list_images(place.url)] == ["one", "two"]
         assert not verify(place.url, None, NullProgress(), FixedClock()).damages

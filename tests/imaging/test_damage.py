@@ -46,15 +46,20 @@ def test_flipped_byte_found_by_verify_and_stops_restore(imaged: tuple[Path, Path
     data = bytearray(pack.read_bytes())
     data[len(data) // 3] ^= 0x40  # inside a compressed chunk
     pack.write_bytes(bytes(data))
+    out = tmp_path / "out.img"
+    with pytest.raises(ImageDamaged, match=r"image img is damaged in volume, bytes \d+-\d+"):
+        restore(str(target), "img", str(out), None, NullProgress(), FixedClock())
     result = verify(str(target), "img", NullProgress(), FixedClock())
     assert len(result.damages) == 1
     damage = result.damages[0]
     assert damage.image == "img" and damage.area == "volume"
     assert damage.end - damage.start <= MiB
     assert f"bytes {damage.start}-{damage.end}" in str(damage)
-    out = tmp_path / "out.img"
-    with pytest.raises(ImageDamaged, match=r"image img is damaged in volume, bytes \d+-\d+"):
+    assert "found damaged before" in damage.message  # the restore recorded it
+    out.unlink()
+    with pytest.raises(ImageDamaged, match=r"(?s)1 found damaged before.*nothing was written"):
         restore(str(target), "img", str(out), None, NullProgress(), FixedClock())
+    assert not out.exists()
 
 
 def test_missing_pack_refused_before_writing(imaged: tuple[Path, Path],

@@ -114,7 +114,8 @@ def udev_matches(rule: str, props: dict[str, str]) -> list[str]:
         if not line or line.startswith("#"):
             continue
         conds = re.findall(r'(ACTION|SUBSYSTEM|ENV\{(\w+)\})=="([^"]*)"', line)
-        if all(fnmatch.fnmatchcase(props.get(env or key, ""), pattern)
+        if all(any(fnmatch.fnmatchcase(props.get(env or key, ""), alt)
+                   for alt in pattern.split("|"))  # udev's alternatives
                for key, env, pattern in conds):
             for unit in re.findall(r'SYSTEMD_WANTS\}\+="([^"]*)"', line):
                 wants.append(re.sub(r"\$env\{(\w+)\}", lambda m: props.get(m[1], ""), unit))
@@ -133,6 +134,8 @@ def test_udev_rule_matches_its_drive_only(tmp_path: Path) -> None:
     assert udev_matches(rule, other) == []
     labelled = {**base, "ID_FS_UUID": "1234-ABCD", "ID_FS_LABEL": "MY_BACKUP"}
     assert udev_matches(rule, labelled) == ["twofold-drive@1234-ABCD.service"]
+    upper = {**base, "ID_FS_UUID": UUID.upper(), "ID_FS_LABEL": "OTHER"}
+    assert udev_matches(rule, upper) == [f"twofold-drive@{UUID.upper()}.service"]
     both = {**mine, "ID_FS_LABEL": "MY_BACKUP"}  # one unit start, not two
     assert udev_matches(rule, both) == [f"twofold-drive@{UUID}.service"]
     assert udev_matches(rule, {**mine, "ACTION": "remove"}) == []
@@ -186,3 +189,47 @@ def test_the_documented_example_config_parses() -> None:
     cfg = parse(example, Path("CONFIG.md"))
     assert set(cfg.images) == {"system"} and cfg.sets["nas"].schedule is not None
     assert udev_rule(cfg) is not None
+
+
+FAT_CONFIG = """
+[sets.stick]
+sources = ["/tmp"]
+target = "UUID={uuid}"
+schedule = "daily"
+"""
+
+
+def test_udevadm_runs_the_rule_for_a_fat_drive_whose_uuid_udev_reports_in_upper_case(
+        tmp_path: Path) -> None:
+    """The rule as written, tried by udev itself on a real FAT32 loop drive (root only)."""
+    if os.geteuid() != 0 or not shutil.which("udevadm") or not shutil.which("losetup"):
+        pytest.skip("needs root, udevadm (Debian package udev) and loop devices")
+    image = tmp_path / "fat.img"
+    subprocess.run(["truncate", "-s", "64M", str(image)], check=True)
+    subprocess.run(["mkfs.vfat", "-F", "32", str(image)], check=True, capture_output=True)
+    dev = subprocess.run(["losetup", "-f", "--show", str(image)], check=True,
+                         capture_output=True, text=True).stdout.strip()
+    rules = Path("/run/udev/rules.d") / f"99-twofold-test-{os.getpid()}.rules"
+    rdev = os.stat(dev).st_rdev  # `udevadm test` writes the device's udev database entry:
+    db = Path("/run/udev/data") / f"b{os.major(rdev)}:{os.minor(rdev)}"  # put back after,
+    kept = db.read_bytes() if db.exists() else None  # or lsblk reads it for the next device
+    try:
+        uuid = subprocess.run(["blkid", "-p", "-o", "value", "-s", "UUID", dev], check=True,
+                              capture_output=True, text=True).stdout.strip()
+        assert uuid == uuid.upper() and "-" in uuid  # as udev reports it: 7268-578B
+        rule = udev_rule(parse(FAT_CONFIG.format(uuid=uuid.lower()), tmp_path / "c.toml"))
+        assert rule is not None
+        rules.parent.mkdir(parents=True, exist_ok=True)
+        rules.write_text(rule)
+        got = subprocess.run(["udevadm", "test", "--action=add",
+                              f"/sys/class/block/{os.path.basename(dev)}"],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert f"SYSTEMD_WANTS=twofold-drive@{uuid}.service" in got.stdout + got.stderr, \
+            got.stdout[-2000:] + got.stderr[-2000:]
+    finally:
+        rules.unlink(missing_ok=True)
+        if kept is None:
+            db.unlink(missing_ok=True)
+        else:
+            db.write_bytes(kept)
+        subprocess.run(["losetup", "-d", dev], check=False)

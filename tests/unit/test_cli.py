@@ -218,3 +218,35 @@ def test_commands_are_loaded_when_used() -> None:
     assert all(name in result.output for name in COMMANDS)
     result = CliRunner().invoke(app, ["image", "list", "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_sets_lists_and_deletes_a_set(tree: tuple[Path, Path]) -> None:
+    src, target = tree
+    for name in ("work", "photos"):
+        code, text = run("backup", str(src), "--to", str(target), "--set", name)
+        assert code == 0, text
+    code, text = run("sets", "--from", str(target), "--json")
+    assert code == 0, text
+    listed = json.loads(text)
+    assert [s["name"] for s in listed] == ["photos", "work"]
+    assert listed[0]["runs"] == 1 and listed[0]["files"] == 2 and listed[0]["bytes"] == 9
+    code, text = run("sets", "--from", str(target), "--delete", "work")
+    assert code == 2 and "--yes" in text  # no terminal to ask at: nothing deleted
+    assert (target / "twofold/work/catalog.sqlite").exists()
+    code, text = run("sets", "--from", str(target), "--delete", "work", "--yes")
+    assert code == 0, text
+    assert not (target / "twofold/work").exists() and (target / "twofold/photos").is_dir()
+    code, text = run("sets", "--from", str(target), "--delete", "nosuch", "--yes")
+    assert code == 2 and "photos" in text, text
+
+
+def test_unknown_set_and_nested_sources_are_usage_errors(tree: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    src, target = tree
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[sets.default]\nsources = ["{src}"]\ntarget = "{target}"\n')
+    code, text = run("--config", str(cfg), "backup", "--set", "nosuch")
+    assert code == 2 and "no set named 'nosuch'" in text, text
+    assert not (target / "twofold").exists()
+    code, text = run("backup", str(src), str(src / "sub"), "--to", str(target))
+    assert code == 2 and "is inside the source" in text, text

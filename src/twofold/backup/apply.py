@@ -15,6 +15,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass, field
 
 from twofold.backup.copyjob import CopyOutcome, CopyTask, copy_many
+from twofold.backup.fits import name_problem
 from twofold.backup.fresh import Fresh
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.records import to_record
@@ -22,7 +23,7 @@ from twofold.backup.twins import place_twins
 from twofold.core.diff import Action, Change
 from twofold.core.models import Entry, Issue, Kind, Record, RunStats
 from twofold.core.names import too_large
-from twofold.core.paths import parent_of
+from twofold.core.paths import parent_of, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.children import can_fork, child_context, die_with_parent
 from twofold.fsinfo.disk import can_syncfs, syncfs
@@ -130,7 +131,7 @@ class Applier:
         chunk: list[tuple[Step, str]] = []
         chunk_bytes = 0
         for step in steps:
-            if self._too_large(step):
+            if self._unsafe(step) or self._too_large(step) or self._too_long(step):
                 continue
             if self._needs_worker(step.change):
                 chunk.append((step, self._next_tmp()))
@@ -207,6 +208,37 @@ class Applier:
         if why is not None:
             step.issue = Issue(step.change.path, "skipped", why)
         return why is not None
+
+    @staticmethod
+    def _unsafe(step: Step) -> bool:
+        """A catalog row whose path would leave the set's folder (a crafted catalog) is
+        named once and closed; nothing on the drive is touched for it."""
+        why = unsafe(step.change.path)
+        if why is not None:
+            step.issue = Issue(step.change.path, "unsafe", f"left alone: {why} (a crafted "
+                               "or damaged catalog? `twofold repair` rebuilds it)")
+            if step.change.old is not None:
+                step.close = (step.change.old.id, False)
+        return why is not None
+
+    def _too_long(self, step: Step) -> bool:
+        """A path whose copy the drive cannot name (a name over its limit, or a whole path
+        over PATH_MAX, in current/ or later in versions/) is skipped and named, never a
+        failure of the run; its catalog row (if any) stays as it was."""
+        ch = step.change
+        if ch.entry is None or ch.action in _KEEPS:
+            return False
+        why = name_problem(self.sd, self.run_name, ch.path)
+        if why is None:
+            return False
+        step.issue = Issue(ch.path, "skipped", why)
+        new = self.moved_from.pop(ch.path, None)  # a move to or from it: a plain change
+        old = self.moved_to.pop(ch.path, None)
+        if new is not None:
+            self.moved_to.pop(new, None)
+        if old is not None:
+            self.moved_from.pop(old, None)
+        return True
 
     def _needs_worker(self, ch: Change) -> bool:
         e = ch.entry
@@ -324,6 +356,10 @@ class Applier:
         old = self.moved_to.get(new, path)
         if new in self._moves_done:
             return True  # done at the other path
+        if new != path and name_problem(self.sd, self.run_name, new) is not None:
+            self.moved_from.pop(old, None)
+            self.moved_to.pop(new, None)
+            return False
         row = step.change.old if path == old else self.catalog.open_row(old)
         try:
             st = os.lstat(self.src(new))
@@ -378,6 +414,10 @@ class Applier:
             self.progress.issue(step.issue)
             if step.issue.kind == "skipped":
                 st.skipped += 1
+                entry = step.change.entry
+                if entry is not None and entry.kind is Kind.FILE and step.record is None:
+                    st.files_total -= 1  # not in the backup: the summary says what is
+                    st.bytes_total -= entry.size
             elif step.issue.kind == "special":
                 st.special += 1
         if step.op is not None and step.op.op == "move":
@@ -416,10 +456,12 @@ def _pool(workers: int) -> Executor:
     """Worker processes where fork exists (no GIL between copies), else threads."""
     if can_fork():
         return ProcessPoolExecutor(workers, mp_context=child_context(),
-                                   initializer=die_with_parent)
+                                   initializer=die_with_parent, initargs=(os.getpid(),))
     return ThreadPoolExecutor(workers)
 
 
 _COPIES = (Action.NEW, Action.CHANGED, Action.CHECK)
+_KEEPS = (Action.UNCHANGED, Action.SKIPPED, Action.CARRIED, Action.DELETED)
+
 _SPECIAL = {Kind.FIFO: "named pipe (FIFO)", Kind.SOCKET: "socket",
             Kind.CHAR: "character device", Kind.BLOCK: "block device"}

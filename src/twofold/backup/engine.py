@@ -9,25 +9,29 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from twofold.backup.apply import Applier
+from twofold.backup.fits import ITEM_ERRNOS
+from twofold.backup.heal import heal_copies
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.plan import Plan, make_plan
 from twofold.backup.planproc import Planned
 from twofold.backup.safety import (
-    check_drive,
     check_mass_delete,
     check_overlap,
+    check_space,
     resolve_sources,
     resolve_target,
 )
 from twofold.core.clock import Clock
 from twofold.core.diff import Action
+from twofold.core.errors import TargetError
 from twofold.core.models import RunStats
 from twofold.core.names import TargetProfile
-from twofold.core.paths import parent_of
+from twofold.core.paths import parent_of, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
-from twofold.fsinfo.volume import DriveGuard, DriveId
+from twofold.fsinfo.scan import Source
+from twofold.fsinfo.volume import DriveGuard, DriveId, check_drive
 from twofold.store.catalog import Catalog
 from twofold.store.target import SetDir, target_failure
 
@@ -74,11 +78,17 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     """Finish the renames of an interrupted run, restore folder times, mark it interrupted."""
     names = catalog.run_names()
     pending = catalog.pending()
+    dropped: list[tuple[int, bytes]] = []
     for run_id, op in pending:
+        if unsafe(op.path) or (op.link_to is not None and unsafe(op.link_to)):
+            dropped.append((run_id, op.path))  # never carried out: a crafted catalog's,
+            continue  # or a path too long for any drive
         try:
             apply_op(sd, names[run_id], op, catalog.open_row)
         except OSError as err:
-            raise target_failure(err, op.path) from err
+            if err.errno not in ITEM_ERRNOS:
+                raise target_failure(err, op.path) from err
+            dropped.append((run_id, op.path))  # its row is closed: the next plan sees it
     killed = [run for run in catalog.runs() if run.state == "running"]
     for run in killed:
         changed = catalog.changed_by(run.id)
@@ -86,11 +96,29 @@ def recover(sd: SetDir, catalog: Catalog) -> None:
     if pending or killed:
         syncfs(sd.current)
     with catalog.transaction():
+        drop_rows(catalog, dropped)
         if pending:
             catalog.clear_pending(max(r for r, _ in pending))
         for run in killed:
             catalog.set_run_state(run.id, "interrupted")
     sd.clean_tmp()
+
+
+def drop_rows(catalog: Catalog, dropped: list[tuple[int, bytes]]) -> None:
+    """Close the open rows of paths whose operation could not be done for the name's sake
+    (inside a transaction), so the next plan takes them as new and skips them by name."""
+    for run_id, path in dropped:  # (open_row only reads: a crafted path is harmless here)
+        row = catalog.open_row(path)
+        if row is not None:
+            catalog.close_rows([(row.id, run_id, False)])
+
+
+def heal_listed(sd: SetDir, catalog: Catalog, srcs: list[Source], run_name: str,
+                stats: RunStats) -> None:
+    """Heal the copies verify found damaged or missing (backup/heal.py)."""
+    healed = heal_copies(sd, catalog, {s.name: s.path for s in srcs}, run_name)
+    stats.healed = healed.healed
+    stats.issues.extend(healed.left)
 
 
 def _stats_from_plan(plan: Plan) -> RunStats:
@@ -101,6 +129,15 @@ def _stats_from_plan(plan: Plan) -> RunStats:
                     unchanged=c[Action.UNCHANGED], skipped=c[Action.SKIPPED],
                     bytes_copied=plan.copy_bytes, bytes_total=plan.bytes_total,
                     files_total=plan.files_total, issues=list(plan.issues))
+
+
+def _check_space(sd: SetDir, plan: Plan, catalog: Catalog | None) -> None:
+    """TargetFullError when the plan's copies cannot fit on the drive."""
+    where = sd.root if os.path.isdir(sd.root) else sd.target
+    check_space(where, plan.copy_bytes, plan.copy_files,
+                catalog.versions_bytes() if catalog is not None else 0,
+                f"twofold prune --from {os.fsdecode(sd.target)} --set {sd.name} "
+                "--keep-daily 7 --keep-weekly 4")
 
 
 def backup(sources: list[str], target: str, set_name: str, options: BackupOptions,
@@ -120,8 +157,11 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         with Catalog(os.fsdecode(sd.catalog)) if sd.exists() else nullcontext() as catalog:
             plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
                                           catalog), progress)
+            try:
+                _check_space(sd, plan, catalog)
+            finally:
+                plan.close()
         result.stats = _stats_from_plan(plan)
-        plan.close()
         progress.finish()
         return result
     try:
@@ -130,43 +170,49 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
         raise target_failure(err, os.fsdecode(sd.root)) from err
     result.drive = sd.mark_drive()
     guard = DriveGuard(sd.root, result.drive, target)
-    with sd.lock(), sd.open_catalog(create=True) as catalog:
-        result.profile = sd.namer.profile
-        recover(sd, catalog)
-        plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
-                                      catalog), progress)
-        try:
-            if plan.moves:  # counting current/ reads every open row: only when needed
-                check_mass_delete(plan.moves, catalog.count_current_files(),
-                                  options.allow_mass_delete)
-            name = run_name_for(started, set(catalog.run_names().values()))
-            run_id = catalog.add_run(name, started, {
-                "sources": [os.fsdecode(s.path) for s in srcs],
-                "excludes": options.excludes,
-                "default_excludes": options.default_excludes,
-                "same_disk": bool(warnings),  # check_overlap warns of nothing else
-            }, socket.gethostname())
-            result.run_id, result.run_name = run_id, name
-            stats = RunStats(unchanged=plan.counts[Action.UNCHANGED],
-                             files_total=plan.files_total, bytes_total=plan.bytes_total,
-                             skipped=plan.counts[Action.SKIPPED], issues=list(plan.issues))
-            applier = Applier(sd, catalog, run_id, name,
-                              {s.name: s.path for s in srcs}, progress, stats,
-                              workers=options.workers, moved_from=plan.moved_from,
-                              moved_to=plan.moved_to, guard=guard)
-            applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
-        finally:
-            plan.close()
-        try:
-            syncfs(sd.current)
-        except OSError as err:
-            raise target_failure(err, os.fsdecode(sd.current)) from err
-        stats.seconds = (clock.now_ns() - started) / 1e9
-        guard.check()
-        with catalog.transaction():
-            catalog.clear_pending(run_id)
-            catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())
-        sd.tidy_tmp()
-        result.stats = stats
+    try:
+        with sd.lock(), sd.open_catalog(create=True) as catalog:
+            result.profile = sd.namer.profile
+            recover(sd, catalog)
+            plan = make_plan(Planned(srcs, options.excludes, options.default_excludes,
+                                          catalog), progress)
+            try:
+                _check_space(sd, plan, catalog)
+                if plan.moves:  # counting current/ reads every open row: only when needed
+                    check_mass_delete(plan.moves, catalog.count_current_files(),
+                                      options.allow_mass_delete)
+                name = run_name_for(started, set(catalog.run_names().values()))
+                run_id = catalog.add_run(name, started, {
+                    "sources": [os.fsdecode(s.path) for s in srcs],
+                    "excludes": options.excludes,
+                    "default_excludes": options.default_excludes,
+                    "same_disk": bool(warnings),  # check_overlap warns of nothing else
+                }, socket.gethostname())
+                result.run_id, result.run_name = run_id, name
+                stats = RunStats(unchanged=plan.counts[Action.UNCHANGED],
+                                 files_total=plan.files_total, bytes_total=plan.bytes_total,
+                                 skipped=plan.counts[Action.SKIPPED], issues=list(plan.issues))
+                applier = Applier(sd, catalog, run_id, name,
+                                  {s.name: s.path for s in srcs}, progress, stats,
+                                  workers=options.workers, moved_from=plan.moved_from,
+                                  moved_to=plan.moved_to, guard=guard)
+                applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
+                heal_listed(sd, catalog, srcs, name, stats)
+            finally:
+                plan.close()
+            try:
+                syncfs(sd.current)
+            except OSError as err:
+                raise target_failure(err, os.fsdecode(sd.current)) from err
+            stats.seconds = (clock.now_ns() - started) / 1e9
+            guard.check(sd.drive)
+            with catalog.transaction():
+                catalog.clear_pending(run_id)
+                catalog.set_run_state(run_id, "complete", clock.now_ns(), stats.as_dict())
+            sd.tidy_tmp()
+            result.stats = stats
+    except TargetError:  # a write that failed because the drive went away is said as
+        guard.check()    # the drive gone
+        raise
     progress.finish()
     return result

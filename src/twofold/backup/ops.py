@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from twofold.backup.fresh import Fresh
 from twofold.core.models import Entry, Kind
+from twofold.core.paths import unsafe
 from twofold.fsinfo.disk import rename_new
 from twofold.fsinfo.meta import apply_metadata, set_mtime
 from twofold.store.catalog import PendingOp
@@ -87,6 +88,10 @@ def _remove_tree(sd: SetDir, run_name: str, rel: bytes) -> None:
             os.rmdir(dirpath)
 
 
+def _is_dir_row(entry: Entry | None) -> bool:
+    return entry is not None and entry.kind is Kind.DIR
+
+
 def _is_dir(path: bytes) -> bool:
     try:
         return stat.S_ISDIR(os.lstat(path).st_mode)
@@ -102,6 +107,9 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
     `replay=False` (the run that planned the operation) skips checks only a replay needs;
     `fresh`: the folders that run made, where a new name needs no look (see fresh.py).
     """
+    no_symlink_above(sd, run_name, op.path)
+    if op.link_to is not None:
+        no_symlink_above(sd, run_name, op.link_to)
     cur = sd.cur(op.path)
     if op.op == "put":
         assert op.tmp is not None
@@ -144,6 +152,8 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
         if os.path.lexists(cur) and not os.path.lexists(sd.ver(run_name, op.path)):
             move_aside(sd, run_name, op.path)
     elif op.op == "meta":
+        if _is_dir_row(entry_of(op.path)) and os.path.islink(cur):  # planted: replaced
+            no_symlink_above(sd, run_name, op.path + b"/-")
         if os.path.lexists(cur):
             _apply_meta(sd, cur, entry_of(op.path))
     else:
@@ -152,11 +162,39 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
         fresh.claim(cur)
 
 
+def no_symlink_above(sd: SetDir, run_name: str, rel: bytes) -> None:
+    """Make sure no folder above current/<rel> is a symlink: one planted on the drive where
+    a folder belongs is moved to versions/<run>/ (kept, not followed) and a real folder
+    made in its place, so nothing is written through it (a folder removed from the drive
+    is made again). Each folder is looked at
+    once per run (sd.real_dirs); docs/DESIGN.md, "Paths from a drive"."""
+    unseen: list[bytes] = []
+    end = rel.rfind(b"/")
+    while end > 0:  # nearest first: once a folder was seen, so were those above it
+        prefix = rel[:end]
+        if prefix in sd.real_dirs:
+            break
+        unseen.append(prefix)
+        end = rel.rfind(b"/", 0, end)
+    for prefix in reversed(unseen):  # from the top down
+        try:
+            link = stat.S_ISLNK(os.lstat(sd.cur(prefix)).st_mode)
+        except FileNotFoundError:  # removed from the drive: made again
+            os.mkdir(sd.cur(prefix))
+            link = False
+        except NotADirectoryError:
+            link = False
+        if link:
+            move_aside(sd, run_name, prefix)
+            os.mkdir(sd.cur(prefix))  # what it held is missing: verify names it
+        sd.real_dirs.add(prefix)
+
+
 def set_dir_times(sd: SetDir, dirs: set[bytes], known: dict[bytes, int],
                   open_row: Callable[[bytes], Entry | None]) -> None:
     """Give folders in current/ their source mtime, deepest first (after their contents)."""
     for rel in sorted(dirs, key=lambda p: p.count(b"/"), reverse=True):
-        if not rel:
+        if not rel or unsafe(rel):
             continue
         mtime = known.get(rel)
         if mtime is None:
@@ -165,7 +203,7 @@ def set_dir_times(sd: SetDir, dirs: set[bytes], known: dict[bytes, int],
                 continue
             mtime = row.mtime_ns
         try:
-            set_mtime(sd.cur(rel), mtime)
+            set_mtime(sd.cur(rel), mtime, follow=False)
         except FileNotFoundError:
             continue
         except OSError as err:
@@ -173,6 +211,8 @@ def set_dir_times(sd: SetDir, dirs: set[bytes], known: dict[bytes, int],
 
 
 def _apply_meta(sd: SetDir, path: bytes, entry: Entry | None) -> None:
+    if entry is not None and entry.kind is not Kind.SYMLINK and os.path.islink(path):
+        return  # planted on the drive: never followed (no_symlink_above replaces folders)
     if entry is not None:  # folder times are set at the end of a run, after their contents
         apply_metadata(path, entry, times=entry.kind is not Kind.DIR, exact_xattrs=True,
                        holds=sd.namer.profile.holds)

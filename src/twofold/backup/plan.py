@@ -37,7 +37,7 @@ class Plan:
     counts: dict[Action, int] = field(default_factory=lambda: dict.fromkeys(Action, 0))
     copy_files: int = 0
     copy_bytes: int = 0
-    moves: int = 0  # files, links and specials in current/ to be replaced or deleted
+    moves: int = 0  # files, links and specials to leave current/ (deleted in the source)
     moved_from: dict[bytes, bytes] = field(default_factory=dict)  # old path -> new path
     moved_to: dict[bytes, bytes] = field(default_factory=dict)  # new path -> old path
     files_total: int = 0
@@ -58,9 +58,8 @@ class Plan:
                 change.action in (Action.NEW, Action.CHANGED, Action.CHECK):
             self.copy_files += 1
             self.copy_bytes += e.size
-        if old is not None and old.kind is not Kind.DIR and \
-                change.action in (Action.CHANGED, Action.DELETED):
-            self.moves += 1
+        if old is not None and old.kind is not Kind.DIR and change.action is Action.DELETED:
+            self.moves += 1  # edits are not counted: the mass-delete guard is about loss
 
     def changes(self) -> Iterator[Change]:
         """The changes to apply, in path order."""

@@ -117,8 +117,9 @@ def _spooled(items: Iterator[Change | Tally], out: IO[bytes]) -> Iterator[Tally]
 
 
 def _worker(conn: Connection, spool: str, sources: list[Source], patterns: list[str],
-            defaults: bool, db_file: str | None, part: Range, links: bool) -> None:
-    die_with_parent()
+            defaults: bool, db_file: str | None, part: Range, links: bool,
+            main: int) -> None:
+    die_with_parent(main)
     try:
         with open(spool, "wb") as out:
             for tally in _spooled(plan_range(sources, Excluder(patterns, defaults), db_file,
@@ -216,7 +217,7 @@ class Planned:
                 parent, child = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_worker, daemon=True, args=(
                     child, spool, sources, patterns, defaults, db_file, part,
-                    len(self._parts) == 1))
+                    len(self._parts) == 1, os.getpid()))
                 proc.start()
                 child.close()
                 procs.append(proc)

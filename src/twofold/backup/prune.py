@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from itertools import groupby
 
-from twofold.core.errors import UsageError
+from twofold.core.errors import TargetError, UsageError
 from twofold.core.models import Kind, Record
+from twofold.core.paths import unsafe
 from twofold.core.retention import Policy, needed, runs_to_keep
 from twofold.store.target import SetDir
 
@@ -66,14 +67,31 @@ def prune(target: str, set_name: str, policy: Policy, tz: tzinfo,
         result.bytes_freed = sum(r.size for r in drop_files if r.kind is Kind.FILE)
         if dry_run:
             return result
-        with catalog.transaction():
-            catalog.delete_rows(drop_rows)
-            for rid in result.pruned_runs:
-                catalog.set_run_state(rid, "pruned")
-        for rec in drop_files:  # after the commit: a kill leaves only unlisted files
-            path = sd.location(rec, names)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
+
+        def record() -> None:
+            with catalog.transaction():
+                catalog.delete_rows(drop_rows)
+                for rid in result.pruned_runs:
+                    catalog.set_run_state(rid, "pruned")
+
+        def remove_files() -> None:
+            for rec in drop_files:
+                if unsafe(rec.path) or names.get(rec.vrun or 0) is None:
+                    continue  # a crafted row's: its file is not removed (nor looked for)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(sd.location(rec, names))
+
+        try:
+            record()  # first: a kill after it leaves only unlisted files
+        except TargetError:
+            # A full drive has no room for the catalog's journal (or, on a drive taking
+            # whole files only, for its new copy): the files no kept run shows go first,
+            # then the record; a kill between leaves rows of pruned runs whose files are
+            # gone, which the next prune drops.
+            remove_files()
+            record()
+        else:
+            remove_files()
         for name in os.listdir(sd.versions):
             _remove_empty_dirs(os.path.join(sd.versions, name))
     return result

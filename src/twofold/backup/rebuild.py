@@ -24,7 +24,7 @@ from twofold.core.diff import FROM_COPY_INO
 from twofold.core.errors import TargetError
 from twofold.core.models import Issue, Kind, Record
 from twofold.core.names import may_stand_in
-from twofold.core.paths import show
+from twofold.core.paths import show, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.meta import read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
@@ -42,15 +42,28 @@ def unreadable(err: OSError, path: bytes) -> TargetError:
 
 
 def recreate_runs(sd: SetDir, catalog: Catalog, host: str) -> None:
-    """Runs for the versions/ folders, when every run row was lost (ids in time order)."""
+    """Runs for the versions/ folders, when every run row was lost (ids in time order).
+
+    A versions/<run>/ folder holds what was there before that run, so a run is made
+    before the first of them too: without it, the oldest folder's rows would have no run
+    to begin at, and neither `restore --as-of` nor `history` could reach them.
+    """
+    folders: list[tuple[int, str]] = []
     for folder in sorted(_listdir(sd.versions)):
         name = os.fsdecode(folder)
         try:
             when = calendar.timegm(time.strptime(name[:18], "%Y-%m-%dT%H%M%SZ")) * 10**9
         except ValueError:
             continue
-        rid = catalog.add_run(name, when, {"repair": "recreated from its versions/ folder"},
-                              host)
+        folders.append((when, name))
+    if not folders:
+        return
+    first = folders[0][0] - 10**9
+    earlier = time.strftime("%Y-%m-%dT%H%M%SZ", time.gmtime(first // 10**9))
+    runs = [(first, earlier, "the runs before the oldest versions/ folder"),
+            *((when, name, "recreated from its versions/ folder") for when, name in folders)]
+    for when, name, why in runs:
+        rid = catalog.add_run(name, when, {"repair": why}, host)
         with catalog.transaction():
             catalog.set_run_state(rid, "complete", when)
 
@@ -65,6 +78,8 @@ class Rebuild:
         runs = sorted((r.finished_ns or r.started_ns, r.id) for r in catalog.runs())
         self._ends = [end for end, _ in runs]
         self._ids = [rid for _, rid in runs]
+        self._made: dict[bytes, list[int]] = {}  # path -> until_run of rows made, not
+        # yet committed (a batch is inserted at once)
 
     def close_missing(self, run_id: int) -> int:
         """Close (as of `run_id`) the open file rows whose copy is missing from current/ or
@@ -72,6 +87,9 @@ class Rebuild:
         closes: list[tuple[int, int, bool]] = []
         for row in self.catalog.current():
             rec = row.record()
+            if unsafe(rec.path) is not None:  # its copy cannot be in current/
+                closes.append((rec.id, run_id, False))
+                continue
             where = self.sd.cur(rec.path)
             try:
                 st = os.lstat(where)
@@ -112,7 +130,13 @@ class Rebuild:
                 for rec in self._unlisted(top, known, vid, True):
                     if rec.kind is Kind.DIR:  # a folder there only holds what was kept
                         continue
+                    if not 1 <= rec.first_run < vid:  # no run before this folder's
+                        self.issues.append(Issue(b"versions/" + folder + b"/" + rec.path,
+                                                 "left", "no run before this versions/ "
+                                                 "folder's is known; copy it by hand"))
+                        continue
                     rec.until_run = rec.vrun = vid
+                    self._made.setdefault(rec.path, []).append(vid)
                     yield rec
 
         return self._insert(rows())
@@ -123,14 +147,15 @@ class Rebuild:
         """The run from which `rec` (a copy's row) is taken to be valid: at most `before`,
         or below it when `replaced` (a versions/ copy, replaced at run `before`)."""
         last = before - 1 if replaced else before  # a row the repair closed ends at it
-        floor = max((r.until_run for r in self.catalog.history(rec.path)
-                     if r.until_run is not None and r.until_run <= last), default=0)
+        untils = [r.until_run for r in self.catalog.history(rec.path)
+                  if r.until_run is not None] + self._made.get(rec.path, [])
+        floor = max((u for u in untils if u <= last), default=0)
         first = floor
         if rec.kind is not Kind.DIR:  # the first run that ended after the content's mtime
             at = bisect.bisect_left(self._ends, rec.mtime_ns)
             first = max(floor, self._ids[at] if at < len(self._ids) else before)
-        if not replaced:
-            return min(first, before)
+        if not replaced:  # never before the first run: no run 0 to restore as of
+            return max(min(first, before), self._ids[0] if self._ids else before)
         if first >= before:
             first = max((rid for rid in self._ids if rid < before), default=0)
         return max(first, floor)

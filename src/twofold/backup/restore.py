@@ -1,25 +1,31 @@
 """Restore a set, or parts of it, as it was after a chosen run, metadata included.
 
 Every file is checked against its BLAKE3 as it is copied; a damaged copy is named and
-never put in place.
+never put in place. Every path from the catalog is checked and made beneath the opened
+destination (fsinfo.beneath), symlinks last, so no row writes outside it.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
 from twofold.core.asof import resolve_as_of
 from twofold.core.errors import RestoreError, UsageError
 from twofold.core.models import Issue, Kind, Record
-from twofold.core.paths import from_user, is_within, show
+from twofold.core.paths import from_user, is_within, show, unsafe
 from twofold.core.progress import Progress
+from twofold.fsinfo.beneath import Beneath, Escape
 from twofold.fsinfo.meta import IS_ROOT, apply_metadata
 from twofold.store.catalog import Catalog
 from twofold.store.copy import SourceReadError, copy_file
 from twofold.store.target import SetDir
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass
@@ -44,7 +50,7 @@ def _selected(path: bytes, wanted: list[bytes]) -> bool:
 class _Restorer:
     sd: SetDir
     catalog: Catalog
-    dest: bytes
+    dest: Beneath  # every entry is made beneath it, never through a symlink
     overwrite: bool
     progress: Progress
     result: RestoreResult
@@ -52,6 +58,8 @@ class _Restorer:
     link_targets: set[bytes]
     restored_links: set[bytes] = field(default_factory=set)
     dirs: list[Record] = field(default_factory=list)
+    links: list[Record] = field(default_factory=list)  # symlinks: made after the rest
+    drive: Beneath | None = None  # the set's folder, where copies are read beneath
 
     def note(self, path: bytes, kind: str, message: str) -> None:
         issue = Issue(path, kind, message)
@@ -59,75 +67,131 @@ class _Restorer:
         self.progress.issue(issue)
 
     def entry(self, rec: Record) -> None:
-        out = os.path.join(self.dest, rec.path)
+        """Restore one row (a symlink is only noted, for links())."""
+        why = unsafe(rec.path) or (None if rec.link_to is None else unsafe(rec.link_to))
+        if why is not None:
+            self.note(rec.path, "unsafe", f"not restored: {why} (a crafted or damaged "
+                      "catalog?)")
+            return
+        if rec.kind is Kind.SYMLINK:
+            self.links.append(rec)
+            return
+        try:
+            self._entry(rec)
+        except Escape as err:
+            self.note(rec.path, "unsafe", f"not restored: {err.strerror} ({err.filename})")
+
+    def on_drive(self, where: bytes) -> bytes:
+        """A path to read the copy at `where` by, never through a symlink planted in the
+        set's folders on the drive (Escape if one is on the way)."""
+        if self.drive is None:
+            return where
+        return self.drive.at(os.path.relpath(where, self.sd.root))
+
+    def links_last(self) -> None:
+        """Make the symlinks, after every entry (a row below a symlink was made as a real
+        folder's, so no write follows a restored symlink)."""
+        for rec in self.links:
+            try:
+                self._entry(rec)
+            except Escape as err:
+                self.note(rec.path, "unsafe", f"not restored: {err.strerror} "
+                          f"({err.filename})")
+            except OSError as err:
+                self.note(rec.path, "failed", err.strerror or str(err))
+
+    def _entry(self, rec: Record) -> None:
+        b = self.dest
+        st = b.lstat(rec.path)
         if rec.kind is Kind.DIR:
-            if os.path.lexists(out) and not os.path.isdir(out):
+            if st is not None and not stat.S_ISDIR(st.st_mode):
                 self.note(rec.path, "exists", "a file is in the way of this folder")
                 return
-            os.makedirs(out, exist_ok=True)
+            b.folder(rec.path, create=True)
             self.dirs.append(rec)
             self.result.entries += 1
             return
-        if os.path.lexists(out):
-            if not self.overwrite or (os.path.isdir(out) and not os.path.islink(out)):
+        if st is not None:
+            if not self.overwrite or stat.S_ISDIR(st.st_mode):
                 self.note(rec.path, "exists", "already there; not overwritten"
                           if not self.overwrite else "a folder is in the way")
                 return
-            os.unlink(out)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
+            fd, name = b.parent(rec.path)
+            os.unlink(name, dir_fd=fd)
+        fd, name = b.parent(rec.path, create=True)
         if rec.kind is Kind.FILE:
-            if not self.file(rec, out):
+            if not self.file(rec, fd, name):
                 return
         elif rec.kind is Kind.SYMLINK:
             assert rec.target is not None
-            os.symlink(rec.target, out)
-            apply_metadata(out, rec)
+            os.symlink(rec.target, name, dir_fd=fd)
+            apply_metadata(b.at(rec.path), rec)
         elif rec.kind is Kind.FIFO:
-            os.mkfifo(out)
-            apply_metadata(out, rec)
+            os.mkfifo(name, 0o600, dir_fd=fd)
+            apply_metadata(b.at(rec.path), rec)
         elif rec.kind in (Kind.CHAR, Kind.BLOCK) and IS_ROOT:
-            os.mknod(out, rec.mode | (0o020000 if rec.kind is Kind.CHAR else 0o060000),
-                     rec.rdev)
-            apply_metadata(out, rec)
+            os.mknod(name, rec.mode | (0o020000 if rec.kind is Kind.CHAR else 0o060000),
+                     rec.rdev, dir_fd=fd)
+            apply_metadata(b.at(rec.path), rec)
         else:
             self.note(rec.path, "skipped", "sockets and devices (without root) are not "
                       "recreated")
             return
         self.result.entries += 1
 
-    def file(self, rec: Record, out: bytes) -> bool:
-        """Restore one regular file; False when it could not be."""
+    def file(self, rec: Record, fd: int, name: bytes) -> bool:
+        """Restore one regular file as `name` in the opened folder `fd`; False when it
+        could not be."""
         if rec.link_to is not None and rec.link_to in self.restored_links:
-            os.link(os.path.join(self.dest, rec.link_to), out)
+            head, _, first = rec.link_to.rpartition(b"/")
+            src_fd = self.dest.own(head)  # `fd` stays open: Beneath keeps one folder
+            try:
+                os.link(first, name, src_dir_fd=src_fd, dst_dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(src_fd)
             self.progress.advance(1, 0)
             return True
-        part = os.path.join(os.path.dirname(out), b".twofold-restore-%d" % os.getpid())
+        part = b".twofold-restore-%d" % os.getpid()
         found: list[tuple[str, str]] = []  # (kind, message) per candidate tried
         for src in self.sd.candidates(rec, self.names, self.catalog):
             try:
-                if os.path.lexists(part):
-                    os.unlink(part)
-                copied = copy_file(src, part)
+                with suppress(FileNotFoundError):
+                    os.unlink(part, dir_fd=fd)
+                try:
+                    where = self.on_drive(src)
+                except Escape:
+                    raise
+                except OSError as err:  # a folder on the way is missing: the next place
+                    raise SourceReadError(err.errno, err.strerror, err.filename) from err
+                copied = copy_file(where, (fd, part))
             except SourceReadError as err:
                 found.append(("failed", f"cannot read the backup copy {show(src)}: "
                               f"{err.strerror}"))
                 continue
+            except Escape as err:
+                found.append(("unsafe", f"the backup copy {show(src)} is reached through "
+                              f"a symlink on the drive; not followed ({err.strerror})"))
+                continue
             except OSError as err:
                 if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                    raise RestoreError(f"no space left in {os.fsdecode(self.dest)}",
+                    raise RestoreError(f"no space left in {os.fsdecode(self.dest.root)}",
                                        "free some space or restore elsewhere") from err
                 raise
             if copied.hash == rec.hash and copied.size == rec.size:
                 break
-            os.unlink(part)
+            os.unlink(part, dir_fd=fd)
             found.append(("damaged", f"the backup copy {show(src)} does not match its "
                           "BLAKE3; not restored (run `twofold verify`)"))
         else:
             self.note(rec.path, *found[0])  # the main location's problem
             return False
         self.progress.advance(1, copied.size)
-        problems = apply_metadata(part, rec)
-        os.rename(part, out)
+        out = os.open(part, os.O_RDONLY | _O_NOFOLLOW, dir_fd=fd)
+        try:
+            problems = apply_metadata(out, rec)
+        finally:
+            os.close(out)
+        os.rename(part, name, src_dir_fd=fd, dst_dir_fd=fd)
         if problems and IS_ROOT:
             self.note(rec.path, "metadata", "; ".join(problems))
         if rec.path in self.link_targets:
@@ -137,8 +201,12 @@ class _Restorer:
         return True
 
     def finish_dirs(self) -> None:
+        """Folder metadata, deepest first (after their contents, whose making changes it)."""
         for rec in sorted(self.dirs, key=lambda r: r.path.count(b"/"), reverse=True):
-            apply_metadata(os.path.join(self.dest, rec.path), rec)
+            try:
+                apply_metadata(self.dest.folder(rec.path), rec)
+            except OSError as err:
+                self.note(rec.path, "metadata", err.strerror or str(err))
 
 
 def restore(target: str, set_name: str, dest: str, paths: list[str], as_of: str | None,
@@ -171,18 +239,20 @@ def restore(target: str, set_name: str, dest: str, paths: list[str], as_of: str 
             os.makedirs(real_dest, exist_ok=True)
         except OSError as err:
             raise RestoreError(f"cannot create {real_dest}: {err.strerror}") from err
-        worker = _Restorer(sd, catalog, os.fsencode(real_dest), overwrite, progress, result,
-                           names, catalog.link_targets(run_id))
-        progress.phase("restoring", n_files, n_bytes)
-        rows = (r for r in catalog.valid_at(run_id) if _selected(r.path, wanted))
-        for rec in rows:
-            try:
-                worker.entry(rec)
-            except RestoreError:
-                raise
-            except OSError as err:
-                worker.note(rec.path, "failed", err.strerror or str(err))
-        worker.finish_dirs()
+        with Beneath(os.fsencode(real_dest)) as beneath, Beneath(sd.root) as drive:
+            worker = _Restorer(sd, catalog, beneath, overwrite, progress, result, names,
+                               catalog.link_targets(run_id), drive=drive)
+            progress.phase("restoring", n_files, n_bytes)
+            rows = (r for r in catalog.valid_at(run_id) if _selected(r.path, wanted))
+            for rec in rows:
+                try:
+                    worker.entry(rec)
+                except RestoreError:
+                    raise
+                except OSError as err:
+                    worker.note(rec.path, "failed", err.strerror or str(err))
+            worker.links_last()
+            worker.finish_dirs()
     progress.finish()
     return result
 

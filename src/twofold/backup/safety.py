@@ -1,15 +1,15 @@
-"""Checks made before a run touches anything: paths exist, source and target do not overlap,
-the target is the drive the set lives on."""
+"""Checks made before a run touches anything: paths exist, source and target do not overlap."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 
-from twofold.core.errors import SafetyRefusal, TargetError, UsageError
+from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
+from twofold.core.text import human_bytes, plural
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
-from twofold.fsinfo.volume import DriveId, empty_mountpoint, on_system_disk, volume_of
+from twofold.store.rows import drive_gone, not_answering
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -27,6 +27,13 @@ def resolve_sources(paths: list[str]) -> list[Source]:
         if not os.path.exists(real):
             raise UsageError(f"source {given} does not exist",
                              "check the path; a folder on a drive must be mounted")
+        for other in out:
+            o = os.fsdecode(other.path)
+            if _inside(real, o) or _inside(o, real):
+                inner, outer = (given, names[other.name]) if _inside(real, o) else \
+                    (names[other.name], given)
+                raise UsageError(f"the source {inner} is inside the source {outer}",
+                                 f"it is backed up with {outer} already: give only {outer}")
         name = os.fsencode(os.path.basename(real) or "root")
         if name in names:
             raise UsageError(
@@ -40,10 +47,18 @@ def resolve_sources(paths: list[str]) -> list[Source]:
 def resolve_target(path: str) -> str:
     """The real path of an existing target folder."""
     real = os.path.realpath(os.path.expanduser(path))
+    gone_or_ok(real)
     if not os.path.isdir(real):
         raise UsageError(f"target {path} does not exist or is not a folder",
                          "is the backup drive plugged in and mounted?")
     return real
+
+
+def gone_or_ok(path: str) -> None:
+    """The drive-gone error when the drive of `path` no longer answers (ENOTCONN)."""
+    lost = not_answering(path)
+    if lost is not None:
+        raise drive_gone(lost, path)
 
 
 def check_overlap(sources: list[Source], target: str) -> list[str]:
@@ -67,38 +82,40 @@ def check_overlap(sources: list[Source], target: str) -> list[str]:
 
 
 def check_mass_delete(moves: int, current_files: int, allowed: bool) -> None:
-    """Refuse a run that would move more than half of current/ to versions/."""
+    """Refuse a run that would remove more than half of current/'s files (deleted in
+    the source, or moved out of it; edits do not count)."""
     if allowed or current_files == 0 or moves * 2 <= current_files:
         return
     raise SafetyRefusal(
         f"this run would move {moves} of the {current_files} files in the backup to "
-        "versions/ (deleted or replaced in the source)",
+        "versions/ (deleted or moved out of the source folders)",
         "is a source folder empty, or a drive not mounted? If the change is intended, "
         "run again with --allow-mass-delete")
 
 
-def check_drive(target: str, found: bool, seen: DriveId | None, what: str,
-                allow_system_disk: bool = False) -> None:
-    """Refuse to start a set or store anew in a folder that is not its drive.
 
-    `found`: the set or store is there (then this is its drive). `seen`: the drive it was
-    last seen on, from this computer's memory, when it has run before. A first run into an
-    empty mount point (a folder under /media, /mnt or /run/media on the system disk, or an
-    fstab mount point with nothing mounted) needs `allow_system_disk`.
-    """
-    if found:
+SPACE_MARGIN = 1 << 20
+ENTRY_MARGIN = 512
+"""Room kept for the catalog's growth and the folders a run makes: a little more than a
+row of the catalog per copied file."""
+
+
+def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
+                versions_bytes: int, prune_hint: str) -> None:
+    """Refuse, before anything is copied, a run whose copies cannot fit on the drive: each
+    file takes whole blocks, about half a block more than its size on average."""
+    st = os.statvfs(target)
+    if st.f_blocks == 0:
+        return  # the driver does not say (fusefat reports 0 of 0): a full drive stops cleanly
+    free = st.f_bavail * st.f_frsize
+    need = copy_bytes + copy_files * (st.f_frsize // 2 + ENTRY_MARGIN) + SPACE_MARGIN
+    if need <= free:
         return
-    if seen is not None:
-        here = ("an empty folder on the system disk" if on_system_disk(target) else
-                f"a folder on another drive ({volume_of(target).name()})")
-        raise TargetError(
-            f"the drive {seen.name()} is not connected: {target} is {here}, and {what} "
-            "that ran there before is not in it",
-            "connect and mount the drive, then run again; to start it anew on this drive "
-            "instead, pass --new-drive")
-    reason = empty_mountpoint(target)
-    if reason and not allow_system_disk:
-        raise TargetError(
-            f"no drive is connected at {target}: {reason}",
-            "connect and mount the backup drive, then run again; to write to the system "
-            "disk anyway, pass --allow-system-disk")
+    room = (f"`{prune_hint}` removes old versions (versions/ holds "
+            f"{human_bytes(versions_bytes)}), or " if versions_bytes else "")
+    raise TargetFullError(
+        f"the drive has {human_bytes(free)} free, but this run would copy "
+        f"{plural(copy_files, 'file')} of {human_bytes(copy_bytes)} (about "
+        f"{human_bytes(need)} on the drive)",
+        f"to make room: {room}delete what you no longer need from the drive, or use a "
+        "larger drive; nothing was copied")

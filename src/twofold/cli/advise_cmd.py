@@ -10,6 +10,7 @@ from rich.table import Table
 
 from twofold.cli.common import config_of, handles_errors, out, print_json
 from twofold.core.errors import UsageError
+from twofold.core.text import plural
 from twofold.jobs.advise import advise_set
 from twofold.jobs.drives import resolve_target
 
@@ -46,6 +47,6 @@ def advise_command(
                       "recommend", "note", box=None, header_style="bold")
         for a in advice:
             every = f"{a.every_days:.1f} days" if a.every_days is not None else "no change"
-            table.add_row(a.folder, f"{a.runs_changed} of {a.runs} runs",
+            table.add_row(a.folder, f"{a.runs_changed} of {plural(a.runs, 'run')}",
                           str(a.days_changed), every, f"[bold]{a.recommend}[/]", a.note)
         out.print(table)

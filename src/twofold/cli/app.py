@@ -20,6 +20,7 @@ COMMANDS = {  # name: (module, attribute), in the order of the help
     "history": ("runs_cmd", "history_command"),
     "prune": ("prune_cmd", "prune_command"),
     "repair": ("repair_cmd", "repair_command"),
+    "sets": ("sets_cmd", "sets_command"),
     "init": ("init_cmd", "init_command"),
     "status": ("status_cmd", "status_command"),
     "run-due": ("rundue_cmd", "run_due_command"),
@@ -30,6 +31,7 @@ COMMANDS = {  # name: (module, attribute), in the order of the help
     "image": ("image_cmd", "image_app"),
     "schedule": ("schedule_cmd", "schedule_app"),
     "rescue": ("rescue_cmd", "rescue_app"),
+    "panel": ("panel_cmd", "panel_command"),
 }
 """Each command is imported when it is run (or listed in --help), not at every start:
 `twofold backup` does not load the image, schedule and job commands (about 0.05 s)."""
@@ -40,10 +42,22 @@ def load_command(name: str) -> click.Command:
     module, attr = COMMANDS[name]
     found = getattr(importlib.import_module(f"twofold.cli.{module}"), attr)
     if isinstance(found, typer.Typer):
-        return typer.main.get_group(found)
+        return quiet_none_defaults(typer.main.get_group(found))
     single = typer.Typer(add_completion=False)
     single.command(name)(found)
-    return typer.main.get_command(single)
+    return quiet_none_defaults(typer.main.get_command(single))
+
+
+def quiet_none_defaults(command: click.Command) -> click.Command:
+    """No "[default: None]" in any --help: a parameter without a default (None, or a
+    required one) shows none, in `command` and every subcommand."""
+    for param in command.params:  # typer's arguments take show_default too
+        if (param.default is None or param.required) and hasattr(param, "show_default"):
+            param.show_default = False
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            quiet_none_defaults(sub)
+    return command
 
 
 class LazyGroup(TyperGroup):

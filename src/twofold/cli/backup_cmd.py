@@ -21,10 +21,11 @@ from twofold.cli.common import (
 from twofold.cli.render import RichProgress
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.progress import NullProgress, Progress, TeeProgress
+from twofold.core.text import plural
 from twofold.jobs.clock import SystemClock
 from twofold.jobs.config import SetConfig
 from twofold.jobs.drives import resolve_target
-from twofold.jobs.rundue import logged_run, outcome_of
+from twofold.jobs.runlog import logged_run, outcome_of
 from twofold.jobs.state import State
 
 
@@ -138,7 +139,9 @@ def _summary(result: BackupResult) -> None:
               f"deleted {s.deleted:,}   moved {s.moved:,}   unchanged {s.unchanged:,}   "
               f"skipped {s.skipped:,}")
     copied = "to copy" if result.dry_run else "copied"
-    out.print(f"  {size(s.bytes_copied)} {copied}; {s.files_total:,} files, "
+    out.print(f"  {size(s.bytes_copied)} {copied}; {plural(s.files_total, 'file')}, "
               f"{size(s.bytes_total)} in the backup"
               + ("" if result.dry_run else f"; {s.seconds:.1f} s"))
+    if s.healed:
+        out.print(f"  healed {s.healed:,} copies (damaged or missing, copied again)")
     print_issues(s.issues, "Not copied or needing attention")

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from twofold.core.errors import ExitCode, TwofoldError
+from twofold.core.humanize import size, when
 from twofold.core.models import Issue
 from twofold.core.names import TargetProfile
 from twofold.core.paths import show
@@ -23,6 +24,9 @@ from twofold.jobs.config import Config, load
 _WIDTH = None if sys.stdout.isatty() else 160
 out = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+
+__all__ = ["config_of", "err", "handles_errors", "issue_dict", "local_tz", "out", "print_issues",
+           "print_json", "profile_json", "size", "when"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,22 +76,6 @@ def config_of(ctx: typer.Context) -> Config:
 def local_tz() -> Any:
     """The local time zone."""
     return datetime.now().astimezone().tzinfo
-
-
-def when(ns: int | None) -> str:
-    """A local time for tables."""
-    if ns is None:
-        return "-"
-    return datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def size(n: float) -> str:
-    """Bytes in a human unit."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def issue_dict(i: Issue) -> dict[str, str]:

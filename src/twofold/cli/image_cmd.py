@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from twofold.cli.common import err, handles_errors, out, print_json, size, when
-from twofold.cli.render import RichProgress
+from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
+from twofold.cli.image_common import progress_for as _progress
+from twofold.cli.image_common import target_of as _target
+from twofold.cli.image_restore_cmd import restore_command
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.models import Issue
 from twofold.core.paths import show
-from twofold.core.progress import NullProgress, Progress
+from twofold.core.text import plural
 
 # The image engine (numpy, zstandard, the file system readers) is imported inside each
 # command, so that `twofold backup` and the other commands do not pay for loading it.
@@ -20,7 +23,6 @@ from twofold.jobs.clock import SystemClock
 
 if TYPE_CHECKING:
     from twofold.image.manage import DeleteResult
-    from twofold.image.repo import Target
 
 image_app = typer.Typer(
     name="image", no_args_is_help=True,
@@ -29,24 +31,6 @@ image_app = typer.Typer(
 VOLUME_PRESETS = {"dvd": 4_700_000_000, "bd": 25_000_000_000, "fat32": (4 << 30) - 1}
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
           "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
-
-Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-TARGET_HELP = "Where the images are: a folder, sftp://user@host[:port]/path or s3://bucket/prefix."
-Endpoint = Annotated[str | None, typer.Option(
-    "--s3-endpoint", envvar="AWS_ENDPOINT_URL", show_envvar=True,
-    help="S3 endpoint URL for non-AWS storage (Ceph, MinIO).")]
-
-
-class ImageProgress(RichProgress):
-    """Bars by bytes only (images count bytes, not files)."""
-
-    def _files_text(self) -> str:
-        return ""
-
-
-def _progress(as_json: bool) -> Progress:
-    return NullProgress() if as_json else ImageProgress(err)
-
 
 def parse_level(text: str) -> int:
     """fast, balanced, max or a zstd level 1..22."""
@@ -69,13 +53,6 @@ def parse_size(text: str) -> int:
     return int(float(found.group(1)) * _UNITS[found.group(2) or ""])
 
 
-def _target(text: str, endpoint: str | None) -> Target:
-    """The store a TARGET names (a network store is connected on first use)."""
-    from twofold.store.remote import open_target
-
-    return open_target(text, endpoint) if endpoint else text
-
-
 def _issues(issues: list[Issue]) -> None:
     for i in issues:
         err.print(f"[yellow]note:[/] {show(i.path)}: {i.message}")
@@ -93,20 +70,32 @@ def create_command(
         "--volume-size", help="Split the store into volumes: SIZE, dvd, bd or fat32.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Image a file system marked dirty as it is.")] = False,
+    allow_system_disk: Annotated[bool, typer.Option(
+        "--allow-system-disk",
+        help="Allow a new store in an empty mount point on the system disk.")] = False,
+    new_drive: Annotated[bool, typer.Option(
+        "--new-drive",
+        help="Start the store anew here although it was on another drive before.")] = False,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
     """Image SOURCE into the store on --to TARGET; only new chunks are stored."""
+    from twofold.jobs.state import State
+
     level = parse_level(compression)
     volume = parse_size(volume_size) if volume_size else None
     progress = _progress(as_json)
+    state = State()
     try:
         from twofold.image.create import create
 
         r = create(source, _target(to, s3_endpoint), name, level, volume, force, progress,
-                   SystemClock())
+                   SystemClock(), None if new_drive else state.seen_drive("image", to),
+                   allow_system_disk)
     finally:
         progress.finish()
+    if r.drive is not None:
+        state.remember_drive("image", to, "", r.drive)
     if as_json:
         print_json({"image": r.name, "kind": r.kind, "size": r.size, **r.as_dict(),
                     "ratio": round(r.ratio, 3),
@@ -126,100 +115,64 @@ def list_command(
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
-    """List the complete images in TARGET, oldest first."""
-    from twofold.image.manage import list_images
+    """List the complete images in TARGET, oldest first: each one's partitions and file
+    systems, about what deleting it alone would free, and its last drill (damaged ones
+    named: exit 3)."""
+    from twofold.image.manage import list_store
 
-    images = list_images(_target(target, s3_endpoint))
+    listing = list_store(_target(target, s3_endpoint))
+    images = listing.images
+    damaged_notes(listing.damaged)
     if as_json:
-        print_json([vars(i) for i in images])
-        return
+        print_json([{**vars(i), "volumes": [vars(v) for v in i.volumes]} for i in images])
+        raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
     if not images:
         out.print("no images")
-        return
-    out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} {'new':>9}")
+    else:
+        out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} "
+                  f"{'new':>9} {'frees':>9}")
     for i in images:
-        out.print(f"{i.name:32} {when(i.created_ns):19} {i.kind:9} {size(i.size):>9} "
-                  f"{size(i.used_bytes):>9} {size(i.stored_new_bytes):>9}", markup=False)
+        kind = f"{i.kind} {i.table}" if i.table else i.kind
+        out.print(f"{i.name:32} {when(i.created_ns):19} {kind:9} {size(i.size):>9} "
+                  f"{size(i.used_bytes):>9} {size(i.stored_new_bytes):>9} "
+                  f"{size(i.frees_bytes):>9}", markup=False)
+        for v in i.volumes:
+            what = f"partition {v.number}" if v.number is not None else "volume"
+            label = f', label "{v.label}"' if v.label else ""
+            name = f', name "{v.name}"' if v.name else ""
+            out.print(f"    {what:12} {v.fs or 'other':8} {size(v.size):>9}, "
+                      f"{size(v.used_bytes)} used{label}{name}", markup=False)
+        if i.last_drill:
+            out.print(f"    last drill: {i.last_drill}", markup=False)
+    raise typer.Exit(int(ExitCode.PARTIAL) if listing.damaged else int(ExitCode.OK))
 
 
-@image_app.command("verify")
-@handles_errors
-def verify_command(
-    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
-    image: Annotated[str | None, typer.Argument(help="Image to check (default: all).")]
-    = None,
-    s3_endpoint: Endpoint = None,
-    as_json: Json = False,
-) -> None:
-    """Re-read every chunk of IMAGE (or of all images) and check its hash."""
-    progress = _progress(as_json)
-    try:
-        from twofold.image.verify import verify
-
-        r = verify(_target(target, s3_endpoint), image, progress, SystemClock())
-    finally:
-        progress.finish()
-    code = int(ExitCode.FAILED) if r.damages else int(ExitCode.OK)
-    if as_json:
-        print_json({"images": r.images, "chunks": r.chunks, "bytes": r.bytes,
-                    "seconds": round(r.seconds, 3), "damages": [vars(d) for d in r.damages],
-                    "exit_code": code})
-        raise typer.Exit(code)
-    for d in r.damages:
-        err.print(f"[bold red]damaged:[/] {d}", markup=True)
-    head = "[bold red]DAMAGED[/]" if r.damages else "[bold]OK[/]"
-    out.print(f"{head}: {len(r.images)} image(s), {r.chunks:,} chunks, {size(r.bytes)} "
-              f"checked in {r.seconds:.1f} s" + (f"; {len(r.damages)} damaged" if r.damages
-                                                   else ""))
-    raise typer.Exit(code)
+image_app.command("restore")(restore_command)
 
 
-@image_app.command("restore")
-@handles_errors
-def restore_command(
-    target: Annotated[str, typer.Argument(help=TARGET_HELP)],
-    image: Annotated[str, typer.Argument(help="Image to restore.")],
-    to: Annotated[str, typer.Option("--to", help="Device or file to write (created if "
-                                    "missing).")],
-    partition: Annotated[int | None, typer.Option(
-        "--partition", min=1, help="Restore only this partition of a disk image.")] = None,
-    no_readback: Annotated[bool, typer.Option(
-        "--no-readback", help="Skip reading the written data back to check it.")] = False,
-    s3_endpoint: Endpoint = None,
-    as_json: Json = False,
-) -> None:
-    """Write IMAGE to --to DEVICE_OR_FILE, checking every chunk before writing it and
-    reading it back afterwards."""
-    progress = _progress(as_json)
-    try:
-        from twofold.image.restore import restore
-
-        r = restore(_target(target, s3_endpoint), image, to, partition, progress, SystemClock(),
-                    readback=not no_readback)
-    finally:
-        progress.finish()
-    if as_json:
-        print_json(vars(r))
-        return
-    out.print(f"[bold]Restored {r.image} to {r.dest}[/]: {size(r.bytes_written)} written, "
-              f"{r.chunks:,} chunks checked, {size(r.bytes_checked)} read back, "
-              f"{r.seconds:.1f} s")
-    if r.gpt_moved:
-        out.print(f"  GPT backup copy moved to the end of the larger disk "
-                  f"({size(r.dest_size)})")
-    if r.boot_note:
-        out.print(f"  {r.boot_note}")
+def damaged_notes(damaged: dict[str, str]) -> None:
+    """Name each damaged manifest that was skipped, on stderr."""
+    for name, problem in damaged.items():
+        err.print(f"[bold red]damaged:[/] image {name}: {problem} (skipped)", markup=True)
 
 
 def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
+    code = int(ExitCode.PARTIAL) if r.damaged else int(ExitCode.OK)
     if as_json:
-        print_json({**vars(r), "dry_run": dry_run})
-        return
+        print_json({**vars(r), "dry_run": dry_run, "exit_code": code})
+        raise typer.Exit(code)
+    damaged_notes(r.damaged)
     verb = "would delete" if dry_run else "deleted"
-    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {len(r.kept)} image(s)")
-    if not dry_run:
-        out.print(f"  {r.packs_changed} pack(s) dropped or rewritten, "
+    kept = plural(len(r.kept), 'image')
+    out.print(f"{verb}: {', '.join(r.deleted) or 'nothing'}; kept {kept}"
+              + (f"; {plural(len(r.damaged), 'damaged image')} skipped, their chunks kept"
+                 if r.damaged else ""))
+    if dry_run:
+        out.print(f"  would free about {size(r.bytes_freed)}")
+    else:
+        out.print(f"  {plural(r.packs_changed, 'pack')} dropped or rewritten, "
                   f"{size(r.bytes_freed)} freed")
+    raise typer.Exit(code)
 
 
 @image_app.command("delete")
@@ -282,12 +235,17 @@ def copy_command(
                  progress, SystemClock())
     finally:
         progress.finish()
+    damaged_notes(r.damaged)
     if as_json:
         print_json(vars(r))
         return
     names = f": {', '.join(r.copied)}" if r.copied else ""
     there = f"; {len(r.skipped)} already there" if r.skipped else ""
-    out.print(f"[bold]Copied {len(r.copied)} image(s)[/]{names}{there}")
-    out.print(f"  sent {r.chunks_sent:,} chunks ({size(r.bytes_sent)}), "
+    out.print(f"[bold]Copied {plural(len(r.copied), 'image')}[/]{names}{there}")
+    out.print(f"  sent {plural(r.chunks_sent, 'chunk')} ({size(r.bytes_sent)}), "
               f"{r.chunks_present:,} were there, {r.chunks_checked:,} read back, "
               f"{r.seconds:.1f} s")
+
+
+# registers `image drill`, `image verify` and `image repair`
+from twofold.cli import drill_cmd, image_check_cmd  # noqa: E402,F401

@@ -9,6 +9,7 @@ import typer
 from twofold.backup.prune import prune
 from twofold.cli.common import handles_errors, local_tz, out, print_json, size
 from twofold.core.retention import Policy
+from twofold.core.text import plural
 
 
 @handles_errors
@@ -34,4 +35,4 @@ def prune_command(
     verb = "would remove" if dry_run else "removed"
     out.print(f"Kept runs {', '.join(map(str, result.kept_runs)) or '-'}; pruned runs "
               f"{', '.join(map(str, result.pruned_runs)) or '-'}; {verb} "
-              f"{result.files_removed:,} old versions ({size(result.bytes_freed)}).")
+              f"{plural(result.files_removed, 'old version')} ({size(result.bytes_freed)}).")

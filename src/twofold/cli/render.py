@@ -15,6 +15,7 @@ from rich.progress import (
 )
 
 from twofold.core.models import Issue
+from twofold.core.text import plural
 
 
 class RichProgress:
@@ -30,14 +31,17 @@ class RichProgress:
         self.files = 0
         self.total_files: int | None = None
         self.by_bytes = False
+        self.done_bytes = 0
+        self.total_bytes: int | None = None
         self.issues = 0
         self.started = False
         self._name = ""
 
     def _files_text(self) -> str:
-        if self.total_files:
-            return f"{self.files:,}/{self.total_files:,} files"
-        return f"{self.files:,} entries"
+        if self.total_files:  # an estimate the run outgrew grows with it: never 12/5
+            total = max(self.total_files, self.files)
+            return f"{self.files:,}/{plural(total, 'file')}"
+        return plural(self.files, "entry", "entries")
 
     def phase(self, name: str, total_files: int | None = None,
               total_bytes: int | None = None) -> None:
@@ -49,6 +53,7 @@ class RichProgress:
             self.bar.remove_task(self.task)
         self.files, self.total_files = 0, total_files
         self.by_bytes = total_bytes is not None
+        self.done_bytes, self.total_bytes = 0, total_bytes
         self._name = name
         self.task = self.bar.add_task(name, total=total_bytes, files=self._files_text())
 
@@ -57,14 +62,21 @@ class RichProgress:
         if self.task is None:
             return
         self.files += files
-        self.bar.update(self.task, advance=nbytes if self.by_bytes else 0,
+        if not self.by_bytes:
+            self.bar.update(self.task, files=self._files_text())
+            return
+        self.done_bytes += nbytes
+        if self.total_bytes is not None and self.done_bytes > self.total_bytes:
+            self.total_bytes = self.done_bytes  # never more done than the total shown
+        self.bar.update(self.task, advance=nbytes, total=self.total_bytes,
                         files=self._files_text())
 
     def issue(self, issue: Issue) -> None:
         """Count issues on the bar; the command lists them all at the end."""
         self.issues += 1
         if self.task is not None:
-            self.bar.update(self.task, description=f"{self._name} ({self.issues} issues)")
+            self.bar.update(self.task,
+                            description=f"{self._name} ({plural(self.issues, 'issue')})")
 
     def finish(self) -> None:
         """Remove the bars."""

@@ -11,6 +11,7 @@ from twofold.cli.common import err, handles_errors, issue_dict, out, print_issue
 from twofold.cli.render import RichProgress
 from twofold.core.errors import ExitCode
 from twofold.core.progress import NullProgress, Progress
+from twofold.core.text import plural
 from twofold.jobs.clock import SystemClock
 
 
@@ -44,13 +45,16 @@ def repair_command(
         raise typer.Exit(code)
     out.print(f"[bold]Repaired[/] the catalog of set '{set_name}' (run {result.run_name}).")
     out.print(f"  SQLite found: {'; '.join(result.problems[:3])}", markup=False)
-    out.print(f"  kept {result.kept.get('runs', 0):,} runs and {result.kept.get('entries', 0):,}"
-              f" entry rows; {result.gaps:,} damaged stretches of rows could not be read")
-    out.print(f"  {result.readded:,} entries of current/ given rows again (their content "
-              "hashed from the copy)")
-    out.print(f"  {result.versions:,} entries of versions/ folders given rows again "
+    out.print(f"  kept {plural(result.kept.get('runs', 0), 'run')} and "
+              f"{plural(result.kept.get('entries', 0), 'entry row')}; "
+              f"{plural(result.gaps, 'damaged stretch', 'damaged stretches')} of rows could "
+              "not be read")
+    out.print(f"  {plural(result.readded, 'entry', 'entries')} of current/ given rows again "
+              "(their content hashed from the copy)")
+    out.print(f"  {plural(result.versions, 'entry', 'entries')} of versions/ folders given "
+              "rows again "
               "(restore --as-of finds them)")
-    out.print(f"  {result.closed:,} rows closed: their copy is missing from current/; the "
+    out.print(f"  {plural(result.closed, 'row')} closed: their copy is missing from current/; the "
               "next backup copies them again")
     if result.damaged_copy is not None:
         out.print(f"  the damaged catalog is kept as {result.damaged_copy}", markup=False)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from twofold.cli.common import local_tz, size
 from twofold.cli.rescue_guide import CLOCK, Answers, Guide, LineProgress, image_line
 from twofold.core.errors import UsageError
+from twofold.core.text import plural
 from twofold.jobs import rescue_scan as scan
 
 if TYPE_CHECKING:
@@ -92,7 +93,7 @@ def _restore(g: Guide, store: scan.FoundStore, image: ImageInfo,
         r = restore(_target(store), image.name, disk.path, None, LineProgress(g.console),
                     CLOCK, readback=True)
     g.console.say(f"Restored {image.name} to {disk.path}: {size(r.bytes_written)} written, "
-                  f"{r.chunks:,} chunks checked, {size(r.bytes_checked)} read back and "
+                  f"{plural(r.chunks, 'chunk')} checked, {size(r.bytes_checked)} read back and "
                   f"verified, {r.seconds:.0f} s.")
     if r.gpt_moved:
         g.console.say("  The GPT's backup copy was moved to the end of the larger disk.")
@@ -143,7 +144,7 @@ def restore_set_steps(g: Guide, store: scan.FoundStore) -> bool:
     finally:
         scan.unmount(str(point))
     g.console.say(f"Restored backup set {set_name} (run {r.run_name}) into {fs.device}: "
-                  f"{r.files:,} files, {size(r.bytes)}"
+                  f"{plural(r.files, 'file')}, {size(r.bytes)}"
                   + (f"; {len(r.issues)} not restored:" if r.issues else "."))
     for issue in r.issues[:20]:
         g.console.say(f"  {issue.message}")

@@ -20,6 +20,7 @@ from twofold.cli.common import (
 from twofold.cli.render import RichProgress
 from twofold.core.errors import ExitCode
 from twofold.core.progress import NullProgress, Progress
+from twofold.core.text import plural
 
 FAILED_KINDS = {"damaged", "failed"}
 
@@ -59,6 +60,7 @@ def restore_command(
                     "issues": [issue_dict(i) for i in result.issues], "exit_code": int(code)})
     else:
         out.print(f"[bold]Restored run {result.run_id} ({result.run_name})[/] into {to}: "
-                  f"{result.entries:,} entries, {result.files:,} files, {size(result.bytes)}")
+                  f"{plural(result.entries, 'entry', 'entries')}, "
+                  f"{plural(result.files, 'file')}, {size(result.bytes)}")
         print_issues(result.issues, "Not restored")
     raise typer.Exit(int(code))

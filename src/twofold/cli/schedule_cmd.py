@@ -55,12 +55,15 @@ def install_command(
     unit_dir: UnitDir = None,
     cron: Annotated[bool, typer.Option("--cron", help="Use crontab even under systemd.")]
     = False,
+    panel: Annotated[bool, typer.Option(
+        "--panel", help="Also keep the control panel running (a user service on "
+        "127.0.0.1:8765; `twofold panel --show` prints its address).")] = False,
     as_json: Json = False,
 ) -> None:
     """Write and enable a timer per scheduled job, a daily overdue check, and the udev
     rule that runs a drive's due jobs when it is plugged in."""
     cfg = config_of(ctx)
-    report = install(cfg, invocation(ctx), unit_dir, True if cron else None)
+    report = install(cfg, invocation(ctx), unit_dir, True if cron else None, panel)
     _render(report, as_json, "wrote")
 
 

@@ -63,4 +63,8 @@ def status_command(
         table.add_row(s.name, s.kind, s.schedule or "-", last,
                       f"[{STYLE[state]}]{state}[/]", s.verdict.reason, result, drive)
     out.print(table)
+    for s in statuses:
+        if s.kind == "image" and s.location:
+            out.print(f"{s.name}: last drill: {s.last_drill or 'never (twofold image drill)'}",
+                      markup=False)
     raise typer.Exit(code)

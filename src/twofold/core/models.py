@@ -119,6 +119,7 @@ class RunStats:
     unchanged: int = 0
     skipped: int = 0
     special: int = 0
+    healed: int = 0  # damaged or missing copies copied again (backup/heal.py)
     bytes_copied: int = 0
     bytes_total: int = 0
     files_total: int = 0
@@ -136,6 +137,7 @@ class RunStats:
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "special": self.special,
+            "healed": self.healed,
             "bytes_copied": self.bytes_copied,
             "bytes_total": self.bytes_total,
             "files_total": self.files_total,

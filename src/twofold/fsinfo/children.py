@@ -8,12 +8,19 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 from multiprocessing.context import ForkContext, ForkServerContext
 
 
-def die_with_parent() -> None:
+def die_with_parent(main: int | None = None) -> None:
     """In a child: be killed when the parent dies, even by SIGKILL (Linux), so a killed run
-    leaves no process behind still writing to the target."""
+    leaves no process behind still writing to the target.
+
+    `main`: the run's own process. A child started by a fork server has the fork server
+    as its parent, which lives as long as any of its children holds the pipe it watches,
+    so such a child watches the run itself (a pidfd); once the children are gone, the
+    fork server and the resource tracker see their pipes close and end too.
+    """
     if not sys.platform.startswith("linux"):
         return
     import ctypes
@@ -22,6 +29,42 @@ def die_with_parent() -> None:
     pr_set_pdeathsig = 1
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if main is not None and main != os.getppid():
+        _watch(main)
+
+
+def _watch(pid: int) -> None:
+    """Kill this process when process `pid` ends (a thread waiting on its pidfd)."""
+    import select
+    import signal
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:  # already gone
+        os.kill(os.getpid(), signal.SIGKILL)
+        return
+    except (OSError, AttributeError):  # no pidfd (Linux < 5.3): look once a second
+        fd = -1
+
+    def wait() -> None:
+        if fd >= 0:
+            select.select([fd], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(1)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=wait, name="twofold-watch-run", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def can_fork() -> bool:

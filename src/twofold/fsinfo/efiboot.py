@@ -45,6 +45,11 @@ def _esp_offset(disk: str) -> tuple[int, int] | None:
     return None
 
 
+def _win(path: str) -> str:
+    """A path on the ESP as firmware and Windows write it: \\EFI\\debian\\shimx64.efi."""
+    return "\\" + path.replace("/", "\\")
+
+
 def _mtools(args: list[str]) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
     return subprocess.run(args, capture_output=True, text=True, check=False, env=env)
@@ -105,9 +110,10 @@ def ensure_fallback_loader(disk: str) -> FallbackResult:
                 got = _mtools(["mcopy", "-o", "-i", image, str(local), f"::/{dst}"])
             if got.returncode != 0:
                 return FallbackResult("missing", index, note=(
-                    f"could not copy \\{src} to \\{dst} on the ESP "
+                    f"could not copy {_win(src)} to {_win(dst)} on the ESP "
                     f"({got.stderr.strip()}): {MANUAL}"))
             local.unlink()
     return FallbackResult("added", index, [f"{s} -> {d}" for s, d in copies], note=(
-        f"added the UEFI fallback loader \\EFI\\BOOT\\BOOTX64.EFI (from \\{copies[0][0]}), "
+        f"added the UEFI fallback loader \\EFI\\BOOT\\BOOTX64.EFI (from {_win(copies[0][0])}),"
+        " "
         "since a restored disk has no firmware boot entry"))

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,19 +200,50 @@ class DriveGuard:
 
     def __init__(self, folder: str | bytes, drive: DriveId | None, where: str) -> None:
         self.folder = folder
-        self.drive = drive
+        self.drive = drive  # what the folder says of its drive, once known
         self.where = where  # the target as the user named it
         self.dev = os.stat(folder).st_dev
 
-    def check(self) -> None:
-        """TargetError naming the drive when the folder is no longer on it."""
+    def check(self, read_id: Callable[[], DriveId | None] | None = None) -> None:
+        """TargetError naming the drive when the folder is no longer on it; with `read_id`
+        (before what makes a run complete), the id on the drive must be the same too."""
         try:
             same = os.stat(self.folder).st_dev == self.dev
         except OSError:
             same = False
+        if same and read_id is not None and self.drive is not None:
+            found = read_id()
+            same = found is not None and found.id == self.drive.id
         if not same:
             name = self.drive.name() if self.drive else "holding the backup"
             raise TargetError(
                 f"the drive {name} is gone: {self.where} is no longer on it",
                 "nothing more was written; connect the drive again and run again "
                 "(what was stored so far is kept and reused)")
+
+
+def check_drive(target: str, found: bool, seen: DriveId | None, what: str,
+                allow_system_disk: bool = False) -> None:
+    """Refuse to start a set or store anew in a folder that is not its drive.
+
+    `found`: the set or store is there (then this is its drive). `seen`: the drive it was
+    last seen on, from this computer's memory, when it has run before. A first run into an
+    empty mount point (a folder under /media, /mnt or /run/media on the system disk, or an
+    fstab mount point with nothing mounted) needs `allow_system_disk`.
+    """
+    if found:
+        return
+    if seen is not None:
+        here = ("an empty folder on the system disk" if on_system_disk(target) else
+                f"a folder on another drive ({volume_of(target).name()})")
+        raise TargetError(
+            f"the drive {seen.name()} is not connected: {target} is {here}, and {what} "
+            "that ran there before is not in it",
+            "connect and mount the drive, then run again; to start it anew on this drive "
+            "instead, pass --new-drive")
+    reason = empty_mountpoint(target)
+    if reason and not allow_system_disk:
+        raise TargetError(
+            f"no drive is connected at {target}: {reason}",
+            "connect and mount the backup drive, then run again; to write to the system "
+            "disk anyway, pass --allow-system-disk")

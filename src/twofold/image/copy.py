@@ -17,13 +17,14 @@ from twofold.image.errors import ImageDamaged
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import (
     Target,
-    all_manifests,
+    claim_drive,
     creating,
     load_manifest,
     open_objects,
     open_store,
+    read_manifests,
 )
-from twofold.image.verify import check_chunks
+from twofold.image.verify import check_chunks, record_bad
 from twofold.store.chunkstore import ChunkStore, Location
 from twofold.store.objects import StoreError
 from twofold.store.packs import PackDamaged, chunk_id, decompress
@@ -44,6 +45,7 @@ class CopyResult:
     chunks_present: int = 0  # needed chunks the destination already held
     chunks_checked: int = 0
     seconds: float = 0.0
+    damaged: dict[str, str] = field(default_factory=dict)  # source manifests not copied
 
 
 Run = tuple[str, int, int, list[tuple[bytes, Location]]]  # pack, start, end, chunks
@@ -79,6 +81,7 @@ def _fetch(source: ChunkStore, run: Run) -> list[tuple[bytes, bytes, int]]:
         except PackDamaged:
             ok = False
         if not ok:
+            source.forget(cid, pack)
             raise ImageDamaged(f"chunk {cid.hex()} in {pack} of the source fails its check",
                                "nothing was listed in the destination; run twofold image "
                                "verify on the source to see which images it harms")
@@ -121,17 +124,21 @@ def copy(src: Target, dst: Target, images: list[str] | None, progress: Progress,
     """Copy `images` (default: all) from the store at `src` to the one at `dst`."""
     started = clock.now_ns()
     source = open_store(src)
-    wanted = [load_manifest(source.objects, n) for n in images] if images else \
-        all_manifests(source.objects)
+    result = CopyResult()
+    if images:
+        wanted = [load_manifest(source.objects, n) for n in images]
+    else:
+        found = read_manifests(source.objects)
+        wanted, result.damaged = found.good, found.damaged
     for m in wanted:
         if (lack := _missing_in(source, m)):
             raise ImageDamaged(f"image {m.name} needs {len(lack)} chunk(s) the source "
                                "store does not hold", "run twofold image verify on it")
     objects = open_objects(dst)
-    result = CopyResult()
+    drive = claim_drive(objects)
     with creating(objects, clock) as lease:
         dest = ChunkStore(objects, chunk_size=source.chunk_size)
-        dest.init()
+        dest.init(drive)
         if dest.chunk_size != source.chunk_size:
             raise StoreError(f"{objects.describe()} holds chunks of {dest.chunk_size} bytes, "
                              f"the source {source.chunk_size}",
@@ -148,7 +155,11 @@ def copy(src: Target, dst: Target, images: list[str] | None, progress: Progress,
         result.chunks_present = len(needed) - len(missing)
         progress.phase("copying", total_bytes=sum(
             loc.length for c in missing if (loc := source.location(c)) is not None))
-        _send(source, dest, missing, progress, result)
+        try:
+            _send(source, dest, missing, progress, result)
+        except ImageDamaged:
+            record_bad(source, clock)  # no later run reuses those copies
+            raise
         dest.commit_index()
         _check(open_store(objects), missing, needed, progress, result)
         lease.check()

@@ -10,13 +10,15 @@ from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import merge_extents
-from twofold.image.errors import ImageExists, ImageRefused, SourceReadError
+from twofold.fsinfo.volume import DriveId
+from twofold.image.errors import ImageExists, ImageRefused, SourceMissing, SourceReadError
 from twofold.image.manifest import (
     Area,
     ChunkRef,
@@ -27,9 +29,19 @@ from twofold.image.manifest import (
     manifest_object,
 )
 from twofold.image.parent import find_parent, parent_cells, within
-from twofold.image.repo import Target, creating, open_objects, open_store
+from twofold.image.repo import Target, claim_drive, creating, open_objects, open_store
 from twofold.image.source import plan_image, refuse_if_busy, table_doc
+from twofold.image.space import (
+    MARGIN,
+    Budget,
+    NoSpace,
+    free_bytes,
+    keep_reserve,
+    sample_need,
+)
 from twofold.store.chunkstore import ChunkStore
+from twofold.store.lease import CREATE, Lease, records
+from twofold.store.objects import LocalObjects, StoreFullError
 from twofold.store.packs import chunk_id, compress
 
 LEVELS = {"fast": 1, "balanced": 3, "max": 19}
@@ -51,6 +63,7 @@ class CreateResult:
     zero_chunks: int = 0
     seconds: float = 0.0
     issues: list[Issue] = field(default_factory=list)
+    drive: DriveId | None = None  # the drive a local store is on
 
     @property
     def ratio(self) -> float:
@@ -91,8 +104,10 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
     if before is not None:
         old = _read_pieces(reader, start, before[0])
         zero = old == _ZEROS[:len(old)]
-        if (before[1] is None and zero) or (not zero and chunk_id(old) == before[1]):
-            return before[1], None, before[0]
+        if before[1] is None and zero:
+            return None, None, before[0]
+        if not zero and chunk_id(old) == before[1]:  # stored again when found damaged
+            return before[1], None if store.has(before[1]) else compress(old, level), before[0]
     data = _read_pieces(reader, start, pieces)
     if data == _ZEROS[:len(data)]:
         return None, None, pieces
@@ -116,14 +131,18 @@ def _chunks(areas: list[Area], chunk_size: int, parent: Manifest | None) -> Iter
 
 
 def create(source: str, target: Target, name: str | None, level: int,
-           volume_size: int | None, force: bool, progress: Progress, clock: Clock
+           volume_size: int | None, force: bool, progress: Progress, clock: Clock,
+           seen_drive: DriveId | None = None, allow_system_disk: bool = False
            ) -> CreateResult:
-    """Image `source` (a disk, partition or image file) into the store at `target`."""
+    """Image `source` (a disk, partition or image file) into the store at `target`
+    (`seen_drive`, `allow_system_disk`: see repo.open_store)."""
     started = clock.now_ns()
     if not 1 <= level <= 22:
         raise ImageRefused(f"compression level {level} is outside 1..22")
     if not os.path.exists(source):
-        raise ImageRefused(f"the source {source} does not exist")
+        raise SourceMissing(f"the source {source} does not exist",
+                            "give a disk (/dev/sda), a partition or an image file; "
+                            "`twofold drives` lists the disks")
     mode = os.stat(source).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
         raise ImageRefused(f"the source {source} is neither a block device nor an image file",
@@ -142,22 +161,32 @@ def create(source: str, target: Target, name: str | None, level: int,
         plan = plan_image(reader, source, force)
         for issue in plan.issues:
             progress.issue(issue)
+        drive = claim_drive(objects, seen_drive, allow_system_disk)
         with creating(objects, clock) as lease, \
                 ThreadPoolExecutor(1, thread_name_prefix="twofold-parent") as aside:
             # the parent's manifest is fetched while the index loads: both are round trips
             parent_job = aside.submit(find_parent, objects, os.path.abspath(source),
                                       plan.kind, plan.size)
-            store = open_store(objects, volume_size, write=True)
+            store = open_store(objects, volume_size, write=True, drive=drive)
+            guard = objects.guard if isinstance(objects, LocalObjects) else None
             if store.objects.exists(manifest_object(name)):
                 raise ImageExists(f"an image named {name!r} already exists",
                                   "choose another --name, or delete the old image first")
             result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
             result.used_bytes = sum(a.used_bytes for a in plan.areas)
+            budget = _budget(reader, plan.areas, store, level, result.used_bytes, progress)
+            parent, manifests = parent_job.result()
+            for bad_name, problem in manifests.damaged.items():
+                issue = Issue(bad_name.encode(), "damaged", f"{problem} (skipped)")
+                result.issues.append(issue)
+                progress.issue(issue)
             progress.phase("imaging", total_bytes=result.used_bytes)
-            parent = parent_job.result()
-            _run(reader, plan.areas, store, level, result, progress, parent)
-            progress.phase("finishing")
-            store.commit_index()
+            try:
+                _run(reader, plan.areas, store, level, result, progress, parent, budget)
+                progress.phase("finishing")
+                store.commit_index()
+            except (NoSpace, StoreFullError) as err:
+                _give_up(store, lease, budget, err)
             result.stored_new_bytes = store.new_bytes
             result.seconds = (clock.now_ns() - started) / 1e9
             manifest = Manifest(name=name, created_ns=started, source=os.path.abspath(source),
@@ -165,14 +194,51 @@ def create(source: str, target: Target, name: str | None, level: int,
                                 table=table_doc(plan.table) if plan.table else None,
                                 areas=plan.areas, stats=result.as_dict())
             lease.check()
+            if guard is not None:
+                guard.check(store.drive_now)
+            result.drive = store.drive
             if not store.objects.put_once(manifest_object(name), manifest.to_json()):
                 raise ImageExists(f"an image named {name!r} appeared while this one was made",
                                   "its chunks are stored; run again with another --name")
     return result
 
 
+def _budget(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,
+            used: int, progress: Progress) -> Budget | None:
+    """The space check of a local store (its reserve made first, never used by a create):
+    refused now when sampled chunks say the image cannot fit (sampling only when the
+    used bytes alone would not fit)."""
+    keep_reserve(store.objects)
+    free = free_bytes(store.objects)
+    if free is None:
+        return None
+    budget = Budget(store, free, used)
+    if used + MARGIN > free:
+        progress.phase("estimating")
+        budget.check_before(sample_need(reader, areas, store, level))
+    return budget
+
+
+def _give_up(store: ChunkStore, lease: Lease, budget: Budget | None,
+             err: NoSpace | StoreFullError) -> NoReturn:
+    """Stop a create that does not fit: remove the packs it wrote when no other create
+    runs (none can reuse them then), and say what would free space."""
+    others = [k for k in records(store.objects, CREATE) if k != lease.key]
+    stored = store.building_bytes
+    if not others:
+        store.drop_session()
+    if budget is not None:
+        need = err.need if isinstance(err, NoSpace) else max(stored, budget.total)
+        raise budget.refuse(need, stored, removed=not others) from err
+    if others:
+        raise err
+    raise StoreFullError(err.message, "free some space or use a larger drive; images already "
+                         "listed are unharmed; what this run stored was removed") from err
+
+
 def _run(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,
-         result: CreateResult, progress: Progress, parent: Manifest | None) -> None:
+         result: CreateResult, progress: Progress, parent: Manifest | None,
+         budget: Budget | None = None) -> None:
     """The pipeline: workers read, hash and compress; this thread stores, in order."""
     window = WORKERS * 3
     pending: deque[tuple[Area, int, Future[Work]]] = deque()
@@ -183,9 +249,9 @@ def _run(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,
                 pending.append((area, cell, pool.submit(
                     _chunk_work, reader, area.start, pieces, store, level, before)))
                 if len(pending) >= window:
-                    _take(pending.popleft(), store, result, progress, taken)
+                    _take(pending.popleft(), store, result, progress, taken, budget)
             while pending:
-                _take(pending.popleft(), store, result, progress, taken)
+                _take(pending.popleft(), store, result, progress, taken, budget)
         finally:
             for _a, _c, fut in pending:
                 fut.cancel()
@@ -194,7 +260,7 @@ def _run(reader: FileReader, areas: list[Area], store: ChunkStore, level: int,
 
 
 def _take(item: tuple[Area, int, Future[Work]], store: ChunkStore, result: CreateResult,
-          progress: Progress, taken: dict[int, list[Extent]]) -> None:
+          progress: Progress, taken: dict[int, list[Extent]], budget: Budget | None) -> None:
     area, cell, fut = item
     cid, stored, pieces = fut.result()
     length = sum(n for _, n in pieces)
@@ -207,6 +273,8 @@ def _take(item: tuple[Area, int, Future[Work]], store: ChunkStore, result: Creat
     else:
         result.reused_chunks += 1
     progress.advance(nbytes=length)
+    if budget is not None:
+        budget.advance(length, store.building_bytes)
 
 
 def _stamp(ns: int) -> str:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from twofold.core.errors import RestoreError, TwofoldError, UsageError
+from twofold.core.errors import ExitCode, RestoreError, TwofoldError, UsageError
 
 
 class ImageRefused(TwofoldError):
     """The source or destination may not be used as it is (mounted, dirty, too small)."""
+
+
+class SourceMissing(ImageRefused):
+    """The source named on the command line does not exist: exit 2, as for any path."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ImageNotFound(UsageError):

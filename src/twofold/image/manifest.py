@@ -1,5 +1,6 @@
 """An image's manifest: the disk's layout, and per area the used extents and the chunk ids
-of each chunk-size cell (docs/FORMAT.md, "Images"); JSON in, JSON out, no I/O."""
+of each chunk-size cell (docs/FORMAT.md, "Images"); sealed JSON in and out (version 2;
+version 1, without a checksum, is still read), checked for sense before use; no I/O."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from twofold.core.errors import TwofoldError
+from twofold.store.sealed import SealBroken, is_sealed, seal, unseal
 
 FORMAT = "twofold-image"
-VERSION = 1
+VERSION = 2
+OLD_VERSION = 1
+"""Written before manifests carried a checksum; read, never written."""
 IMAGES_DIR = "images/"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
@@ -64,6 +69,7 @@ class Area:
     type: str = ""
     name: str = ""
     uuid: str | None = None
+    fs_label: str | None = None  # the file system's own label, when it has one
 
     @property
     def used_bytes(self) -> int:
@@ -102,7 +108,7 @@ class Manifest:
         return sum(a.used_bytes for a in self.areas)
 
     def to_json(self) -> bytes:
-        """The manifest document."""
+        """The manifest document, sealed with its checksum."""
         doc = {
             "format": FORMAT, "version": VERSION, "name": self.name,
             "created_ns": self.created_ns, "source": self.source, "kind": self.kind,
@@ -110,39 +116,121 @@ class Manifest:
             "compression": "zstd", "table": self.table, "stats": self.stats,
             "areas": [_area_doc(a) for a in self.areas],
         }
-        return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+        return seal(doc)
 
 
 def _area_doc(a: Area) -> dict[str, Any]:
+    label = {"fs_label": a.fs_label} if a.fs_label else {}  # optional: older readers skip it
     return {"role": a.role, "number": a.number, "start": a.start, "size": a.size,
-            "type": a.type, "name": a.name, "uuid": a.uuid, "fs": a.fs,
+            "type": a.type, "name": a.name, "uuid": a.uuid, "fs": a.fs, **label,
             "used_bytes": a.used_bytes, "extents": [list(e) for e in a.extents],
             "chunks": [[c.cell, c.length, c.id.hex() if c.id else None] for c in a.chunks]}
 
 
-def parse_manifest(data: bytes, where: str) -> Manifest:
-    """The manifest in `data`; ManifestError naming `where` when it cannot be read."""
+def parse_manifest(data: bytes, where: str, name: str | None = None) -> Manifest:
+    """The manifest in `data`, checked (its checksum, then that its extents and chunks
+    make sense, and that it names image `name` when given); ManifestError naming `where`
+    when it is damaged, of an unknown version, or describes something impossible."""
     try:
-        doc = json.loads(data)
+        if is_sealed(data):
+            doc = unseal(data)
+            if doc.get("version") != VERSION:
+                raise ManifestError(f"{where} has manifest version {doc.get('version')}",
+                                    "a newer twofold may read it")
+        else:
+            doc = json.loads(data)
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            if doc.get("version") != OLD_VERSION:  # later versions are always sealed
+                raise SealBroken(f"version {doc.get('version')!r} without its checksum")
         if doc.get("format") != FORMAT:
             raise ManifestError(f"{where} is not a twofold image manifest")
-        if doc.get("version") != VERSION:
-            raise ManifestError(f"{where} has manifest version {doc.get('version')}",
-                                "a newer twofold may read it")
-        areas = [Area(role=a["role"], start=a["start"], size=a["size"],
-                      extents=[(int(o), int(n)) for o, n in a["extents"]],
-                      chunks=[ChunkRef(c[0], c[1], bytes.fromhex(c[2]) if c[2] else None)
+        areas = [Area(role=a["role"], start=_int(a["start"]), size=_int(a["size"]),
+                      extents=[(_int(o), _int(n)) for o, n in a["extents"]],
+                      chunks=[ChunkRef(_int(c[0]), _int(c[1]), _chunk_id(c[2]))
                               for c in a["chunks"]],
-                      fs=a.get("fs"), number=a.get("number"), type=a.get("type", ""),
-                      name=a.get("name", ""), uuid=a.get("uuid"))
+                      fs=_text(a.get("fs")), number=a.get("number"),
+                      type=str(a.get("type", "")), name=str(a.get("name", "")),
+                      uuid=_text(a.get("uuid")), fs_label=_text(a.get("fs_label")))
                  for a in doc["areas"]]
-        return Manifest(name=doc["name"], created_ns=doc["created_ns"], source=doc["source"],
-                        kind=doc["kind"], size=doc["size"], chunk_size=doc["chunk_size"],
-                        table=doc.get("table"), areas=areas, stats=doc.get("stats", {}))
+        table = doc.get("table")
+        if table is not None and not isinstance(table, dict):
+            raise ValueError("table is not an object")
+        m = Manifest(name=str(doc["name"]), created_ns=_int(doc["created_ns"]),
+                     source=str(doc["source"]), kind=str(doc["kind"]), size=_int(doc["size"]),
+                     chunk_size=_int(doc["chunk_size"]), table=table, areas=areas,
+                     stats=dict(doc.get("stats") or {}))
     except ManifestError:
         raise
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+    except SealBroken as err:
+        raise ManifestError(f"{where} is damaged: {err}",
+                            "delete it (twofold image delete), or copy the image again "
+                            "from another store") from None
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError,
+            RecursionError) as err:
         raise ManifestError(f"{where} is damaged ({type(err).__name__}: {err})") from None
+    check_sense(m, where, name)
+    return m
+
+
+def _int(value: object) -> int:
+    if type(value) is not int:
+        raise ValueError(f"{value!r} is not a whole number")
+    return value
+
+
+def _text(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{value!r} is not text")
+    return value
+
+
+def _chunk_id(value: object) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64:
+        raise ValueError(f"{value!r} is not a chunk id")
+    return bytes.fromhex(value)
+
+
+def check_sense(m: Manifest, where: str, name: str | None = None) -> None:
+    """ManifestError unless `m` describes a possible image: a valid name (`name` when
+    given), a valid chunk size, areas inside the source, extents sorted, disjoint and
+    inside their area (and no byte in two areas), one chunk per cell holding extents."""
+    def bad(what: str) -> ManifestError:
+        return ManifestError(f"{where} describes an impossible image: {what}",
+                             "do not restore it; delete it and image the disk again")
+
+    check_image_name(m.name)
+    if name is not None and m.name != name:
+        raise bad(f"it names image {m.name!r}")
+    if m.chunk_size & (m.chunk_size - 1) or not 1 << 16 <= m.chunk_size <= 1 << 24:
+        raise bad(f"chunk size {m.chunk_size}")
+    if m.size <= 0 or m.kind not in ("disk", "partition"):
+        raise bad(f"a {m.kind!r} of {m.size} bytes")
+    spans: list[Extent] = []
+    for area in m.areas:
+        if area.role not in ("disk", "partition", "volume") or area.start < 0 or \
+                area.size < 0 or area.start + area.size > m.size:
+            raise bad(f"{area.label} at {area.start} of {area.size} bytes")
+        end = 0
+        for offset, length in area.extents:
+            if offset < end or length <= 0 or offset + length > area.size:
+                raise bad(f"extent [{offset},{length}] of {area.label}")
+            end = offset + length
+            spans.append((area.start + offset, length))
+        cells = cell_pieces(area.extents, m.chunk_size)
+        for ref in area.chunks:
+            cell, pieces = next(cells, (-1, []))
+            if ref.cell != cell or ref.length != sum(n for _, n in pieces):
+                raise bad(f"chunk of cell {ref.cell} of {area.label} does not match its "
+                          "extents")
+        if next(cells, None) is not None:
+            raise bad(f"cells of {area.label} without a chunk")
+    spans.sort()
+    for (a, n), (b, _) in pairwise(spans):
+        if a + n > b:
+            raise bad(f"byte {b} is in two areas")
 
 
 def cell_pieces(extents: list[Extent], chunk_size: int) -> Iterator[tuple[int, list[Extent]]]:

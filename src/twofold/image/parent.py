@@ -5,18 +5,20 @@ that a freed block does not make its chunk new."""
 from __future__ import annotations
 
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
-from twofold.image.repo import all_manifests
+from twofold.image.repo import Manifests, read_manifests
 from twofold.store.objects import ObjectStore
 
 ParentCells = dict[int, tuple[list[Extent], bytes | None]]
 """cell -> (pieces the previous image holds in it, their chunk id)."""
 
 
-def find_parent(objects: ObjectStore, source: str, kind: str, size: int) -> Manifest | None:
-    """The newest image of `source` (same kind and size), or None."""
-    same = [m for m in all_manifests(objects)
-            if m.source == source and m.kind == kind and m.size == size]
-    return same[-1] if same else None
+def find_parent(objects: ObjectStore, source: str, kind: str, size: int
+                ) -> tuple[Manifest | None, Manifests]:
+    """The newest image of `source` (same kind and size), or None; and the store's
+    manifests (the damaged ones named there are skipped)."""
+    found = read_manifests(objects)
+    same = [m for m in found.good if m.source == source and m.kind == kind and m.size == size]
+    return (same[-1] if same else None), found
 
 
 def parent_cells(parent: Manifest | None, area: Area, chunk_size: int) -> ParentCells:

@@ -8,7 +8,7 @@ import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
@@ -16,12 +16,13 @@ from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.efiboot import ensure_fallback_loader
 from twofold.fsinfo.gptgrow import grow_gpt
+from twofold.fsinfo.wipe import wipe_signatures
 from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
 from twofold.image.repo import Target, load_manifest, open_store
-from twofold.image.source import refuse_if_busy
-from twofold.image.verify import check_chunks
+from twofold.image.source import refuse_if_busy, related_devices
+from twofold.image.verify import check_chunks, record_bad
 from twofold.store.packs import chunk_id
 
 _ZEROS = bytes(1 << 20)
@@ -42,6 +43,7 @@ class RestoreResult:
     gpt_moved: bool = False
     bytes_checked: int = 0  # read back from the destination after writing
     seconds: float = 0.0
+    wiped: list[str] = field(default_factory=list)  # old signatures erased ("sdb: gpt, PMBR")
     boot_note: str = ""  # the UEFI fallback loader: added, or what the user must do
 
 
@@ -102,13 +104,19 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
     missing = [cid for cid in places if store.location(cid) is None]
     if missing:
         area, pieces = places[missing[0]][0]
+        bad = sum(1 for cid in missing if store.known_bad(cid))
         raise ImageDamaged(
-            f"image {m.name} needs {len(missing)} chunk(s) the store does not hold, the "
-            f"first for {area.label} at byte {area.start + pieces[0][0]}",
-            "nothing was written; `twofold image verify` lists all damage")
+            f"image {m.name} needs {len(missing)} chunk(s) the store does not hold"
+            + (f" ({bad} found damaged before)" if bad else "") + ", the first for "
+            f"{area.label} at byte {area.start + pieces[0][0]}",
+            "nothing was written; `twofold image verify` lists all damage, and `twofold "
+            "image verify --heal --from OTHER_STORE` (or --source DISK) can mend it")
     fd, dest_size, created = _open_dest(dest, needed)
     result = RestoreResult(m.name, dest, needed, dest_size, created)
     try:
+        if stat.S_ISBLK(os.fstat(fd).st_mode):
+            progress.phase("wiping old signatures")
+            result.wiped = _wipe(dest, fd, dest_size)
         progress.phase("restoring", total_bytes=sum(
             lengths[c] * len(p) for c, p in places.items()))
         if not created:
@@ -124,7 +132,8 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
                     f"image {m.name} is damaged in {area.label}, bytes {first}-"
                     f"{area.start + pieces[-1][0] + pieces[-1][1]}: {problem}",
                     f"the restore stopped; {dest} is incomplete. Restore another image "
-                    "(twofold image list) or run twofold image verify for all damage")
+                    "(twofold image list), or mend this one with twofold image verify "
+                    "--heal (--from OTHER_STORE or --source DISK)")
             view = memoryview(data)
             for area, pieces in places[cid]:
                 pos = 0
@@ -135,7 +144,11 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
                 progress.advance(nbytes=pos)
             result.chunks += 1
 
-        check_chunks(store, list(places), progress, done)
+        try:
+            check_chunks(store, list(places), progress, done)
+        except ImageDamaged:
+            record_bad(store, clock)  # the next create stores those chunks again
+            raise
         if readback:
             os.fsync(fd)
             result.bytes_checked = _read_back(dest, fd, shift, places, progress)
@@ -158,6 +171,14 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
         os.close(fd)
     result.seconds = (clock.now_ns() - started) / 1e9
     return result
+
+
+def _wipe(dest: str, fd: int, size: int) -> list[str]:
+    """Erase the signatures of the device's old partitions and its own (fsinfo/wipe.py)
+    before the image is written: nothing of the old layout outlives the restore."""
+    own = os.fstat(fd).st_rdev
+    parts = [f"/dev/{name}" for dev, name in related_devices(dest).items() if dev != own]
+    return wipe_signatures(dest, sorted(parts), fd, size)
 
 
 def _fallback_loader(dest: str, progress: Progress) -> str:

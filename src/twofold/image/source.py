@@ -145,7 +145,8 @@ def _volume_area(reader: FileReader | SliceReader, role: str, start: int, size: 
     extents = list(used.extents)
     if used.total_size < size:  # bytes past the file system's end: unknown, kept
         extents.append((used.total_size, size - used.total_size))
-    return Area(role, start, size, list(merge_extents(extents, size)), fs=fstype)
+    return Area(role, start, size, list(merge_extents(extents, size)), fs=fstype,
+                fs_label=used.label or None)
 
 
 def plan_image(reader: FileReader, source: str, force: bool) -> Plan:

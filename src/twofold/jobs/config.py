@@ -17,7 +17,8 @@ from twofold.core.errors import ConfigError
 from twofold.core.schedule import HINT, Schedule, parse_schedule
 
 SET_KEYS = {"sources", "target", "exclude", "default_excludes", "allow_mass_delete",
-            "schedule"}
+            "schedule", "keep_daily", "keep_weekly", "keep_monthly"}
+KEEP_KEYS = ("keep_daily", "keep_weekly", "keep_monthly")
 IMAGE_KEYS = {"source", "target", "schedule", "on_change", "compression"}
 TOP_KEYS = {"exclude", "sets", "images"}
 IMAGE_SCHEDULE = "every 90 days"
@@ -35,6 +36,7 @@ class SetConfig:
     default_excludes: bool = True
     allow_mass_delete: bool = False
     schedule: Schedule | None = None  # None: run only by hand
+    keep: tuple[int, int, int] = (0, 0, 0)  # daily, weekly, monthly; all 0: keep everything
     kind = "backup"
 
 
@@ -111,6 +113,13 @@ def _bool(value: Any, where: str, text: str, key: str) -> bool:
     return value
 
 
+def _count(value: Any, where: str, text: str, key: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: '{key}' must be a whole number, 0 or more"
+                          f"{_line_of(text, key)}", "e.g. keep_daily = 7")
+    return value
+
+
 def _schedule(value: Any, where: str, text: str) -> Schedule:
     if not isinstance(value, str):
         raise ConfigError(f"{where}: 'schedule' must be a string{_line_of(text, 'schedule')}",
@@ -156,7 +165,10 @@ def parse(text: str, path: Path) -> Config:
             allow_mass_delete=_bool(body.get("allow_mass_delete", False), where, text,
                                     "allow_mass_delete"),
             schedule=None if "schedule" not in body else
-            _schedule(body["schedule"], where, text))
+            _schedule(body["schedule"], where, text),
+            keep=(_count(body.get("keep_daily", 0), where, text, "keep_daily"),
+                  _count(body.get("keep_weekly", 0), where, text, "keep_weekly"),
+                  _count(body.get("keep_monthly", 0), where, text, "keep_monthly")))
     _parse_images(data, cfg, text)
     return cfg
 
@@ -208,7 +220,19 @@ def load(path: Path | None) -> Config:
         return Config(where)
     except OSError as err:
         raise ConfigError(f"cannot read config {where}: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise not_utf8(where, err) from None
     return parse(text, where)
+
+
+def not_utf8(where: Path, err: UnicodeDecodeError) -> ConfigError:
+    """The usage error for a config file that is not UTF-8 text."""
+    raw = err.object[:err.start]
+    line = raw.count(b"\n") + 1
+    column = err.start - (raw.rfind(b"\n") + 1) + 1
+    return ConfigError(f"{where}: line {line}, column {column}: byte "
+                       f"0x{err.object[err.start]:02x} is not UTF-8 text",
+                       "a config file is UTF-8 (TOML); save it as UTF-8, or retype that line")
 
 
 def user_folders(home: Path) -> list[Path]:
@@ -230,13 +254,23 @@ def _toml_str(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def init_text(sources: list[Path], target: str | None) -> str:
-    """A commented config with one set, 'default'."""
+def init_text(sources: list[Path], target: str | None, schedule: str | None = None,
+              drive_note: str = "", image_source: str | None = None) -> str:
+    """A commented config with one set, 'default', run on `schedule` (None: by hand), and
+    an image job of `image_source` when given (else a commented example)."""
     src = ",\n    ".join(_toml_str(str(p)) for p in sources)
     tgt = f"target = {_toml_str(target)}" if target else \
         '# target = "/media/you/BACKUP"   # the mount point of your backup drive'
+    note = f"# {drive_note}\n" if drive_note else ""
+    sched = f"schedule = {_toml_str(schedule)}" if schedule else \
+        '# schedule = "daily"   # daily, weekly, monthly or "every N days"; none: by hand'
+    image_target = _toml_str(target) if target else '"/media/you/BACKUP"'
+    image = (f"[images.system]\nsource = {_toml_str(image_source)}\ntarget = {image_target}\n"
+             if image_source else
+             f"# [images.system]\n# source = \"/dev/sda\"\n# target = {image_target}\n")
     return f"""# twofold configuration. Full reference: docs/CONFIG.md
 # Run a set with `twofold backup NAME`; `twofold backup` alone runs the set "default".
+# `twofold schedule install` runs the scheduled ones by themselves.
 
 # Patterns (gitignore rules) left out of every set, besides the built-in caches and trash.
 exclude = []
@@ -247,9 +281,14 @@ sources = [
     {src}
 ]
 # Where backups go: a folder on the external drive (a new folder twofold/ is made there).
-{tgt}
+{note}{tgt}
+# How often (run by the timers, and when the drive is plugged in while a run is due).
+{sched}
 # Patterns left out of this set only, e.g. ["*.iso", "node_modules/"].
 exclude = []
 # Leave out caches and trash (.cache/, .Trash-*/, Thumbs.db ...)?
 default_excludes = true
-"""
+
+# An image of the whole system disk, every 90 days or as soon as packages, kernel or boot
+# files change (image jobs default to that).
+{image}"""

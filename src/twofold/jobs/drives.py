@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.core.errors import TargetError, UsageError
+from twofold.fsinfo.blockio import FileReader, LayoutError
+from twofold.fsinfo.parttable import parse_table
 from twofold.jobs.config import drive_of
 
 LSBLK_COLUMNS = "NAME,PATH,MODEL,SIZE,FSTYPE,LABEL,UUID,MOUNTPOINT,RM,HOTPLUG,TRAN,TYPE"
@@ -64,11 +67,13 @@ def _run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def blkid(path: str) -> dict[str, str]:
-    """TYPE, UUID, LABEL of the file system on `path` (probed; {} when none)."""
+def blkid(path: str, offset: int = 0, size: int | None = None) -> dict[str, str]:
+    """TYPE, UUID, LABEL of the file system on `path` (probed; {} when none), or of the
+    one in [offset, offset + size) of it."""
     if not shutil.which("blkid"):
         return {}
-    r = _run("blkid", "-p", "-o", "export", path)
+    where = ["-O", str(offset), "-S", str(size)] if size is not None else []
+    r = _run("blkid", "-p", "-o", "export", *where, path)
     return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
 
 
@@ -77,7 +82,49 @@ def list_drives() -> list[Drive]:
     r = _run("lsblk", "--json", "-b", "-o", LSBLK_COLUMNS)
     if r.returncode != 0:
         raise TargetError(f"lsblk failed: {r.stderr.strip()}")
-    drives = parse_lsblk(r.stdout)
+    return _complete(parse_lsblk(r.stdout))
+
+
+@dataclass
+class PartFacts:
+    """One partition of a disk's table, with the file system found in it."""
+
+    number: int
+    start: int
+    size: int
+    name: str  # the GPT partition name ("" for MBR)
+    fstype: str | None
+    label: str | None
+
+
+def disk_facts(path: str) -> tuple[Drive, str, list[PartFacts]]:
+    """The block device at `path` (model and size from lsblk), the kind of its partition
+    table, and its partitions as the table says, each probed by blkid at its offset (this
+    works where the kernel made no partition devices, and lsblk's cached facts may be
+    stale where udev is absent)."""
+    r = _run("lsblk", "--json", "-b", "--nodeps", "-o", LSBLK_COLUMNS, path)
+    if r.returncode != 0:
+        raise TargetError(f"lsblk cannot describe {path}: {r.stderr.strip()}")
+    disk = parse_lsblk(r.stdout)[0]
+    probe = blkid(path)
+    disk.fstype, disk.label = probe.get("TYPE"), probe.get("LABEL")
+    try:
+        with FileReader(path) as reader:
+            table = parse_table(reader, reader.size)
+    except (LayoutError, ValueError, OSError):
+        return disk, "unreadable", []
+    parts = []
+    for p in table.partitions:
+        if p.container:
+            continue
+        facts = blkid(path, p.start, p.size)
+        parts.append(PartFacts(p.index, p.start, p.size, p.name or "", facts.get("TYPE"),
+                               facts.get("LABEL")))
+    return disk, table.kind, parts
+
+
+def _complete(drives: list[Drive]) -> list[Drive]:
+    """File system facts lsblk lacks (no udev) from blkid, and mount points."""
     for d in drives:
         if d.fstype is None and d.type not in ("rom",) and os.geteuid() == 0:
             probe = blkid(d.path)
@@ -118,6 +165,15 @@ def device_of(kind: str, value: str) -> str | None:
         if r.returncode == 0 and r.stdout.strip():
             return r.stdout.strip().splitlines()[0]
     return None
+
+
+def is_disk(path: str) -> bool:
+    """True when `path` is a block device (a disk or partition): a restore over it is
+    confirmed by the user typing its name."""
+    try:
+        return stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def locate(target: str) -> str | None:

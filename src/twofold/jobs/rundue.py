@@ -4,27 +4,23 @@ one log per run and the job's record in the state folder."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
 
 from twofold.core.clock import Clock
-from twofold.core.errors import TwofoldError, UsageError
-from twofold.core.models import Issue
-from twofold.core.paths import show
+from twofold.core.errors import TargetError, TwofoldError, UsageError
+from twofold.fsinfo.volume import check_drive
 from twofold.jobs.config import Config, ImageJob, Job, SetConfig, drive_of
 from twofold.jobs.drives import blkid, device_of, locate, wait_for_mount
-from twofold.jobs.state import JobRecord, State
+from twofold.jobs.live import Cancelled, LiveProgress
+from twofold.jobs.runlog import LogProgress, RunLog, logged_run, outcome_of
+from twofold.jobs.state import State
 from twofold.jobs.status import Probe, job_status
-
-if TYPE_CHECKING:
-    from twofold.backup.engine import BackupResult
-
-PARTIAL_KINDS = {"skipped", "unstable", "failed"}
+from twofold.store.indexfiles import STORE_FILE
+from twofold.store.remote import STORE_DIR
+from twofold.store.target import SetDir
 
 
 @dataclass
@@ -36,35 +32,6 @@ class Outcome:
     result: str | None = None  # ok, partial, failed (when it ran)
     detail: str = ""
     log: str | None = None
-
-
-class LogProgress:
-    """A Progress that writes phases and issues to a run's log file."""
-
-    def __init__(self, fh: TextIO) -> None:
-        self.fh = fh
-
-    def line(self, text: str) -> None:
-        """One timestamped line."""
-        self.fh.write(f"{time.strftime('%H:%M:%S')} {text}\n")
-        self.fh.flush()
-
-    def phase(self, name: str, total_files: int | None = None,
-              total_bytes: int | None = None) -> None:
-        """Log the phase and its totals."""
-        totals = [f"{n:,} {u}" for n, u in ((total_files, "files"), (total_bytes, "bytes"))
-                  if n is not None]
-        self.line(f"{name}" + (f" ({', '.join(totals)})" if totals else ""))
-
-    def advance(self, files: int = 0, nbytes: int = 0) -> None:
-        """Not logged: too many."""
-
-    def issue(self, issue: Issue) -> None:
-        """Log the item."""
-        self.line(f"  {issue.kind}: {show(issue.path)}: {issue.message}")
-
-    def finish(self) -> None:
-        """Nothing to close; the caller owns the file."""
 
 
 def drive_matches(job: Job, uuid: str) -> bool:
@@ -92,7 +59,7 @@ def select(cfg: Config, drive: str | None, job: str | None) -> list[Job]:
 
 
 def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
-            progress: LogProgress, state: State) -> tuple[str, str]:
+            progress: LiveProgress, log: LogProgress, state: State) -> tuple[str, str]:
     from twofold.backup.engine import BackupOptions, backup
 
     options = BackupOptions(excludes=[*cfg.exclude, *job.exclude],
@@ -102,22 +69,23 @@ def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
     r = backup(job.sources, location, job.name, options, clock, progress)
     if r.drive is not None:
         state.remember_drive("backup", location, job.name, r.drive)
-    return outcome_of(r, progress)
+    outcome = outcome_of(r, log)
+    if any(job.keep):
+        from datetime import UTC, datetime
+
+        from twofold.backup.prune import prune
+        from twofold.core.retention import Policy
+
+        tz = datetime.now().astimezone().tzinfo or UTC
+        p = prune(location, job.name, Policy(*job.keep), tz)
+        log.line(f"retention (keep daily {job.keep[0]}, weekly {job.keep[1]}, monthly "
+                 f"{job.keep[2]}): pruned runs {', '.join(map(str, p.pruned_runs)) or '-'}, "
+                 f"{p.files_removed:,} old versions, {p.bytes_freed:,} bytes freed")
+    return outcome
 
 
-def outcome_of(r: BackupResult, log: LogProgress | None = None) -> tuple[str, str]:
-    """("ok", "") or ("partial", "N skipped") for a backup's result; logs its counts."""
-    s = r.stats
-    if log is not None:
-        log.line(f"run {r.run_id} ({r.run_name}): new {s.new} changed {s.changed} "
-                 f"deleted {s.deleted} moved {s.moved} unchanged {s.unchanged} "
-                 f"skipped {s.skipped}; {s.bytes_copied:,} bytes copied")
-    bad = sum(1 for i in s.issues if i.kind in PARTIAL_KINDS)
-    return ("partial", f"{bad} skipped") if bad else ("ok", "")
-
-
-def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
-           state: State, probe: Probe) -> tuple[str, str]:
+def _image(job: ImageJob, location: str, clock: Clock, progress: LiveProgress,
+           log: LogProgress, state: State, probe: Probe) -> tuple[str, str]:
     from twofold.image.create import LEVELS, create
     from twofold.image.manage import list_images
 
@@ -133,71 +101,63 @@ def _image(job: ImageJob, location: str, clock: Clock, progress: LogProgress,
     while name in taken:
         n += 1
         name = f"{base}-{n}"
-    r = create(job.source, location, name, level, None, False, progress, clock)
-    progress.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
-                  f"{r.stored_new_bytes:,} stored new")
+    r = create(job.source, location, name, level, None, False, progress, clock,
+               state.seen_drive("image", location))
+    if r.drive is not None:
+        state.remember_drive("image", location, "", r.drive)
+    log.line(f"image {r.name}: {r.used_bytes:,} bytes used, "
+             f"{r.stored_new_bytes:,} stored new")
     state.save_fingerprint(job.name, probe())
     return "ok", ""
-
-
-@dataclass
-class RunLog:
-    """A run being logged: its log's progress sink, and how it ended."""
-
-    progress: LogProgress
-    path: Path
-    result: str = "ok"
-    detail: str = ""
-
-
-@contextmanager
-def logged_run(state: State, name: str, kind: str, target: str, location: str,
-               clock: Clock) -> Iterator[RunLog]:
-    """Log a run of job `name` (started by a timer, a drive or by hand) and record its
-    result in the state folder; an error is logged, recorded, and raised on."""
-    started = clock.now_ns()
-    log = state.new_log(name, started)
-    with log.open("w", encoding="utf-8") as fh:
-        run = RunLog(LogProgress(fh), log)
-        run.progress.line(f"{kind} job {name!r} to {target} (at {location})")
-        try:
-            yield run
-        except TwofoldError as err:
-            run.result, run.detail = "failed", err.message
-            raise
-        except OSError as err:
-            run.result, run.detail = "failed", f"{err.strerror or err}: {err.filename or ''}"
-            raise
-        except BaseException:
-            run.result, run.detail = "failed", "interrupted"
-            raise
-        finally:
-            run.progress.line(f"result: {run.result}"
-                              + (f" ({run.detail})" if run.detail else ""))
-            rec = state.record(name)
-            ok_ns = None if run.result == "failed" else clock.now_ns()
-            state.save(name, JobRecord(last_run_ns=started,
-                                       last_ok_ns=ok_ns or rec.last_ok_ns,
-                                       result=run.result, detail=run.detail,
-                                       drive_seen_ns=started, log=str(log)))
 
 
 def run_job(job: Job, cfg: Config, location: str, state: State, clock: Clock,
             probe: Probe) -> Outcome:
     """Run one job now, with its log; record the result in the state folder."""
     run: RunLog | None = None
+    stopped: BaseException | None = None
     try:
         with logged_run(state, job.name, job.kind, str(job.target), location, clock) as run:
-            if isinstance(job, SetConfig):
-                run.result, run.detail = _backup(job, cfg, location, clock, run.progress,
-                                                 state)
-            else:
-                run.result, run.detail = _image(job, location, clock, run.progress, state,
-                                                probe)
+            live = LiveProgress(state.root, job.name, job.kind,
+                                f"{'Backup' if job.kind == 'backup' else 'Image'} {job.name}",
+                                run.progress)
+            try:
+                if isinstance(job, SetConfig):
+                    run.result, run.detail = _backup(job, cfg, location, clock, live,
+                                                     run.progress, state)
+                else:
+                    run.result, run.detail = _image(job, location, clock, live, run.progress,
+                                                    state, probe)
+            except (KeyboardInterrupt, Cancelled) as err:
+                run.result, run.detail, stopped = "cancelled", "stopped by the user", err
+            except TwofoldError as err:
+                run.result, run.detail = "failed", err.message
+            except OSError as err:
+                run.result, run.detail = "failed", f"{err.strerror or err}: {err.filename or ''}"
+            live.done(run.result, run.detail, str(run.path))
     except (TwofoldError, OSError):
         pass  # logged and recorded
     assert run is not None
+    if stopped is not None:
+        raise KeyboardInterrupt from stopped
     return Outcome(job.name, "ran", run.result, run.detail, str(run.path))
+
+
+def drive_absent(job: Job, location: str, state: State) -> str | None:
+    """Why the folder of a plain-path target is not the job's drive now (the empty folder an
+    unplugged drive left), or None: a timer finds the drive absent, not the job failing."""
+    if isinstance(job, SetConfig):
+        found = SetDir(location, job.name).exists()
+        seen = state.seen_drive("backup", location, job.name)
+        what = f"the backup set {job.name!r}"
+    else:
+        found = os.path.exists(os.path.join(location, STORE_DIR, STORE_FILE))
+        seen, what = state.seen_drive("image", location), "the image store"
+    try:
+        check_drive(location, found, seen, what)
+    except TargetError as err:
+        return err.message
+    return None
 
 
 def run_due(cfg: Config, state: State, clock: Clock, probe: Probe, drive: str | None = None,
@@ -211,6 +171,9 @@ def run_due(cfg: Config, state: State, clock: Clock, probe: Probe, drive: str | 
         location = locate(j.target) or (wait_for_mount(j.target, wait) if wait else None)
         if location is None:
             outcomes.append(Outcome(j.name, "absent", detail=f"{j.target} is not connected"))
+            continue
+        if (gone := drive_absent(j, location, state)) is not None:
+            outcomes.append(Outcome(j.name, "absent", detail=gone))
             continue
         verdict = job_status(j, state, clock, probe).verdict
         if not (force or verdict.due):

@@ -16,12 +16,14 @@ from twofold.jobs.status import period_of
 from twofold.jobs.units import (
     CRON_TAG,
     DRIVE_UNIT,
+    PANEL_UNIT,
     PREFIX,
     UDEV_RULE,
     Invocation,
     UnitFile,
     cron_lines,
     merge_crontab,
+    panel_units,
     plan_units,
 )
 
@@ -82,13 +84,25 @@ def _ours(folder: Path) -> list[Path]:
 
 
 def install(cfg: Config, inv: Invocation, unit_dir: Path | None = None,
-            use_cron: bool | None = None) -> Report:
+            use_cron: bool | None = None, panel: bool = False) -> Report:
     """Install the schedule of `cfg`: into `unit_dir` (nothing enabled), under systemd,
-    or as crontab lines (`use_cron`, or where systemd is not running)."""
+    or as crontab lines (`use_cron`, or where systemd is not running). With `panel`, also
+    the control panel's service; one installed before is kept."""
     report = Report()
+    if not any(job.schedule is not None for job in cfg.jobs()):
+        report.notes.append(
+            f"nothing is scheduled: no set in {cfg.path} has a schedule, so nothing runs by "
+            "itself; add schedule = \"daily\" (or weekly) to a set, or an [images.NAME] "
+            "job, then run `twofold schedule install` again (docs/CONFIG.md)")
     if use_cron or (use_cron is None and unit_dir is None and not systemd_running()):
+        if panel:
+            report.notes.append("the panel's service needs systemd; run `twofold panel` "
+                                "instead")
         return _install_cron(cfg, inv, report)
     files = plan_units(cfg, inv)
+    scope_dirs = _dirs(unit_dir)
+    if panel or any((scope_dirs[s] / PANEL_UNIT).exists() for s in ("user", "system")):
+        files += panel_units(inv)
     root = os.geteuid() == 0
     if unit_dir is None and root:  # root has no user manager to speak of
         files = [UnitFile("system" if f.scope == "user" else f.scope, f.name, f.text)
@@ -116,7 +130,8 @@ def _systemctl(scope: str) -> list[str]:
 
 def _enable(files: list[UnitFile], report: Report) -> None:
     for scope in ("user", "system"):
-        timers = [f.name for f in files if f.scope == scope and f.name.endswith(".timer")]
+        timers = [f.name for f in files if f.scope == scope and
+                  (f.name.endswith(".timer") or f.name == PANEL_UNIT)]
         if any(f.scope == scope for f in files):
             _run([*_systemctl(scope), "daemon-reload"], report)
         if timers:
@@ -129,7 +144,7 @@ def _remove_files(dirs: dict[str, Path], report: Report, scopes: set[str],
                   enable: bool) -> None:
     for scope in sorted(scopes):
         found = _ours(dirs[scope])
-        timers = [p.name for p in found if p.suffix == ".timer"]
+        timers = [p.name for p in found if p.suffix == ".timer" or p.name == PANEL_UNIT]
         if timers and enable and scope != "udev":
             _run([*_systemctl(scope), "disable", "--now", *timers], report)
         for p in found:

@@ -16,6 +16,8 @@ PREFIX = "twofold-"
 DRIVE_UNIT = "twofold-drive@.service"
 STATUS_UNIT = "twofold-status"
 UDEV_RULE = "90-twofold.rules"
+PANEL_UNIT = "twofold-panel.service"
+PANEL_PORT = 8765
 CRON_TAG = "# twofold:"
 STATE_ENV = "TWOFOLD_STATE_DIR"
 
@@ -95,6 +97,17 @@ def status_units(inv: Invocation) -> list[UnitFile]:
                      _timer("twofold: daily check that backups are current", "daily"))]
 
 
+def panel_units(inv: Invocation, port: int = PANEL_PORT) -> list[UnitFile]:
+    """A user service keeping the control panel running on 127.0.0.1:`port`;
+    `twofold panel --show` prints its address with the token of its start."""
+    service = (f"[Unit]\nDescription=twofold: the control panel on 127.0.0.1:{port}\n\n"
+               f"[Service]\nType=simple\n"
+               f"Environment={systemd_quote(f'{STATE_ENV}={inv.state}')}\n"
+               f"ExecStart={_exec(inv, 'panel', '--no-browser', '--port', str(port))}\n"
+               "Restart=on-failure\n\n[Install]\nWantedBy=default.target\n")
+    return [UnitFile("user", PANEL_UNIT, service)]
+
+
 def label_pattern(label: str) -> str:
     """A udev match for ID_FS_LABEL, where udev replaced unsafe characters: '?' for any
     character that is not plainly safe."""
@@ -114,8 +127,12 @@ def udev_rule(cfg: Config) -> str | None:
         seen.add(drive)
         kind, value = drive
         key = "ID_FS_UUID" if kind == "uuid" else "ID_FS_LABEL"
-        value = value.lower() if kind == "uuid" else label_pattern(value)
-        if not re.fullmatch(r"[A-Za-z0-9._?-]+", value):
+        if kind == "uuid":  # udev reports FAT, exFAT and NTFS UUIDs in upper case,
+            # Linux file systems' in lower case: match either, however it was written
+            value = "|".join(dict.fromkeys((value.lower(), value.upper())))
+        else:
+            value = label_pattern(value)
+        if not re.fullmatch(r"[A-Za-z0-9._?|-]+", value):
             continue  # a UUID udev could not report; nothing safe to match
         lines.append(f'ACTION=="add", SUBSYSTEM=="block", ENV{{{key}}}=="{value}"{wants}')
     if not lines:

@@ -20,8 +20,10 @@ from twofold.core.names import Namer, TargetProfile
 from twofold.store.mirror import Mirror
 from twofold.store.rows import (
     COLS,
+    DAMAGED_HINT,
     SELECT,
     SIG_SELECT,
+    DamagedRow,
     PendingOp,
     Row,
     Run,
@@ -165,13 +167,23 @@ class Catalog:
                             self.set_meta("set", set_name)
             version = self.meta("format_version")
         except sqlite3.DatabaseError as err:
+            self._close_quietly()
             raise catalog_error(err, path) from err
-        if version is None:
-            raise CatalogError(f"{path} is not a twofold catalog")
+        except UnicodeDecodeError as err:  # a damaged schema: its text is not UTF-8
+            self._close_quietly()
+            raise catalog_error(DamagedRow(f"text that is not UTF-8 ({err})"), path) from err
+        if version is None or not version.isdigit():
+            self._close_quietly()
+            raise CatalogError(f"{path} is not a twofold catalog (or its format version "
+                               "is damaged)", DAMAGED_HINT)
         if int(version) > FORMAT_VERSION:
             raise CatalogError(f"the catalog {path} has format {version}, newer than this "
                                f"twofold understands ({FORMAT_VERSION})",
                                "upgrade twofold to read it")
+
+    def _close_quietly(self) -> None:
+        with suppress(Exception):
+            self.close()
 
     def close(self) -> None:
         """Close the database."""
@@ -187,6 +199,9 @@ class Catalog:
         """Close; an SQLite error from inside the block becomes catalog_error's, which
         names this catalog and what to do."""
         self.close()
+        if isinstance(err, UnicodeDecodeError):  # text SQLite hands over that is not UTF-8
+            raise catalog_error(DamagedRow(f"text that is not UTF-8 ({err})"),
+                                self.path) from err
         if isinstance(err, sqlite3.DatabaseError):
             raise catalog_error(err, self.path) from err
 
@@ -232,7 +247,11 @@ class Catalog:
     def profile(self) -> TargetProfile | None:
         """What the target can hold, as probed when the set was made (None: not probed)."""
         text = self.meta("target")
-        return None if text is None else TargetProfile.from_json(text)
+        try:
+            return None if text is None else TargetProfile.from_json(text)
+        except (ValueError, TypeError, KeyError) as err:
+            raise catalog_error(DamagedRow(f"the drive's profile ({err})"), self.path) \
+                from err
 
     def set_profile(self, profile: TargetProfile) -> None:
         """Record the target's profile."""
@@ -370,6 +389,12 @@ class Catalog:
         """Rows that no longer describe current/."""
         for row in self.db.execute(f"{SELECT} WHERE until_run IS NOT NULL ORDER BY id"):
             yield row_record(row)
+
+    def versions_bytes(self) -> int:
+        """Bytes of the old versions kept in versions/ (what prune can free)."""
+        row = self.db.execute("SELECT COALESCE(SUM(size), 0) FROM entries WHERE kind='f' "
+                              "AND link_to IS NULL AND vrun IS NOT NULL").fetchone()
+        return int(row[0])
 
     def count_current_files(self) -> int:
         """How many non-folder entries current/ holds."""

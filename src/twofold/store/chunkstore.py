@@ -1,14 +1,31 @@
 """The content-addressed chunk store on an ObjectStore: packs (optionally in volumes),
-the index of chunk id → pack location, rebuilt from the packs' own indexes when missing."""
+the index of chunk id → pack location, rebuilt from the packs' own indexes when missing
+or damaged, and the copies found damaged (never used again)."""
 
 from __future__ import annotations
 
-import json
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 
-import blake3
-
+from twofold.fsinfo.volume import DriveId
+from twofold.store.freeing import collect
+from twofold.store.indexfiles import (
+    BAD_DIR,
+    INDEX_DIR,
+    STORE_FILE,
+    IndexDamaged,
+    bad_doc,
+    content_name,
+    index_doc,
+    is_pack_name,
+    marker_doc,
+    parse_bad_file,
+    parse_index_file,
+    parse_marker,
+)
 from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
 from twofold.store.packs import (
     ENTRY,
@@ -23,13 +40,8 @@ from twofold.store.packs import (
     parse_index,
 )
 
-STORE_FILE = "store.json"
-STORE_FORMAT = "twofold-image-store"
-STORE_VERSION = 1
 CHUNK_SIZE = 1 << 20
 PACK_SIZE = 32 << 20
-INDEX_DIR = "index/"
-INDEX_VERSION = 1
 MIN_VOLUME = 16 << 20
 
 
@@ -72,8 +84,16 @@ class ChunkStore:
         self.volume_size = volume_size
         self.pack_limit = min(pack_size, volume_size or pack_size)
         self.index: dict[bytes, Location] = {}
+        self.drive: DriveId | None = None  # the drive store.json names (local stores)
         self.packs: dict[str, list[PackEntry]] = {}
         self.index_files: list[str] = []
+        self.bad_files: list[str] = []
+        self.indexed_by: dict[str, list[str]] = {}  # pack -> the sound index files naming it
+        self.damaged_files: dict[str, str] = {}  # index or bad-list object -> problem
+        self.damaged_packs: dict[str, str] = {}  # pack whose own index is unreadable
+        self.bad: set[tuple[bytes, str]] = set()  # (chunk id, pack): a copy found damaged
+        self.found_bad: set[tuple[bytes, str]] = set()  # found by this session's loads
+        self._bad_lock = threading.Lock()
         self._builder = PackBuilder()
         self._session_packs: list[str] = []
         self._volume_use: dict[str, int] = {}
@@ -84,55 +104,75 @@ class ChunkStore:
 
     # -- opening -----------------------------------------------------------------------
 
-    def init(self) -> None:
-        """Make the store's marker object if the store is new; check it otherwise."""
-        marker = {"format": STORE_FORMAT, "version": STORE_VERSION,
-                  "chunk_size": self.chunk_size,
-                  "hash": "blake3", "compression": "zstd"}
-        if not self.objects.put_once(STORE_FILE, json.dumps(marker, indent=1).encode()):
+    def init(self, drive: DriveId | None = None) -> None:
+        """Make the store's marker object if the store is new (naming the `drive` it is
+        made on); check it otherwise."""
+        if self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, drive)):
+            self.drive = drive
+        else:
             self.check()
 
     def check(self) -> None:
         """StoreError unless the folder holds an image store of a version we read."""
         try:
-            marker = json.loads(self.objects.get(STORE_FILE))
+            raw = self.objects.get(STORE_FILE)
         except ObjectMissing:
             raise StoreError(f"no image store at {self.objects.describe()}",
                              "create an image there first (twofold image create)") from None
-        except ValueError:
-            raise StoreError(f"{STORE_FILE} in {self.objects.describe()} is damaged") from None
-        if marker.get("format") != STORE_FORMAT or marker.get("version") != STORE_VERSION:
-            raise StoreError(f"{self.objects.describe()} holds an image store of an unknown "
-                             f"format {marker.get('format')} {marker.get('version')}",
-                             "a newer twofold may read it")
+        marker = parse_marker(raw, self.objects.describe())
         self.chunk_size = _valid_chunk_size(marker.get("chunk_size"))
+        self.drive = DriveId.from_json(marker.get("drive"))
+
+    def drive_now(self) -> DriveId | None:
+        """The drive id store.json holds now (None when it cannot be read)."""
+        try:
+            raw = self.objects.get(STORE_FILE)
+            return DriveId.from_json(parse_marker(raw, self.objects.describe()).get("drive"))
+        except StoreError:
+            return None
+
+    def remake_marker(self, chunk_size: int) -> None:
+        """Replace a damaged store.json (only under the exclusive lock)."""
+        self.chunk_size = _valid_chunk_size(chunk_size)
+        self.objects.delete(STORE_FILE)
+        self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, self.drive))
 
     def load_index(self, repair: bool = False) -> list[str]:
-        """Read the index files, then the footers of packs no index file covers; with
-        `repair`, write an index file for those. Returns the packs that were recovered."""
+        """Read the index files and bad-chunk lists, then the footers of packs no sound
+        index file covers; with `repair`, write an index file for those. Damaged index
+        files and lists are named in `damaged_files` and not used. Returns the packs that
+        were recovered."""
         listed = self.objects.list()
-        pack_sizes = {o.name: o.size for o in listed if o.name.endswith(".pack")}
+        pack_sizes = {o.name: o.size for o in listed if is_pack_name(o.name)}
         for name, size in pack_sizes.items():
             vol = volume_of(name)
             self._volume_use[vol] = self._volume_use.get(vol, 0) + size
         self.index_files = [o.name for o in listed if o.name.startswith(INDEX_DIR)]
+        self.bad_files = bad_files = [o.name for o in listed if o.name.startswith(BAD_DIR)]
         with ThreadPoolExecutor(self.objects.writers, thread_name_prefix="twofold-idx") as pool:
-            docs = list(pool.map(self.objects.get, self.index_files))
-        for raw in docs:
+            docs = list(pool.map(self.objects.get, self.index_files + bad_files))
+        for name, raw in zip(bad_files, docs[len(self.index_files):], strict=True):
             try:
-                packs = json.loads(raw)["packs"]
-            except (ValueError, KeyError, TypeError):
-                continue  # a damaged index file is only a cache: the packs say the same
-            for pack, rows in packs.items():
+                self.bad |= parse_bad_file(name, raw)
+            except IndexDamaged as err:
+                self.damaged_files[name] = err.message
+        for name, raw in zip(self.index_files, docs, strict=False):
+            try:
+                packs = parse_index_file(name, raw)
+            except IndexDamaged as err:
+                self.damaged_files[name] = err.message  # its packs are read below
+                continue
+            for pack, entries in packs.items():
                 if pack in pack_sizes:
-                    self._add_pack(pack, [PackEntry(bytes.fromhex(r[0]), r[1], r[2], r[3])
-                                          for r in rows])
+                    self.indexed_by.setdefault(pack, []).append(name)
+                    self._add_pack(pack, entries)
         missing = [p for p in pack_sizes if p not in self.packs]
         recovered = []
         for pack in missing:
             try:
                 self._add_pack(pack, self.read_pack_index(pack, pack_sizes[pack]))
-            except PackDamaged:
+            except PackDamaged as err:
+                self.damaged_packs[pack] = err.message
                 continue  # verify names the images that needed it
             recovered.append(pack)
         if repair and recovered:
@@ -149,8 +189,42 @@ class ChunkStore:
     def _add_pack(self, pack: str, entries: list[PackEntry]) -> None:
         self.packs[pack] = entries
         for e in entries:
-            self.index.setdefault(e.chunk_id, Location(pack, e.offset, e.length,
-                                                       e.plain_length))
+            if (e.chunk_id, pack) not in self.bad:
+                self.index.setdefault(e.chunk_id, Location(pack, e.offset, e.length,
+                                                           e.plain_length))
+
+    # -- damaged copies ----------------------------------------------------------------
+
+    def forget(self, cid: bytes, pack: str) -> None:
+        """Never use the copy of `cid` in `pack` again in this session (another copy, if
+        the store holds one, takes its place)."""
+        with self._bad_lock:
+            self.found_bad.add((cid, pack))
+            self.bad.add((cid, pack))
+            loc = self.index.get(cid)
+            if loc is None or loc.pack != pack:
+                return
+            del self.index[cid]
+            for other, entries in self.packs.items():
+                for e in entries:
+                    if e.chunk_id == cid and (cid, other) not in self.bad:
+                        self.index[cid] = Location(other, e.offset, e.length, e.plain_length)
+                        return
+
+    def known_bad(self, cid: bytes) -> bool:
+        """True when a copy of `cid` was found damaged (and is not used)."""
+        return any(c == cid for c, _ in self.bad)
+
+    def record_bad(self, now_ns: int | None = None) -> int:
+        """Write the damaged copies found by this session to a bad-chunk list (bad/), so
+        that no later run reuses them; returns how many were recorded."""
+        with self._bad_lock:
+            pairs, self.found_bad = set(self.found_bad), set()
+        if not pairs:
+            return 0
+        data = bad_doc(pairs, now_ns if now_ns is not None else time.time_ns())
+        self.objects.put_once(content_name(BAD_DIR, data), data)
+        return len(pairs)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -199,6 +273,11 @@ class ChunkStore:
             number += 1
         return f"vol-{number:04d}"
 
+    def replace_pack(self, old: str, new: str, entries: list[PackEntry]) -> None:
+        """`new` (stored) holds what `old` held: chunks are found there from now on."""
+        self.drop_pack(old)
+        self._add_pack(new, entries)
+
     def wait_writes(self) -> None:
         """Wait until every pack handed to the writer thread is stored (or raise its error)."""
         while self._writes:
@@ -215,15 +294,51 @@ class ChunkStore:
             self._write_index(self._session_packs)
             self._session_packs = []
 
+    def reindex(self, packs: dict[str, list[PackEntry]], keep: list[str]) -> str:
+        """Write one index file for `packs` (their own indexes, as read), then remove
+        every other index file but `keep` (only under the exclusive lock)."""
+        for gone in self.index_files:  # first: the new one may have a damaged one's name
+            if gone not in keep:
+                self.objects.delete(gone)
+        self.packs.update(packs)
+        self.index_files = list(keep)
+        return self._write_index(sorted(packs))
+
     def _write_index(self, packs: list[str]) -> str:
-        doc = {"version": INDEX_VERSION, "packs": {
-            p: [[e.chunk_id.hex(), e.offset, e.length, e.plain_length] for e in self.packs[p]]
-            for p in sorted(packs)}}
-        data = json.dumps(doc, separators=(",", ":")).encode()
-        name = f"{INDEX_DIR}{blake3.blake3(data).hexdigest()}.json"
-        self.objects.put_once(name, data)
+        data = index_doc({p: self.packs[p] for p in packs})
+        name = content_name(INDEX_DIR, data)
+        if not self.objects.put_once(name, data) and name in self.damaged_files:
+            self.objects.delete(name)  # a damaged copy of these very bytes
+            self.objects.put_once(name, data)
+            del self.damaged_files[name]
         self.index_files.append(name)
         return name
+
+    @property
+    def building_bytes(self) -> int:
+        """Stored bytes this session has written or queued, the pack being built included."""
+        return self.new_bytes + (self._builder.size if self._builder.entries else 0)
+
+    def drop_session(self) -> int:
+        """Give up this session's packs: wait for (and ignore the errors of) queued writes,
+        then delete every pack it wrote; returns how many. Only when no other writer can
+        have seen them (a create that stops for want of space)."""
+        self._builder = PackBuilder()
+        while self._writes:
+            with suppress(StoreError):
+                self._writes.pop(0).result()
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+        dropped = list(self._session_packs)
+        for name in dropped:
+            with suppress(StoreError):
+                self.objects.delete(name)
+            for e in self.packs.pop(name, []):
+                if (loc := self.index.get(e.chunk_id)) is not None and loc.pack == name:
+                    del self.index[e.chunk_id]
+        self._session_packs = []
+        return len(dropped)
 
     # -- reading -----------------------------------------------------------------------
 
@@ -235,50 +350,45 @@ class ChunkStore:
         """The plain data of a chunk, checked against its id; ChunkDamaged otherwise."""
         loc = self.index.get(cid)
         if loc is None:
+            if self.known_bad(cid):
+                raise ChunkDamaged(f"chunk {cid.hex()} was found damaged before (bad/) and "
+                                   "the store holds no good copy")
             raise ObjectMissing(f"chunk {cid.hex()} is not in the store")
         stored = self.objects.get_range(loc.pack, loc.offset, loc.length)
         try:
             data = decompress(stored, loc.plain_length)
         except PackDamaged:
+            self.forget(cid, loc.pack)
             raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} does not decompress") from None
         if len(data) != loc.plain_length or chunk_id(data) != cid:
+            self.forget(cid, loc.pack)
             raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} fails its hash check")
         return data
 
-    # -- freeing -----------------------------------------------------------------------
+    # -- freeing (store/freeing.py) ----------------------------------------------------
 
-    def collect(self, referenced: set[bytes]) -> tuple[int, int]:
+    def collect(self, referenced: set[bytes], room: int | None = None) -> tuple[int, int]:
         """Drop packs holding no referenced chunk and rewrite packs holding some
-        unreferenced ones. Returns (packs removed or rewritten, bytes freed)."""
-        old_packs = dict(self.packs)
-        sizes = {o.name: o.size for o in self.objects.list() if o.name.endswith(".pack")}
-        touched: list[str] = []
-        for pack, entries in old_packs.items():
-            live = [e for e in entries if e.chunk_id in referenced]
-            if len(live) == len(entries):
-                continue
-            touched.append(pack)
-            for e in entries:
-                if self.index.get(e.chunk_id, None) is not None and \
-                        self.index[e.chunk_id].pack == pack:
-                    del self.index[e.chunk_id]
-            del self.packs[pack]
-            for e in live:
-                if e.chunk_id not in self.index:
-                    stored = self.objects.get_range(pack, e.offset, e.length)
-                    self.add(e.chunk_id, stored, e.plain_length)
-        if not touched:
-            return 0, 0
-        self.flush()
-        self.wait_writes()
+        unreferenced ones (store/freeing.py). Returns (packs removed or rewritten, bytes
+        freed)."""
+        return collect(self, referenced, room)
+
+    def drop_pack(self, pack: str) -> list[PackEntry]:
+        """Forget a pack (its chunks are found elsewhere or not at all); its entries."""
+        entries = self.packs.pop(pack)
+        for e in entries:
+            if (loc := self.index.get(e.chunk_id)) is not None and loc.pack == pack:
+                del self.index[e.chunk_id]
+        return entries
+
+    def add_pack(self, pack: str, entries: list[PackEntry]) -> None:
+        """Know a stored pack and its entries (copies listed as bad are not indexed)."""
+        self._add_pack(pack, entries)
+
+    def settle(self) -> None:
+        """What this session wrote is kept: a later drop_session leaves it alone."""
         self._session_packs = []
-        old_index = list(self.index_files)
-        self.index_files = []
-        self._write_index(list(self.packs))  # one index for everything live, then drop
-        for name in old_index:                # the old index files and packs
-            self.objects.delete(name)
-        freed = 0
-        for pack in touched:
-            self.objects.delete(pack)
-            freed += sizes.get(pack, 0)
-        return len(touched), freed - self.new_bytes
+
+    def write_index(self, packs: list[str]) -> str:
+        """Write one index file for `packs`; its name."""
+        return self._write_index(packs)

@@ -166,16 +166,21 @@ def open_source(path: bytes) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def copy_file(src_path: bytes, dst_path: bytes, *, fsync: bool = False,
+def copy_file(src_path: bytes, dst_path: bytes | tuple[int, bytes], *, fsync: bool = False,
               meta: Entry | None = None, holds: Holds = ALL) -> Copied:
     """Copy src to a new file dst (which must not exist), hashing the content.
 
-    With `meta`, the source's xattrs are read into it and its metadata is given to the
-    copy through the open descriptor (no further path lookups).
+    `dst_path` may be (folder descriptor, name): the file is then made in that opened
+    folder (fsinfo.beneath). With `meta`, the source's xattrs are read into it and its
+    metadata is given to the copy through the open descriptor (no further path lookups).
     """
     src, before = open_source(src_path)
     try:
-        dst = os.open(dst_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY
+        if isinstance(dst_path, tuple):
+            dst = os.open(dst_path[1], flags | _O_NOFOLLOW, 0o600, dir_fd=dst_path[0])
+        else:
+            dst = os.open(dst_path, flags, 0o600)
         try:
             digest, size = _stream(src, dst, before)
             problems: list[str] = []

@@ -11,16 +11,27 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
-from twofold.core.errors import TargetError
+from twofold.core.errors import ExitCode, TargetError
 from twofold.fsinfo.disk import fsync_dir
+from twofold.fsinfo.volume import DriveGuard
 from twofold.store.holders import pid_alive
 
 TMP_DIR = ".tmp"
 """Objects being written; never listed, never part of the store."""
+RESERVE = ".reserve"
+"""A file of zeros kept in a local store's folder, never listed: `delete` and `prune`
+remove it first, so that even on a full drive they can write their lock and rewrite a
+pack (docs/DESIGN.md, "Deleting on a full drive")."""
 
 
 class StoreError(TargetError):
     """The store cannot be read or written: missing object, I/O failure, bad name."""
+
+
+class TargetMissing(StoreError):
+    """The folder named as the target does not exist: exit 2, as for any path."""
+
+    exit_code = ExitCode.USAGE
 
 
 class ObjectMissing(StoreError):
@@ -122,8 +133,9 @@ class LocalObjects:
 
     writers = 1
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], guard: DriveGuard | None = None) -> None:
         self.root = os.fspath(root)
+        self.guard = guard  # the drive holding the folder: checked before every write
         self._host = this_host()
         self._swept = False
 
@@ -170,7 +182,7 @@ class LocalObjects:
             raise io_failure(err, folder) from err
         for entry in entries:
             name = f"{rel}/{entry.name}" if rel else entry.name
-            if name == TMP_DIR:
+            if name in (TMP_DIR, RESERVE):
                 continue
             if entry.is_dir(follow_symlinks=False):
                 yield from self._walk(entry.path, name)
@@ -215,6 +227,8 @@ class LocalObjects:
     def put_once(self, name: str, data: bytes) -> bool:
         """Write to .tmp/, fsync, then link (or rename) into place unless the name exists."""
         final = self._path(name)
+        if self.guard is not None:
+            self.guard.check()
         if os.path.exists(final):
             return False
         tmp_dir = os.path.join(self.root, TMP_DIR)
@@ -255,6 +269,8 @@ class LocalObjects:
     def delete(self, name: str) -> None:
         """Unlink the file; remove its folder when it became empty."""
         path = self._path(name)
+        if self.guard is not None:
+            self.guard.check()
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -272,3 +288,31 @@ class LocalObjects:
     def exists(self, name: str) -> bool:
         """True when the file exists."""
         return os.path.isfile(self._path(name))
+
+    def keep_reserve(self, nbytes: int) -> bool:
+        """Make the reserve file (RESERVE) of `nbytes` where it is missing or of another
+        size, as far as the drive has room; True when it is whole."""
+        path = os.path.join(self.root, RESERVE)
+        with suppress(OSError):
+            if os.path.getsize(path) == nbytes:
+                return True
+        try:
+            with open(path, "wb", buffering=0) as f:
+                try:  # blocks allocated without writing them, where the driver can
+                    os.posix_fallocate(f.fileno(), 0, nbytes)
+                except (OSError, AttributeError):
+                    f.write(bytes(nbytes))  # zeros written, not a hole: blocks are held
+                os.fsync(f.fileno())
+        except OSError:
+            return False
+        return True
+
+    def release_reserve(self) -> int:
+        """Remove the reserve file; the bytes it held (0 when there was none)."""
+        path = os.path.join(self.root, RESERVE)
+        try:
+            held = os.path.getsize(path)
+            os.unlink(path)
+        except OSError:
+            return 0
+        return held

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from twofold.core.errors import UsageError
-from twofold.store.objects import LocalObjects, ObjectStore, StoreError
+from twofold.fsinfo.volume import DriveGuard
+from twofold.store.objects import LocalObjects, ObjectStore, TargetMissing
 from twofold.store.retry import RetryPolicy
 
 STORE_DIR = "twofold-images"
@@ -98,9 +99,10 @@ def open_target(text: str, s3_endpoint: str | None = None,
     policy = policy or RetryPolicy.from_env()
     if isinstance(target, str):
         if not os.path.isdir(target):
-            raise StoreError(f"target {target} does not exist or is not a folder",
-                             "is the drive plugged in and mounted?")
-        return LocalObjects(os.path.join(target, STORE_DIR))
+            raise TargetMissing(f"target {target} does not exist or is not a folder",
+                                "is the drive plugged in and mounted?")
+        return LocalObjects(os.path.join(target, STORE_DIR),
+                            DriveGuard(target, None, text))
     if isinstance(target, SftpTarget):
         from twofold.store.sftp import SftpObjects
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import os
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,21 @@ def decode_xattrs(text: str | None) -> dict[str, bytes] | None:
     return {k: base64.b64decode(v) for k, v in json.loads(text).items()}
 
 
+class DamagedRow(sqlite3.DatabaseError):
+    """A row SQLite reads but twofold cannot: a damaged value (text that is not UTF-8,
+    JSON or base64 that does not parse, an unknown kind). Mapped like SQLite's own
+    errors (catalog_error): the catalog is damaged."""
+
+
 def row_record(row: tuple[Any, ...]) -> Record:
+    """The Record of an entries row (DamagedRow when a value cannot be read)."""
+    try:
+        return _row_record(row)
+    except (ValueError, TypeError, IndexError) as err:  # UnicodeDecodeError is one
+        raise DamagedRow(f"a damaged row ({err})") from err
+
+
+def _row_record(row: tuple[Any, ...]) -> Record:
     return Record(
         id=row[0], path=bytes(row[1]), kind=Kind(row[2]), size=row[3], mtime_ns=row[4],
         ctime_ns=row[5], ino=row[6], mode=row[7], uid=row[8], gid=row[9], owner=row[10],
@@ -134,6 +149,9 @@ def catalog_error(err: sqlite3.Error, path: str) -> TwofoldError:
             "free some space on the drive or use a larger one; current/ is unharmed and "
             "the next run carries on where this one stopped")
     if primary in _IO or (primary is None and "I/O" in text):
+        lost = not_answering(os.path.dirname(path) or ".")
+        if lost is not None:
+            return drive_gone(lost, path)
         return TargetError(f"reading or writing the catalog {path} failed: {text}",
                            "is the drive still connected? The next run finishes the job")
     if primary in _BUSY:
@@ -143,13 +161,46 @@ def catalog_error(err: sqlite3.Error, path: str) -> TwofoldError:
 
 
 def to_run(row: tuple[Any, ...]) -> Run:
+    """The Run of a runs row (DamagedRow when a value cannot be read)."""
+    try:
+        return _to_run(row)
+    except (ValueError, TypeError, IndexError) as err:
+        raise DamagedRow(f"a damaged run row ({err})") from err
+
+
+def _to_run(row: tuple[Any, ...]) -> Run:
     return Run(id=row[0], name=row[1], started_ns=row[2], finished_ns=row[3], state=row[4],
                config=json.loads(row[5]), host=row[6], stats=json.loads(row[7] or "{}"))
+
+
+DRIVE_GONE = (errno.ENOTCONN,)
+"""What a drive whose FUSE driver died (or a network share cut off) answers."""
+
+
+def not_answering(folder: str | bytes) -> OSError | None:
+    """The error of a drive that no longer answers for `folder` (a listing: a look at the
+    folder alone may be answered from the kernel's cache), else None."""
+    try:
+        os.listdir(folder)
+    except OSError as err:
+        return err if err.errno in DRIVE_GONE else None
+    return None
+
+
+def drive_gone(err: OSError, where: str) -> TargetError:
+    """The error for a drive that no longer answers (ENOTCONN)."""
+    return TargetError(
+        f"the drive holding {where} is gone: {err.strerror or err} (its driver stopped, "
+        "or it was pulled out)",
+        "connect the drive again (a FUSE drive: unmount and mount it again) and run "
+        "again; current/ holds only whole files, and the next run finishes the job")
 
 
 def target_failure(err: OSError, what: bytes | str) -> TargetError:
     """The error to raise when writing to the target fails."""
     where = show(what) if isinstance(what, bytes) else what
+    if err.errno in DRIVE_GONE:
+        return drive_gone(err, where)
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return TargetFullError(
             f"the target is full (while writing {where})",

@@ -15,16 +15,17 @@ try:
 except ImportError:  # Windows: the exclusive lock file only
     fcntl = None  # type: ignore[assignment]
 
-from twofold.core.errors import TargetError, UsageError
+from twofold.core.errors import CatalogError, TargetError, UsageError
 from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
+from twofold.core.paths import show, unsafe
 from twofold.fsinfo.disk import read_ahead
 from twofold.fsinfo.volume import DRIVE_FILE, DriveId, new_drive_id, read_drive_id
 from twofold.store.catalog import Catalog
 from twofold.store.holders import is_stale
 from twofold.store.holders import me as holder_me
 from twofold.store.probe import probe, through_fuse
-from twofold.store.rows import target_failure
+from twofold.store.rows import drive_gone, not_answering, target_failure
 
 __all__ = ["SetDir", "target_failure"]
 
@@ -53,6 +54,7 @@ class SetDir:
         self.lock_path = os.path.join(self.root, b"lock")
         self.drive_path = os.path.join(self.root, os.fsencode(DRIVE_FILE))
         self.namer = Namer()  # identity until the catalog says how names are stored
+        self.real_dirs: set[bytes] = set()  # folders of current/ seen not to be symlinks
 
     def exists(self) -> bool:
         """True when the set has a catalog on the target."""
@@ -60,6 +62,9 @@ class SetDir:
 
     def require(self) -> None:
         """Fail clearly unless the target holds this set."""
+        lost = not_answering(self.target)
+        if lost is not None:
+            raise drive_gone(lost, os.fsdecode(self.target))
         if not os.path.isdir(self.target):
             raise UsageError(f"target {os.fsdecode(self.target)} does not exist",
                              "is the drive plugged in and mounted?")
@@ -101,9 +106,16 @@ class SetDir:
                       if os.path.exists(os.path.join(base, n, CATALOG)))
 
     def create(self) -> None:
-        """Make the set's folders."""
+        """Make the set's folders; one that is a symlink (planted on the drive) is refused,
+        never written through."""
         for d in (self.current, self.versions, self.tmp):
             os.makedirs(d, exist_ok=True)
+        for d in (self.root, self.current, self.versions, self.tmp):
+            if os.path.islink(d):
+                raise TargetError(f"{os.fsdecode(d)} is a symlink, not a folder; twofold "
+                                  "does not write through it",
+                                  "replace it by the folder it should be, or use another "
+                                  "target")
 
     def open_catalog(self, *, create: bool = False) -> Catalog:
         """Open the set's catalog and take from it how names are stored on the target.
@@ -144,11 +156,14 @@ class SetDir:
 
     def cur(self, rel: bytes) -> bytes:
         """Absolute path of the copy of set path `rel` in current/."""
-        return os.path.join(self.current, self.namer.rel(rel))
+        return os.path.join(self.current, self.namer.rel(_checked(rel)))
 
     def ver(self, run_name: str, rel: bytes) -> bytes:
         """Absolute path of set path `rel` in the versions/ folder of a run."""
-        return os.path.join(self.versions, os.fsencode(run_name), self.namer.rel(rel))
+        if unsafe(run_name.encode("utf-8", "surrogateescape")) or "/" in run_name:
+            raise _unsafe_error(os.fsencode(run_name), "a versions/ folder name")
+        return os.path.join(self.versions, os.fsencode(run_name),
+                            self.namer.rel(_checked(rel)))
 
     def location(self, rec: Record, run_names: dict[int, str]) -> bytes:
         """Where the content of a catalog row is kept on the target."""
@@ -170,6 +185,8 @@ class SetDir:
             if catalog is None or (moved := catalog.moved_row(rec)) is None:
                 break
             rec = moved
+            if unsafe(rec.path) is not None:
+                break
             out.append(self.location(rec, run_names))
         return out
 
@@ -184,7 +201,10 @@ class SetDir:
         """Make .tmp/ and its subfolders (before the first copy of a run)."""
         try:
             for n in range(TMP_FANOUT):
-                os.makedirs(os.path.join(self.tmp, b"%02x" % n), exist_ok=True)
+                sub = os.path.join(self.tmp, b"%02x" % n)
+                if os.path.islink(sub):  # planted: copies must not go through it
+                    os.unlink(sub)
+                os.makedirs(sub, exist_ok=True)
         except OSError as err:
             raise target_failure(err, self.tmp) from err
 
@@ -195,8 +215,9 @@ class SetDir:
                 os.rmdir(os.path.join(self.tmp, b"%02x" % n))
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the set's lock for a run (or a prune).
+    def lock(self, *, shared: bool = False) -> Iterator[None]:
+        """Hold the set's lock for a run (or a prune); `shared` (verify) lets other
+        readers in but no run, and on a drive mounted read-only no run can be going on.
 
         The lock file stays in place and is never written after it was made; the run holds
         a kernel lock (flock) on it, which ends with the process, so a crashed run never
@@ -208,6 +229,9 @@ class SetDir:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
+            if shared and err.errno == errno.EROFS:
+                yield
+                return
             raise target_failure(err, self.lock_path) from err
         try:
             try:
@@ -215,7 +239,7 @@ class SetDir:
                     os.write(fd, LOCK_FREE)
             except OSError as err:
                 raise target_failure(err, self.lock_path) from err
-            if self._flock(fd):
+            if self._flock(fd, shared):
                 yield
                 return
         finally:
@@ -223,12 +247,32 @@ class SetDir:
         with self._exclusive(self.lock_path + b".excl"):
             yield
 
-    def _flock(self, fd: int) -> bool:
+    def in_use(self) -> bool:
+        """True while a run holds the set's lock (a run whose process is gone holds none:
+        the kernel dropped its lock)."""
+        excl = self.lock_path + b".excl"
+        if os.path.exists(excl):
+            return not is_stale(_holder(excl))
+        if fcntl is None:
+            return False
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as err:
+            return err.errno in (errno.EAGAIN, errno.EACCES)
+        finally:
+            os.close(fd)  # drops the shared lock taken to look
+        return False
+
+    def _flock(self, fd: int, shared: bool = False) -> bool:
         """Lock `fd` (True), or False where the file system takes no locks."""
         if fcntl is None:
             return False
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError as err:
             if err.errno in (errno.EAGAIN, errno.EACCES):
                 raise TargetError(
@@ -270,6 +314,21 @@ class SetDir:
         finally:
             with suppress(OSError):
                 os.unlink(path)
+
+
+def _checked(rel: bytes) -> bytes:
+    """`rel`, when it stays below the folder it is joined to (the last guard: commands
+    check their rows first and name the unsafe ones one by one)."""
+    if unsafe(rel) is not None:
+        raise _unsafe_error(rel, "a path")
+    return rel
+
+
+def _unsafe_error(rel: bytes, what: str) -> CatalogError:
+    return CatalogError(
+        f"the catalog names {what} that would leave the set's folder: {show(rel)!r} "
+        f"({unsafe(rel)}); nothing was done with it",
+        "a crafted or damaged catalog: `twofold repair` rebuilds it from the copies")
 
 
 def _holder(path: bytes) -> dict[str, Any]:
