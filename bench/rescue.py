@@ -11,6 +11,7 @@ The anchor: Debian's own live ISO measured here (207 MiB, 29 s to a shell under 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -75,6 +76,8 @@ def main() -> None:
     usb = boot_seconds(iso, "bios", "usb", work / "vm-usb")
     rows.append(("boot to the guide, bios USB stick (TCG)", f"{usb:.1f} s"))
     rows.append(("anchor", ANCHOR))
+    rows.append(("load average (1, 5, 15 min) at the end",
+                 " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

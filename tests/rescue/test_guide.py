@@ -146,3 +146,23 @@ def test_firmware_and_main_console_read_from_sysfs(tmp_path: Path) -> None:
     assert main_console(str(active)) == "/dev/tty1"
     active.write_text("tty0 ttyS0\n")
     assert main_console(str(active)) == "/dev/ttyS0"
+
+
+@pytest.mark.root
+def test_a_typed_in_store_when_no_drive_holds_one(rig: Rig, tmp_path: Path) -> None:
+    from tests.rescue.conftest import Clock
+    from twofold.core.progress import NullProgress
+    from twofold.image.create import create
+
+    folder = tmp_path / "nas"
+    folder.mkdir()
+    create(str(rig.source), str(folder), "typed-1", 3, None, False, NullProgress(), Clock())
+    name = os.path.basename(rig.target_dev)
+    console = Scripted(["n", str(tmp_path / "missing"),  # not a folder: says so
+                        "n", str(folder), "", number_of(rig.target_dev), name])
+    code = Guide(console, base=rig.base, only=[rig.target_dev, rig.small_dev]).run()
+    assert code == 0, console.text
+    assert "No store on any drive" in console.text
+    assert f"{tmp_path / 'missing'} is not a folder" in console.text
+    assert f"Restored typed-1 to {rig.target_dev}" in console.text
+    assert _same_start(rig.source, rig.target_dev)

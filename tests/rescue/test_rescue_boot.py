@@ -29,6 +29,8 @@ CACHE = Path(os.environ.get("TWOFOLD_RESCUE_CACHE", "/var/cache/twofold-test/res
 FIRST_SCREEN = r"twofold rescue [0-9.]+: guided restore"
 BOOT_TIMEOUT = 400  # seconds under TCG on a loaded machine (it takes about 40 alone)
 MiB = 1 << 20
+# The first test also builds the ISO when the cache lacks it (10 minutes on a busy machine).
+pytestmark = [pytest.mark.root, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +125,16 @@ def test_unattended_restore_from_a_store_disk_boots(rescue_iso: Path, tmp_path: 
         assert vm.wait_exit(120) is not None, "the rescue system did not power off"
     with Vm(VmSpec([Drive(target)], firmware="bios", accel="tcg"), tmp_path / "vm") as vm:
         _boot(vm, f"TWOFOLD-TEST-INIT up, root {disk.marker}")
+
+
+def test_unchanged_rebuild_comes_from_the_cache(rescue_iso: Path, tmp_path: Path) -> None:
+    if os.environ.get("TWOFOLD_RESCUE_ISO"):
+        pytest.skip("TWOFOLD_RESCUE_ISO names an ISO built elsewhere")
+    from twofold.rescue.build import build
+
+    again = tmp_path / "again.iso"
+    r = build(str(again), None, CACHE, NullProgress(), Clock())
+    assert r.cached, r.stages
+    assert [name for name, _ in r.stages] == ["wheels", "publish"]
+    assert again.read_bytes() == rescue_iso.read_bytes()
+    assert [p.name for p in tmp_path.iterdir()] == ["again.iso"]  # no temp file left
