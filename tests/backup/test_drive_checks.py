@@ -20,7 +20,7 @@ from twofold.cli.app import app
 from twofold.core.errors import TargetError
 from twofold.fsinfo.volume import DriveGuard, DriveId, volume_of
 
-from ..drives import IS_ROOT, NOT_ROOT_REASON, mounted, run
+from ..drives import IS_ROOT, NOT_ROOT_REASON, foreign_drive, mounted, run
 from .conftest import build_tree
 
 pytestmark = pytest.mark.skipif(not IS_ROOT, reason=f"real drives {NOT_ROOT_REASON}")
@@ -66,6 +66,23 @@ def test_a_backup_after_eject_is_refused_and_writes_nothing(tmp_path: Path) -> N
         assert code == 1 and "--new-drive" in text, text
         code, text = cli("backup", str(src), "--to", str(mnt), "--new-drive")
         assert code == 0, text
+
+
+@pytest.mark.parametrize("kind", ["exfat", "ntfs"])
+def test_eject_then_backup_on_the_drives_people_own(kind: str, tmp_path: Path) -> None:
+    src = build_tree(tmp_path / "src", files=10)
+    with foreign_drive(kind, tmp_path, "64M") as mnt:
+        code, text = cli("backup", str(src), "--to", str(mnt))
+        assert code == 0, text
+        drive = DriveId.from_json(json.loads((mnt / "twofold/default/drive.json").read_text()))
+        assert drive is not None
+        if kind == "exfat":  # on a loop device: named by its UUID, as udev says it
+            assert drive.uuid and drive.uuid == drive.uuid.upper(), drive
+    assert everything_under(mnt) == []
+    code, text = cli("backup", str(src), "--to", str(mnt))
+    assert code == 1, text
+    assert f"the drive {drive.name()} is not connected" in text, text
+    assert everything_under(mnt) == []
 
 
 def test_a_first_run_into_an_empty_mount_point_needs_allow_system_disk(
