@@ -8,6 +8,8 @@ import typer
 
 from twofold.backup.engine import BackupOptions, BackupResult, backup
 from twofold.cli.common import (
+    AllowSystemDisk,
+    NewDrive,
     config_of,
     err,
     handles_errors,
@@ -54,12 +56,8 @@ def backup_command(
     allow_mass_delete: Annotated[bool, typer.Option(
         "--allow-mass-delete",
         help="Allow a run that moves more than half of the backup to versions/.")] = False,
-    allow_system_disk: Annotated[bool, typer.Option(
-        "--allow-system-disk",
-        help="Allow a first run into an empty mount point on the system disk.")] = False,
-    new_drive: Annotated[bool, typer.Option(
-        "--new-drive",
-        help="Start the set anew here although it ran on another drive before.")] = False,
+    allow_system_disk: AllowSystemDisk = False,
+    new_drive: NewDrive = False,
     workers: Annotated[int, typer.Option(
         "--workers", min=0, max=64,
         help="Files copied in parallel (0: two per CPU, at least 2, at most 8).")] = 0,

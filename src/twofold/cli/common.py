@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,6 +27,14 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 __all__ = ["config_of", "err", "handles_errors", "issue_dict", "local_tz", "out", "print_issues",
            "print_json", "profile_json", "size", "when"]
+
+AllowSystemDisk = Annotated[bool, typer.Option(
+    "--allow-system-disk",
+    help="Allow a first run into an empty mount point on the system disk.")]
+NewDrive = Annotated[bool, typer.Option(
+    "--new-drive",
+    help="Start anew here although the set or store was on another drive before.")]
+"""The drive checks' two overrides, shared by `backup` and `image create`."""
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from twofold.cli.common import err, handles_errors, out, print_json, size, when
+from twofold.cli.common import (
+    AllowSystemDisk,
+    NewDrive,
+    err,
+    handles_errors,
+    out,
+    print_json,
+    size,
+    when,
+)
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
 from twofold.cli.image_common import progress_for as _progress
 from twofold.cli.image_common import target_of as _target
@@ -70,12 +79,8 @@ def create_command(
         "--volume-size", help="Split the store into volumes: SIZE, dvd, bd or fat32.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Image a file system marked dirty as it is.")] = False,
-    allow_system_disk: Annotated[bool, typer.Option(
-        "--allow-system-disk",
-        help="Allow a new store in an empty mount point on the system disk.")] = False,
-    new_drive: Annotated[bool, typer.Option(
-        "--new-drive",
-        help="Start the store anew here although it was on another drive before.")] = False,
+    allow_system_disk: AllowSystemDisk = False,
+    new_drive: NewDrive = False,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
