@@ -11,7 +11,8 @@ takes, and then checks:
                   its source, or the next `create` fails (a killed create must leave no
                   half image, and its packs are reused)
   killed          the command was still running when the kill came (else it had finished)
-The kill comes at a uniform random time from 0.05 s to the unkilled run's time.
+The kill comes at a uniform random time from 0.05 s to the unkilled run's time; the
+killed creates image a third disk, so they store new chunks.
 
     .venv/bin/python bench/kills_images.py [--kills 100] [--seed 15] [--workdir DIR]
 """
@@ -46,7 +47,7 @@ def command(kind: str, store: Path, disks: dict[str, Path], out: Path) -> list[s
     """The command line of one trial."""
     tf = [sys.executable, "-m", "twofold", "image"]
     if kind == "create":
-        return [*tf, "create", str(disks["b"]), "--to", str(store), "--name", "c",
+        return [*tf, "create", str(disks["c"]), "--to", str(store), "--name", "c",
                 "--compression", "9"]
     if kind == "delete":
         return [*tf, "delete", str(store), "a"]
@@ -81,11 +82,14 @@ def check(store: Path, disks: dict[str, Path], work: Path) -> bool:
             out = work / "check.img"
             out.unlink(missing_ok=True)
             restore(str(store), info.name, str(out), None, P, C)
-            want = disks["a" if info.name == "a" else "b"].read_bytes()
+            want = disks[info.name if info.name in disks else "c"].read_bytes()
             if out.read_bytes() != want:
                 return False
-        create(str(disks["b"]), str(store), "after", 3, None, False, P, C)
-        return verify(str(store), "after", P, C).sound
+        create(str(disks["c"]), str(store), "after", 3, None, False, P, C)
+        out = work / "check.img"
+        out.unlink(missing_ok=True)
+        restore(str(store), "after", str(out), None, P, C)
+        return out.read_bytes() == disks["c"].read_bytes()
     except TwofoldError:
         return False
 
@@ -103,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["TWOFOLD_STATE_DIR"] = str(work / "state")
     a = make_source(work / "a", SIZE_MIB, FILL_MIB, rng)
     b = make_source(work / "b", SIZE_MIB, FILL_MIB, rng)  # other files: a changed system
-    disks = {"a": a, "b": b}
+    c = make_source(work / "c", SIZE_MIB, FILL_MIB, rng)  # what the killed creates image
+    disks = {"a": a, "b": b, "c": c}
     template = work / "template"
     template.mkdir()
     create(str(a), str(template), "a", 3, None, False, P, C)
