@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{kind:8} {args.kills:6} {killed:6} {broken:6} {left:6}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"sizes: two ext4 disks of {SIZE_MIB} MiB, {FILL_MIB} MiB of files each "
+    print(f"sizes: three ext4 disks of {SIZE_MIB} MiB, {FILL_MIB} MiB of files each "
           f"({MB >> 20} MiB chunks)")
     return 1 if bad else 0
 
