@@ -139,7 +139,8 @@ def test_verify_an_image(page: Any, world: World) -> None:
            SystemClock())
     page.get_by_role("link", name="Images").click()
     page.get_by_role("button", name="Verify disk-1").click()
-    page.wait_for_selector("#live .job-live.ok", timeout=60_000)
+    # this job's own entry (an earlier test's finished job may be listed too)
+    page.locator("#live .job-live.ok", has_text="Verify disk-1").wait_for(timeout=60_000)
     assert "OK: 1 image," in page.locator("#live").inner_text()
 
 
