@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -89,22 +91,48 @@ def test_home_shows_the_overdue_job(page: Any) -> None:
     assert "Not fully protected" in page.locator(".summary").inner_text()
 
 
+def freeze_when_running(job: str, timeout: float = 60.0) -> int:
+    """Stop the process group of `job`'s run (SIGSTOP) as soon as its live entry says it
+    is running, so a page can be looked at mid-run however fast this machine copies; the
+    process id, for SIGCONT."""
+    from twofold.jobs.live import listing
+
+    state = Path(os.environ["TWOFOLD_STATE_DIR"])
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for item in listing(state):
+            if item.job == job and item.state == "running":
+                os.killpg(item.pid, signal.SIGSTOP)  # the run is a session of its own
+                return item.pid
+            if item.job == job:
+                raise AssertionError(f"the run of {job} ended {item.state}: {item.detail}")
+        time.sleep(0.005)
+    raise AssertionError(f"no run of {job} started within {timeout:.0f} s")
+
+
 def test_back_up_now_shows_live_progress_to_the_end(page: Any, world: World, browser: Any,
                                                     server: str) -> None:
     block = os.urandom(192 * 1024)
-    for n in range(1000):  # 190 MB, each file flushed: seconds of copying, seen running
+    for n in range(1000):  # 190 MB: the run is frozen mid-copy, then let go
         (world.src / f"bulk-{n:03}.bin").write_bytes(n.to_bytes(4, "big") + block)
     other = browser.new_context().new_page()  # a second browser, never reloaded
     other.goto(server)
     assert other.locator("#live-section").is_hidden()
     page.locator("#job-docs").get_by_role("button", name="Back up now").click()
-    page.wait_for_selector("#live .job-live.running progress", timeout=60_000)
-    assert "Backup docs" in page.locator("#live").inner_text()
-    keep = os.environ.get("TWOFOLD_SCREENSHOTS")
-    if keep:
-        page.screenshot(path=str(Path(keep) / "panel-live-light.png"))
-    page.wait_for_selector("#live .job-live.ok", timeout=120_000)  # by the event stream
-    assert page.locator("#live .job-live.ok .state").inner_text() == "ok"
+    pid = freeze_when_running("docs")
+    try:
+        page.wait_for_selector("#live .job-live.running progress", timeout=60_000)
+        assert "Backup docs" in page.locator("#live").inner_text()
+        other.wait_for_selector("#live .job-live.running progress", timeout=60_000)
+        keep = os.environ.get("TWOFOLD_SCREENSHOTS")
+        if keep:
+            page.screenshot(path=str(Path(keep) / "panel-live-light.png"))
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    page.locator("#live .job-live:not(.running)", has_text="Backup docs").wait_for(
+        timeout=120_000)  # by the event stream
+    assert page.locator("#live .job-live .state").first.inner_text() == "ok", \
+        page.locator("#live").inner_text()
     other.wait_for_selector("#live .job-live.ok", timeout=60_000)
     assert "Backup docs" in other.locator("#live").inner_text()
     other.context.close()
