@@ -22,7 +22,7 @@ from twofold.core.progress import NullProgress
 from twofold.fsinfo.volume import DriveGuard, check_drive
 from twofold.jobs.clock import SystemClock
 from twofold.jobs.state import State
-from twofold.store.target import SetDir
+from twofold.sets.target import SetDir
 
 GOAL_MS = 5.0
 

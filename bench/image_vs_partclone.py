@@ -202,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(store, ignore_errors=True)
     store.mkdir()
     if args.chunk_kib:
-        from twofold.store.chunkstore import ChunkStore
-        from twofold.store.objects import LocalObjects
+        from twofold.blobs.objects import LocalObjects
+        from twofold.chunks.chunkstore import ChunkStore
 
         ChunkStore(LocalObjects(store / "twofold-images"), chunk_size=args.chunk_kib << 10).init()
     rows: list[tuple[str, float, int]] = []

@@ -28,11 +28,11 @@ sys.path.insert(0, str(REPO))
 
 from tests.imaging.servers import start_ceph, start_sshd  # noqa: E402
 
+from twofold.blobs.metered import Metered  # noqa: E402
+from twofold.blobs.remote import open_target  # noqa: E402
 from twofold.core.progress import NullProgress  # noqa: E402
 from twofold.image.create import create  # noqa: E402
 from twofold.jobs.clock import SystemClock  # noqa: E402
-from twofold.store.metered import Metered  # noqa: E402
-from twofold.store.remote import open_target  # noqa: E402
 
 MiB = 1 << 20
 TEXT = bytes(b"etaoinshrdlucmfwyp      \n"[i % 25] for i in range(256))

@@ -31,7 +31,7 @@ import twofold.backup.ops as ops_mod
 from twofold.backup.engine import BackupOptions, backup
 from twofold.core.errors import TwofoldError
 from twofold.core.progress import NullProgress
-from twofold.store.catalog import Catalog
+from twofold.sets.catalog import Catalog
 
 WRAPPED = ("rename", "replace", "link", "symlink", "write", "unlink", "mkdir")
 

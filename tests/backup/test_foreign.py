@@ -17,7 +17,7 @@ import pytest
 
 from twofold.backup.inspect import history
 from twofold.core.names import TargetProfile
-from twofold.store.catalog import Catalog
+from twofold.sets.catalog import Catalog
 
 from ..drives import DRIVES, foreign_drive
 from .conftest import (

@@ -128,7 +128,7 @@ def test_verify_refuses_while_a_run_holds_the_lock(tmp_path: Path, clock: FakeCl
     """verify takes the set's lock shared: while a run holds it, verify refuses and
     reports no damage (test_processes stops a real run half-way)."""
     from twofold.core.errors import TargetError
-    from twofold.store.target import SetDir
+    from twofold.sets.target import SetDir
 
     _src, target = _tree(tmp_path, clock)
     sd = SetDir(str(target), SET)

@@ -170,7 +170,7 @@ def test_dead_fuse_drive_is_said_to_be_gone(dead_fuse_drive: tuple[Path, Path],
 KILLED_RESTORE = """
 import os, signal, sys
 from datetime import UTC
-import twofold.store.copy as copy_mod
+import twofold.sets.copy as copy_mod
 from twofold.backup.restore import restore
 from twofold.core.progress import NullProgress
 real = copy_mod._write_all

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import twofold.store.target as target_mod
+import twofold.sets.target as target_mod
 from twofold.fsinfo.disk import read_ahead
-from twofold.store.probe import through_fuse
-from twofold.store.target import SetDir
+from twofold.sets.probe import through_fuse
+from twofold.sets.target import SetDir
 
 from ..drives import foreign_drive
 from .conftest import SET, FakeClock, run_backup, write_file

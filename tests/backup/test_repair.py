@@ -17,8 +17,8 @@ import pytest
 from twofold.backup.repair import RepairResult, repair
 from twofold.core.errors import CatalogError
 from twofold.core.progress import NullProgress
-from twofold.store.catalog import Catalog
-from twofold.store.salvage import check, read_table
+from twofold.sets.catalog import Catalog
+from twofold.sets.salvage import check, read_table
 
 from ..drives import foreign_drive
 from .conftest import (

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.image.conftest import IS_ROOT, make_tree, mounted, run, sfdisk_json
-from twofold.store.objects import ObjectStore
-from twofold.store.remote import open_target
-from twofold.store.retry import RETRY_ENV
+from twofold.blobs.objects import ObjectStore
+from twofold.blobs.remote import open_target
+from twofold.blobs.retry import RETRY_ENV
 
 from .servers import Ceph, Sshd, ceph, sshd
 

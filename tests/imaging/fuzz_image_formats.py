@@ -13,16 +13,16 @@ import atheris
 with atheris.instrument_imports():
     import blake3
 
-    from twofold.image.manifest import ManifestError, parse_manifest
-    from twofold.store.indexfiles import (
+    from twofold.blobs.objects import StoreError
+    from twofold.chunks.indexfiles import (
         IndexDamaged,
         parse_bad_file,
         parse_index_file,
         parse_marker,
     )
-    from twofold.store.objects import StoreError
-    from twofold.store.packs import PackDamaged, parse_footer, parse_index
-    from twofold.store.sealed import SealBroken, seal, unseal
+    from twofold.chunks.packs import PackDamaged, parse_footer, parse_index
+    from twofold.chunks.sealed import SealBroken, seal, unseal
+    from twofold.image.manifest import ManifestError, parse_manifest
 
 
 def one_input(data: bytes) -> None:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from twofold.blobs.metered import Metered
+from twofold.blobs.objects import ObjectStore, StoreError
+from twofold.blobs.remote import open_target
 from twofold.core.progress import NullProgress
 from twofold.image.copy import copy
 from twofold.image.create import create
 from twofold.image.errors import ImageDamaged
 from twofold.image.manage import list_images
 from twofold.image.verify import verify
-from twofold.store.metered import Metered
-from twofold.store.objects import ObjectStore, StoreError
-from twofold.store.remote import open_target
 
 from .conftest import FixedClock, MiB, make_place, store_files
 from .test_targets import cli, source_file

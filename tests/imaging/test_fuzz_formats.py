@@ -21,10 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from twofold.core.errors import TwofoldError
-from twofold.image.manifest import ManifestError, chunk_spans, parse_manifest
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.indexfiles import (
+from twofold.blobs.objects import LocalObjects, StoreError
+from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.indexfiles import (
     IndexDamaged,
     bad_doc,
     index_doc,
@@ -32,8 +31,7 @@ from twofold.store.indexfiles import (
     parse_index_file,
     parse_marker,
 )
-from twofold.store.objects import LocalObjects, StoreError
-from twofold.store.packs import (
+from twofold.chunks.packs import (
     ENTRY,
     FOOTER,
     PackBuilder,
@@ -43,7 +41,9 @@ from twofold.store.packs import (
     parse_footer,
     parse_index,
 )
-from twofold.store.sealed import SealBroken, seal, unseal
+from twofold.chunks.sealed import SealBroken, seal, unseal
+from twofold.core.errors import TwofoldError
+from twofold.image.manifest import ManifestError, chunk_spans, parse_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
 MANIFEST_V2 = (GOLDEN / "manifest-v2.json").read_bytes()

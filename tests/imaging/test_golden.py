@@ -16,13 +16,13 @@ from pathlib import Path
 import blake3
 import zstandard
 
+from twofold.blobs.objects import LocalObjects
+from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.indexfiles import marker_doc
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.manifest import parse_manifest
 from twofold.image.restore import restore
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.indexfiles import marker_doc
-from twofold.store.objects import LocalObjects
 
 from .conftest import FixedClock, MiB, store_files
 

@@ -13,6 +13,10 @@ import blake3
 import pytest
 import zstandard
 
+from twofold.blobs.objects import StoreError
+from twofold.chunks.indexfiles import IndexDamaged, parse_index_file
+from twofold.chunks.packs import chunk_id
+from twofold.chunks.sealed import seal, unseal
 from twofold.core.progress import NullProgress
 from twofold.fsinfo.blockio import FileReader
 from twofold.image.copy import copy
@@ -25,10 +29,6 @@ from twofold.image.repair import repair
 from twofold.image.repo import load_manifest, open_store
 from twofold.image.restore import restore
 from twofold.image.verify import verify
-from twofold.store.indexfiles import IndexDamaged, parse_index_file
-from twofold.store.objects import StoreError
-from twofold.store.packs import chunk_id
-from twofold.store.sealed import seal, unseal
 
 from .conftest import FixedClock, MiB, blank, store_files
 from .test_damage import _volume

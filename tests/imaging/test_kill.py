@@ -11,13 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.manage import list_images
 from twofold.image.repo import open_objects, open_store
 from twofold.image.restore import restore
 from twofold.image.verify import verify
-from twofold.store.chunkstore import ChunkStore
 
 from .conftest import FixedClock, MiB, store_files
 

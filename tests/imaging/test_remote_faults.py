@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-import twofold.store.s3 as s3_module
+import twofold.blobs.s3 as s3_module
+from twofold.blobs.objects import StoreError
+from twofold.blobs.s3 import PART_SIZE
 from twofold.core.models import Issue
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.manage import list_images
 from twofold.image.repo import all_manifests, open_store
 from twofold.image.verify import verify
-from twofold.store.objects import StoreError
-from twofold.store.s3 import PART_SIZE
 
 from .conftest import FixedClock, MiB, Place, make_place
 from .servers import Ceph, Sshd

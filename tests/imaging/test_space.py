@@ -12,14 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.fulldrive import fill, small_drive
+from twofold.blobs.objects import LocalObjects
+from twofold.chunks.chunkstore import ChunkStore
 from twofold.cli.app import app
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.manage import list_images
 from twofold.image.space import Budget, NoSpace
 from twofold.image.verify import verify
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.objects import LocalObjects
 
 from .conftest import FixedClock, MiB, blank, root_only, run, store_files
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from twofold.blobs.objects import LocalObjects
+from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.packs import chunk_id, compress
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.manage import delete, list_images, prune
 from twofold.image.verify import verify
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.objects import LocalObjects
-from twofold.store.packs import chunk_id, compress
 
 from .conftest import FixedClock, MiB, store_files
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from twofold.blobs.objects import ObjectMissing, StoreError
+from twofold.blobs.remote import S3Target, SftpTarget, describe_target, parse_target
+from twofold.chunks.lease import Lease, records
 from twofold.cli.app import app
 from twofold.core.errors import UsageError
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.manage import prune
-from twofold.store.lease import Lease, records
-from twofold.store.objects import ObjectMissing, StoreError
-from twofold.store.remote import S3Target, SftpTarget, describe_target, parse_target
 
 from .conftest import FixedClock, MiB, Place
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twofold.blobs.objects import LocalObjects
 from twofold.image.drill import BIOS_BOOT, ESP, STAGES, firmware_for
 from twofold.image.drillrecord import (
     DrillRecord,
@@ -13,7 +14,6 @@ from twofold.image.drillrecord import (
     parse_record,
     save_record,
 )
-from twofold.store.objects import LocalObjects
 
 
 def _rec(date_ns: int, passed: bool) -> DrillRecord:

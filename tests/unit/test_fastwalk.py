@@ -25,7 +25,7 @@ from twofold.core.progress import NullProgress
 from twofold.fsinfo import fastwalk
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Source
-from twofold.store.catalog import Catalog
+from twofold.sets.catalog import Catalog
 
 from .test_planproc import Clock
 
@@ -195,7 +195,7 @@ def test_random_changes_are_planned_alike(tmp_path: Path, seed: int,
 
 
 def _native_pairs(sources: list[Source], db: str) -> Iterator[object]:
-    from twofold.store.rows import sig_query
+    from twofold.sets.rows import sig_query
     return fastwalk.pairs(sources, Excluder([]), b"", None, db, sig_query(False),
                           lambda raw: raw, True, Tally())
 

@@ -6,9 +6,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "twofold"
-RANK = {"core": 0, "store": 1, "fsinfo": 1, "vm": 1, "backup": 2, "image": 2, "rescue": 2,
-        "jobs": 3, "cli": 4,
-        "web": 4}
+RANK = {"core": 0, "fsinfo": 1, "vm": 1, "blobs": 2, "sets": 2, "chunks": 4,
+        "backup": 5, "image": 5, "rescue": 5, "jobs": 6, "cli": 7, "web": 7}
 
 
 def _layer(module: str) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from twofold.store.catalog import Catalog
+from twofold.sets.catalog import Catalog
 
 
 def test_closing_leaves_no_working_copy_or_journal(tmp_path: Path,

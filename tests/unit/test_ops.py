@@ -15,9 +15,9 @@ from twofold.backup.ops import apply_op
 from twofold.core.errors import TargetError
 from twofold.core.models import Entry, Kind
 from twofold.fsinfo import disk
-from twofold.store import target as target_mod
-from twofold.store.catalog import Catalog, PendingOp
-from twofold.store.target import SetDir
+from twofold.sets import target as target_mod
+from twofold.sets.catalog import Catalog, PendingOp
+from twofold.sets.target import SetDir
 
 RUN = "2026-01-01T000000Z"
 

@@ -26,7 +26,7 @@ from twofold.fsinfo import fastwalk
 from twofold.fsinfo.children import can_fork
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
-from twofold.store.catalog import Catalog
+from twofold.sets.catalog import Catalog
 
 T0 = 1_767_225_600 * 10**9
 needs_fork = pytest.mark.skipif(not can_fork(), reason="no fork on this platform")

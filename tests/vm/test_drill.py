@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tests.bootdisks import KINDS, SIGNED, BootDisk, boot_disk
 from tests.imaging.conftest import FixedClock
 from tests.jobs.conftest import Cli, cli, json_of, state
+from twofold.blobs.remote import open_target
 from twofold.cli.app import app
 from twofold.core.progress import NullProgress
 from twofold.fsinfo.blockio import FileReader
@@ -25,7 +26,6 @@ from twofold.image.create import create
 from twofold.image.drill import FIRMWARE_STAGE, ROOT_STAGE, STAGES, DrillOptions, drill
 from twofold.image.drillprep import MARKER
 from twofold.image.drillrecord import last_drill
-from twofold.store.remote import open_target
 from twofold.vm.qemu import VmUnavailable
 
 runner = CliRunner()

@@ -30,8 +30,8 @@ from twofold.fsinfo.disk import can_syncfs, syncfs
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
 from twofold.fsinfo.volume import DriveGuard
-from twofold.store.catalog import Catalog, PendingOp
-from twofold.store.target import TMP_FANOUT, SetDir, target_failure
+from twofold.sets.catalog import Catalog, PendingOp
+from twofold.sets.target import TMP_FANOUT, SetDir, target_failure
 
 BATCH_FILES = 4000
 BATCH_BYTES = 512 << 20

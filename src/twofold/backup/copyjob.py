@@ -11,7 +11,7 @@ from twofold.backup.records import to_record
 from twofold.core.models import Entry
 from twofold.core.names import Holds
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
-from twofold.store.copy import SourceReadError, copy_file, hash_file
+from twofold.sets.copy import SourceReadError, copy_file, hash_file
 
 
 @dataclass(slots=True)

@@ -32,8 +32,8 @@ from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Source
 from twofold.fsinfo.volume import DriveGuard, DriveId, check_drive
-from twofold.store.catalog import Catalog
-from twofold.store.target import SetDir, target_failure
+from twofold.sets.catalog import Catalog
+from twofold.sets.target import SetDir, target_failure
 
 
 @dataclass

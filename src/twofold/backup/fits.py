@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 
 from twofold.core.paths import NAME_MAX, PATH_MAX
-from twofold.store.target import SetDir
+from twofold.sets.target import SetDir
 
 RUN_NAME_SLACK = 8
 """Bytes kept free for a later run's versions/ folder name (a "-2" after a clash)."""

@@ -16,10 +16,10 @@ from twofold.backup.ops import no_symlink_above
 from twofold.core.models import Issue, Kind, Record
 from twofold.core.paths import unsafe
 from twofold.fsinfo.meta import apply_metadata
-from twofold.store.catalog import Catalog
-from twofold.store.copy import SourceReadError, copy_file
-from twofold.store.healrows import to_heal, unmark
-from twofold.store.target import SetDir, target_failure
+from twofold.sets.catalog import Catalog
+from twofold.sets.copy import SourceReadError, copy_file
+from twofold.sets.healrows import to_heal, unmark
+from twofold.sets.target import SetDir, target_failure
 
 
 @dataclass

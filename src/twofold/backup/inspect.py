@@ -9,8 +9,8 @@ from twofold.core.errors import UsageError
 from twofold.core.models import Kind, Record
 from twofold.core.names import TargetProfile
 from twofold.core.paths import from_user, show, unsafe
-from twofold.store.catalog import Catalog, Run
-from twofold.store.target import SetDir
+from twofold.sets.catalog import Catalog, Run
+from twofold.sets.target import SetDir
 
 
 @dataclass

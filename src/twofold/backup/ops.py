@@ -18,8 +18,8 @@ from twofold.core.models import Entry, Kind
 from twofold.core.paths import unsafe
 from twofold.fsinfo.disk import rename_new
 from twofold.fsinfo.meta import apply_metadata, set_mtime
-from twofold.store.catalog import PendingOp
-from twofold.store.target import SetDir, target_failure
+from twofold.sets.catalog import PendingOp
+from twofold.sets.target import SetDir, target_failure
 
 
 def move_aside(sd: SetDir, run_name: str, rel: bytes) -> None:

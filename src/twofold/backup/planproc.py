@@ -30,8 +30,8 @@ from twofold.fsinfo import fastwalk
 from twofold.fsinfo.children import can_fork, child_context, die_with_parent
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
-from twofold.store.catalog import Catalog, open_rows, read_only
-from twofold.store.rows import SigRow, catalog_error, sig_query
+from twofold.sets.catalog import Catalog, open_rows, read_only
+from twofold.sets.rows import SigRow, catalog_error, sig_query
 
 MIN_ROWS = 10_000  # catalog rows per worker below which another worker is not worth it
 MAX_PARTS = 4

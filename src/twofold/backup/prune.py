@@ -15,7 +15,7 @@ from twofold.core.errors import TargetError, UsageError
 from twofold.core.models import Kind, Record
 from twofold.core.paths import unsafe
 from twofold.core.retention import Policy, needed, runs_to_keep
-from twofold.store.target import SetDir
+from twofold.sets.target import SetDir
 
 
 @dataclass

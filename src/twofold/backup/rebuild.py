@@ -28,9 +28,9 @@ from twofold.core.paths import show, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.meta import read_xattrs
 from twofold.fsinfo.scan import entry_from_stat
-from twofold.store.catalog import Catalog
-from twofold.store.copy import hash_file
-from twofold.store.target import SetDir
+from twofold.sets.catalog import Catalog
+from twofold.sets.copy import hash_file
+from twofold.sets.target import SetDir
 
 BATCH = 2000
 

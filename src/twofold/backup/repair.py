@@ -1,6 +1,6 @@
 """`twofold repair`: a new catalog for a set whose catalog is damaged.
 
-The new catalog holds every row SQLite can still read from the damaged one (store/salvage),
+The new catalog holds every row SQLite can still read from the damaged one (sets/salvage),
 then current/ is compared with it: a file whose row was lost gets a row again (its hash
 read from the copy), a row whose copy is missing or has the wrong size is closed, so the
 next backup copies that file again rather than trusting a copy that is not there. The
@@ -24,11 +24,11 @@ from twofold.core.models import Issue, RunStats
 from twofold.core.paths import show
 from twofold.core.progress import Progress
 from twofold.fsinfo.disk import copy_durably, fsync_dir
-from twofold.store.catalog import Catalog
-from twofold.store.probe import probe
-from twofold.store.rows import target_failure
-from twofold.store.salvage import check, read_table, tables
-from twofold.store.target import SetDir
+from twofold.sets.catalog import Catalog
+from twofold.sets.probe import probe
+from twofold.sets.rows import target_failure
+from twofold.sets.salvage import check, read_table, tables
+from twofold.sets.target import SetDir
 
 NOT_SALVAGED = ("format_version",)  # meta keys the new catalog sets itself
 

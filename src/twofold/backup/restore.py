@@ -21,9 +21,9 @@ from twofold.core.paths import from_user, is_within, show, unsafe
 from twofold.core.progress import Progress
 from twofold.fsinfo.beneath import Beneath, Escape
 from twofold.fsinfo.meta import IS_ROOT, apply_metadata
-from twofold.store.catalog import Catalog
-from twofold.store.copy import SourceReadError, copy_file
-from twofold.store.target import SetDir
+from twofold.sets.catalog import Catalog
+from twofold.sets.copy import SourceReadError, copy_file
+from twofold.sets.target import SetDir
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0) if os.path.isdir("/proc/self/fd") else 0

@@ -9,7 +9,7 @@ from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
 from twofold.core.text import human_bytes, plural
 from twofold.fsinfo.disk import same_disk
 from twofold.fsinfo.scan import Source
-from twofold.store.rows import drive_gone, not_answering
+from twofold.sets.rows import drive_gone, not_answering
 
 
 def _inside(path: str, folder: str) -> bool:

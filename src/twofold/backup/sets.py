@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 
 from twofold.core.errors import UsageError
-from twofold.store.target import SetDir, target_failure
+from twofold.sets.target import SetDir, target_failure
 
 
 @dataclass

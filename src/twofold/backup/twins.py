@@ -12,8 +12,8 @@ import os
 from collections.abc import Iterable
 
 from twofold.backup.fresh import Fresh
-from twofold.store.catalog import PendingOp
-from twofold.store.target import SetDir
+from twofold.sets.catalog import PendingOp
+from twofold.sets.target import SetDir
 
 PLACING = ("put", "link", "mkdir", "move")
 

@@ -18,11 +18,11 @@ from twofold.core.progress import Progress
 from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.excludes import Excluder
 from twofold.fsinfo.scan import Scanner, Source
-from twofold.store.catalog import Catalog
-from twofold.store.copy import SourceReadError, hash_file
-from twofold.store.healrows import clear, listed, mark, set_hash
-from twofold.store.salvage import check
-from twofold.store.target import SetDir
+from twofold.sets.catalog import Catalog
+from twofold.sets.copy import SourceReadError, hash_file
+from twofold.sets.healrows import clear, listed, mark, set_hash
+from twofold.sets.salvage import check
+from twofold.sets.target import SetDir
 
 
 @dataclass

@@ -61,7 +61,7 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
             sqlite3 = sys.modules.get("sqlite3")
             if sqlite3 is None or not isinstance(e, sqlite3.DatabaseError):
                 raise
-            from twofold.store.rows import catalog_error
+            from twofold.sets.rows import catalog_error
 
             _report(catalog_error(e, "of this backup set (catalog.sqlite on the target)"))
 

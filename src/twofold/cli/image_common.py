@@ -34,6 +34,6 @@ def progress_for(as_json: bool) -> Progress:
 
 def target_of(text: str, endpoint: str | None) -> Target:
     """The store a TARGET names (a network store is connected on first use)."""
-    from twofold.store.remote import open_target
+    from twofold.blobs.remote import open_target
 
     return open_target(text, endpoint) if endpoint else text

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def _target(store: scan.FoundStore) -> Target:
     if "://" in store.where:
-        from twofold.store.remote import open_target
+        from twofold.blobs.remote import open_target
 
         return open_target(store.where)
     return store.where

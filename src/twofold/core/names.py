@@ -35,7 +35,7 @@ class Holds:
 
 @dataclass(frozen=True)
 class TargetProfile:
-    """What the target's filesystem can hold, found by trying (see store/probe.py)."""
+    """What the target's filesystem can hold, found by trying (see sets/probe.py)."""
 
     fs_type: str = "unknown"
     case_insensitive: bool = False

@@ -11,7 +11,7 @@ import threading
 import time
 from multiprocessing.context import ForkContext, ForkServerContext
 
-from twofold.store.holders import pid_alive
+from twofold.core.holders import pid_alive
 
 
 def die_with_parent(main: int | None = None) -> None:

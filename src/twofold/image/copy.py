@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from twofold.blobs.objects import StoreError
+from twofold.chunks.chunkstore import ChunkStore, Location
+from twofold.chunks.packs import PackDamaged, chunk_id, decompress
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
 from twofold.image.create import WORKERS
@@ -25,9 +28,6 @@ from twofold.image.repo import (
     read_manifests,
 )
 from twofold.image.verify import check_chunks, record_bad
-from twofold.store.chunkstore import ChunkStore, Location
-from twofold.store.objects import StoreError
-from twofold.store.packs import PackDamaged, chunk_id, decompress
 
 RUN_BYTES = 8 << 20
 """Chunks next to each other in a source pack are fetched together, up to this much."""

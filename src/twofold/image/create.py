@@ -13,6 +13,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import NoReturn
 
+from twofold.blobs.objects import LocalObjects, StoreFullError
+from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.lease import CREATE, Lease, records
+from twofold.chunks.packs import chunk_id, compress
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
@@ -42,10 +46,6 @@ from twofold.image.space import (
     keep_reserve,
     sample_need,
 )
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.lease import CREATE, Lease, records
-from twofold.store.objects import LocalObjects, StoreFullError
-from twofold.store.packs import chunk_id, compress
 
 LEVELS = {"fast": 1, "balanced": 3, "max": 19}
 WORKERS = min(16, max(4, 2 * (os.cpu_count() or 2)))  # reads overlap hashing

@@ -10,8 +10,8 @@ from typing import Any
 
 import blake3
 
+from twofold.blobs.objects import ObjectMissing, ObjectStore
 from twofold.image.manifest import check_image_name
-from twofold.store.objects import ObjectMissing, ObjectStore
 
 FORMAT = "twofold-drill"
 VERSION = 1

@@ -14,6 +14,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from twofold.blobs.objects import StoreError
+from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.packs import chunk_id, compress
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.image.filerecords import (
@@ -25,9 +28,6 @@ from twofold.image.filerecords import (
     put_bytes,
 )
 from twofold.image.manifest import ManifestError
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.objects import StoreError
-from twofold.store.packs import chunk_id, compress
 
 TRIES = 3  # reads of a file that keeps changing before it is listed as inconsistent
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOATIME", 0)

@@ -10,8 +10,8 @@ from typing import Any
 
 from blake3 import blake3
 
+from twofold.chunks.chunkstore import ChunkStore
 from twofold.image.manifest import ManifestError
-from twofold.store.chunkstore import ChunkStore
 
 KINDS = {"f": "file", "d": "folder", "l": "symlink", "c": "char device", "b": "block device",
          "p": "fifo", "s": "socket"}

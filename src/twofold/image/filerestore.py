@@ -10,14 +10,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from twofold.blobs.objects import StoreError
+from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.progress import Progress
 from twofold.fsinfo.fsparams import FAT, check_fs, make_fs
 from twofold.fsinfo.loopmount import loop_device, mounted
 from twofold.image.errors import ImageDamaged
 from twofold.image.filerecords import check_path, get_bytes, load_records
 from twofold.image.manifest import Area
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.objects import StoreError
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)

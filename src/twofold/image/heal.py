@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from twofold.blobs.objects import StoreError
+from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.packs import chunk_id, compress
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
@@ -22,9 +25,6 @@ from twofold.image.repo import (
     read_manifests,
 )
 from twofold.image.verify import VerifyResult, verify
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.objects import StoreError
-from twofold.store.packs import chunk_id, compress
 
 
 @dataclass

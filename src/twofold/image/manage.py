@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from twofold.blobs.objects import StoreFullError
+from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
@@ -14,8 +16,6 @@ from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import Target, exclusive, image_names, open_store, read_manifests
 from twofold.image.space import free_bytes, freeable, freed_by, keep_reserve, release_reserve
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.objects import StoreFullError
 
 
 @dataclass(frozen=True)

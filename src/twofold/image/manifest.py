@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+from twofold.chunks.sealed import SealBroken, is_sealed, seal, unseal
 from twofold.core.errors import TwofoldError
-from twofold.store.sealed import SealBroken, is_sealed, seal, unseal
 
 FORMAT = "twofold-image"
 VERSION = 2

@@ -4,9 +4,9 @@ that a freed block does not make its chunk new."""
 
 from __future__ import annotations
 
+from twofold.blobs.objects import ObjectStore
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
 from twofold.image.repo import Manifests, read_manifests
-from twofold.store.objects import ObjectStore
 
 ParentCells = dict[int, tuple[list[Extent], bytes | None]]
 """cell -> (pieces the previous image holds in it, their chunk id)."""

@@ -11,14 +11,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from twofold.core.clock import Clock
-from twofold.core.models import Issue
-from twofold.core.progress import Progress
-from twofold.image.repo import Target, exclusive, open_objects, read_manifests
-from twofold.store.chunkstore import CHUNK_SIZE, ChunkStore, volume_of
-from twofold.store.indexfiles import MarkerDamaged
-from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
-from twofold.store.packs import (
+from twofold.blobs.objects import ObjectMissing, ObjectStore, StoreError
+from twofold.chunks.chunkstore import CHUNK_SIZE, ChunkStore, volume_of
+from twofold.chunks.indexfiles import MarkerDamaged
+from twofold.chunks.packs import (
     PACK_MAGIC,
     PackBuilder,
     PackDamaged,
@@ -27,6 +23,10 @@ from twofold.store.packs import (
     decompress,
     pack_name,
 )
+from twofold.core.clock import Clock
+from twofold.core.models import Issue
+from twofold.core.progress import Progress
+from twofold.image.repo import Target, exclusive, open_objects, read_manifests
 
 
 @dataclass

@@ -7,6 +7,11 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from twofold.blobs.objects import LocalObjects, ObjectMissing, ObjectStore
+from twofold.blobs.remote import open_target
+from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.indexfiles import STORE_FILE
+from twofold.chunks.lease import creating, exclusive
 from twofold.fsinfo.volume import DriveId, check_drive, new_drive_id
 from twofold.image.errors import ImageNotFound
 from twofold.image.manifest import (
@@ -16,14 +21,9 @@ from twofold.image.manifest import (
     manifest_object,
     parse_manifest,
 )
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.indexfiles import STORE_FILE
-from twofold.store.lease import creating, exclusive
-from twofold.store.objects import LocalObjects, ObjectMissing, ObjectStore
-from twofold.store.remote import open_target
 
 Target = str | ObjectStore
-"""A folder, an sftp:// or s3:// URL (store/remote.py), or an opened ObjectStore."""
+"""A folder, an sftp:// or s3:// URL (blobs/remote.py), or an opened ObjectStore."""
 
 __all__ = ["Manifests", "Target", "all_manifests", "claim_drive", "creating", "exclusive",
            "image_names", "load_manifest", "open_objects", "open_store", "read_manifests"]

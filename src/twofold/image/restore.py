@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 
+from twofold.chunks.packs import chunk_id
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
@@ -27,7 +28,6 @@ from twofold.image.relayout import grown_layout, min_size, smaller_layout, write
 from twofold.image.repo import Target, load_manifest, open_store
 from twofold.image.source import refuse_if_busy, related_devices
 from twofold.image.verify import check_chunks, record_bad
-from twofold.store.packs import chunk_id
 
 _ZEROS = bytes(1 << 20)
 _BLKRRPART = 0x125F  # Linux ioctl: re-read the partition table

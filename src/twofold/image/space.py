@@ -8,14 +8,14 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 
+from twofold.blobs.objects import LocalObjects, ObjectStore
+from twofold.chunks.chunkstore import PACK_SIZE, ChunkStore
+from twofold.chunks.packs import chunk_id, compress
 from twofold.core.text import human_bytes
 from twofold.fsinfo.blockio import FileReader
 from twofold.image.errors import ImageRefused
 from twofold.image.manifest import Area, Extent, Manifest, cell_pieces
 from twofold.image.repo import all_manifests
-from twofold.store.chunkstore import PACK_SIZE, ChunkStore
-from twofold.store.objects import LocalObjects, ObjectStore
-from twofold.store.packs import chunk_id, compress
 
 MARGIN = 4 << 20
 """Kept free beyond the estimate: the index file, the manifest, lock records, and the
@@ -61,7 +61,7 @@ def reserve_size(objects: LocalObjects) -> int:
 
 
 def keep_reserve(objects: ObjectStore) -> None:
-    """Make a local store's reserve file where there is room (store/objects.py, RESERVE)."""
+    """Make a local store's reserve file where there is room (blobs/objects.py, RESERVE)."""
     if isinstance(objects, LocalObjects):
         objects.keep_reserve(reserve_size(objects))
 

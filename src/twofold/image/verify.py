@@ -9,14 +9,14 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from twofold.blobs.objects import StoreError
+from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.image.create import WORKERS
 from twofold.image.manifest import Manifest, ManifestError, chunk_spans
 from twofold.image.repo import Manifests, Target, load_manifest, open_store, read_manifests
-from twofold.store.chunkstore import ChunkStore
-from twofold.store.objects import StoreError
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from twofold.core.advice import FolderAdvice, advise
 from twofold.core.paths import show
-from twofold.store.target import SetDir
+from twofold.sets.target import SetDir
 
 
 def folder_changes(target: str, set_name: str) -> tuple[list[int], dict[str, list[int]]]:

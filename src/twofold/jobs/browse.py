@@ -14,8 +14,8 @@ from twofold.backup.restore import RestoreResult, restore
 from twofold.core.errors import RestoreError, UsageError
 from twofold.core.paths import SEP, show
 from twofold.core.progress import Progress
-from twofold.store.catalog import Run
-from twofold.store.target import SetDir
+from twofold.sets.catalog import Run
+from twofold.sets.target import SetDir
 
 
 @dataclass(frozen=True)

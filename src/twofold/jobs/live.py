@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twofold.core.holders import pid_alive
 from twofold.core.models import Issue
 from twofold.core.paths import show
 from twofold.core.progress import Progress
-from twofold.store.holders import pid_alive
 
 EVERY_NS = 200_000_000  # at most five writes a second while advancing
 KEEP_NS = 3600 * 10**9  # finished entries are listed for an hour, then removed

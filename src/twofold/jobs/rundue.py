@@ -9,6 +9,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from twofold.blobs.remote import STORE_DIR
+from twofold.chunks.indexfiles import STORE_FILE
 from twofold.core.clock import Clock
 from twofold.core.errors import TargetError, TwofoldError, UsageError
 from twofold.fsinfo.volume import check_drive
@@ -18,9 +20,7 @@ from twofold.jobs.live import Cancelled, LiveProgress
 from twofold.jobs.runlog import LogProgress, RunLog, logged_run, outcome_of
 from twofold.jobs.state import State
 from twofold.jobs.status import Probe, job_status
-from twofold.store.indexfiles import STORE_FILE
-from twofold.store.remote import STORE_DIR
-from twofold.store.target import SetDir
+from twofold.sets.target import SetDir
 
 
 @dataclass

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from twofold import __version__
 from twofold.core.clock import Clock
+from twofold.core.holders import pid_alive
 from twofold.core.progress import Progress
 from twofold.rescue import host, iso, recipe, system
-from twofold.store.holders import pid_alive
 
 BUILD_CODE = ("host.py", "system.py", "iso.py", "build.py")
 KEEP = 3  # ISOs kept in the cache

@@ -18,7 +18,7 @@ from twofold.core.errors import TwofoldError, UsageError
 from twofold.jobs.browse import clean_relative, list_folder, restore_item, version_file, versions
 from twofold.jobs.drives import locate
 from twofold.jobs.live import LiveProgress
-from twofold.store.catalog import Run
+from twofold.sets.catalog import Run
 from twofold.web.app import Panel, form_text
 
 RESTORABLE = ("complete",)

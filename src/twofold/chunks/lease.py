@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from twofold.blobs.objects import ObjectMissing, ObjectStore, StoreError
 from twofold.core.clock import Clock
-from twofold.store.holders import is_stale
-from twofold.store.holders import me as holder_me
-from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
+from twofold.core.holders import is_stale
+from twofold.core.holders import me as holder_me
 
 EXCLUSIVE = "locks/exclusive-"
 CREATE = "locks/create-"

@@ -20,8 +20,8 @@ import boto3
 import botocore.exceptions as bce
 from botocore.config import Config
 
-from twofold.store.objects import ObjectInfo, StoreError, check_name
-from twofold.store.retry import (
+from twofold.blobs.objects import ObjectInfo, StoreError, check_name
+from twofold.blobs.retry import (
     Gone,
     RetryPolicy,
     Taken,

@@ -10,8 +10,8 @@ import sqlite3
 from collections.abc import Iterable
 
 from twofold.core.models import Record
-from twofold.store.catalog import Catalog
-from twofold.store.rows import SELECT, row_record
+from twofold.sets.catalog import Catalog
+from twofold.sets.rows import SELECT, row_record
 
 _TABLE = "CREATE TABLE IF NOT EXISTS heal(row INTEGER PRIMARY KEY, found TEXT NOT NULL)"
 

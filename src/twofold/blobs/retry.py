@@ -12,7 +12,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import TypeVar
 
-from twofold.store.objects import ObjectMissing, StoreError
+from twofold.blobs.objects import ObjectMissing, StoreError
 
 T = TypeVar("T")
 

@@ -1,5 +1,5 @@
 """Named immutable objects: the narrow storage interface of the image store, and its
-local-folder implementation (store/sftp.py and store/s3.py implement it over the network)."""
+local-folder implementation (blobs/sftp.py and blobs/s3.py implement it over the network)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from twofold.core.errors import ExitCode, TargetError
+from twofold.core.holders import pid_alive
 from twofold.fsinfo.disk import fsync_dir
 from twofold.fsinfo.volume import DriveGuard
-from twofold.store.holders import pid_alive
 
 TMP_DIR = ".tmp"
 """Objects being written; never listed, never part of the store."""

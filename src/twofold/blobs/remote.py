@@ -8,10 +8,10 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from twofold.blobs.objects import LocalObjects, ObjectStore, TargetMissing
+from twofold.blobs.retry import RetryPolicy
 from twofold.core.errors import UsageError
 from twofold.fsinfo.volume import DriveGuard
-from twofold.store.objects import LocalObjects, ObjectStore, TargetMissing
-from twofold.store.retry import RetryPolicy
 
 STORE_DIR = "twofold-images"
 """The store's folder (or key prefix) inside a target, beside the backup sets' `twofold/`."""
@@ -104,11 +104,11 @@ def open_target(text: str, s3_endpoint: str | None = None,
         return LocalObjects(os.path.join(target, STORE_DIR),
                             DriveGuard(target, None, text))
     if isinstance(target, SftpTarget):
-        from twofold.store.sftp import SftpObjects
+        from twofold.blobs.sftp import SftpObjects
 
         base = f"{target.path.rstrip('/')}/{STORE_DIR}" if target.path != "." else STORE_DIR
         return SftpObjects(target, base, policy)
-    from twofold.store.s3 import S3Objects
+    from twofold.blobs.s3 import S3Objects
 
     endpoint = s3_endpoint or os.environ.get(ENDPOINT_ENV) or None
     return S3Objects(target.bucket, f"{target.prefix}{STORE_DIR}/", endpoint, policy)

@@ -17,8 +17,8 @@ from typing import Any
 from twofold.core.errors import CatalogError
 from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
-from twofold.store.mirror import Mirror
-from twofold.store.rows import (
+from twofold.sets.mirror import Mirror
+from twofold.sets.rows import (
     COLS,
     DAMAGED_HINT,
     SELECT,

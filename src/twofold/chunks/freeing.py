@@ -1,16 +1,16 @@
 """Freeing chunks no image needs: packs holding none are deleted, packs holding some are
 rewritten without them (a copy found damaged counts as unneeded), ordered so that it works
-on a full drive. Functions over a ChunkStore (store/chunkstore.py)."""
+on a full drive. Functions over a ChunkStore (chunks/chunkstore.py)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twofold.store.objects import StoreFullError
-from twofold.store.packs import PackEntry
+from twofold.blobs.objects import StoreFullError
+from twofold.chunks.packs import PackEntry
 
 if TYPE_CHECKING:
-    from twofold.store.chunkstore import ChunkStore
+    from twofold.chunks.chunkstore import ChunkStore
 
 
 def collect(store: ChunkStore, referenced: set[bytes], room: int | None = None

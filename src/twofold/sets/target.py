@@ -16,16 +16,16 @@ except ImportError:  # Windows: the exclusive lock file only
     fcntl = None  # type: ignore[assignment]
 
 from twofold.core.errors import CatalogError, TargetError, UsageError
+from twofold.core.holders import is_stale
+from twofold.core.holders import me as holder_me
 from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
 from twofold.core.paths import show, unsafe
 from twofold.fsinfo.disk import read_ahead
 from twofold.fsinfo.volume import DRIVE_FILE, DriveId, new_drive_id, read_drive_id
-from twofold.store.catalog import Catalog
-from twofold.store.holders import is_stale
-from twofold.store.holders import me as holder_me
-from twofold.store.probe import probe, through_fuse
-from twofold.store.rows import drive_gone, not_answering, target_failure
+from twofold.sets.catalog import Catalog
+from twofold.sets.probe import probe, through_fuse
+from twofold.sets.rows import drive_gone, not_answering, target_failure
 
 __all__ = ["SetDir", "target_failure"]
 

@@ -10,9 +10,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 
-from twofold.fsinfo.volume import DriveId
-from twofold.store.freeing import collect
-from twofold.store.indexfiles import (
+from twofold.blobs.objects import ObjectMissing, ObjectStore, StoreError
+from twofold.chunks.freeing import collect
+from twofold.chunks.indexfiles import (
     BAD_DIR,
     INDEX_DIR,
     STORE_FILE,
@@ -26,8 +26,7 @@ from twofold.store.indexfiles import (
     parse_index_file,
     parse_marker,
 )
-from twofold.store.objects import ObjectMissing, ObjectStore, StoreError
-from twofold.store.packs import (
+from twofold.chunks.packs import (
     ENTRY,
     FOOTER,
     PackBuilder,
@@ -39,6 +38,7 @@ from twofold.store.packs import (
     parse_footer,
     parse_index,
 )
+from twofold.fsinfo.volume import DriveId
 
 CHUNK_SIZE = 1 << 20
 PACK_SIZE = 32 << 20
@@ -365,11 +365,11 @@ class ChunkStore:
             raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} fails its hash check")
         return data
 
-    # -- freeing (store/freeing.py) ----------------------------------------------------
+    # -- freeing (chunks/freeing.py) ----------------------------------------------------
 
     def collect(self, referenced: set[bytes], room: int | None = None) -> tuple[int, int]:
         """Drop packs holding no referenced chunk and rewrite packs holding some
-        unreferenced ones (store/freeing.py). Returns (packs removed or rewritten, bytes
+        unreferenced ones (chunks/freeing.py). Returns (packs removed or rewritten, bytes
         freed)."""
         return collect(self, referenced, room)
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import paramiko
 
-from twofold.store.objects import (
+from twofold.blobs.objects import (
     TMP_DIR,
     ObjectInfo,
     StoreError,
@@ -26,8 +26,8 @@ from twofold.store.objects import (
     temp_name,
     this_host,
 )
-from twofold.store.remote import SftpTarget
-from twofold.store.retry import Gone, RetryPolicy, Transient, found, read_or_missing
+from twofold.blobs.remote import SftpTarget
+from twofold.blobs.retry import Gone, RetryPolicy, Transient, found, read_or_missing
 
 T = TypeVar("T")
 SSH_CONFIG_ENV = "TWOFOLD_SSH_CONFIG"

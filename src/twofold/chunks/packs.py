@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import blake3
 import zstandard
 
-from twofold.store.objects import StoreError
+from twofold.blobs.objects import StoreError
 
 PACK_MAGIC = b"TFPACK01"
 """The first 8 bytes of every pack (format version 1)."""

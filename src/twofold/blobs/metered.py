@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from twofold.store.objects import ObjectInfo, ObjectStore
+from twofold.blobs.objects import ObjectInfo, ObjectStore
 
 
 class Metered:

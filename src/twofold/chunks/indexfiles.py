@@ -10,10 +10,10 @@ from typing import Any
 
 import blake3
 
+from twofold.blobs.objects import StoreError
+from twofold.chunks.packs import PackEntry
+from twofold.chunks.sealed import SealBroken, is_sealed, seal, unseal
 from twofold.fsinfo.volume import DriveId
-from twofold.store.objects import StoreError
-from twofold.store.packs import PackEntry
-from twofold.store.sealed import SealBroken, is_sealed, seal, unseal
 
 INDEX_DIR = "index/"
 INDEX_VERSION = 2

@@ -1,1 +1,0 @@
-"""Adapters for where data is kept: the backup catalog, target folders, file copying."""
