@@ -17,7 +17,7 @@ PACKAGES = (
     "python3",
     # what a restore may need, and a shell to look around with
     "e2fsprogs", "dosfstools", "ntfs-3g", "exfatprogs", "gdisk", "fdisk", "util-linux",
-    "procps", "less",
+    "xfsprogs", "btrfs-progs", "lvm2", "procps", "less",
     # a network store: an address by DHCP, TLS roots for S3, ssh for known_hosts
     "iproute2", "dhcpcd-base", "ca-certificates", "openssh-client",
 )
