@@ -251,7 +251,7 @@ class NbdServer:
             self._error(conn, handle, errno.EIO, message)
 
     def _status(self, conn: _Conn, handle: int, offset: int, length: int, one: bool) -> None:
-        descriptors = []
+        descriptors: list[bytes] = []
         pos, end = offset, offset + length
         while pos < end and len(descriptors) < (1 if one else _MAX_EXTENTS):
             run, data = self.run_at(pos)
