@@ -20,6 +20,7 @@ from twofold.cli.common import (
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
 from twofold.cli.image_common import progress_for as _progress
 from twofold.cli.image_common import target_of as _target
+from twofold.cli.image_export_cmd import export_command
 from twofold.cli.image_restore_cmd import restore_command
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.models import Issue
@@ -169,6 +170,7 @@ def list_command(
 
 
 image_app.command("restore")(restore_command)
+image_app.command("export")(export_command)
 
 
 def damaged_notes(damaged: dict[str, str]) -> None:

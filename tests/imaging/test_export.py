@@ -1,0 +1,194 @@
+"""`twofold image export`: every format accepted by qemu-img (check where it has one,
+info, compare) and equal to a plain restore; sparse; a damaged chunk, a full drive and
+bad input stop it with a clear error and leave no partial file."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.fulldrive import small_drive
+from tests.image.conftest import IS_ROOT
+from twofold.cli.app import app
+from twofold.core.errors import TargetFullError
+from twofold.core.progress import NullProgress
+from twofold.image.create import create
+from twofold.image.errors import ImageDamaged, ImageRefused
+from twofold.image.export import FORMATS, _check_image, export, used_ranges
+from twofold.image.repo import load_manifest, open_store
+from twofold.image.restore import restore
+
+from .conftest import NOT_ROOT, FixedClock, MiB, blank, store_files
+
+QEMU_IMG = shutil.which("qemu-img")
+needs_qemu_img = pytest.mark.skipif(QEMU_IMG is None,
+                                    reason="qemu-img is missing (Debian package qemu-utils)")
+CHECKED = {"qcow2", "vhdx", "vmdk"}  # qemu-img has no check for raw and vpc (VHD)
+runner = CliRunner()
+
+
+def qemu_img(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    assert QEMU_IMG is not None
+    return subprocess.run([QEMU_IMG, *map(str, args)], capture_output=True, text=True,
+                          check=False)
+
+
+class Recorder(NullProgress):
+    """Keeps the phases and the bytes advanced."""
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int | None]] = []
+        self.bytes = 0
+
+    def phase(self, name: str, total_files: int | None = None,
+              total_bytes: int | None = None) -> None:
+        self.phases.append((name, total_bytes))
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        self.bytes += nbytes
+
+
+def data_bytes(path: Path) -> int:
+    """Bytes of `path` that hold data (SEEK_DATA / SEEK_HOLE)."""
+    total, pos = 0, 0
+    with open(path, "rb") as f:
+        end = os.fstat(f.fileno()).st_size
+        while pos < end:
+            try:
+                start = os.lseek(f.fileno(), pos, os.SEEK_DATA)
+            except OSError:
+                break
+            pos = os.lseek(f.fileno(), start, os.SEEK_HOLE)
+            total += pos - start
+    return total
+
+
+@pytest.fixture
+def volume_store(tmp_path: Path) -> tuple[Path, Path]:
+    """A 24 MiB volume (random, text and zero stretches, a hole in the middle) imaged."""
+    src = blank(tmp_path / "vol.img", 24 * MiB)
+    rng = random.Random(7)
+    with open(src, "r+b") as f:
+        for offset in (0, 5 * MiB, 17 * MiB):
+            f.seek(offset)
+            f.write(rng.randbytes(MiB) + b"twofold " * (MiB // 8))
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    create(str(src), str(drive), "vol", 3, None, False, NullProgress(), FixedClock())
+    return src, drive
+
+
+@needs_qemu_img
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_export_equals_restore(fmt: str, gpt_disk: Path, tmp_path: Path) -> None:
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    create(str(gpt_disk), str(drive), "sys", 3, None, False, NullProgress(), FixedClock())
+    restored = tmp_path / "restored.raw"
+    restore(str(drive), "sys", str(restored), None, NullProgress(), FixedClock())
+    out = tmp_path / f"sys.{fmt}"
+    progress = Recorder()
+    r = export(str(drive), "sys", fmt, str(out), progress, FixedClock())
+    assert (r.format, r.size) == (fmt, gpt_disk.stat().st_size)
+    info = json.loads(qemu_img("info", "--output=json", out).stdout)
+    assert info["format"] == FORMATS[fmt][0] and info["virtual-size"] == r.size
+    if fmt in CHECKED:
+        check = qemu_img("check", out)
+        assert check.returncode == 0 and "No errors were found" in check.stdout, check
+    same = qemu_img("compare", "-f", FORMATS[fmt][0], "-F", "raw", out, restored)
+    assert same.returncode == 0 and "Images are identical" in same.stdout, same
+    # streamed: only the used ranges were read, and the progress saw every byte of them
+    m = load_manifest(open_store(str(drive)).objects, "sys")
+    used = sum(e - s for s, e in used_ranges(m))
+    assert r.bytes_read == used < r.size // 2
+    assert progress.phases == [(f"exporting ({fmt})", used)] and progress.bytes == used
+    assert r.file_bytes < used + 8 * MiB  # sparse: the free space takes no room
+
+
+@needs_qemu_img
+def test_raw_export_writes_only_used_ranges(volume_store: tuple[Path, Path],
+                                            tmp_path: Path) -> None:
+    src, drive = volume_store
+    out = tmp_path / "vol.raw"
+    r = export(str(drive), "vol", "raw", str(out), NullProgress(), FixedClock())
+    assert out.read_bytes() == src.read_bytes()
+    m = load_manifest(open_store(str(drive)).objects, "vol")
+    stored = sum(e - s for s, e in used_ranges(m, gap=0))
+    assert stored == 6 * MiB  # the zero stretches are no chunks
+    assert data_bytes(out) <= stored < r.size // 3
+
+
+@needs_qemu_img
+def test_damaged_chunk_stops_export_and_names_it(volume_store: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    _src, drive = volume_store
+    pack = store_files(drive, ".pack")[0]
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 3] ^= 0x40  # inside a compressed chunk
+    pack.write_bytes(bytes(data))
+    out = tmp_path / "vol.qcow2"
+    with pytest.raises(ImageDamaged, match=r"image vol, volume: chunk [0-9a-f]{64} cannot be "
+                       r"read.*(does not decompress|fails its hash check)(?s:.*)partial file "
+                       "was removed"):
+        export(str(drive), "vol", "qcow2", str(out), NullProgress(), FixedClock())
+    assert not out.exists()
+    with pytest.raises(ImageDamaged, match="nothing was written"):  # recorded as bad now
+        export(str(drive), "vol", "qcow2", str(out), NullProgress(), FixedClock())
+    assert not out.exists()
+
+
+@needs_qemu_img
+@pytest.mark.skipif(not IS_ROOT, reason=NOT_ROOT)
+def test_full_drive_stops_and_removes_the_partial_file(volume_store: tuple[Path, Path],
+                                                       tmp_path: Path) -> None:
+    _src, drive = volume_store
+    with small_drive(tmp_path / "small", 4) as mnt:
+        out = mnt / "vol.raw"
+        with pytest.raises(TargetFullError, match=r"is full.*partial file was removed"):
+            export(str(drive), "vol", "raw", str(out), NullProgress(), FixedClock())
+        assert not out.exists() and os.listdir(mnt) == ["lost+found"]
+
+
+def test_file_level_area_refused(volume_store: tuple[Path, Path]) -> None:
+    _src, drive = volume_store
+    m = load_manifest(open_store(str(drive)).objects, "vol")
+    m.areas[0].files = {"meta": [], "data": [], "file_bytes": 0, "params": {}}
+    with pytest.raises(ImageRefused,
+                       match=r"(?s)taken at file level.*restore it to a file first"):
+        _check_image(m.chunk_ids(), m)
+
+
+@needs_qemu_img
+def test_cli_export_and_bad_input(volume_store: tuple[Path, Path], tmp_path: Path) -> None:
+    src, drive = volume_store
+
+    def run(*args: str | Path) -> tuple[int, str]:
+        result = runner.invoke(app, ["image", "export", *map(str, args)])
+        return result.exit_code, result.output
+
+    out = tmp_path / "vol.vhd"
+    code, text = run(drive, "vol", "--format", "vhd", "--to", out, "--json")
+    assert code == 0, text
+    assert json.loads(text)["bytes_read"] == 6 * MiB
+    assert qemu_img("compare", "-f", "vpc", out, src).returncode == 0
+    code, text = run(drive, "vol", "--format", "vhd", "--to", out)
+    assert code == 2 and "already exists" in text
+    code, text = run(drive, "vol", "--format", "vdi", "--to", tmp_path / "x.vdi")
+    assert code == 2 and "unknown format 'vdi'" in text and "qcow2" in text
+    code, text = run(drive, "nope", "--format", "raw", "--to", tmp_path / "x.raw")
+    assert code == 2 and "no image 'nope'" in text and "vol" in text
+    (tmp_path / "empty").mkdir()
+    code, text = run(tmp_path / "empty", "vol", "--format", "raw", "--to", tmp_path / "x.raw")
+    assert code == 1 and "no image store" in text
+    code, text = run(tmp_path / "gone", "vol", "--format", "raw", "--to", tmp_path / "x.raw")
+    assert code == 2 and "does not exist" in text
+    code, text = run(drive, "vol", "--format", "raw", "--to", tmp_path / "no" / "x.raw")
+    assert code == 2 and "does not exist" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drive", "empty", "vol.img", "vol.vhd"]
