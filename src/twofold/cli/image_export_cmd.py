@@ -40,3 +40,5 @@ def export_command(
     out.print(f"[bold]Exported {r.image} to {r.dest}[/] ({r.format}): a {size(r.size)} "
               f"disk in {size(r.file_bytes)}, {size(r.bytes_read)} read from the store, "
               f"{r.seconds:.1f} s")
+    if r.boot_note:
+        out.print(f"  {r.boot_note}", markup=False)

@@ -16,6 +16,7 @@ from twofold.core.errors import TargetFullError, TwofoldError, UsageError
 from twofold.core.progress import Progress
 from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
+from twofold.image.export_esp import EspPatch, fallback_patch
 from twofold.image.export_nbd import NbdServer
 from twofold.image.manifest import Manifest, chunk_spans
 from twofold.image.reader import ImageReader
@@ -51,19 +52,33 @@ class ExportResult:
     size: int  # bytes of the virtual disk
     file_bytes: int = 0  # bytes the file takes on its drive
     bytes_read: int = 0  # image bytes streamed from the store
+    boot_note: str = ""  # the UEFI fallback loader: added, or what the user must do
     seconds: float = 0.0
 
 
 class _ImageSource:
-    """The image's disk as a BlockSource: its bytes from the store, its used ranges."""
+    """The image's disk as a BlockSource: its bytes from the store (the ESP's from the
+    patch when the fallback loader was added), its used ranges."""
 
-    def __init__(self, reader: ImageReader, m: Manifest) -> None:
+    def __init__(self, reader: ImageReader, m: Manifest, patch: EspPatch | None) -> None:
         self.reader = reader
         self.size = m.size
-        self.allocated = used_ranges(m)
+        self.patch = patch
+        ranges = used_ranges(m)
+        if patch is not None:
+            ranges = [r for s, e in ranges for r in ((s, min(e, patch.start)),
+                                                     (max(s, patch.end), e)) if r[0] < r[1]]
+            ranges = sorted(ranges + patch.data_ranges())
+        self.allocated = ranges
 
     def read(self, offset: int, length: int) -> bytes:
-        return self.reader.read(offset, length)
+        p = self.patch
+        end = offset + length
+        if p is None or end <= p.start or offset >= p.end:
+            return self.reader.read(offset, length)
+        lo, hi = max(offset, p.start), min(end, p.end)
+        return b"".join((self.reader.read(offset, lo - offset), os.pread(p.fd, hi - lo, lo),
+                         self.reader.read(hi, end - hi)))
 
 
 def used_ranges(m: Manifest, gap: int = MERGE_GAP) -> list[tuple[int, int]]:
@@ -129,11 +144,14 @@ def export(target: Target, image: str, fmt: str, dest: str, progress: Progress,
     store = open_store(target)
     m = load_manifest(store.objects, image)
     _check_image({cid for cid in m.chunk_ids() if store.location(cid) is not None}, m)
-    source = _ImageSource(ImageReader(store, m), m)
+    reader = ImageReader(store, m)
     result = ExportResult(m.name, dest, fmt, m.size)
     name, options = FORMATS[fmt]
-    progress.phase(f"exporting ({fmt})", total_bytes=sum(e - s for s, e in source.allocated))
-    with tempfile.TemporaryDirectory(prefix="twofold-export-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="twofold-export-") as tmp, \
+            fallback_patch(m, reader, tmp) as (patch, result.boot_note):
+        source = _ImageSource(reader, m, patch)
+        progress.phase(f"exporting ({fmt})",
+                       total_bytes=sum(e - s for s, e in source.allocated))
         sock = os.path.join(tmp, "nbd.sock")
         server = NbdServer(source, sock, WORKERS)
         server.start()
