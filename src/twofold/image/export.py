@@ -156,7 +156,7 @@ def export(target: Target, image: str, fmt: str, dest: str, progress: Progress,
         server = NbdServer(source, sock, WORKERS)
         server.start()
         try:
-            _convert(server, [tool, "convert", "-f", "raw", "-O", name, *options,
+            _convert(server, [tool, "convert", "-W", "-f", "raw", "-O", name, *options,
                               f"nbd+unix:///?socket={sock}", dest], progress)
         except BaseException as err:
             with suppress(FileNotFoundError):
