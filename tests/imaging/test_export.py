@@ -192,3 +192,23 @@ def test_cli_export_and_bad_input(volume_store: tuple[Path, Path], tmp_path: Pat
     code, text = run(drive, "vol", "--format", "raw", "--to", tmp_path / "no" / "x.raw")
     assert code == 2 and "does not exist" in text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drive", "empty", "vol.img", "vol.vhd"]
+
+
+class Interrupted(NullProgress):
+    """Ctrl-C at the first progress report while qemu-img runs."""
+
+    def advance(self, files: int = 0, nbytes: int = 0) -> None:
+        raise KeyboardInterrupt
+
+
+@needs_qemu_img
+def test_ctrl_c_removes_the_partial_file(volume_store: tuple[Path, Path],
+                                         tmp_path: Path) -> None:
+    _src, drive = volume_store
+    out = tmp_path / "vol.vmdk"
+    with pytest.raises(KeyboardInterrupt):
+        export(str(drive), "vol", "vmdk", str(out), Interrupted(), FixedClock())
+    assert not out.exists()
+    children = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True,
+                              text=True, check=False).stdout.split()
+    assert children == []  # qemu-img was stopped, not left behind
