@@ -22,6 +22,7 @@ from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.export import FORMATS, _check_image, export, used_ranges
+from twofold.image.reader import ImageReader
 from twofold.image.repo import load_manifest, open_store
 from twofold.image.restore import restore
 
@@ -212,3 +213,16 @@ def test_ctrl_c_removes_the_partial_file(volume_store: tuple[Path, Path],
     children = subprocess.run(["pgrep", "-P", str(os.getpid())], capture_output=True,
                               text=True, check=False).stdout.split()
     assert children == []  # qemu-img was stopped, not left behind
+
+
+def test_reader_views_equal_reads(volume_store: tuple[Path, Path]) -> None:
+    src, drive = volume_store
+    store = open_store(str(drive))
+    reader = ImageReader(store, load_manifest(store.objects, "vol"))
+    disk = src.read_bytes()
+    rng = random.Random(4)
+    spans = [(0, 24 * MiB), (MiB - 5, 10), (6 * MiB - 3, 3 * MiB + 7), (23 * MiB, 2 * MiB)]
+    spans += [(rng.randrange(24 * MiB), rng.randrange(1, 3 * MiB)) for _ in range(20)]
+    for offset, length in spans:
+        got = b"".join(reader.views(offset, length))
+        assert got == reader.read(offset, length) == disk[offset:offset + length]

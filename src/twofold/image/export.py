@@ -71,14 +71,14 @@ class _ImageSource:
             ranges = sorted(ranges + patch.data_ranges())
         self.allocated = ranges
 
-    def read(self, offset: int, length: int) -> bytes:
+    def read(self, offset: int, length: int) -> list[memoryview]:
         p = self.patch
         end = offset + length
         if p is None or end <= p.start or offset >= p.end:
-            return self.reader.read(offset, length)
+            return self.reader.views(offset, length)
         lo, hi = max(offset, p.start), min(end, p.end)
-        return b"".join((self.reader.read(offset, lo - offset), os.pread(p.fd, hi - lo, lo),
-                         self.reader.read(hi, end - hi)))
+        return [*self.reader.views(offset, lo - offset),
+                memoryview(os.pread(p.fd, hi - lo, lo)), *self.reader.views(hi, end - hi)]
 
 
 def used_ranges(m: Manifest, gap: int = MERGE_GAP) -> list[tuple[int, int]]:
