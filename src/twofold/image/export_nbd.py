@@ -38,6 +38,8 @@ _STATE_HOLE_ZERO = 3
 _ALLOCATION = b"base:allocation"
 _CONTEXT_ID = 1
 _IOV_MAX = 1024
+_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+_SEND_BUFFER = 8 << 20
 _MAX_EXTENTS = 4096  # descriptors in one block status reply (without REQ_ONE)
 
 
@@ -137,6 +139,10 @@ class NbdServer:
             self._threads.append(t)
 
     def _serve(self, sock: socket.socket) -> None:
+        for option in (_SO_SNDBUFFORCE, socket.SO_SNDBUF):  # replies of 2 MiB flow in one go
+            with suppress(OSError):  # beyond net.core.wmem_max only as root (FORCE)
+                sock.setsockopt(socket.SOL_SOCKET, option, _SEND_BUFFER)
+                break
         conn = _Conn(sock)
         try:
             if self._handshake(conn):
