@@ -4,7 +4,6 @@ read nor written; a partial file is removed when anything stops the export."""
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import subprocess
@@ -19,7 +18,6 @@ from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.export_esp import EspPatch, fallback_patch
 from twofold.image.export_nbd import NbdServer
-from twofold.image.export_qcow2 import cluster_runs, write_qcow2
 from twofold.image.manifest import Manifest, chunk_spans
 from twofold.image.reader import ImageReader
 from twofold.image.repo import Target, load_manifest, open_store
@@ -27,7 +25,7 @@ from twofold.image.verify import record_bad
 
 FORMATS: dict[str, tuple[str, list[str]]] = {
     "raw": ("raw", []),
-    "qcow2": ("qcow2", []),  # written by export_qcow2.py; qemu-img's names kept for tests
+    "qcow2": ("qcow2", []),
     "vhd": ("vpc", ["-o", "subformat=dynamic,force_size=on"]),
     "vhdx": ("vhdx", ["-o", "subformat=dynamic"]),
     "vmdk": ("vmdk", ["-o", "subformat=monolithicSparse"]),
@@ -141,7 +139,7 @@ def export(target: Target, image: str, fmt: str, dest: str, progress: Progress,
     started = clock.now_ns()
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}", f"use one of: {', '.join(FORMATS)}")
-    tool = None if fmt == "qcow2" else qemu_img()  # qcow2 is written here
+    tool = qemu_img()
     _check_dest(dest)
     store = open_store(target)
     m = load_manifest(store.objects, image)
@@ -152,11 +150,8 @@ def export(target: Target, image: str, fmt: str, dest: str, progress: Progress,
             fallback_patch(m, reader, tmp) as (patch, result.boot_note):
         source = _ImageSource(reader, m, patch)
         try:
-            if tool is None:
-                result.bytes_read = _native_qcow2(source, dest, progress)
-            else:
-                result.bytes_read = _through_qemu_img(source, tool, fmt, dest,
-                                                      os.path.join(tmp, "nbd.sock"), progress)
+            result.bytes_read = _through_qemu_img(source, tool, fmt, dest,
+                                                  os.path.join(tmp, "nbd.sock"), progress)
         except BaseException as err:
             with suppress(FileNotFoundError):
                 os.unlink(dest)
@@ -168,27 +163,6 @@ def export(target: Target, image: str, fmt: str, dest: str, progress: Progress,
     result.file_bytes = os.stat(dest).st_blocks * 512
     result.seconds = (clock.now_ns() - started) / 1e9
     return result
-
-
-def _native_qcow2(source: _ImageSource, dest: str, progress: Progress) -> int:
-    """Write the qcow2 file here (export_qcow2.py); the bytes read."""
-    runs = cluster_runs(source.allocated, source.size)
-    total = sum(e - s for s, e in runs)
-    progress.phase("exporting (qcow2)", total_bytes=total)
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                 0o644)
-    try:
-        write_qcow2(fd, source.size, runs, source.read, WORKERS,
-                    lambda n: progress.advance(nbytes=n))
-        os.fsync(fd)
-    except OSError as err:
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise _full(dest) from None
-        raise ExportFailed(f"could not write {dest}: {err.strerror}",
-                           "the partial file was removed") from None
-    finally:
-        os.close(fd)
-    return total
 
 
 def _through_qemu_img(source: _ImageSource, tool: str, fmt: str, dest: str, sock: str,
@@ -204,12 +178,6 @@ def _through_qemu_img(source: _ImageSource, tool: str, fmt: str, dest: str, sock
     finally:
         server.stop()
     return server.served
-
-
-def _full(dest: str) -> TargetFullError:
-    return TargetFullError(f"the drive of {dest} is full: the export stopped and its "
-                           "partial file was removed", "free some space or export to a "
-                           "larger drive")
 
 
 def _convert(server: NbdServer, argv: list[str], progress: Progress) -> None:
@@ -239,6 +207,8 @@ def _convert(server: NbdServer, argv: list[str], progress: Progress) -> None:
     text = errors.decode(errors="replace").strip()
     dest = argv[-1]
     if "No space left" in text:
-        raise _full(dest)
+        raise TargetFullError(
+            f"the drive of {dest} is full: the export stopped and its partial file was "
+            "removed", "free some space or export to a larger drive")
     raise ExportFailed(f"qemu-img could not write {dest}: {text}",
                        "the partial file was removed")
