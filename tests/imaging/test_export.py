@@ -8,6 +8,7 @@ import json
 import os
 import random
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -71,6 +72,53 @@ def data_bytes(path: Path) -> int:
     return total
 
 
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as VHDX's checksums use it."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = CRC_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _crc_entry(n: int) -> int:
+    for _ in range(8):
+        n = (n >> 1) ^ (0x82F63B78 if n & 1 else 0)
+    return n
+
+
+CRC_TABLE = [_crc_entry(n) for n in range(256)]
+
+
+def vhdx_checksums(head: bytes, _path: Path) -> None:
+    """VHDX's own rules: the file identifier, both headers and both region tables carry
+    CRC-32C checksums (computed with the field zeroed) that must hold."""
+    assert head[:8] == b"vhdxfile"
+    for at, size, magic in ((64 << 10, 4096, b"head"), (128 << 10, 4096, b"head"),
+                            (192 << 10, 64 << 10, b"regi"), (256 << 10, 64 << 10, b"regi")):
+        block = bytearray(head[at:at + size])
+        assert block[:4] == magic
+        stored = struct.unpack_from("<I", block, 4)[0]
+        block[4:8] = bytes(4)
+        assert crc32c(bytes(block)) == stored, f"checksum of {magic!r} at {at}"
+
+
+def vhd_checksums(head: bytes, path: Path) -> None:
+    """VHD's own rules: the footer (at the end, copied at the start) and the dynamic
+    header carry one's-complement byte sums (the field zeroed) that must hold."""
+    with open(path, "rb") as f:
+        f.seek(-512, os.SEEK_END)
+        footer = f.read(512)
+    assert footer == head[:512] and footer[:8] == b"conectix"
+    for block, at in ((footer, 64), (head[512:1536], 36)):
+        stored = struct.unpack_from(">I", block, at)[0]
+        zeroed = block[:at] + bytes(4) + block[at + 4:]
+        assert (~sum(zeroed)) & 0xFFFFFFFF == stored
+    assert head[512:520] == b"cxsparse"
+
+
+FORMAT_CHECKS = {"vhdx": vhdx_checksums, "vhd": vhd_checksums}
+
+
 @pytest.fixture
 def volume_store(tmp_path: Path) -> tuple[Path, Path]:
     """A 24 MiB volume (random, text and zero stretches, a hole in the middle) imaged."""
@@ -103,6 +151,8 @@ def test_export_equals_restore(fmt: str, gpt_disk: Path, tmp_path: Path) -> None
     if fmt in CHECKED:
         check = qemu_img("check", out)
         assert check.returncode == 0 and "No errors were found" in check.stdout, check
+    if fmt in FORMAT_CHECKS:
+        FORMAT_CHECKS[fmt](out.read_bytes()[:1 << 20], out)
     same = qemu_img("compare", "-f", FORMATS[fmt][0], "-F", "raw", out, restored)
     assert same.returncode == 0 and "Images are identical" in same.stdout, same
     # streamed: only the used ranges were read, and the progress saw every byte of them
