@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import code_under_test, drop_caches, load_text, machine_facts, verdict
+from image_vs_partclone import fill
 
 MB = 1 << 20
 
@@ -38,31 +40,10 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return took
 
 
-def fill_tree(tree: Path, want: int) -> int:
-    """Copy regular files from /usr/lib and /usr/share into `tree` until `want` bytes."""
-    copied = 0
-    for base in ("/usr/lib", "/usr/share"):
-        for dirpath, _dirs, files in os.walk(base):
-            for f in sorted(files):
-                src = os.path.join(dirpath, f)
-                if not os.path.isfile(src) or os.path.islink(src):
-                    continue
-                dst = tree / os.path.relpath(src, "/usr")
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    shutil.copyfile(src, dst)
-                except OSError:
-                    continue
-                copied += dst.stat().st_size
-                if copied >= want:
-                    return copied
-    return copied
-
-
 def make_disk(work: Path, size_mb: int, fill_mb: int) -> tuple[Path, int]:
     """A GPT disk with one ext4 partition holding about fill_mb of files; (disk, bytes)."""
-    tree = work / "tree"
-    copied = fill_tree(tree, fill_mb * MB)
+    copied = fill(work, fill_mb * MB, random.Random(1))  # into work/data
+    tree = work / "data"
     part = work / "part.img"
     with open(part, "wb") as f:
         f.truncate((size_mb - 2) * MB)

@@ -124,22 +124,7 @@ class ImageReader:
     def read(self, offset: int, length: int) -> bytes:
         """`length` bytes from `offset` (fewer at the end); ImageDamaged when a chunk they
         need is missing or damaged."""
-        end = min(self.size, offset + length)
-        if offset >= end:
-            return b""
-        out = bytearray(end - offset)
-        p = self._p
-        i = max(0, int(np.searchsorted(p.starts, offset, side="right")) - 1)
-        while i < len(p.starts) and p.starts[i] < end:
-            start, n = int(p.starts[i]), int(p.lengths[i])
-            lo, hi = max(start, offset), min(start + n, end)
-            k = int(p.which[i])
-            if lo < hi and k >= 0:
-                data = self.cache.get(p.ids[k], p.where[k])
-                first = int(p.inner[i]) + lo - start
-                out[lo - offset:hi - offset] = data[first:first + hi - lo]
-            i += 1
-        return bytes(out)
+        return b"".join(self.views(offset, length))
 
     def views(self, offset: int, length: int) -> list[memoryview]:
         """The bytes `read` gives, as views of the cached chunks and of zeros, in order,
