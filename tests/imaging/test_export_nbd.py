@@ -28,6 +28,8 @@ class Source:
     def read(self, offset: int, length: int) -> list[memoryview]:
         if offset + length > SIZE - 4096:
             raise TwofoldError("chunk 00ff is damaged")
+        if offset == 333:
+            raise ValueError("a bug")
         data = self.plain(offset, length)  # in two buffers, as a reader gives them
         return [memoryview(data[:length // 3]), memoryview(data[length // 3:])]
 
@@ -114,6 +116,10 @@ def test_structured_reads_and_block_status(server: tuple[NbdServer, Path]) -> No
     assert kind == (1 << 15) + 1 and struct.unpack(">I", payload[:4])[0] == 5
     assert b"chunk 00ff is damaged" in payload
     assert srv.failure is not None and "00ff" in srv.failure.message
+    c.request(0, 333, 1)  # any other failure: EIO too, and it is kept to be shown
+    kind, _n, payload = c.structured()
+    assert kind == (1 << 15) + 1 and struct.unpack(">I", payload[:4])[0] == 5
+    assert "00ff" in srv.failure.message  # the first failure is the one shown
     c.request(0, SIZE - 10, 20)  # beyond the end: EINVAL
     kind, _n, payload = c.structured()
     assert kind == (1 << 15) + 1 and struct.unpack(">I", payload[:4])[0] == 22
@@ -124,8 +130,12 @@ def test_structured_reads_and_block_status(server: tuple[NbdServer, Path]) -> No
 
 
 def test_simple_replies_without_structured(server: tuple[NbdServer, Path]) -> None:
-    _srv, path = server
+    srv, path = server
     c = Client(path, structured=False, allocation=False)
+    c.request(0, 333, 1)
+    assert struct.unpack(">IIQ", c.recv(16)) == (0x67446698, 5, 7)
+    assert srv.failure is not None
+    assert srv.failure.message == "reading the image failed at byte 333: ValueError: a bug"
     c.request(0, 8190, 4)
     magic, error, handle = struct.unpack(">IIQ", c.recv(16))
     assert (magic, error, handle) == (0x67446698, 0, 7)

@@ -1,4 +1,5 @@
-"""`twofold image ...`: create, list, verify, restore, delete and prune system images."""
+"""`twofold image ...`: create, list, verify, restore, export, delete and prune system
+images."""
 
 from __future__ import annotations
 

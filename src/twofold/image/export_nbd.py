@@ -248,9 +248,12 @@ class NbdServer:
                 self.failure = err
             self._reply_failed(conn, handle, err.message)
             return
-        except Exception as err:  # the client must get an answer
+        except Exception as err:  # a bug or an I/O error no layer named: still answered
+            if self.failure is None:
+                self.failure = TwofoldError(f"reading the image failed at byte {offset}: "
+                                            f"{type(err).__name__}: {err}")
             self._reply_failed(conn, handle, str(err))
-            raise
+            return
         with self._count_lock:
             self.served += length
         try:
