@@ -65,56 +65,61 @@ def _pieces(areas: list[Area], chunk_size: int, shift: int) -> _Pieces:
                    np.array(inner, dtype=np.int64)[order], ids, where)
 
 
-class ImageReader:
-    """Bytes of an image's disk (or of one of its block-level areas) by offset."""
+class ChunkCache:
+    """Decompressed chunks by id, the last few kept; a chunk several threads ask for at
+    once is loaded once. ImageDamaged, naming the chunk and `where`, when it cannot be."""
 
-    def __init__(self, store: ChunkStore, m: Manifest, area: Area | None = None,
-                 cached: int = CACHED_CHUNKS) -> None:
-        if area is not None and area.files is not None:
-            raise ValueError(f"{area.label} was taken at file level: it has no blocks")
-        self.store, self.manifest = store, m
-        self.size = m.size if area is None else area.size
-        areas = [a for a in m.areas if a.files is None] if area is None else [area]
-        self.name = "the disk" if area is None else area.label
-        self._p = _pieces(areas, m.chunk_size, 0 if area is None else -area.start)
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
-        self._cached = cached
+    def __init__(self, store: ChunkStore, image: str, cached: int = CACHED_CHUNKS) -> None:
+        self.store, self.image, self.cached = store, image, cached
+        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[int, threading.Event] = {}
+        self._loading: dict[bytes, threading.Event] = {}
 
-    def _chunk(self, k: int) -> bytes:
-        """Chunk number k, from the cache or the store (loaded once when several threads
-        ask for it at the same time)."""
+    def get(self, cid: bytes, where: str) -> bytes:
+        """The plain data of chunk `cid`, which `where` (an area, a file) needs."""
         while True:
             with self._lock:
-                data = self._cache.get(k)
+                data = self._cache.get(cid)
                 if data is not None:
-                    self._cache.move_to_end(k)
+                    self._cache.move_to_end(cid)
                     return data
-                waiting = self._loading.get(k)
+                waiting = self._loading.get(cid)
                 if waiting is None:
-                    mine = self._loading[k] = threading.Event()
+                    mine = self._loading[cid] = threading.Event()
                     break
             waiting.wait()
         try:
-            cid = self._p.ids[k]
             try:
                 data = self.store.load(cid)
             except StoreError as err:
                 raise ImageDamaged(
-                    f"image {self.manifest.name}, {self._p.where[k]}: chunk {cid.hex()} "
-                    f"cannot be read: {err.message}",
+                    f"image {self.image}, {where}: chunk {cid.hex()} cannot be read: "
+                    f"{err.message}",
                     "twofold image verify lists all damage; twofold image verify --heal "
                     "--from OTHER_STORE (or --source DISK) can mend it") from None
             with self._lock:
-                self._cache[k] = data
-                while len(self._cache) > self._cached:
+                self._cache[cid] = data
+                while len(self._cache) > self.cached:
                     self._cache.popitem(last=False)
             return data
         finally:
             with self._lock:
-                del self._loading[k]
+                del self._loading[cid]
             mine.set()
+
+
+class ImageReader:
+    """Bytes of an image's disk (or of one of its block-level areas) by offset."""
+
+    def __init__(self, store: ChunkStore, m: Manifest, area: Area | None = None,
+                 cache: ChunkCache | None = None) -> None:
+        if area is not None and area.files is not None:
+            raise ValueError(f"{area.label} was taken at file level: it has no blocks")
+        self.manifest = m
+        self.size = m.size if area is None else area.size
+        areas = [a for a in m.areas if a.files is None] if area is None else [area]
+        self._p = _pieces(areas, m.chunk_size, 0 if area is None else -area.start)
+        self.cache = cache or ChunkCache(store, m.name)
 
     def read(self, offset: int, length: int) -> bytes:
         """`length` bytes from `offset` (fewer at the end); ImageDamaged when a chunk they
@@ -130,7 +135,7 @@ class ImageReader:
             lo, hi = max(start, offset), min(start + n, end)
             k = int(p.which[i])
             if lo < hi and k >= 0:
-                data = self._chunk(k)
+                data = self.cache.get(p.ids[k], p.where[k])
                 first = int(p.inner[i]) + lo - start
                 out[lo - offset:hi - offset] = data[first:first + hi - lo]
             i += 1
