@@ -15,6 +15,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+from twofold.blobs.remote import open_target
 from twofold.core.errors import TwofoldError, UsageError
 from twofold.fsinfo.fsparams import fs_type
 from twofold.image.errors import ImageRefused
@@ -90,22 +91,23 @@ def check_point(point: str) -> None:
 
 
 def mount_image(target: str, image: str, point: str, log: str | None = None,
-                env: dict[str, str] | None = None) -> MountResult:
+                endpoint: str | None = None) -> MountResult:
     """Mount `image` of the store at `target` on the empty folder `point`, each
     partition's file system beneath it where a driver can; the image's file system
     keeps running in its own process after this returns (`log`: where it writes what
-    goes wrong, such as a damaged chunk; None: this process's stderr)."""
+    goes wrong, such as a damaged chunk; None: this process's stderr; `endpoint`: an S3
+    endpoint for a non-AWS store)."""
     point = os.path.abspath(point)
     check_point(point)
     check_fuse()
-    store = open_store(target)
+    store = open_store(open_target(target, endpoint) if endpoint else target)
     m = load_manifest(store.objects, image)  # ImageNotFound before anything starts
     out = open(log, "ab") if log else None  # noqa: SIM115  # handed to the child
     try:
         server = subprocess.Popen(
             [sys.executable, "-m", "twofold.image.imagefs", target, image, point],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-            env={**os.environ, **(env or {})})
+            env={**os.environ, **({"AWS_ENDPOINT_URL": endpoint} if endpoint else {})})
     finally:
         if out is not None:
             out.close()
@@ -133,7 +135,7 @@ def mount_image(target: str, image: str, point: str, log: str | None = None,
 
 def _wait_mounted(server: subprocess.Popen[bytes], point: str, log: str | None) -> None:
     deadline = time.monotonic() + _STARTUP_WAIT
-    while not _is_ours(point):
+    while not is_mounted(point):
         if server.poll() is not None:
             said = ""
             if log:
@@ -231,7 +233,8 @@ def _mounts() -> list[tuple[str, str]]:
     return out
 
 
-def _is_ours(point: str) -> bool:
+def is_mounted(point: str) -> bool:
+    """True while an image is mounted on `point` (an absolute path)."""
     return any(p == point and kind == FUSE_TYPE for p, kind in _mounts())
 
 
@@ -241,7 +244,7 @@ def unmount_all(point: str) -> list[str]:
     process then ends. Returns what was unmounted or detached; MountRefused when `point`
     holds no mounted image."""
     point = os.path.abspath(point)
-    if not _is_ours(point):
+    if not is_mounted(point):
         raise MountRefused(f"no twofold image is mounted on {point}",
                            "twofold image mount STORE IMAGE MOUNTPOINT mounts one")
     done = []
