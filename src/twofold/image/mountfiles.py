@@ -96,7 +96,7 @@ def copy_files(target: str, image: str, paths: list[str], to: str,
     wanted = [(p, *_split(p, folders)) for p in paths]
     to = os.path.abspath(to)
     os.makedirs(to, exist_ok=True)
-    plans = []
+    plans: list[tuple[str, str, list[bytes], str]] = []
     for path, folder, parts in wanted:
         dest = os.path.join(to, os.fsdecode(parts[-1]) if parts else folder)
         if os.path.lexists(dest):
