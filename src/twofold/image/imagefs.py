@@ -66,8 +66,9 @@ def disk_file(m: Manifest) -> str | None:
 class FileTree:
     """A file-level partition's files, folders and links, from its records."""
 
-    def __init__(self, records: list[dict[str, Any]]) -> None:
+    def __init__(self, records: list[dict[str, Any]], first_ino: int) -> None:
         self.entries: dict[bytes, dict[str, Any]] = {}
+        self.inos: dict[bytes, int] = {}  # hard links share their first name's
         self.children: dict[bytes, list[str]] = {}
         self.links: dict[bytes, int] = {}
         for rec in records:
@@ -82,7 +83,8 @@ class FileTree:
             first = get_bytes(rec, "h")
             if first is not None:
                 self.links[first] = self.links.get(first, 1) + 1
-                self.links[path] = 0  # counted on the first name
+            self.inos[path] = first_ino + len(self.inos)
+        self.last_ino = first_ino + len(self.inos)
 
     def data_of(self, path: bytes) -> tuple[bytes, dict[str, Any]]:
         """The record holding the data of `path` (a hard link's first name) and its path."""
@@ -98,7 +100,8 @@ class FileTree:
         size = int(data.get("s", 0)) if rec["k"] == "f" else \
             len(get_bytes(rec, "l") or b"") if rec["k"] == "l" else 0
         nlink = 2 if rec["k"] == "d" else self.links.get(first, 1)
-        return {"st_mode": kind | int(data["m"]), "st_uid": data["u"], "st_gid": data["g"],
+        return {"st_mode": kind | int(data["m"]), "st_ino": self.inos[first],
+                "st_uid": data["u"], "st_gid": data["g"],
                 "st_size": size, "st_nlink": max(nlink, 1), "st_rdev": int(rec.get("r", 0)),
                 "st_mtime": data["t"], "st_atime": data.get("a", data["t"]),
                 "st_ctime": data.get("c", data["t"]), "st_blocks": (size + 511) // 512}
@@ -143,6 +146,7 @@ class ImageFS:
         self.files: dict[str, ImageReader] = {}
         self.folders: set[str] = set()
         self.trees: dict[str, FileTree] = {}
+        ino = 1000  # inode numbers of file-level partitions' entries (the rest: below)
         disk = disk_file(m)
         if disk is not None:
             self.files[disk] = ImageReader(store, m, cache=self.cache)
@@ -157,7 +161,8 @@ class ImageFS:
                 except StoreError as err:
                     raise ImageDamaged(f"image {m.name}, {s.area.label}: its records cannot "
                                        f"be read: {err.message}") from None
-                self.trees[s.folder] = FileTree(records)
+                self.trees[s.folder] = tree = FileTree(records, ino)
+                ino = tree.last_ino
         self._handles: dict[int, ImageReader | _TreeFile] = {}
         self._next_handle = 1
         self._lock = threading.Lock()
@@ -187,17 +192,29 @@ class ImageFS:
         if top in self.files:
             size = self.files[top].size
             return {"st_mode": stat.S_IFREG | 0o400, "st_nlink": 1, "st_size": size,
+                    "st_ino": 2 + list(self.files).index(top),
                     "st_uid": 0, "st_gid": 0, "st_blocks": (size + 511) // 512, **times}
+        ino = 1 if not top else 100 + sorted(self.folders).index(top)
         return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, "st_uid": 0, "st_gid": 0,
-                **times}
+                "st_ino": ino, **times}
 
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def readdir(self, path: str, fh: int) -> list[tuple[str, dict[str, int], int]]:
         top, rel = self._split(path)
         if rel is not None:
-            return [".", "..", *self.trees[top].children.get(rel, [])]
-        if top:
-            return [".", ".."]
-        return [".", "..", *self.files, *sorted(self.folders | set(self.trees))]
+            names = self.trees[top].children.get(rel, [])
+        else:
+            names = [] if top else [*self.files, *sorted(self.folders | set(self.trees))]
+        here = path.rstrip("/")
+        out = []
+        for name in [".", "..", *names]:  # each with its inode: 0 would hide it
+            if name == "..":
+                st = {"st_mode": stat.S_IFDIR, "st_ino": 1}
+            else:
+                full = here if name == "." else f"{here}/{name}"
+                attrs = self.getattr(full or "/")
+                st = {"st_mode": attrs["st_mode"], "st_ino": attrs["st_ino"]}
+            out.append((name, st, 0))
+        return out
 
     def readlink(self, path: str) -> str:
         top, rel = self._split(path)
@@ -281,6 +298,7 @@ def serve(target: str, image: str, point: str) -> None:
     mfusepy.FUSE(ops, point, foreground=True, ro=True, default_permissions=True,
                  fsname=f"twofold:{image}", subtype="twofold", kernel_cache=True,
                  attr_timeout=IMMUTABLE, entry_timeout=IMMUTABLE, negative_timeout=IMMUTABLE,
+                 use_ino=True,
                  **extra)
 
 

@@ -23,6 +23,7 @@ from twofold.image.imagefs import shown
 from twofold.image.repo import load_manifest, open_store
 
 FUSE_TYPE = "fuse.twofold"
+FUSE_DEVICE = "/dev/fuse"
 _STARTUP_WAIT = 30.0  # seconds for the image's file system to appear
 _KERNEL = {  # blkid type -> (kernel driver, read-only options that replay nothing)
     "ext2": ("ext4", "ro,noload"), "ext3": ("ext4", "ro,noload"),
@@ -65,8 +66,8 @@ class MountResult:
 
 def check_fuse() -> None:
     """MountRefused unless /dev/fuse and libfuse 3 are there."""
-    if not os.path.exists("/dev/fuse"):
-        raise MountRefused("/dev/fuse is missing: this system cannot mount FUSE file systems",
+    if not os.path.exists(FUSE_DEVICE):
+        raise MountRefused(f"{FUSE_DEVICE} is missing: this system cannot mount FUSE file systems",
                            "install the package fuse3 (Debian, Ubuntu: apt install fuse3) "
                            "and load the fuse module (modprobe fuse)")
     try:
