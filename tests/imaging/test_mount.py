@@ -269,3 +269,24 @@ def test_ctrl_c_unmounts_everything_in_order(disk_store: Path, tmp_path: Path) -
     assert "part2/: ext4 mounted read-only" in outs
     assert "unmounted" in errs
     assert _mounts_under(point) == [] and _loops_under(point) == []
+
+
+def test_background_mount_and_umount_through_the_cli(disk_store: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from twofold.cli.app import app
+
+    point = tmp_path / "mnt"
+    point.mkdir()
+    env = {"TWOFOLD_STATE_DIR": str(tmp_path / "state")}
+    got = CliRunner().invoke(app, ["image", "mount", str(disk_store), "disk", str(point),
+                                   "--background"], env=env)
+    try:
+        assert got.exit_code == 0, got.output
+        assert "twofold image umount" in got.output and len(_mounts_under(point)) == 4
+    finally:
+        again = CliRunner().invoke(app, ["image", "umount", str(point)], env=env)
+    assert again.exit_code == 0 and "4 file systems, 3 loop devices" in again.output
+    assert _mounts_under(point) == [] and _loops_under(point) == []
+    third = CliRunner().invoke(app, ["image", "umount", str(point)], env=env)
+    assert third.exit_code == 1 and "no twofold image is mounted" in third.output

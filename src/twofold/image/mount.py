@@ -112,7 +112,14 @@ def mount_image(target: str, image: str, point: str, log: str | None = None,
     finally:
         if out is not None:
             out.close()
-    _wait_mounted(server, point, log)
+    try:
+        _wait_mounted(server, point, log)
+    except BaseException:  # Ctrl-C while it starts: it must not come up after we left
+        server.kill()
+        server.wait()
+        if is_mounted(point):
+            _unmount(point)
+        raise
     result = MountResult(image, point, server.pid)
     from twofold.image.imagefs import disk_file
 
@@ -145,7 +152,6 @@ def _wait_mounted(server: subprocess.Popen[bytes], point: str, log: str | None) 
             raise MountRefused(f"the image's file system could not be mounted on {point}"
                                f"{said}")
         if time.monotonic() > deadline:
-            server.kill()
             raise MountRefused(f"the image's file system did not appear on {point} in "
                                f"{_STARTUP_WAIT:.0f} s")
         time.sleep(0.05)
@@ -266,9 +272,12 @@ def _unmount(where: str) -> None:
         try:
             _run(["umount", where])
             return
-        except OSError:
+        except OSError as err:
             if attempt == 49:
-                raise
+                raise MountRefused(f"{where} cannot be unmounted: {err}",
+                                   "close what still uses it (a shell or a program open in "
+                                   "it; fuser -vm shows which), then run twofold image "
+                                   "umount again") from None
             time.sleep(0.1)
 
 
