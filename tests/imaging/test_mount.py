@@ -192,6 +192,7 @@ def test_a_flipped_bit_reads_as_eio_naming_the_chunk(tmp_path: Path) -> None:
         f.seek(loc.offset + loc.length // 2)
         f.write(bytes([byte[0] ^ 0x10]))
     point, log = tmp_path / "mnt", tmp_path / "log"
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
     with image_mounted(store, "v", point, log):
         assert (point / "volume" / "small.txt").read_text() == "still readable\n"
         with pytest.raises(OSError) as e:
@@ -202,6 +203,7 @@ def test_a_flipped_bit_reads_as_eio_naming_the_chunk(tmp_path: Path) -> None:
         assert e.value.errno == errno.EIO
     said = log.read_text()
     assert cid.hex() in said and "I/O error" in said
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == before  # nothing written
 
 
 def test_a_partition_no_driver_mounts_stays_a_file_and_is_named(tmp_path: Path) -> None:
@@ -290,3 +292,33 @@ def test_background_mount_and_umount_through_the_cli(disk_store: Path, tmp_path:
     assert _mounts_under(point) == [] and _loops_under(point) == []
     third = CliRunner().invoke(app, ["image", "umount", str(point)], env=env)
     assert third.exit_code == 1 and "no twofold image is mounted" in third.output
+
+
+@pytest.mark.parametrize("kind", ["ext2", "ext3", "xfs", "btrfs"])
+def test_other_kernel_file_systems_are_mounted_without_replaying_anything(
+        kind: str, tmp_path: Path) -> None:
+    tool(f"mkfs.{kind}")
+    size = {"xfs": 320 * MiB, "btrfs": 128 * MiB}.get(kind, 24 * MiB)
+    vol = blank(tmp_path / f"{kind}.img", size)
+    run(f"mkfs.{kind}", *(["-q", "-F"] if kind.startswith("ext") else ["-f"]), vol)
+    rng = random.Random(6)
+    files = {f"d{i % 3}/f{i}.bin": rng.randbytes(rng.randrange(1, 300_000)) for i in range(12)}
+    fill = tmp_path / "fill"
+    fill.mkdir()
+    run("mount", "-o", "loop", vol, fill)
+    try:
+        for name, data in files.items():
+            (fill / name).parent.mkdir(exist_ok=True)
+            (fill / name).write_bytes(data)
+    finally:
+        run("umount", fill)
+    store = tmp_path / "store"
+    store.mkdir()
+    create(str(vol), str(store), "k", 3, None, False, NullProgress(), FixedClock())
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
+    point = tmp_path / "mnt"
+    with image_mounted(store, "k", point, tmp_path / "log") as r:
+        assert r.parts[0].mounted, r.parts[0].note
+        for name, data in files.items():
+            assert (point / "volume" / name).read_bytes() == data
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == before  # only read
