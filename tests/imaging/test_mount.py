@@ -139,24 +139,32 @@ def test_exfat_volume_is_mounted_through_its_fuse_driver(tmp_path: Path) -> None
     rng = random.Random(4)
     files = {f"dir{i}/f{i}.bin": rng.randbytes(rng.randrange(1, 600_000)) for i in range(8)}
     with _loop(vol) as dev:
-        fill = tmp_path / "fill"
-        fill.mkdir()
-        run("mount.exfat-fuse", dev, fill)
-        try:
-            for name, data in files.items():
-                (fill / name).parent.mkdir(exist_ok=True)
-                (fill / name).write_bytes(data)
-        finally:
-            run("umount", fill)
-    store = tmp_path / "store"
-    store.mkdir()
-    create(str(vol), str(store), "stick", 3, None, False, NullProgress(), FixedClock())
+        store = _filled_and_imaged(["mount.exfat-fuse", dev], vol, files, tmp_path, "stick")
     point = tmp_path / "mnt"
     with image_mounted(store, "stick", point, tmp_path / "log") as r:
         assert sorted(os.listdir(point)) == ["volume", "volume-exfat-STICK.img"]
         assert r.disk_file is None and r.parts[0].mounted, r.parts[0].note
         for name, data in files.items():
             assert (point / "volume" / name).read_bytes() == data
+
+
+def _filled_and_imaged(mount: list[str], vol: Path, files: dict[str, bytes],
+                       tmp_path: Path, name: str) -> Path:
+    """`files` written into the file system that `mount` (before the mount point)
+    mounts, then `vol` imaged as `name` into a new store; the store."""
+    fill = tmp_path / "fill"
+    fill.mkdir()
+    run(*mount, fill)
+    try:
+        for rel, data in files.items():
+            (fill / rel).parent.mkdir(exist_ok=True)
+            (fill / rel).write_bytes(data)
+    finally:
+        run("umount", fill)
+    store = tmp_path / "store"
+    store.mkdir()
+    create(str(vol), str(store), name, 3, None, False, NullProgress(), FixedClock())
+    return store
 
 
 @contextmanager
@@ -253,11 +261,11 @@ def test_ctrl_c_unmounts_everything_in_order(disk_store: Path, tmp_path: Path) -
                              str(disk_store), "disk", str(point)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for _ in range(600):
-            if len(_mounts_under(point)) == 4 or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        assert len(_mounts_under(point)) == 4, proc.stderr.read() if proc.poll() else ""
+        assert proc.stderr is not None
+        said = ""
+        while "Press Ctrl-C" not in said and proc.poll() is None:
+            said += proc.stderr.readline()
+        assert len(_mounts_under(point)) == 4, said
         assert len(_loops_under(point)) == 3
         proc.send_signal(signal.SIGINT)
         outs, errs = proc.communicate(timeout=60)
@@ -303,18 +311,7 @@ def test_other_kernel_file_systems_are_mounted_without_replaying_anything(
     run(f"mkfs.{kind}", *(["-q", "-F"] if kind.startswith("ext") else ["-f"]), vol)
     rng = random.Random(6)
     files = {f"d{i % 3}/f{i}.bin": rng.randbytes(rng.randrange(1, 300_000)) for i in range(12)}
-    fill = tmp_path / "fill"
-    fill.mkdir()
-    run("mount", "-o", "loop", vol, fill)
-    try:
-        for name, data in files.items():
-            (fill / name).parent.mkdir(exist_ok=True)
-            (fill / name).write_bytes(data)
-    finally:
-        run("umount", fill)
-    store = tmp_path / "store"
-    store.mkdir()
-    create(str(vol), str(store), "k", 3, None, False, NullProgress(), FixedClock())
+    store = _filled_and_imaged(["mount", "-o", "loop", str(vol)], vol, files, tmp_path, "k")
     before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
     point = tmp_path / "mnt"
     with image_mounted(store, "k", point, tmp_path / "log") as r:

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -16,6 +16,9 @@ from twofold.cli.common import err, handles_errors, out, print_json, size
 from twofold.cli.image_cmd import image_app
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
 from twofold.core.text import plural
+
+if TYPE_CHECKING:
+    from twofold.image.mount import MountResult
 
 
 def _log_path(point: str) -> str:
@@ -45,53 +48,56 @@ def mount_command(
     (part1/, part2/...) where a driver for it exists. It stays mounted until Ctrl-C
     (or, with --background, until twofold image umount MOUNTPOINT). Needs root and FUSE
     (the package fuse3). A damaged chunk reads as an I/O error; the message names it."""
-    from twofold.image.mount import mount_image
-
-    log = _log_path(mountpoint) if background else None
-    r = mount_image(target, image, mountpoint, log=log, endpoint=s3_endpoint)
-    point = r.point
-    if as_json:
-        print_json({"image": r.image, "point": point, "pid": r.pid, "log": log,
-                    "disk_file": r.disk_file, "parts": [vars(p) for p in r.parts]})
-    else:
-        out.print(f"[bold]Image {r.image} mounted read-only on {point}[/]")
-        if r.disk_file:
-            out.print(f"  {r.disk_file}: the whole disk", markup=False)
-        for p in r.parts:
-            where = f"{p.folder}/" + ("" if p.mounted else " (empty)")
-            file = f"{p.file}, " if p.file else ""
-            out.print(f"  {p.label}: {file}{where}: {p.note}", markup=False)
-        unmounted = [p for p in r.parts if not p.mounted]
-        if unmounted:
-            err.print(f"[yellow]note:[/] {plural(len(unmounted), 'file system')} not "
-                      "mounted here; each partition is still there as a file")
-        if background:
-            out.print(f"  unmount with: twofold image umount {point}   (errors: {log})",
-                      markup=False)
-    if not background:
-        _serve_until_stopped(point)
-
-
-def _serve_until_stopped(point: str) -> None:
-    """Wait for Ctrl-C (or SIGTERM, SIGHUP), then unmount everything in order; return
-    at once when someone else unmounted it."""
-    from twofold.image.mount import is_mounted, unmount_all
+    from twofold.image.mount import mount_image, unmount_all
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, stop)
-    if not is_mounted(point):
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:  # SIGTERM and SIGHUP as Ctrl-C: everything comes down
+        log = _log_path(mountpoint) if background else None
+        r = mount_image(target, image, mountpoint, log=log, endpoint=s3_endpoint)
+        try:
+            _show(r, log, as_json, background)
+            if not background:
+                _wait(r.point)
+        except KeyboardInterrupt:
+            before[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)  # no 2nd
+            done = unmount_all(r.point)
+            err.print(f"unmounted {r.point} ({_counted(done)})")
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def _show(r: MountResult, log: str | None, as_json: bool, background: bool) -> None:
+    if as_json:
+        print_json({"image": r.image, "point": r.point, "pid": r.pid, "log": log,
+                    "disk_file": r.disk_file, "parts": [vars(p) for p in r.parts]})
         return
+    out.print(f"[bold]Image {r.image} mounted read-only on {r.point}[/]")
+    if r.disk_file:
+        out.print(f"  {r.disk_file}: the whole disk", markup=False)
+    for p in r.parts:
+        where = f"{p.folder}/" + ("" if p.mounted else " (empty)")
+        file = f"{p.file}, " if p.file else ""
+        out.print(f"  {p.label}: {file}{where}: {p.note}", markup=False)
+    unmounted = [p for p in r.parts if not p.mounted]
+    if unmounted:
+        err.print(f"[yellow]note:[/] {plural(len(unmounted), 'file system')} not "
+                  "mounted here; each partition is still there as a file")
+    if background:
+        out.print(f"  unmount with: twofold image umount {r.point}   (errors: {log})",
+                  markup=False)
+
+
+def _wait(point: str) -> None:
+    """Wait until Ctrl-C (KeyboardInterrupt), or until someone else unmounted it."""
+    from twofold.image.mount import is_mounted
+
     err.print("Press Ctrl-C to unmount.")
-    try:
-        while is_mounted(point):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut it short
-        done = unmount_all(point)
-        err.print(f"unmounted {point} ({_counted(done)})")
+    while is_mounted(point):
+        time.sleep(0.5)
 
 
 @image_app.command("umount")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from twofold.blobs.remote import open_target
 from twofold.core.errors import TwofoldError, UsageError
 from twofold.fsinfo.fsparams import fs_type
+from twofold.fsinfo.loopmount import kernel_has
 from twofold.image.errors import ImageRefused
 from twofold.image.imagefs import shown
 from twofold.image.repo import load_manifest, open_store
@@ -174,7 +175,7 @@ def _mount_fs(file: str, folder: str, part: PartMount) -> None:
     try:
         if kind is None:
             raise OSError("no file system found on it")
-        if kind in _KERNEL and _kernel_has(_KERNEL[kind][0]):
+        if kind in _KERNEL and kernel_has(_KERNEL[kind][0]):
             driver, options = _KERNEL[kind]
             _run(["mount", "-t", driver, "-o", options, loop, folder])
         elif kind in _FUSE_DRIVER:
@@ -201,14 +202,6 @@ def _wait_for(folder: str) -> None:
             return
         time.sleep(0.05)
     raise OSError(f"the driver did not mount {folder}")
-
-
-def _kernel_has(kind: str) -> bool:
-    try:
-        with open("/proc/filesystems") as f:
-            return any(line.split()[-1] == kind for line in f if line.strip())
-    except OSError:
-        return False
 
 
 def _run(args: list[str]) -> str:
