@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from tests.drives import IS_ROOT, run, tool
 from tests.image.conftest import tree_digest
 from tests.imaging.conftest import FixedClock, MiB, blank
-from tests.imaging.test_mount import image_mounted
+from tests.imaging.test_mount import flip_largest_chunk, image_mounted
 from twofold.cli.app import app
 from twofold.core.errors import UsageError
 from twofold.core.progress import NullProgress
@@ -139,3 +139,22 @@ def test_exfat_and_file_level_partitions(tmp_path: Path) -> None:
     copy_files(str(store), "live", ["part1/dir3", "part1/big.bin"], str(to))
     assert snapshot(to / "dir3", True) == want  # modes, owners, times, xattrs, capabilities
     assert (to / "big.bin").read_bytes() == big
+
+
+def test_a_damaged_chunk_stops_the_copy_naming_it_and_leaves_no_half_copy(
+        tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "docs").mkdir(parents=True)
+    (tree / "docs" / "a.txt").write_text("fine\n")
+    (tree / "docs" / "big.bin").write_bytes(random.Random(5).randbytes(6 * MiB))
+    vol = blank(tmp_path / "ext4.img", 32 * MiB)
+    run("mkfs.ext4", "-q", "-F", "-d", tree, vol)
+    store = tmp_path / "store"
+    store.mkdir()
+    create(str(vol), str(store), "v", 3, None, False, NullProgress(), FixedClock())
+    cid = flip_largest_chunk(store, "v")
+    to = tmp_path / "out"
+    with pytest.raises(FilesRefused, match=cid.hex()):
+        copy_files(str(store), "v", ["docs"], str(to))
+    assert os.listdir(to) == []
+    _no_mounts_left()

@@ -176,6 +176,23 @@ def _loop(path: Path) -> Iterator[str]:
         run("losetup", "-d", dev, check=False)
 
 
+def flip_largest_chunk(store: Path, image: str) -> bytes:
+    """Flip one bit in the middle of the image's largest stored chunk (random file data
+    in these tests); its id."""
+    chunks = open_store(str(store))
+    m = load_manifest(chunks.objects, image)
+    cid, loc = max(((c, chunks.location(c)) for c in m.chunk_ids()),
+                   key=lambda t: t[1].length if t[1] else 0)
+    assert loc is not None
+    pack = next(p for p in store_files(store, ".pack") if p.name in loc.pack)
+    with open(pack, "r+b") as f:
+        f.seek(loc.offset + loc.length // 2)
+        byte = f.read(1)
+        f.seek(loc.offset + loc.length // 2)
+        f.write(bytes([byte[0] ^ 0x10]))
+    return cid
+
+
 def test_a_flipped_bit_reads_as_eio_naming_the_chunk(tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -187,18 +204,7 @@ def test_a_flipped_bit_reads_as_eio_naming_the_chunk(tmp_path: Path) -> None:
     store = tmp_path / "store"
     store.mkdir()
     create(str(vol), str(store), "v", 3, None, False, NullProgress(), FixedClock())
-    chunks = open_store(str(store))
-    m = load_manifest(chunks.objects, "v")
-    # the largest chunk holds random file data: flip one bit in its middle
-    cid, loc = max(((c, chunks.location(c)) for c in m.chunk_ids()),
-                   key=lambda t: t[1].length if t[1] else 0)
-    assert loc is not None
-    pack = next(p for p in store_files(store, ".pack") if p.name in loc.pack)
-    with open(pack, "r+b") as f:
-        f.seek(loc.offset + loc.length // 2)
-        byte = f.read(1)
-        f.seek(loc.offset + loc.length // 2)
-        f.write(bytes([byte[0] ^ 0x10]))
+    cid = flip_largest_chunk(store, "v")
     point, log = tmp_path / "mnt", tmp_path / "log"
     before = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
     with image_mounted(store, "v", point, log):

@@ -152,14 +152,15 @@ def _copy(src: str, dest: str, log: str) -> None:
     """cp -a: the tree as it is (symlinks as symlinks, hard links, modes, owners, times,
     xattrs where the destination holds them); FilesRefused with what the image's file
     system logged (a damaged chunk, by id) when it fails."""
-    proc = subprocess.run(["cp", "-a", "--no-target-directory", "--", src, dest],
-                          capture_output=True, text=True, errors="replace", check=False,
-                          stdin=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run(["cp", "-a", "--no-target-directory", "--", src, dest],
+                              capture_output=True, text=True, errors="replace",
+                              check=False, stdin=subprocess.DEVNULL)
+    except BaseException:  # Ctrl-C: no half copy left behind either
+        _remove(dest)
+        raise
     if proc.returncode != 0:
-        if os.path.isdir(dest) and not os.path.islink(dest):
-            shutil.rmtree(dest, ignore_errors=True)  # made by this copy: no half tree left
-        elif os.path.lexists(dest):
-            os.unlink(dest)
+        _remove(dest)
         with open(log, "rb") as f:
             said = f.read().decode(errors="replace").strip()
         said = "; " + said.splitlines()[-1].removeprefix("twofold: ") if said else ""
@@ -167,3 +168,11 @@ def _copy(src: str, dest: str, log: str) -> None:
                            f"{proc.stderr.strip()[-400:]}{said}",
                            "is there room on the destination? Is the image damaged "
                            "(twofold image verify)?")
+
+
+def _remove(dest: str) -> None:
+    """Remove what an unfinished copy made at `dest` (it did not exist before)."""
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        shutil.rmtree(dest, ignore_errors=True)
+    elif os.path.lexists(dest):
+        os.unlink(dest)
