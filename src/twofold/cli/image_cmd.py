@@ -271,5 +271,6 @@ def copy_command(
               f"{r.seconds:.1f} s")
 
 
-# registers `image drill`, `image verify` and `image repair`
-from twofold.cli import drill_cmd, image_check_cmd  # noqa: E402,F401
+# registers `image drill`, `image verify`, `image repair`, `image mount`, `image umount`
+# and `image files`
+from twofold.cli import drill_cmd, image_check_cmd, image_mount_cmd  # noqa: E402,F401
