@@ -135,6 +135,7 @@ def volume_store(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @needs_qemu_img
+@pytest.mark.root  # the gpt_disk fixture fills NTFS through ntfs-3g
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_export_equals_restore(fmt: str, gpt_disk: Path, tmp_path: Path) -> None:
     drive = tmp_path / "drive"
@@ -198,6 +199,7 @@ def test_damaged_chunk_stops_export_and_names_it(fmt: str, volume_store: tuple[P
 
 
 @needs_qemu_img
+@pytest.mark.root
 @pytest.mark.skipif(not IS_ROOT, reason=NOT_ROOT)
 @pytest.mark.parametrize("fmt", ["raw", "qcow2"])
 def test_full_drive_stops_and_removes_the_partial_file(fmt: str,
