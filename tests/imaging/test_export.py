@@ -283,3 +283,19 @@ def test_reader_views_equal_reads(volume_store: tuple[Path, Path]) -> None:
     for offset, length in spans:
         got = b"".join(reader.views(offset, length))
         assert got == reader.read(offset, length) == disk[offset:offset + length]
+
+
+@pytest.mark.root
+def test_live_image_refused_with_what_to_do(tmp_path: Path) -> None:
+    from .live_disk import live_disk
+
+    store = tmp_path / "store"
+    store.mkdir()
+    with live_disk(tmp_path) as disk:
+        create(disk.dev, str(store), "live", 3, None, False, NullProgress(), FixedClock())
+    out = tmp_path / "live.qcow2"
+    with pytest.raises(ImageRefused, match=r"(?s)image live holds partition 1 \(ext4\), "
+                       r"partition 2 \(vfat\) taken at file level.*twofold image restore "
+                       r"STORE live --to disk.raw"):
+        export(str(store), "live", "qcow2", str(out), NullProgress(), FixedClock())
+    assert not out.exists()
