@@ -299,3 +299,15 @@ def test_live_image_refused_with_what_to_do(tmp_path: Path) -> None:
                        r"STORE live --to disk.raw"):
         export(str(store), "live", "qcow2", str(out), NullProgress(), FixedClock())
     assert not out.exists()
+
+
+def test_missing_qemu_img_is_named_with_its_package(volume_store: tuple[Path, Path],
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _src, drive = volume_store
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = runner.invoke(app, ["image", "export", str(drive), "vol", "--format", "vhdx",
+                                 "--to", str(tmp_path / "vol.vhdx")])
+    assert result.exit_code == 1, result.output
+    assert "qemu-img is not installed" in result.output and "qemu-utils" in result.output
+    assert not (tmp_path / "vol.vhdx").exists()
