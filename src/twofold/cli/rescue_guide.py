@@ -266,9 +266,12 @@ class Guide:
         return code
 
 
-def image_line(i: int, name: str, created_ns: int, source: str, nbytes: int) -> str:
-    """One image in the list."""
-    return f"  {i}) {name}   {when(created_ns)}   from {source}   {size(nbytes)}"
+def image_line(i: int, name: str, created_ns: int, host: str, source: str,
+               nbytes: int) -> str:
+    """One image in the list: name, date, host (when its manifest names one), source and
+    size."""
+    where = f"{host}:{source}" if host else source
+    return f"  {i}) {name}   {when(created_ns)}   from {where}   {size(nbytes)}"
 
 
 CLOCK = SystemClock()

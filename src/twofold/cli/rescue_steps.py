@@ -70,7 +70,7 @@ def restore_image_steps(g: Guide, store: scan.FoundStore) -> bool:
         return False
     g.console.say("Images, newest first:")
     for i, im in enumerate(images, 1):
-        g.console.say(image_line(i, im.name, im.created_ns, im.source, im.size))
+        g.console.say(image_line(i, im.name, im.created_ns, im.host, im.source, im.size))
     pick = g.console.ask("Which image? (b: back) [1]") or "1"
     if not (pick.isdigit() and 1 <= int(pick) <= len(images)):
         return False
