@@ -35,6 +35,8 @@ class StageProgress(RichProgress):
         """Say which stage begins."""
         if self.current is not None:
             self.console.print(f"  done: {self.current}")
+        if not self.console.is_terminal:  # no spinner names the running stage in a log
+            self.console.print(f"  {name}...")
         self.current = name
         super().phase(name, total_files, total_bytes)
 
