@@ -92,6 +92,31 @@ menuentry "twofold rescue: shell only" {{
 }}
 """
 
+# The files the rescue console reads before the guide's first question: Python, the
+# libraries it maps and the modules the guide imports. A cold start reads them from the
+# squashfs on the medium: 7 s for `python3 -c pass` alone under TCG, 0.5 s once they are
+# in memory. So the squashfs holds them first, side by side (mksquashfs -sort), and the
+# init reads them into memory while udev loads drivers.
+BOOT_FILES = "/usr/local/share/twofold/boot-files"
+BOOT_FILES_PROBE = """
+import os, shutil, subprocess, sys
+import twofold.cli.rescue_boot, twofold.cli.rescue_guide, twofold.cli.rescue_steps
+tools = [shutil.which(t) for t in ("lsblk", "blkid", "udevadm", "agetty", "setsid")]
+files = {os.path.realpath(f) for f in [sys.executable, *tools] if f}
+for m in list(sys.modules.values()):
+    for f in (getattr(m, "__cached__", None), getattr(m, "__file__", None)):
+        if f and not f.endswith(".py") and os.path.isfile(f):
+            files.add(os.path.realpath(f))
+objects = [f for f in files if not f.endswith(".pyc")]
+deps = subprocess.run(["ldd", *objects], capture_output=True, text=True).stdout
+for line in deps.splitlines():
+    words = line.split()
+    for w in words[words.index("=>") + 1:] if "=>" in words else words[:1]:
+        if w.startswith("/") and os.path.isfile(w):
+            files.add(os.path.realpath(w))
+print("\\n".join(sorted(files)))
+"""
+
 # PID 1 of the rescue system: no service manager, so it boots in seconds under emulation.
 # The consoles start at once; udev loads drivers beside them, and the guide waits for it
 # (udevadm settle) before it looks for drives.
@@ -102,6 +127,7 @@ export PATH
 mountpoint -q /proc || mount -t proc proc /proc
 read up idle < /proc/uptime
 echo "twofold rescue: system started $up s after the kernel" > /dev/console
+xargs cat < {BOOT_FILES} > /dev/null 2>&1 &
 mountpoint -q /sys || mount -t sysfs sysfs /sys
 mountpoint -q /dev || mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm /run/twofold
@@ -155,7 +181,8 @@ def text() -> str:
     parts = [LABEL, INIT, LOGIN, " ".join(PACKAGES), " ".join(DPKG_EXCLUDES),
              " ".join(DPKG_KEEP), " ".join(MODULE_PRUNE), INITRAMFS_CONF, INITRAMFS_HOOK,
              " ".join(INITRAMFS_HOOKS_DROPPED), " ".join(LIVE_HOOK_DROPPED), LIVE_BOOT_CONF,
-             GRUB_CFG, INIT_SCRIPT, LOGIN_SCRIPT, LAUNCHER, GUIDE_LAUNCHER]
+             GRUB_CFG, INIT_SCRIPT, LOGIN_SCRIPT, LAUNCHER, GUIDE_LAUNCHER, BOOT_FILES,
+             BOOT_FILES_PROBE]
     return "\0".join(parts)
 
 

@@ -84,6 +84,10 @@ def customize(root: Path) -> None:
             shutil.rmtree(kernel / "kernel" / part, ignore_errors=True)
         run(["chroot", str(root), "depmod", "-a", kernel.name], "depmod in the rescue root")
     small_initramfs(root)
+    listed = root / recipe.BOOT_FILES.lstrip("/")
+    listed.parent.mkdir(parents=True, exist_ok=True)
+    listed.write_text(run(["chroot", str(root), "python3", "-c", recipe.BOOT_FILES_PROBE],
+                          "listing the files the guide starts with"))
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for p in (root / junk).glob("*"):
             if p.is_file():
@@ -124,12 +128,20 @@ def kernel_files(root: Path) -> tuple[Path, Path]:
 def squash(root: Path, out: Path) -> None:
     """The root as a squashfs (zstd level 15: a quarter of xz's build time and faster to
     read under emulation, for about a tenth more size), /boot left out (the ISO carries
-    it)."""
+    it), the files of recipe.BOOT_FILES first."""
     threads = str(max(1, (os.cpu_count() or 1)))
-    run(["mksquashfs", str(root), str(out), "-noappend", "-comp", "zstd",
-         "-Xcompression-level", "15",
-         "-b", "1M", "-processors", threads, "-wildcards", "-e", "boot/*", "-no-progress"],
-        "mksquashfs")
+    first = out.with_name("boot-files.sort")
+    listed = root / recipe.BOOT_FILES.lstrip("/")
+    names = listed.read_text().split() if listed.is_file() else []
+    first.write_text("".join(f"{name.lstrip('/')} 32767\n" for name in names
+                             if (root / name.lstrip("/")).is_file()))
+    try:
+        run(["mksquashfs", str(root), str(out), "-noappend", "-comp", "zstd",
+             "-Xcompression-level", "15", "-b", "1M", "-processors", threads,
+             "-sort", str(first), "-wildcards", "-e", "boot/*", "-no-progress"],
+            "mksquashfs")
+    finally:
+        first.unlink(missing_ok=True)
 
 
 def unmount_below(path: Path) -> None:
