@@ -4,6 +4,7 @@ it alone would free."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -28,7 +29,7 @@ def test_list_shows_partitions_and_what_deleting_frees(tmp_path: Path, gpt_disk:
     code, text = image("list", str(drive), "--json")
     assert code == 0, text
     [one] = json.loads(text)
-    assert one["table"] == "gpt"
+    assert one["table"] == "gpt" and one["host"] == socket.gethostname()
     assert [(v["number"], v["fs"], v["name"]) for v in one["volumes"]] == [
         (n, FS_OF_PART[n], name) for n, name in ((1, "EFI"), (2, "root"), (3, "data"))]
     overhead = one["stored_new_bytes"] - one["frees_bytes"]  # pack headers and indexes
@@ -37,6 +38,7 @@ def test_list_shows_partitions_and_what_deleting_frees(tmp_path: Path, gpt_disk:
     code, text = image("list", str(drive))
     assert code == 0, text
     assert "disk gpt" in text and "frees" in text
+    assert f" {socket.gethostname()} " in text.splitlines()[1]  # the host column
     assert 'partition 2  ext4' in text and 'name "root"' in text and "partition 3  ntfs" in text
     code, text = image("list", str(drive), "--json")
     assert [i["frees_bytes"] for i in json.loads(text)] == [0, 0]  # every chunk is shared

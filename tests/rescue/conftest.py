@@ -1,8 +1,12 @@
 """Drives for the rescue tests: a small MBR disk imaged into a store on an ext4 loop
-device, and blank loop disks to restore onto (root only)."""
+device, and blank loop disks to restore onto (root only); the rescue ISO of this checkout,
+built once and cached by its content key under /var/cache/twofold-test/rescue
+(TWOFOLD_RESCUE_CACHE), or the one TWOFOLD_RESCUE_ISO names."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -13,9 +17,11 @@ import pytest
 from tests.drives import IS_ROOT, NOT_ROOT_REASON, loop_device, mounted, run
 from tests.image.conftest import make_tree
 from twofold.core.progress import NullProgress
+from twofold.rescue.errors import BuildError
 
 MiB = 1 << 20
 SOURCE_SIZE = 24 * MiB
+CACHE = Path(os.environ.get("TWOFOLD_RESCUE_CACHE", "/var/cache/twofold-test/rescue"))
 
 
 class Clock:
@@ -118,3 +124,26 @@ def number_of(device: str) -> Callable[[list[str]], str]:
                 return line.strip().split(")")[0]
         raise AssertionError(f"{device} was not listed")
     return pick
+
+
+@pytest.fixture(scope="session")
+def rescue_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The rescue ISO of this checkout (built, or taken from the test cache), or the one
+    TWOFOLD_RESCUE_ISO names."""
+    given = os.environ.get("TWOFOLD_RESCUE_ISO")
+    if given:
+        return Path(given)
+    if not IS_ROOT:
+        pytest.skip("building the rescue ISO needs root (mmdebstrap, chroot)")
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("QEMU is not installed (Debian package qemu-system-x86)")
+    from twofold.rescue import host
+    from twofold.rescue.build import build
+
+    try:
+        host.require_tools()
+    except BuildError as e:
+        pytest.skip(f"{e.message}: {e.hint}")
+    out = tmp_path_factory.mktemp("rescue") / "twofold-rescue.iso"
+    build(str(out), None, CACHE, NullProgress(), Clock())
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -67,3 +68,16 @@ def test_leftovers_of_a_killed_build_are_removed(tmp_path: Path) -> None:
     build._clear_stale(tmp_path, "build-")
     assert not stale.exists() and not work.exists()
     assert mine.exists()  # a running build's file is left alone
+
+
+def test_the_rescue_consoles_start_screen_loads_no_cli_toolkit() -> None:
+    """The guide at boot starts without typer, click, Rich or numpy: each costs seconds of
+    Python start under emulation before the first screen."""
+    code = ("import sys, twofold.cli.rescue_boot, twofold.cli.rescue_guide, "
+            "twofold.cli.rescue_steps\n"
+            "print(sorted(m for m in sys.modules if '.' not in m))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout
+    for heavy in ("'typer'", "'click'", "'rich'", "'numpy'", "'pygments'"):
+        assert heavy not in loaded, loaded
+    assert "'twofold'" in loaded

@@ -5,6 +5,7 @@ restores and reads back; unattended mode; no store at all."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_guided_restore_refuses_then_restores(rig: Rig) -> None:
     assert code == 0, text
     assert "guided restore" in text.splitlines()[0]
     assert f"{rig.store_dev} (ext4, \"BACKUP\"): images; backup sets: docs" in text, text
-    assert "pc-1" in text
+    assert "1) pc-1   " in text and f"from {socket.gethostname()}:{rig.source}" in text, text
     assert "NOT ALLOWED: it holds the store being read" in text
     assert f"{rig.store_dev} is not allowed" in text
     assert f"{rig.small_dev} is too small" in text

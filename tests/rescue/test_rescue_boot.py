@@ -2,58 +2,30 @@
 CD, UEFI with Secure Boot and Microsoft's keys, and written raw to a USB stick), and its
 unattended mode restores an image from a store disk onto a third disk, which then boots.
 
-The ISO is built once and cached by its content key under /var/cache/twofold-test/rescue
-(TWOFOLD_RESCUE_CACHE), so a second run boots the cached ISO; TWOFOLD_RESCUE_ISO names a
-built ISO to boot instead.
+The ISO comes from the `rescue_iso` fixture (conftest.py): built once and cached by its
+content key, so a second run boots the cached ISO.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.bootdisks import boot_disk
-from tests.drives import IS_ROOT
-from tests.rescue.conftest import Clock
+from tests.rescue.conftest import CACHE, Clock
 from twofold.core.progress import NullProgress
 from twofold.rescue import recipe
-from twofold.rescue.errors import BuildError
 from twofold.vm.qemu import FAIL_PATTERNS, Drive, Vm, VmSpec
 
-CACHE = Path(os.environ.get("TWOFOLD_RESCUE_CACHE", "/var/cache/twofold-test/rescue"))
 FIRST_SCREEN = r"twofold rescue [0-9.]+: guided restore"
 BOOT_TIMEOUT = 400  # seconds under TCG on a loaded machine (it takes about 40 alone)
 MiB = 1 << 20
 # The first test also builds the ISO when the cache lacks it (10 minutes on a busy machine).
 pytestmark = [pytest.mark.root, pytest.mark.timeout(2400)]
-
-
-@pytest.fixture(scope="session")
-def rescue_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The rescue ISO of this checkout (built, or taken from the test cache), or the one
-    TWOFOLD_RESCUE_ISO names."""
-    given = os.environ.get("TWOFOLD_RESCUE_ISO")
-    if given:
-        return Path(given)
-    if not IS_ROOT:
-        pytest.skip("building the rescue ISO needs root (mmdebstrap, chroot)")
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("QEMU is not installed (Debian package qemu-system-x86)")
-    from twofold.rescue import host
-    from twofold.rescue.build import build
-
-    try:
-        host.require_tools()
-    except BuildError as e:
-        pytest.skip(f"{e.message}: {e.hint}")
-    out = tmp_path_factory.mktemp("rescue") / "twofold-rescue.iso"
-    build(str(out), None, CACHE, NullProgress(), Clock())
-    return out
 
 
 def _boot(vm: Vm, pattern: str) -> str:

@@ -151,13 +151,13 @@ def list_command(
     if not images:
         out.print("no images")
     else:
-        out.print(f"{'name':32} {'created':19} {'kind':9} {'size':>9} {'used':>9} "
-                  f"{'new':>9} {'frees':>9}")
+        out.print(f"{'name':32} {'created':19} {'host':16} {'kind':9} {'size':>9} "
+                  f"{'used':>9} {'new':>9} {'frees':>9}")
     for i in images:
         kind = f"{i.kind} {i.table}" if i.table else i.kind
-        out.print(f"{i.name:32} {when(i.created_ns):19} {kind:9} {size(i.size):>9} "
-                  f"{size(i.used_bytes):>9} {size(i.stored_new_bytes):>9} "
-                  f"{size(i.frees_bytes):>9}", markup=False)
+        out.print(f"{i.name:32} {when(i.created_ns):19} {i.host or '-':16} {kind:9} "
+                  f"{size(i.size):>9} {size(i.used_bytes):>9} "
+                  f"{size(i.stored_new_bytes):>9} {size(i.frees_bytes):>9}", markup=False)
         for v in i.volumes:
             what = f"partition {v.number}" if v.number is not None else "volume"
             label = f', label "{v.label}"' if v.label else ""

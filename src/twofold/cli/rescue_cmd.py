@@ -35,6 +35,8 @@ class StageProgress(RichProgress):
         """Say which stage begins."""
         if self.current is not None:
             self.console.print(f"  done: {self.current}")
+        if not self.console.is_terminal:  # no spinner names the running stage in a log
+            self.console.print(f"  {name}...")
         self.current = name
         super().phase(name, total_files, total_bytes)
 
@@ -126,12 +128,9 @@ def guide_command(
 ) -> None:
     """The guided restore: find drives with images, pick an image and a disk, confirm by
     the disk's name, restore, verify. Plain text: works on screens and serial consoles."""
-    from twofold.cli.rescue_guide import Guide, PlainConsole, answers_from
-    from twofold.jobs import rescue_scan
+    from twofold.cli.rescue_guide import make_guide
 
-    cmdline = rescue_scan.kernel_options() if boot else {}
-    g = Guide(PlainConsole(), boot=boot, only=only or None,
-              answers=answers_from(cmdline, answers or cmdline.get("answers")))
+    g = make_guide(boot, answers, only or None)
     if mount_base:
         g.base = Path(mount_base)
     raise typer.Exit(g.run())

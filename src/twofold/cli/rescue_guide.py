@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from twofold import __version__
-from twofold.cli.common import size, when
 from twofold.core.errors import TwofoldError, UsageError
+from twofold.core.humanize import size, when
 from twofold.core.models import Issue
 from twofold.jobs import rescue_scan as scan
 from twofold.jobs.clock import SystemClock
@@ -103,6 +103,15 @@ class Answers:
         return a
 
 
+def make_guide(boot: bool, answer_file: str | None = None,
+               only: list[str] | None = None) -> Guide:
+    """The guide on stdin and stdout; with `boot`, as the rescue system's start screen,
+    taking unattended settings from the kernel command line's twofold.* options."""
+    cmdline = scan.kernel_options() if boot else {}
+    return Guide(PlainConsole(), boot=boot, only=only,
+                 answers=answers_from(cmdline, answer_file or cmdline.get("answers")))
+
+
 def answers_from(cmdline: dict[str, str], answer_file: str | None) -> Answers | None:
     """Unattended answers from an answer file (TOML) or the kernel command line."""
     if answer_file:
@@ -138,6 +147,8 @@ class Guide:
         if self.boot:
             say(f"firmware: {scan.firmware()}")
         say("Answer with the number or letter shown; Enter takes the [default].")
+        if self.boot:
+            scan.settle()  # the console came up while udev still loads drivers
         try:
             if self.answers is not None and self.boot and not scan.on_main_console():
                 say(f"An unattended restore runs on {scan.main_console()}; this console "
@@ -266,9 +277,12 @@ class Guide:
         return code
 
 
-def image_line(i: int, name: str, created_ns: int, source: str, nbytes: int) -> str:
-    """One image in the list."""
-    return f"  {i}) {name}   {when(created_ns)}   from {source}   {size(nbytes)}"
+def image_line(i: int, name: str, created_ns: int, host: str, source: str,
+               nbytes: int) -> str:
+    """One image in the list: name, date, host (when its manifest names one), source and
+    size."""
+    where = f"{host}:{source}" if host else source
+    return f"  {i}) {name}   {when(created_ns)}   from {where}   {size(nbytes)}"
 
 
 CLOCK = SystemClock()

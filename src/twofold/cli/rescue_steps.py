@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from twofold.cli.common import local_tz, size
 from twofold.cli.rescue_guide import CLOCK, Answers, Guide, LineProgress, image_line
 from twofold.core.errors import UsageError
+from twofold.core.humanize import size
 from twofold.core.text import plural
 from twofold.jobs import rescue_scan as scan
 
@@ -70,7 +70,7 @@ def restore_image_steps(g: Guide, store: scan.FoundStore) -> bool:
         return False
     g.console.say("Images, newest first:")
     for i, im in enumerate(images, 1):
-        g.console.say(image_line(i, im.name, im.created_ns, im.source, im.size))
+        g.console.say(image_line(i, im.name, im.created_ns, im.host, im.source, im.size))
     pick = g.console.ask("Which image? (b: back) [1]") or "1"
     if not (pick.isdigit() and 1 <= int(pick) <= len(images)):
         return False
@@ -122,6 +122,7 @@ def _choose_file_system(g: Guide) -> scan.FileSystem | None:
 def restore_set_steps(g: Guide, store: scan.FoundStore) -> bool:
     """Restore a backup set into twofold-restored/<set> on a file system of a disk."""
     from twofold.backup.restore import restore
+    from twofold.cli.common import local_tz  # with the CLI's consoles: not at start
 
     for i, name in enumerate(store.sets, 1):
         g.console.say(f"  {i}) backup set {name}")

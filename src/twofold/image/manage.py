@@ -47,6 +47,7 @@ class ImageInfo:
     volumes: list[PartInfo] = field(default_factory=list)
     frees_bytes: int = 0  # about what deleting this image alone frees
     last_drill: str = ""  # "passed, 2026-12-04 16:40 UTC" (image drill), "" if never
+    host: str = ""  # the computer that took the image; "" when its manifest has none
 
     @classmethod
     def of(cls, m: Manifest, frees: int = 0, last_drill: str = "") -> ImageInfo:
@@ -58,7 +59,8 @@ class ImageInfo:
                    [PartInfo(a.number, a.fs, a.size, a.used_bytes, a.name,
                              a.fs_label or (a.files or {}).get("params", {}).get("label")
                              or None, a.taken)
-                    for a in m.areas if a.role in ("partition", "volume")], frees, last_drill)
+                    for a in m.areas if a.role in ("partition", "volume")], frees, last_drill,
+                   m.host)
 
 
 @dataclass

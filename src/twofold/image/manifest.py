@@ -1,11 +1,13 @@
 """An image's manifest: the disk's layout, and per area the used extents and the chunk ids
 of each chunk-size cell (docs/FORMAT.md, "Images"); sealed JSON in and out (version 2;
-version 1, without a checksum, is still read), checked for sense before use; no I/O."""
+version 1, without a checksum, is still read), checked for sense before use; no I/O (a
+new manifest asks the kernel for this computer's host name)."""
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -115,6 +117,7 @@ class Manifest:
     table: dict[str, Any] | None
     areas: list[Area]
     stats: dict[str, Any] = field(default_factory=dict)
+    host: str = field(default_factory=socket.gethostname)  # "" when an old one lacks it
 
     def chunk_ids(self) -> set[bytes]:
         """Every stored chunk the image needs."""
@@ -137,6 +140,8 @@ class Manifest:
             "compression": "zstd", "table": self.table, "stats": self.stats,
             "areas": [_area_doc(a) for a in self.areas],
         }
+        if self.host:  # optional: older manifests lack it, older readers skip it
+            doc["host"] = self.host
         return seal(doc)
 
 
@@ -182,7 +187,7 @@ def parse_manifest(data: bytes, where: str, name: str | None = None) -> Manifest
         m = Manifest(name=str(doc["name"]), created_ns=_int(doc["created_ns"]),
                      source=str(doc["source"]), kind=str(doc["kind"]), size=_int(doc["size"]),
                      chunk_size=_int(doc["chunk_size"]), table=table, areas=areas,
-                     stats=dict(doc.get("stats") or {}))
+                     stats=dict(doc.get("stats") or {}), host=_text(doc.get("host")) or "")
     except ManifestError:
         raise
     except SealBroken as err:

@@ -270,6 +270,14 @@ def power(action: str) -> None:
     libc.reboot(ctypes.c_int(cmd))
 
 
+def settle(timeout: int = 30) -> None:
+    """Wait until udev has handled the devices found at start (drivers loaded, /dev/disk
+    links made); the rescue system starts its consoles before that (best effort)."""
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(["udevadm", "settle", f"--timeout={timeout}"], capture_output=True,
+                       timeout=timeout + 10, check=False)
+
+
 def network_up() -> None:
     """Bring the wired network up by DHCP (best effort: a store that still cannot be
     reached says so when it is opened)."""

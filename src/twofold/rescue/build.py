@@ -1,5 +1,6 @@
 """`rescue build`: the stages of the rescue ISO, a cache keyed by its content, and an
-output that appears whole or not at all."""
+output that appears whole or not at all (a reaper process cleans up if the build is
+killed)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from twofold.core.clock import Clock
 from twofold.core.holders import pid_alive
 from twofold.core.progress import Progress
 from twofold.rescue import host, iso, recipe, system
+from twofold.rescue.reaper import Reaper
 
 BUILD_CODE = ("host.py", "system.py", "iso.py", "build.py")
 KEEP = 3  # ISOs kept in the cache
@@ -55,9 +57,9 @@ def _clear_stale(folder: Path, prefix: str) -> None:
                 p.unlink(missing_ok=True)
 
 
-def _publish(src: Path, out: Path) -> None:
+def _publish(src: Path, out: Path, reaper: Reaper) -> None:
     """Copy `src` to `out` through a temp name in the same folder and a rename."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp = reaper.path(out.with_name(f".{out.name}.tmp-{os.getpid()}"))
     try:
         shutil.copyfile(src, tmp)
         with open(tmp, "rb+") as f:
@@ -102,7 +104,9 @@ def build(out: str, source: str | None, cache: Path | None, progress: Progress,
     _clear_stale(cache / "isos", ".tmp-")
     result = BuildResult(str(out_path), "", 0, False)
     stages = _Stages(progress, clock, result)
-    work = cache / "work" / f"build-{os.getpid()}"
+    reaper = Reaper()  # cleans up if this process dies (kill -9 included)
+    host.STEP_WATCHERS.append(reaper.tell)
+    work = reaper.path(cache / "work" / f"build-{os.getpid()}")
     try:
         stages.start("wheels")
         wheels = work / "wheels"
@@ -115,19 +119,21 @@ def build(out: str, source: str | None, cache: Path | None, progress: Progress,
         if cached.exists():
             result.cached = True
         else:
-            _make(work, wheels, codename, sources, cache, cached, stages)
+            _make(work, wheels, codename, sources, cache, cached, stages, reaper)
         stages.start("publish")
-        _publish(cached, out_path)
+        _publish(cached, out_path, reaper)
         stages.stop()
     finally:
         system.remove_tree(work)
+        host.STEP_WATCHERS.remove(reaper.tell)
+        reaper.done()
     result.size = out_path.stat().st_size
     result.seconds = (clock.now_ns() - begun) / 1e9
     return result
 
 
 def _make(work: Path, wheels: Path, codename: str, sources: list[str], cache: Path,
-          cached: Path, stages: _Stages) -> None:
+          cached: Path, stages: _Stages, reaper: Reaper) -> None:
     root, tree = work / "root", work / "iso"
     stages.start("packages")
     system.bootstrap(root, codename, sources, cache / "apt", work / "conf")
@@ -144,7 +150,7 @@ def _make(work: Path, wheels: Path, codename: str, sources: list[str], cache: Pa
     stages.start("boot")
     esp = iso.boot_files(tree, __version__)
     stages.start("iso")
-    tmp = cached.with_name(f".tmp-{cached.name}-{os.getpid()}")
+    tmp = reaper.path(cached.with_name(f".tmp-{cached.name}-{os.getpid()}"))
     try:
         iso.make_iso(tree, esp, tmp)
         os.replace(tmp, cached)

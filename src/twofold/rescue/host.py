@@ -4,14 +4,18 @@ dependencies installed here."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from twofold.rescue.errors import BuildError
 
@@ -136,7 +140,7 @@ def build_wheels(source: Path, dest: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
            "-w", str(dest), "-c", str(pins), str(source)]
     env = {**os.environ, "TWOFOLD_REQUIRE_NATIVE": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    r = step(cmd, env=env)
     if r.returncode != 0:
         raise BuildError("building the wheels failed: " + _tail(r.stderr or r.stdout),
                          "the checkout must build (make lint) and pip must reach its index")
@@ -157,10 +161,36 @@ def _tail(text: str, lines: int = 6) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
 
 
-def run(cmd: list[str], what: str, **kw: object) -> str:
+STEP_WATCHERS: list[Callable[[str, object], None]] = []
+"""Told ("group", pid) as each step starts in its own process group and ("ungroup", pid)
+when it ended: the reaper of the build in progress (reaper.py), which kills the steps
+under way when the build dies."""
+
+
+def step(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run one step in its own process group (so a dying build's reaper can kill it and
+    all it started); an exception here (Ctrl-C) kills that group before it goes on."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True, **kw)
+    for tell in STEP_WATCHERS:
+        tell("group", p.pid)
+    try:
+        out, err = p.communicate()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        raise
+    finally:
+        for tell in STEP_WATCHERS:
+            tell("ungroup", p.pid)
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
+def run(cmd: list[str], what: str, **kw: Any) -> str:
     """Run a build step; BuildError naming the step and the end of its output on
     failure."""
-    r = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+    r = step(cmd, **kw)
     if r.returncode != 0:
         raise BuildError(f"{what} failed (exit {r.returncode}): {_tail(r.stderr or r.stdout)}",
                          "see the message above; a rerun starts this step again")

@@ -55,9 +55,10 @@ def install_twofold(root: Path, wheels: Path) -> None:
          "--target", str(site), *map(str, sorted(wheels.glob("*.whl")))],
         "installing the wheels into the rescue root")
     shutil.rmtree(site / "bin", ignore_errors=True)
-    launcher = root / "usr/local/bin/twofold"
-    launcher.write_text(recipe.LAUNCHER)
-    launcher.chmod(0o755)
+    for name, text in (("twofold", recipe.LAUNCHER), ("twofold-guide", recipe.GUIDE_LAUNCHER)):
+        launcher = root / "usr/local/bin" / name
+        launcher.write_text(text)
+        launcher.chmod(0o755)
     run(["chroot", str(root), "python3", "-m", "compileall", "-q", "-j", "0",
          "/" + str(site.relative_to(root))], "byte-compiling twofold in the rescue root")
 
@@ -68,7 +69,8 @@ def _python_dir(root: Path) -> str:
 
 
 def customize(root: Path) -> None:
-    """The init and console scripts; kernel drivers a rescue never needs removed."""
+    """The init and console scripts; kernel drivers a rescue never needs removed; the
+    initramfs made again with only what finds the rescue medium."""
     for path, text in ((recipe.INIT, recipe.INIT_SCRIPT), (recipe.LOGIN, recipe.LOGIN_SCRIPT)):
         target = root / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -81,10 +83,34 @@ def customize(root: Path) -> None:
         for part in recipe.MODULE_PRUNE:
             shutil.rmtree(kernel / "kernel" / part, ignore_errors=True)
         run(["chroot", str(root), "depmod", "-a", kernel.name], "depmod in the rescue root")
+    small_initramfs(root)
+    listed = root / recipe.BOOT_FILES.lstrip("/")
+    listed.parent.mkdir(parents=True, exist_ok=True)
+    listed.write_text(run(["chroot", str(root), "python3", "-c", recipe.BOOT_FILES_PROBE],
+                          "listing the files the guide starts with"))
     for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
         for p in (root / junk).glob("*"):
             if p.is_file():
                 p.unlink()
+
+
+def small_initramfs(root: Path) -> None:
+    """Make each kernel's initramfs again without what other packages' hooks add for an
+    installed system (recipe.INITRAMFS_HOOKS_DROPPED, LIVE_HOOK_DROPPED)."""
+    hooks = root / "usr/share/initramfs-tools/hooks"
+    for name in recipe.INITRAMFS_HOOKS_DROPPED:
+        (hooks / name).unlink(missing_ok=True)
+    live = hooks / "live"
+    if live.is_file():
+        kept = [line for line in live.read_text().splitlines(keepends=True)
+                if line.strip() not in recipe.LIVE_HOOK_DROPPED]
+        live.write_text("".join(kept))
+    (root / "etc/live").mkdir(parents=True, exist_ok=True)
+    (root / "etc/live/boot.conf").write_text(recipe.LIVE_BOOT_CONF)
+    for vmlinuz in sorted((root / "boot").glob("vmlinuz-*")):
+        version = vmlinuz.name.removeprefix("vmlinuz-")
+        run(["chroot", str(root), "mkinitramfs", "-o", f"/boot/initrd.img-{version}",
+             version], "mkinitramfs in the rescue root")
 
 
 def kernel_files(root: Path) -> tuple[Path, Path]:
@@ -102,12 +128,20 @@ def kernel_files(root: Path) -> tuple[Path, Path]:
 def squash(root: Path, out: Path) -> None:
     """The root as a squashfs (zstd level 15: a quarter of xz's build time and faster to
     read under emulation, for about a tenth more size), /boot left out (the ISO carries
-    it)."""
+    it), the files of recipe.BOOT_FILES first."""
     threads = str(max(1, (os.cpu_count() or 1)))
-    run(["mksquashfs", str(root), str(out), "-noappend", "-comp", "zstd",
-         "-Xcompression-level", "15",
-         "-b", "1M", "-processors", threads, "-wildcards", "-e", "boot/*", "-no-progress"],
-        "mksquashfs")
+    first = out.with_name("boot-files.sort")
+    listed = root / recipe.BOOT_FILES.lstrip("/")
+    names = listed.read_text().split() if listed.is_file() else []
+    first.write_text("".join(f"{name.lstrip('/')} 32767\n" for name in names
+                             if (root / name.lstrip("/")).is_file()))
+    try:
+        run(["mksquashfs", str(root), str(out), "-noappend", "-comp", "zstd",
+             "-Xcompression-level", "15", "-b", "1M", "-processors", threads,
+             "-sort", str(first), "-wildcards", "-e", "boot/*", "-no-progress"],
+            "mksquashfs")
+    finally:
+        first.unlink(missing_ok=True)
 
 
 def unmount_below(path: Path) -> None:
