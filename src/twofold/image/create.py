@@ -22,7 +22,9 @@ from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import merge_extents
+from twofold.fsinfo.fsparams import SNAPSHOT
 from twofold.fsinfo.volume import DriveId
+from twofold.image.btrfssnap import btrfs_snapshots
 from twofold.image.errors import ImageExists, ImageRefused, SourceMissing, SourceReadError
 from twofold.image.filelevel import image_files, previous
 from twofold.image.livesource import LiveVolume, live_volumes
@@ -68,6 +70,7 @@ class CreateResult:
     issues: list[Issue] = field(default_factory=list)
     drive: DriveId | None = None  # the drive a local store is on
     taken: list[tuple[str, str]] = field(default_factory=list)  # (area, "blocks"/"file level")
+    cleaned: list[str] = field(default_factory=list)  # snapshots of killed runs removed
 
     @property
     def ratio(self) -> float:
@@ -321,8 +324,18 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
         if old and old["params"].get("uuid") != vol.params.get("uuid"):
             old = None  # another file system: its inode numbers mean nothing here
         before = previous(store, old, f"{area.label} of image {parent.name if parent else ''}")
-        got = image_files(vol.mount.point, vol.params, store, level, progress, WORKERS, skip,
-                          before)
+        if vol.params["type"] in SNAPSHOT:
+            root = objects.root if isinstance(objects, LocalObjects) else None
+            with btrfs_snapshots(vol.device, vol.mount.device, vol.params, root) as view:
+                result.cleaned.extend(f"{vol.device}: {p}" for p in view.removed)
+                progress.phase(f"files of {area.label} (snapshots of {vol.mount.point})")
+                got = image_files(view.root, view.params, store, level, progress, WORKERS,
+                                  view.skip, before, view.graft)
+            how = f"snapshot ({len(view.graft) + 1} btrfs subvolumes), read at file level"
+        else:
+            got = image_files(vol.mount.point, vol.params, store, level, progress, WORKERS,
+                              skip, before)
+            how = f"file level from {vol.mount.point}"
         area.files, area.fs = got.doc, str(vol.params["type"])
         result.used_bytes += got.file_bytes
         result.new_chunks += got.new_chunks
@@ -331,7 +344,7 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
         for issue in got.issues:
             result.issues.append(issue)
             progress.issue(issue)
-        result.taken.append((area.label, f"file level from {vol.mount.point}"))
+        result.taken.append((area.label, how))
 
 
 def _stamp(ns: int) -> str:

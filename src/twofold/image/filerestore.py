@@ -13,7 +13,8 @@ from typing import Any
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.progress import Progress
-from twofold.fsinfo.fsparams import FAT, check_fs, make_fs
+from twofold.fsinfo.btrfs import finish_subvolumes, make_subvolumes
+from twofold.fsinfo.fsparams import FAT, SNAPSHOT, check_fs, make_fs
 from twofold.fsinfo.loopmount import loop_device, mounted
 from twofold.image.errors import ImageDamaged
 from twofold.image.filerecords import check_path, get_bytes, load_records
@@ -103,8 +104,12 @@ def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: i
     with loop_device(dest, offset, size) as dev:
         make_fs(params, dev, size)
         with mounted(kind, dev) as point:
+            if kind in SNAPSHOT:
+                make_subvolumes(point, params)
             progress.phase(f"files of {area.label}", total_bytes=int(files["file_bytes"]))
             _write_all(records, point, chunks, kind in FAT, done, progress)
+            if kind in SNAPSHOT:
+                finish_subvolumes(point, params)
         problem = check_fs(kind, dev)
     if problem is not None:
         from twofold.core.errors import RestoreError

@@ -1,5 +1,6 @@
 """A source in use: which of its volumes are mounted read-write (imaged at file level from
-the mounted tree) and whether anything else holds it (refused, as before)."""
+the mounted tree, or from snapshots for btrfs) and whether anything else holds it
+(refused, as before)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from twofold.fsinfo.fsparams import FILE_LEVEL, fs_type, read_params
-from twofold.fsinfo.mounts import Mount, writable_mount
+from twofold.fsinfo.fsparams import FILE_LEVEL, SNAPSHOT, fs_type, read_params
+from twofold.fsinfo.mounts import Mount, mounts, writable_mount
 from twofold.image.errors import ImageRefused
 from twofold.image.source import busy_reason, related_devices
 
@@ -31,6 +32,13 @@ def _partition_number(name: str) -> int | None:
         return None
 
 
+def _btrfs_mount(device: int) -> Mount | None:
+    """A read-write mount of a subvolume of the btrfs on `device` (its whole file system is
+    imaged from snapshots, whichever subvolume is mounted)."""
+    hits = [m for m in mounts() if m.device == device and m.read_write and m.fstype == "btrfs"]
+    return min(hits, key=lambda m: len(m.point)) if hits else None
+
+
 def live_volumes(source: str) -> dict[int | None, LiveVolume]:
     """The volumes of `source` mounted read-write, by partition number (None: a whole
     device; a source that is itself one partition has its own number). ImageRefused when
@@ -38,12 +46,12 @@ def live_volumes(source: str) -> dict[int | None, LiveVolume]:
     type twofold cannot read at file level and make anew."""
     live: dict[int | None, LiveVolume] = {}
     for dev, name in related_devices(source).items():
-        mount = writable_mount(dev)
+        mount = writable_mount(dev) or _btrfs_mount(dev)
         if mount is None:
             continue
         device = f"/dev/{name}"
         kind = fs_type(device) or mount.fstype
-        params = read_params(device) if kind in FILE_LEVEL else None
+        params = read_params(device) if kind in FILE_LEVEL + SNAPSHOT else None
         if params is None:
             raise ImageRefused(
                 f"cannot image {source}: {device} is mounted read-write at {mount.point}, "

@@ -1,0 +1,142 @@
+"""Imaging a disk whose btrfs is mounted read-write (a subvolume of it, as a system mounts
+@ at /) while a writer changes files: taken from read-only snapshots of every subvolume,
+which are gone afterwards; restored as a new btrfs with the same UUID, label and
+subvolumes, `btrfs check` clean and with the same files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.drives import run, tool
+from tests.imaging.conftest import FixedClock
+from tests.imaging.live_disk import _partition, fill, need_live_tools, snapshot, writer
+from twofold.core.progress import NullProgress
+from twofold.image.btrfssnap import HIDDEN, MOUNT_PREFIX
+from twofold.image.create import create
+from twofold.image.restore import restore
+
+MiB = 1 << 20
+pytestmark = pytest.mark.root
+
+
+@dataclass
+class LiveBtrfs:
+    """The disk file, its loop device, the btrfs partition and where @ is mounted."""
+
+    image: Path
+    dev: str
+    part: str
+    root: Path
+
+
+@contextmanager
+def top_level(part: str, where: Path) -> Iterator[Path]:
+    """The top-level subvolume of the btrfs on `part` mounted at `where`."""
+    where.mkdir(exist_ok=True)
+    run("mount", "-o", "subvolid=5", part, where)
+    try:
+        yield where
+    finally:
+        run("umount", where)
+
+
+@contextmanager
+def live_btrfs(work: Path) -> Iterator[LiveBtrfs]:
+    """A disk file with one 200 MiB btrfs partition holding subvolumes @ (the default,
+    mounted read-write), @/home inside it, @data and a read-only @snap; filled."""
+    need_live_tools()
+    tool("mkfs.btrfs")
+    image = work / "btrfs-disk.img"
+    with open(image, "wb") as f:
+        f.truncate(210 * MiB)
+    run("sfdisk", "-q", image, stdin="label: gpt\nsize=200MiB, type=linux\n")
+    dev = run("losetup", "-f", "-P", "--show", image).stdout.strip()
+    root = work / "root"
+    root.mkdir()
+    try:
+        part = _partition(dev, 1)
+        run("mkfs.btrfs", "-q", "-L", "livebtrfs", part)
+        with top_level(part, work / "top") as top:
+            run("btrfs", "subvolume", "create", top / "@")
+            run("btrfs", "subvolume", "create", top / "@" / "home")
+            run("btrfs", "subvolume", "create", top / "@data")
+            (top / "@data" / "data.bin").write_bytes(os.urandom(2 * MiB))
+            (top / "loose.txt").write_text("in the top level\n")
+            run("btrfs", "subvolume", "set-default", top / "@")
+        run("mount", part, root)  # the default subvolume: @
+        try:
+            fill(root, posix=True)
+            (root / "home" / "user").mkdir()
+            (root / "home" / "user" / "notes.txt").write_text("mine\n" * 1000)
+            with top_level(part, work / "top") as top:
+                run("btrfs", "subvolume", "snapshot", "-r", top / "@", top / "@snap")
+            yield LiveBtrfs(image, dev, part, root)
+        finally:
+            subprocess.run(["umount", str(root)], capture_output=True, check=False)
+    finally:
+        subprocess.run(["losetup", "-d", dev], capture_output=True, check=False)
+
+
+def leftovers(part: str, work: Path) -> list[str]:
+    """Snapshot folders and top-level mounts twofold left on the btrfs on `part`."""
+    with top_level(part, work / "look") as top:
+        listed = run("btrfs", "subvolume", "list", top).stdout
+        hidden = os.listdir(top / HIDDEN) if (top / HIDDEN).exists() else []
+    with open("/proc/self/mountinfo") as f:
+        mounts = [line.split()[4] for line in f if MOUNT_PREFIX in line]
+    return [line for line in listed.splitlines() if HIDDEN in line] + hidden + mounts
+
+
+def test_a_mounted_btrfs_is_imaged_from_snapshots_and_restored(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    clock = FixedClock()
+    with live_btrfs(tmp_path) as fs:
+        churn = fs.root / "busy" / "churn"
+        with writer(churn):
+            made = create(fs.dev, str(store), "btrfs", 3, None, False, NullProgress(), clock)
+        assert made.taken == [("partition 1 (btrfs)",
+                               "snapshot (5 btrfs subvolumes), read at file level")]
+        assert not [i for i in made.issues if i.kind == "unstable"]  # a snapshot holds still
+        assert leftovers(fs.part, tmp_path) == []
+        uuid = run("blkid", "-s", "UUID", "-o", "value", fs.part).stdout.strip()
+        with top_level(fs.part, tmp_path / "want") as top:
+            want = snapshot(top, True, skip=("@/busy",))
+            subs = run("btrfs", "subvolume", "list", top).stdout
+        run("umount", fs.root)  # btrfs cannot hold two file systems of one UUID at once
+        run("losetup", "-d", fs.dev)
+
+    out = tmp_path / "restored.img"
+    got = restore(str(store), "btrfs", str(out), None, NullProgress(), clock)
+    assert len(got.files) == 1
+    back = run("losetup", "-f", "-P", "--show", out).stdout.strip()
+    try:
+        part = _partition(back, 1)
+        run("btrfs", "check", "--readonly", part)
+        ids = run("blkid", "-o", "export", part).stdout
+        assert f"UUID={uuid}" in ids and "LABEL=livebtrfs" in ids
+        with top_level(part, tmp_path / "seen") as top:
+            tree = snapshot(top, True)
+            again = run("btrfs", "subvolume", "list", top).stdout
+            default = run("btrfs", "subvolume", "get-default", top).stdout
+            readonly = run("btrfs", "subvolume", "list", "-r", top).stdout
+            churned = (top / "@" / "busy" / "churn").read_bytes()
+    finally:
+        run("losetup", "-d", back, check=False)
+    paths = sorted(line.split(" path ")[1] for line in subs.splitlines())
+    assert sorted(line.split(" path ")[1] for line in again.splitlines()) == paths == \
+        ["@", "@/home", "@data", "@snap"]
+    assert default.strip().endswith("path @")
+    assert [line.split(" path ")[1] for line in readonly.splitlines()] == ["@snap"]
+    # @snap/home is the stub of a subvolume left out of a snapshot: btrfs makes its times up
+    stub = tree.pop("@snap/home")[:3], want.pop("@snap/home")[:3]
+    assert stub[0] == stub[1]
+    assert {k: v for k, v in tree.items() if not k.startswith("@/busy")} == want
+    assert len(churned) == 300_000 and churned.isdigit()  # as the writer left it
