@@ -6,17 +6,23 @@ subvolumes, `btrfs check` clean and with the same files."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.drives import run, tool
 from tests.imaging.conftest import FixedClock
 from tests.imaging.live_disk import _partition, fill, need_live_tools, snapshot, writer
+from twofold.cli.app import app
 from twofold.core.progress import NullProgress
 from twofold.image.btrfssnap import HIDDEN, MOUNT_PREFIX
 from twofold.image.create import create
@@ -140,3 +146,62 @@ def test_a_mounted_btrfs_is_imaged_from_snapshots_and_restored(tmp_path: Path) -
     assert stub[0] == stub[1]
     assert {k: v for k, v in tree.items() if not k.startswith("@/busy")} == want
     assert len(churned) == 300_000 and churned.isdigit()  # as the writer left it
+
+
+def _users_of(path: str) -> list[int]:
+    """Processes whose command line names `path`."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if path.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _killed_create(fs: LiveBtrfs, store: Path, name: str, work: Path) -> None:
+    """Start `image create` in another process and kill -9 it once its snapshots exist."""
+    proc = subprocess.Popen([sys.executable, "-m", "twofold", "image", "create", fs.dev,
+                             "--to", str(store), "--name", name],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        with top_level(fs.part, work / f"watch-{name}") as top:
+            run_folder = top / HIDDEN / f"pid{proc.pid}@{socket.gethostname()}"
+            while proc.poll() is None and not (run_folder / "top").exists():
+                time.sleep(0.005)
+            proc.kill()
+            said = proc.communicate()[1].decode(errors="replace")
+            assert proc.returncode == -signal.SIGKILL, f"it ended before the kill: {said}"
+            while _users_of(str(run_folder)):  # a btrfs command it started ends by itself
+                time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_snapshots_of_a_killed_create_are_removed_by_the_next_run_and_by_cleanup(
+        tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    with live_btrfs(tmp_path) as fs:
+        (fs.root / "slow.bin").write_bytes(os.urandom(60 * MiB))  # the kill comes first
+        _killed_create(fs, store, "killed1", tmp_path)
+        left = leftovers(fs.part, tmp_path)
+        assert any(HIDDEN in line for line in left) and \
+            any(MOUNT_PREFIX in line for line in left), left
+        made = create(fs.dev, str(store), "next", 3, None, False, NullProgress(),
+                      FixedClock())
+        assert any(HIDDEN in line for line in made.cleaned), made.cleaned
+        assert leftovers(fs.part, tmp_path) == []
+
+        _killed_create(fs, store, "killed2", tmp_path)
+        assert leftovers(fs.part, tmp_path) != []
+        got = CliRunner().invoke(app, ["image", "cleanup"])
+        assert got.exit_code == 0, got.output
+        assert f"removed {fs.part}: {HIDDEN}/pid" in got.output, got.output
+        assert leftovers(fs.part, tmp_path) == []
+        again = CliRunner().invoke(app, ["image", "cleanup"])
+        assert again.output.strip() == "nothing left by killed image runs"

@@ -105,7 +105,7 @@ def create_command(
         state.remember_drive("image", to, "", r.drive)
     if as_json:
         print_json({"image": r.name, "kind": r.kind, "size": r.size, **r.as_dict(),
-                    "ratio": round(r.ratio, 3), "taken": dict(r.taken),
+                    "ratio": round(r.ratio, 3), "taken": dict(r.taken), "cleaned": r.cleaned,
                     "issues": [i.message for i in r.issues]})
         _exit_if_unstable(r.issues)
         return
@@ -116,6 +116,8 @@ def create_command(
               f"{r.reused_chunks:,} zero {r.zero_chunks:,}   {r.seconds:.1f} s")
     for label, how in r.taken:
         out.print(f"  {label}: {how}", markup=False)
+    for line in r.cleaned:
+        out.print(f"  removed what a killed run left: {line}", markup=False)
     _exit_if_unstable(r.issues)
 
 
@@ -268,5 +270,5 @@ def copy_command(
               f"{r.seconds:.1f} s")
 
 
-# registers `image drill`, `image verify` and `image repair`
-from twofold.cli import drill_cmd, image_check_cmd  # noqa: E402,F401
+# registers `image drill`, `image verify`, `image repair` and `image cleanup`
+from twofold.cli import drill_cmd, image_check_cmd, image_cleanup_cmd  # noqa: E402,F401

@@ -87,7 +87,10 @@ def remove_stale(top: str) -> list[str]:
         holder = holder_of(name)
         if holder is None or not is_stale(holder):
             continue
-        _remove_run(os.path.join(hidden, name))
+        try:
+            _remove_run(os.path.join(hidden, name))
+        except (OSError, BtrfsError):
+            continue  # a btrfs command the killed run started is still at work: next time
         removed.append(os.path.join(HIDDEN, name))
     with suppress(OSError):
         os.rmdir(hidden)  # only when empty: another run may be using it
@@ -120,7 +123,9 @@ def stale_mounts() -> list[str]:
 
 def unmount_stale(point: str) -> None:
     """Unmount a top-level mount a killed run left, and remove its folder."""
-    subprocess.run(["umount", point], capture_output=True, check=False)
+    if subprocess.run(["umount", point], capture_output=True, check=False).returncode:
+        # a btrfs command the killed run started may still hold it: detach it now
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
     with suppress(OSError):
         os.rmdir(point)
 
@@ -145,6 +150,8 @@ def btrfs_snapshots(device: str, rdev: int, params: dict[str, Any],
     """Read-only snapshots of every subvolume of the btrfs on `device` (block device
     number `rdev`), removed on leaving; the image store's folder (`store_root`), when
     on it, is left out."""
+    for point in stale_mounts():
+        unmount_stale(point)
     with top_mounted(device) as top:
         removed = remove_stale(top)
         hidden = os.path.join(top, HIDDEN)
