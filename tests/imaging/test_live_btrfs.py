@@ -174,7 +174,7 @@ def _killed_create(fs: LiveBtrfs, store: Path, name: str, work: Path) -> None:
             proc.kill()
             said = proc.communicate()[1].decode(errors="replace")
             assert proc.returncode == -signal.SIGKILL, f"it ended before the kill: {said}"
-            while _users_of(str(run_folder)):  # a btrfs command it started ends by itself
+            while _users_of(f"{HIDDEN}/{run_folder.name}"):  # a btrfs command it started
                 time.sleep(0.01)
     finally:
         if proc.poll() is None:
