@@ -28,6 +28,7 @@ from twofold.image.btrfssnap import btrfs_snapshots
 from twofold.image.errors import ImageExists, ImageRefused, SourceMissing, SourceReadError
 from twofold.image.filelevel import image_files, previous
 from twofold.image.livesource import LiveVolume, live_volumes
+from twofold.image.lvmsnap import lvm_view
 from twofold.image.manifest import (
     Area,
     ChunkRef,
@@ -39,7 +40,7 @@ from twofold.image.manifest import (
 )
 from twofold.image.parent import find_parent, parent_cells, within
 from twofold.image.repo import Target, claim_drive, creating, open_objects, open_store
-from twofold.image.source import plan_image, table_doc
+from twofold.image.source import plan_image, related_devices, table_doc
 from twofold.image.space import (
     MARGIN,
     Budget,
@@ -161,11 +162,13 @@ def create(source: str, target: Target, name: str | None, level: int,
         name = f"{base}-{stamp}"
     check_image_name(name)
     objects = open_objects(target)  # a network store starts connecting while we plan
-    with FileReader(source) as reader:
+    with FileReader(source) as disk, lvm_view(related_devices(source), disk) as lvm:
+        reader = lvm.reader  # mounted logical volumes read from their snapshots
         if reader.size == 0:
             raise ImageRefused(f"the source {source} is empty")
         progress.phase("planning")
         plan = plan_image(reader, source, force, live)
+        lvm.apply(plan.areas)
         _check_live_planned(plan.areas, live, source)
         for issue in plan.issues:
             progress.issue(issue)
@@ -192,6 +195,8 @@ def create(source: str, target: Target, name: str | None, level: int,
             try:
                 _run(reader, plan.areas, store, level, result, progress, parent, budget)
                 _take_files(plan.areas, live, store, level, result, progress, objects, parent)
+                result.taken = [(label, lvm.taken.get(number, how)) for (label, how), number
+                                in zip(result.taken, _numbers(plan.areas), strict=True)]
                 progress.phase("finishing")
                 store.commit_index()
             except (NoSpace, StoreFullError) as err:
@@ -345,6 +350,11 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
             result.issues.append(issue)
             progress.issue(issue)
         result.taken.append((area.label, how))
+
+
+def _numbers(areas: list[Area]) -> list[int | None]:
+    """The key of each area result.taken lists (its number; None for a whole volume)."""
+    return [a.number if a.role == "partition" else None for a in areas if a.role != "disk"]
 
 
 def _stamp(ns: int) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from twofold.fsinfo.fsparams import FILE_LEVEL, SNAPSHOT, fs_type, read_params
 from twofold.fsinfo.mounts import Mount, mounts, writable_mount
 from twofold.image.errors import ImageRefused
+from twofold.image.lvmsnap import physical_volumes
 from twofold.image.source import busy_reason, related_devices
 
 
@@ -45,6 +46,7 @@ def live_volumes(source: str) -> dict[int | None, LiveVolume]:
     something else holds it, or a mounted file system is of a
     type twofold cannot read at file level and make anew."""
     live: dict[int | None, LiveVolume] = {}
+    pvs = physical_volumes(related_devices(source))  # imaged through LVM snapshots
     for dev, name in related_devices(source).items():
         mount = writable_mount(dev) or _btrfs_mount(dev)
         if mount is None:
@@ -62,7 +64,7 @@ def live_volumes(source: str) -> dict[int | None, LiveVolume]:
         number = _partition_number(name)
         live[number] = LiveVolume(number, device, mount, params)
     if not live:
-        reason = busy_reason(source, writable_only=True)
+        reason = busy_reason(source, writable_only=True, held_ok=pvs)
         if reason is not None:
             raise ImageRefused(f"cannot image {source}: {reason}",
                                "unmount it first, or image the system from rescue media")
@@ -72,7 +74,7 @@ def live_volumes(source: str) -> dict[int | None, LiveVolume]:
             holders = os.listdir(f"/sys/class/block/{name}/holders")
         except OSError:
             holders = []
-        if holders:
+        if holders and f"/dev/{name}" not in pvs:
             raise ImageRefused(f"cannot image {source}: /dev/{name} is in use by "
                                f"{', '.join(sorted(holders))}",
                                "image it from rescue media (a live USB)")
