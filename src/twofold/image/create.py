@@ -185,6 +185,7 @@ def create(source: str, target: Target, name: str | None, level: int,
                                   "choose another --name, or delete the old image first")
             result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
             result.used_bytes = sum(a.used_bytes for a in plan.areas)
+            result.cleaned.extend(f"LVM snapshot {n}" for n in lvm.cleaned)
             budget = _budget(reader, plan.areas, store, level, result.used_bytes, progress)
             parent, manifests = parent_job.result()
             for bad_name, problem in manifests.damaged.items():

@@ -73,6 +73,7 @@ class LvmView:
     reader: FileReader
     extents: dict[int | None, list[Extent]] = field(default_factory=dict)
     taken: dict[int | None, str] = field(default_factory=dict)
+    cleaned: list[str] = field(default_factory=list)  # snapshots of killed runs removed
 
     def apply(self, areas: list[Area]) -> None:
         """Set the extents of the physical volumes' areas (label, metadata, the logical
@@ -157,8 +158,7 @@ def lvm_view(devices: dict[int, str], disk: FileReader) -> Iterator[LvmView]:
     if not pvs:
         yield LvmView(disk)
         return
-    remove_stale_snapshots()
-    view = LvmView(disk)
+    view = LvmView(disk, cleaned=remove_stale_snapshots())
     pieces: list[tuple[int, int, Reader, int]] = []
     made: list[tuple[str, str]] = []
     with ExitStack() as stack:

@@ -1,5 +1,6 @@
-"""Removal of what killed image runs left on this machine: top-level btrfs mounts and
-btrfs snapshot folders (image/btrfssnap.py) whose creating process is gone."""
+"""Removal of what killed image runs left on this machine: top-level btrfs mounts, btrfs
+snapshot folders (image/btrfssnap.py) and LVM snapshots (image/lvmsnap.py) whose creating
+process is gone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 from twofold.fsinfo.mounts import mounts
 from twofold.image.btrfssnap import remove_stale, stale_mounts, top_mounted, unmount_stale
+from twofold.image.lvmsnap import remove_stale_snapshots
 
 
 def _device_path(rdev: int) -> str | None:
@@ -30,4 +32,5 @@ def cleanup_snapshots() -> list[str]:
             continue
         with top_mounted(device) as top:
             removed.extend(f"{device}: {path}" for path in remove_stale(top))
+    removed.extend(f"LVM snapshot {name}" for name in remove_stale_snapshots())
     return removed
