@@ -209,6 +209,7 @@ def create(source: str, target: Target, name: str | None, level: int,
                                 table=table_doc(plan.table) if plan.table else None,
                                 areas=plan.areas, stats=result.as_dict())
             lease.check()
+            lvm.check()
             if guard is not None:
                 guard.check(store.drive_now)
             result.drive = store.drive

@@ -74,6 +74,18 @@ class LvmView:
     extents: dict[int | None, list[Extent]] = field(default_factory=dict)
     taken: dict[int | None, str] = field(default_factory=dict)
     cleaned: list[str] = field(default_factory=list)  # snapshots of killed runs removed
+    made: list[tuple[str, str]] = field(default_factory=list)  # (group, snapshot) in use
+
+    def check(self) -> None:
+        """SourceReadError when a snapshot filled up while it was read (the kernel dropped
+        it: what was read from it is not one moment's state); call before keeping."""
+        for vg_name, name in self.made:
+            if snapshot_broken(vg_name, name):
+                raise SourceReadError(
+                    f"the snapshot {vg_name}/{name} filled up while it was read, so the "
+                    "image would not be consistent; it was not kept",
+                    "make more free space in the volume group, or image it when less "
+                    "is being written")
 
     def apply(self, areas: list[Area]) -> None:
         """Set the extents of the physical volumes' areas (label, metadata, the logical
@@ -190,15 +202,8 @@ def lvm_view(devices: dict[int, str], disk: FileReader) -> Iterator[LvmView]:
                 view.extents[number] = list(merge_extents(extents))
                 how = f"snapshot (LVM: {', '.join(names)}), blocks" if names else "blocks"
                 view.taken[number] = how
-            view.reader = OverlayReader(disk, pieces)
+            view.reader, view.made = OverlayReader(disk, pieces), made
             yield view
-            for vg_name, name in made:
-                if snapshot_broken(vg_name, name):
-                    raise SourceReadError(
-                        f"the snapshot {vg_name}/{name} filled up while it was read, so the "
-                        "image is not consistent and was not kept",
-                        "make more free space in the volume group, or image it when "
-                        "less is being written")
         finally:
             stack.close()
             for vg_name, name in made:
