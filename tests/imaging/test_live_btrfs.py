@@ -6,6 +6,7 @@ subvolumes, `btrfs check` clean and with the same files."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,3 +206,24 @@ def test_snapshots_of_a_killed_create_are_removed_by_the_next_run_and_by_cleanup
         assert leftovers(fs.part, tmp_path) == []
         again = CliRunner().invoke(app, ["image", "cleanup"])
         assert again.output.strip() == "nothing left by killed image runs"
+
+
+def test_a_store_on_the_btrfs_being_imaged_is_left_out(tmp_path: Path) -> None:
+    with live_btrfs(tmp_path) as fs:
+        store = fs.root / "home" / "backups"  # in a nested subvolume
+        store.mkdir()
+        create(fs.dev, str(store), "self", 3, None, False, NullProgress(), FixedClock())
+        kept = tmp_path / "store-copy"
+        shutil.copytree(store, kept)
+        run("umount", fs.root)
+        run("losetup", "-d", fs.dev)
+    out = tmp_path / "restored.img"
+    restore(str(kept), "self", str(out), None, NullProgress(), FixedClock())
+    back = run("losetup", "-f", "-P", "--show", out).stdout.strip()
+    try:
+        with top_level(_partition(back, 1), tmp_path / "seen") as top:
+            assert (top / "@" / "home" / "backups").is_dir()
+            assert list((top / "@" / "home" / "backups").iterdir()) == []
+            assert (top / "@" / "home" / "user" / "notes.txt").read_text() == "mine\n" * 1000
+    finally:
+        run("losetup", "-d", back, check=False)
