@@ -11,7 +11,7 @@ from typing import Any
 from twofold.fsinfo.fsparams import FILE_LEVEL, SNAPSHOT, fs_type, read_params
 from twofold.fsinfo.mounts import Mount, mounts, writable_mount
 from twofold.image.errors import ImageRefused
-from twofold.image.lvmsnap import physical_volumes
+from twofold.image.lvmsnap import partition_number, physical_volumes
 from twofold.image.source import busy_reason, related_devices
 
 
@@ -23,14 +23,6 @@ class LiveVolume:
     device: str  # /dev/NAME
     mount: Mount
     params: dict[str, Any]
-
-
-def _partition_number(name: str) -> int | None:
-    try:
-        with open(f"/sys/class/block/{name}/partition") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _btrfs_mount(device: int) -> Mount | None:
@@ -61,7 +53,7 @@ def live_volumes(source: str) -> dict[int | None, LiveVolume]:
                 "file level by twofold",
                 "unmount it, or image the system from rescue media (twofold rescue "
                 "build), which images it at block level")
-        number = _partition_number(name)
+        number = partition_number(name)
         live[number] = LiveVolume(number, device, mount, params)
     if not live:
         reason = busy_reason(source, writable_only=True, held_ok=pvs)

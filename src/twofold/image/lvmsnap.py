@@ -96,7 +96,8 @@ class LvmView:
                 area.extents, area.fs = self.extents[key], None
 
 
-def _partition_number(name: str) -> int | None:
+def partition_number(name: str) -> int | None:
+    """The partition number of block device NAME (None: not a partition)."""
     try:
         with open(f"/sys/class/block/{name}/partition") as f:
             return int(f.read().strip())
@@ -115,7 +116,7 @@ def physical_volumes(devices: dict[int, str]) -> dict[str, int | None]:
             continue
         if holders and all(h.startswith("dm-") for h in holders) and \
                 fs_type(f"/dev/{name}") == "LVM2_member":
-            found[f"/dev/{name}"] = _partition_number(name)
+            found[f"/dev/{name}"] = partition_number(name)
     return found
 
 
