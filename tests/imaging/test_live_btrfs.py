@@ -25,6 +25,7 @@ from tests.imaging.conftest import FixedClock
 from tests.imaging.live_disk import _partition, fill, need_live_tools, snapshot, writer
 from twofold.cli.app import app
 from twofold.core.progress import NullProgress
+from twofold.fsinfo.btrfs import BtrfsError
 from twofold.image.btrfssnap import HIDDEN, MOUNT_PREFIX
 from twofold.image.create import create
 from twofold.image.restore import restore
@@ -117,15 +118,13 @@ def test_a_mounted_btrfs_is_imaged_from_snapshots_and_restored(tmp_path: Path) -
         with top_level(fs.part, tmp_path / "want") as top:
             want = snapshot(top, True, skip=("@/busy",))
             subs = run("btrfs", "subvolume", "list", top).stdout
-        run("umount", fs.root)  # btrfs cannot hold two file systems of one UUID at once
-        run("losetup", "-d", fs.dev)
-
-    out = tmp_path / "restored.img"
-    got = restore(str(store), "btrfs", str(out), None, NullProgress(), clock)
-    assert len(got.files) == 1
-    back = run("losetup", "-f", "-P", "--show", out).stdout.strip()
-    try:
-        part = _partition(back, 1)
+        run("umount", fs.root)  # as from rescue media: onto the original disk, unmounted
+        other = tmp_path / "other.img"  # another disk while the original is attached
+        with pytest.raises(BtrfsError, match="with that UUID is attached to this machine"):
+            restore(str(store), "btrfs", str(other), None, NullProgress(), clock)
+        got = restore(str(store), "btrfs", fs.dev, None, NullProgress(), clock)
+        assert len(got.files) == 1
+        part = _partition(fs.dev, 1)
         run("btrfs", "check", "--readonly", part)
         ids = run("blkid", "-o", "export", part).stdout
         assert f"UUID={uuid}" in ids and "LABEL=livebtrfs" in ids
@@ -135,8 +134,6 @@ def test_a_mounted_btrfs_is_imaged_from_snapshots_and_restored(tmp_path: Path) -
             default = run("btrfs", "subvolume", "get-default", top).stdout
             readonly = run("btrfs", "subvolume", "list", "-r", top).stdout
             churned = (top / "@" / "busy" / "churn").read_bytes()
-    finally:
-        run("losetup", "-d", back, check=False)
     paths = sorted(line.split(" path ")[1] for line in subs.splitlines())
     assert sorted(line.split(" path ")[1] for line in again.splitlines()) == paths == \
         ["@", "@/home", "@data", "@snap"]
