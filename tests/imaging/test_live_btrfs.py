@@ -25,9 +25,9 @@ from tests.imaging.conftest import FixedClock
 from tests.imaging.live_disk import _partition, fill, need_live_tools, snapshot, writer
 from twofold.cli.app import app
 from twofold.core.progress import NullProgress
-from twofold.fsinfo.btrfs import BtrfsError
 from twofold.image.btrfssnap import HIDDEN, MOUNT_PREFIX
 from twofold.image.create import create
+from twofold.image.errors import ImageRefused
 from twofold.image.restore import restore
 
 MiB = 1 << 20
@@ -120,8 +120,9 @@ def test_a_mounted_btrfs_is_imaged_from_snapshots_and_restored(tmp_path: Path) -
             subs = run("btrfs", "subvolume", "list", top).stdout
         run("umount", fs.root)  # as from rescue media: onto the original disk, unmounted
         other = tmp_path / "other.img"  # another disk while the original is attached
-        with pytest.raises(BtrfsError, match="with that UUID is attached to this machine"):
+        with pytest.raises(ImageRefused, match=f"{fs.part} holds a file system with that"):
             restore(str(store), "btrfs", str(other), None, NullProgress(), clock)
+        assert not other.exists()  # refused before anything was written
         got = restore(str(store), "btrfs", fs.dev, None, NullProgress(), clock)
         assert len(got.files) == 1
         part = _partition(fs.dev, 1)

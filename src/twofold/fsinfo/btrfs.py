@@ -110,6 +110,15 @@ def delete_subvolume(path: str) -> None:
     btrfs_run(["btrfs", "subvolume", "delete", path], f"remove the snapshot {path}")
 
 
+def devices_with_uuid(uuid: str) -> list[str]:
+    """The block devices (/dev/...) blkid finds holding a file system with this UUID."""
+    if shutil.which("blkid") is None:
+        return []
+    proc = subprocess.run(["blkid", "-t", f"UUID={uuid}", "-o", "device"],
+                          capture_output=True, text=True, check=False)
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+
+
 def make_btrfs(params: dict[str, Any], device: str, size: int) -> None:
     """Make the btrfs `params` describe on `device` (`size` bytes): same UUID, label, node
     and sector size, checksum, features and profiles."""
