@@ -206,7 +206,8 @@ def test_snapshots_of_a_killed_create_are_removed_by_the_next_run_and_by_cleanup
         assert again.output.strip() == "nothing left by killed image runs"
 
 
-def test_a_store_on_the_btrfs_being_imaged_is_left_out(tmp_path: Path) -> None:
+def test_a_store_on_the_btrfs_being_imaged_is_left_out_and_a_smaller_disk_takes_it(
+        tmp_path: Path) -> None:
     with live_btrfs(tmp_path) as fs:
         store = fs.root / "home" / "backups"  # in a nested subvolume
         store.mkdir()
@@ -215,10 +216,20 @@ def test_a_store_on_the_btrfs_being_imaged_is_left_out(tmp_path: Path) -> None:
         shutil.copytree(store, kept)
         run("umount", fs.root)
         run("losetup", "-d", fs.dev)
-    out = tmp_path / "restored.img"
-    restore(str(kept), "self", str(out), None, NullProgress(), FixedClock())
+    tiny = tmp_path / "tiny.img"  # mkfs.btrfs makes nothing under about 110 MiB
+    with open(tiny, "wb") as f:
+        f.truncate(100 * MiB)
+    with pytest.raises(ImageRefused, match="too small"):
+        restore(str(kept), "self", str(tiny), None, NullProgress(), FixedClock())
+    assert tiny.read_bytes()[:1 << 20] == bytes(1 << 20)  # nothing written
+    out = tmp_path / "restored.img"  # a smaller disk: 150 of 210 MiB
+    with open(out, "wb") as f:
+        f.truncate(150 * MiB)
+    got = restore(str(kept), "self", str(out), None, NullProgress(), FixedClock())
+    assert got.relaid[1] < 150 * MiB
     back = run("losetup", "-f", "-P", "--show", out).stdout.strip()
     try:
+        run("btrfs", "check", "--readonly", _partition(back, 1))
         with top_level(_partition(back, 1), tmp_path / "seen") as top:
             assert (top / "@" / "home" / "backups").is_dir()
             assert list((top / "@" / "home" / "backups").iterdir()) == []
