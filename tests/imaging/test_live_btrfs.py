@@ -211,7 +211,11 @@ def test_a_store_on_the_btrfs_being_imaged_is_left_out_and_a_smaller_disk_takes_
     with live_btrfs(tmp_path) as fs:
         store = fs.root / "home" / "backups"  # in a nested subvolume
         store.mkdir()
-        create(fs.dev, str(store), "self", 3, None, False, NullProgress(), FixedClock())
+        made = CliRunner().invoke(app, ["image", "create", fs.dev, "--to", str(store),
+                                        "--name", "self"])
+        assert made.exit_code == 0, made.output
+        assert "partition 1 (btrfs): snapshot (5 btrfs subvolumes), read at file level" in \
+            made.output, made.output
         kept = tmp_path / "store-copy"
         shutil.copytree(store, kept)
         run("umount", fs.root)
