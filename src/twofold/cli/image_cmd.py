@@ -270,5 +270,11 @@ def copy_command(
               f"{r.seconds:.1f} s")
 
 
-# registers `image drill`, `image verify`, `image repair` and `image cleanup`
-from twofold.cli import drill_cmd, image_check_cmd, image_cleanup_cmd  # noqa: E402,F401
+# registers `image drill`, `image verify`, `image repair`, `image mount`, `image umount`,
+# `image files` and `image cleanup`
+from twofold.cli import (  # noqa: E402,F401
+    drill_cmd,
+    image_check_cmd,
+    image_cleanup_cmd,
+    image_mount_cmd,
+)

@@ -36,7 +36,8 @@ def loop_device(path: str, offset: int, size: int) -> Iterator[str]:
         _run(["losetup", "-d", dev], "detach the loop device")
 
 
-def _kernel_has(kind: str) -> bool:
+def kernel_has(kind: str) -> bool:
+    """True when the running kernel has a driver for the file system `kind`."""
     try:
         with open("/proc/filesystems") as f:
             return any(line.split()[-1] == kind for line in f if line.strip())
@@ -50,7 +51,7 @@ def mounted(kind: str, device: str) -> Iterator[str]:
     point = tempfile.mkdtemp(prefix="twofold-restore-")
     driver: subprocess.Popen[bytes] | None = None
     try:
-        if kind in FAT and not _kernel_has("vfat"):
+        if kind in FAT and not kernel_has("vfat"):
             driver = _fuse_mount(["fusefat", "-f", "-o", "rw+", device, point], point)
             umount = ["fusermount", "-u", point]
         else:
