@@ -86,7 +86,9 @@ def create_command(
 ) -> None:
     """Image SOURCE into the store on --to TARGET; only new chunks are stored. A partition
     mounted read-write (ext2/3/4, XFS, FAT) is imaged at file level from its mounted tree;
-    files that kept changing while read are named (exit 3)."""
+    files that kept changing while read are named (exit 3). A mounted btrfs is read from
+    read-only snapshots of its subvolumes, mounted LVM volumes from temporary LVM
+    snapshots; both are removed afterwards."""
     from twofold.jobs.state import State
 
     level = parse_level(compression)
