@@ -88,7 +88,9 @@ def create_command(
 ) -> None:
     """Image SOURCE into the store on --to TARGET; only new chunks are stored. A partition
     mounted read-write (ext2/3/4, XFS, FAT) is imaged at file level from its mounted tree;
-    files that kept changing while read are named (exit 3)."""
+    files that kept changing while read are named (exit 3). A mounted btrfs is read from
+    read-only snapshots of its subvolumes, mounted LVM volumes from temporary LVM
+    snapshots; both are removed afterwards."""
     from twofold.jobs.state import State
 
     level = parse_level(compression)
@@ -107,7 +109,7 @@ def create_command(
         state.remember_drive("image", to, "", r.drive)
     if as_json:
         print_json({"image": r.name, "kind": r.kind, "size": r.size, **r.as_dict(),
-                    "ratio": round(r.ratio, 3), "taken": dict(r.taken),
+                    "ratio": round(r.ratio, 3), "taken": dict(r.taken), "cleaned": r.cleaned,
                     "issues": [i.message for i in r.issues]})
         _exit_if_unstable(r.issues)
         return
@@ -118,6 +120,8 @@ def create_command(
               f"{r.reused_chunks:,} zero {r.zero_chunks:,}   {r.seconds:.1f} s")
     for label, how in r.taken:
         out.print(f"  {label}: {how}", markup=False)
+    for line in r.cleaned:
+        out.print(f"  removed what a killed run left: {line}", markup=False)
     _exit_if_unstable(r.issues)
 
 
@@ -271,6 +275,11 @@ def copy_command(
               f"{r.seconds:.1f} s")
 
 
-# registers `image drill`, `image verify`, `image repair`, `image mount`, `image umount`
-# and `image files`
-from twofold.cli import drill_cmd, image_check_cmd, image_mount_cmd  # noqa: E402,F401
+# registers `image drill`, `image verify`, `image repair`, `image mount`, `image umount`,
+# `image files` and `image cleanup`
+from twofold.cli import (  # noqa: E402,F401
+    drill_cmd,
+    image_check_cmd,
+    image_cleanup_cmd,
+    image_mount_cmd,
+)

@@ -9,12 +9,15 @@ import subprocess
 from typing import Any
 
 from twofold.core.errors import TwofoldError
+from twofold.fsinfo.btrfs import btrfs_params, check_btrfs, make_btrfs
 
 EXT = ("ext2", "ext3", "ext4")
 FAT = ("vfat",)
 XFS = ("xfs",)
 FILE_LEVEL = EXT + FAT + XFS
 """File systems a mounted partition can be imaged from at file level and made anew."""
+SNAPSHOT = ("btrfs",)
+"""File systems imaged (at file level) from read-only snapshots of their subvolumes."""
 # Runtime state, not a choice made at mkfs: never passed back to mke2fs.
 _EXT_STATE = {"needs_recovery", "orphan_present", "orphan_file", "mmp", "snapshot_bitmap"}
 
@@ -52,6 +55,8 @@ def read_params(device: str) -> dict[str, Any] | None:
         return _fat_params(device)
     if kind in XFS:
         return _xfs_params(device)
+    if kind in SNAPSHOT:
+        return btrfs_params(device)
     return None
 
 
@@ -165,6 +170,8 @@ def make_fs(params: dict[str, Any], device: str, size: int) -> None:
         if params.get("label"):
             args += ["-L", str(params["label"])]
         _run([*args, device], f"make XFS on {device}")
+    elif kind in SNAPSHOT:
+        make_btrfs(params, device, size)
     else:
         raise FsToolError(f"twofold cannot make a {kind} file system",
                           "restore this image with a newer twofold")
@@ -173,6 +180,8 @@ def make_fs(params: dict[str, Any], device: str, size: int) -> None:
 def check_fs(kind: str, device: str) -> str | None:
     """Check the file system on `device` without changing it: None when clean, else the
     checker's complaint."""
+    if kind in SNAPSHOT:
+        return check_btrfs(device)
     args = ["e2fsck", "-f", "-n", device] if kind in EXT else \
         ["xfs_repair", "-n", device] if kind in XFS else ["fsck.fat", "-n", device]
     if shutil.which(args[0]) is None:

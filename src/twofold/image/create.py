@@ -22,10 +22,13 @@ from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
 from twofold.fsinfo.fsbitmap import merge_extents
+from twofold.fsinfo.fsparams import SNAPSHOT
 from twofold.fsinfo.volume import DriveId
+from twofold.image.btrfssnap import btrfs_snapshots
 from twofold.image.errors import ImageExists, ImageRefused, SourceMissing, SourceReadError
 from twofold.image.filelevel import image_files, previous
 from twofold.image.livesource import LiveVolume, live_volumes
+from twofold.image.lvmsnap import lvm_view
 from twofold.image.manifest import (
     Area,
     ChunkRef,
@@ -37,7 +40,7 @@ from twofold.image.manifest import (
 )
 from twofold.image.parent import find_parent, parent_cells, within
 from twofold.image.repo import Target, claim_drive, creating, open_objects, open_store
-from twofold.image.source import plan_image, table_doc
+from twofold.image.source import plan_image, related_devices, table_doc
 from twofold.image.space import (
     MARGIN,
     Budget,
@@ -68,6 +71,7 @@ class CreateResult:
     issues: list[Issue] = field(default_factory=list)
     drive: DriveId | None = None  # the drive a local store is on
     taken: list[tuple[str, str]] = field(default_factory=list)  # (area, "blocks"/"file level")
+    cleaned: list[str] = field(default_factory=list)  # snapshots of killed runs removed
 
     @property
     def ratio(self) -> float:
@@ -158,11 +162,13 @@ def create(source: str, target: Target, name: str | None, level: int,
         name = f"{base}-{stamp}"
     check_image_name(name)
     objects = open_objects(target)  # a network store starts connecting while we plan
-    with FileReader(source) as reader:
+    with FileReader(source) as disk, lvm_view(related_devices(source), disk) as lvm:
+        reader = lvm.reader  # mounted logical volumes read from their snapshots
         if reader.size == 0:
             raise ImageRefused(f"the source {source} is empty")
         progress.phase("planning")
         plan = plan_image(reader, source, force, live)
+        lvm.apply(plan.areas)
         _check_live_planned(plan.areas, live, source)
         for issue in plan.issues:
             progress.issue(issue)
@@ -179,6 +185,7 @@ def create(source: str, target: Target, name: str | None, level: int,
                                   "choose another --name, or delete the old image first")
             result = CreateResult(name, plan.kind, plan.size, issues=plan.issues)
             result.used_bytes = sum(a.used_bytes for a in plan.areas)
+            result.cleaned.extend(f"LVM snapshot {n}" for n in lvm.cleaned)
             budget = _budget(reader, plan.areas, store, level, result.used_bytes, progress)
             parent, manifests = parent_job.result()
             for bad_name, problem in manifests.damaged.items():
@@ -189,6 +196,8 @@ def create(source: str, target: Target, name: str | None, level: int,
             try:
                 _run(reader, plan.areas, store, level, result, progress, parent, budget)
                 _take_files(plan.areas, live, store, level, result, progress, objects, parent)
+                result.taken = [(label, lvm.taken.get(number, how)) for (label, how), number
+                                in zip(result.taken, _numbers(plan.areas), strict=True)]
                 progress.phase("finishing")
                 store.commit_index()
             except (NoSpace, StoreFullError) as err:
@@ -200,6 +209,7 @@ def create(source: str, target: Target, name: str | None, level: int,
                                 table=table_doc(plan.table) if plan.table else None,
                                 areas=plan.areas, stats=result.as_dict())
             lease.check()
+            lvm.check()
             if guard is not None:
                 guard.check(store.drive_now)
             result.drive = store.drive
@@ -321,8 +331,18 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
         if old and old["params"].get("uuid") != vol.params.get("uuid"):
             old = None  # another file system: its inode numbers mean nothing here
         before = previous(store, old, f"{area.label} of image {parent.name if parent else ''}")
-        got = image_files(vol.mount.point, vol.params, store, level, progress, WORKERS, skip,
-                          before)
+        if vol.params["type"] in SNAPSHOT:
+            root = objects.root if isinstance(objects, LocalObjects) else None
+            with btrfs_snapshots(vol.device, vol.mount.device, vol.params, root) as view:
+                result.cleaned.extend(f"{vol.device}: {p}" for p in view.removed)
+                progress.phase(f"files of {area.label} (snapshots of {vol.mount.point})")
+                got = image_files(view.root, view.params, store, level, progress, WORKERS,
+                                  view.skip, before, view.graft)
+            how = f"snapshot ({len(view.graft) + 1} btrfs subvolumes), read at file level"
+        else:
+            got = image_files(vol.mount.point, vol.params, store, level, progress, WORKERS,
+                              skip, before)
+            how = f"file level from {vol.mount.point}"
         area.files, area.fs = got.doc, str(vol.params["type"])
         result.used_bytes += got.file_bytes
         result.new_chunks += got.new_chunks
@@ -331,7 +351,12 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
         for issue in got.issues:
             result.issues.append(issue)
             progress.issue(issue)
-        result.taken.append((area.label, f"file level from {vol.mount.point}"))
+        result.taken.append((area.label, how))
+
+
+def _numbers(areas: list[Area]) -> list[int | None]:
+    """The key of each area result.taken lists (its number; None for a whole volume)."""
+    return [a.number if a.role == "partition" else None for a in areas if a.role != "disk"]
 
 
 def _stamp(ns: int) -> str:

@@ -154,26 +154,31 @@ def _scan(full: bytes) -> list[Entry]:
     return out
 
 
-def _walk(root: bytes, skip: set[tuple[int, int]]
+def _walk(root: bytes, skip: set[tuple[int, int]], graft: dict[bytes, bytes] | None = None
           ) -> Iterator[tuple[bytes, bytes, os.stat_result, dict[str, str]]]:
     """(relative path, full path, lstat, xattrs) of everything under `root`, parents first,
-    names sorted; folders on another device (mounts) are listed, never entered. Folders
-    are listed by a few threads ahead of the walk (a cold tree waits on the disk)."""
+    names sorted; folders on another device (mounts) are listed, never entered, except
+    those `graft` names: their tree is read from the folder it gives (a snapshot of a
+    btrfs subvolume in place of its stub). Folders are listed by a few threads ahead of
+    the walk (a cold tree waits on the disk)."""
     top = os.lstat(root)
     yield b"", root, top, _xattrs(root)
     with ThreadPoolExecutor(4, thread_name_prefix="twofold-walk") as pool:
-        stack = [(b"", root, pool.submit(_scan, root))]
+        stack = [(b"", root, top.st_dev, pool.submit(_scan, root))]
         while stack:
-            rel, full, listing = stack.pop()
+            rel, full, dev, listing = stack.pop()
             below = []
-            for name, st, xattrs in listing.result():
-                if (st.st_dev, st.st_ino) in skip:
+            for name, seen, seen_x in listing.result():
+                if (seen.st_dev, seen.st_ino) in skip:
                     continue
                 child = os.path.join(full, name)
                 crel = rel + b"/" + name if rel else name
+                other = graft.get(crel) if graft else None
+                st, xattrs = (os.lstat(other), _xattrs(other)) if other else (seen, seen_x)
+                child = other or child
                 yield crel, child, st, xattrs
-                if stat.S_ISDIR(st.st_mode) and st.st_dev == top.st_dev:
-                    below.append((crel, child, pool.submit(_scan, child)))
+                if stat.S_ISDIR(st.st_mode) and (st.st_dev == dev or other is not None):
+                    below.append((crel, child, st.st_dev, pool.submit(_scan, child)))
             stack.extend(reversed(below))  # depth first, in name order
 
 
@@ -233,10 +238,12 @@ def previous(store: ChunkStore, files: dict[str, Any] | None, where: str) -> _Be
 
 def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: int,
                 progress: Progress, workers: int, skip: set[tuple[int, int]],
-                before: _Before | None = None) -> FilesTaken:
+                before: _Before | None = None, graft: dict[bytes, bytes] | None = None
+                ) -> FilesTaken:
     """Image the file system mounted at `point` at file level into `store`; `skip`:
     (st_dev, st_ino) of folders left out (the image store's own); `before`: the previous
-    image's records, whose files are not read again when unchanged."""
+    image's records, whose files are not read again when unchanged; `graft`: folders
+    read from elsewhere (see _walk)."""
     taken = FilesTaken({})
     sink = _Sink(store, level, taken)
     chunk_size = store.chunk_size
@@ -244,7 +251,7 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     records: list[dict[str, Any]] = []
     paths: list[bytes] = []
     unstable: list[str] = []
-    links: dict[int, bytes] = {}
+    links: dict[tuple[int, int], bytes] = {}
     bundle: list[bytes] = []
     filled = 0  # bytes in `bundle`
     waiting: list[tuple[dict[str, Any], int, int]] = []  # records whose data is in `bundle`
@@ -309,18 +316,18 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     label_entry = str(params.get("label") or "").encode() if params["type"] == "vfat" else b""
     pending: deque[tuple[dict[str, Any], bytes, Future[_Read | None] | None]] = deque()
     with ThreadPoolExecutor(workers, thread_name_prefix="twofold-files") as pool:
-        for rel, full, st, xattrs in _walk(root, skip):
+        for rel, full, st, xattrs in _walk(root, skip, graft):
             if rel == label_entry and stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 continue  # fusefat shows a FAT volume label as an empty file in the root
             rec = _record(rel, full, st, xattrs)
             fut = None
             if rec["k"] == "f":
-                first = links.get(st.st_ino) if st.st_nlink > 1 else None
+                first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
                 if first is not None:
                     put_bytes(rec, "h", first)
                 else:
-                    if st.st_nlink > 1:
-                        links[st.st_ino] = rel
+                    if st.st_nlink > 1:  # inode numbers repeat across btrfs subvolumes
+                        links[(st.st_dev, st.st_ino)] = rel
                     old = _unchanged(before, rel, st, store)
                     if old is not None and before is not None:
                         rec.update(d=old["d"], s=old["s"], c=old["c"], i=old["i"])

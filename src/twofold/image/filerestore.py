@@ -13,9 +13,10 @@ from typing import Any
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.progress import Progress
-from twofold.fsinfo.fsparams import FAT, check_fs, make_fs
+from twofold.fsinfo.btrfs import devices_with_uuid, finish_subvolumes, make_subvolumes
+from twofold.fsinfo.fsparams import FAT, SNAPSHOT, check_fs, make_fs
 from twofold.fsinfo.loopmount import loop_device, mounted
-from twofold.image.errors import ImageDamaged
+from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.filerecords import check_path, get_bytes, load_records
 from twofold.image.manifest import Area
 
@@ -83,6 +84,23 @@ class _Tree:
         os.close(self.root)
 
 
+def refuse_attached_uuid(areas: list[Area], dest: str, outside: set[str]) -> None:
+    """ImageRefused, before anything is written, when a btrfs to be made anew has a UUID
+    a device outside `dest` (`outside`: the /dev paths that are part of it, excluded)
+    holds: mkfs.btrfs would refuse it half way through the restore."""
+    for area in areas:
+        params = (area.files or {}).get("params", {})
+        if params.get("type") not in SNAPSHOT:
+            continue
+        held = [d for d in devices_with_uuid(str(params["uuid"])) if d not in outside]
+        if held:
+            raise ImageRefused(
+                f"cannot restore {area.label} to {dest}: its btrfs is made anew with its "
+                f"UUID {params['uuid']}, and {held[0]} holds a file system with that UUID",
+                "btrfs cannot hold two file systems of one UUID: restore over the original "
+                "(from rescue media), or detach the original disk first")
+
+
 def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: int,
                   progress: Progress) -> FilesRestored:
     """Make `area`'s file system on `size` bytes of `dest` from `offset` and write its
@@ -103,8 +121,12 @@ def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: i
     with loop_device(dest, offset, size) as dev:
         make_fs(params, dev, size)
         with mounted(kind, dev) as point:
+            if kind in SNAPSHOT:
+                make_subvolumes(point, params)
             progress.phase(f"files of {area.label}", total_bytes=int(files["file_bytes"]))
             _write_all(records, point, chunks, kind in FAT, done, progress)
+            if kind in SNAPSHOT:
+                finish_subvolumes(point, params)
         problem = check_fs(kind, dev)
     if problem is not None:
         from twofold.core.errors import RestoreError

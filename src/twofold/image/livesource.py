@@ -1,5 +1,6 @@
 """A source in use: which of its volumes are mounted read-write (imaged at file level from
-the mounted tree) and whether anything else holds it (refused, as before)."""
+the mounted tree, or from snapshots for btrfs) and whether anything else holds it
+(refused, as before)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from twofold.fsinfo.fsparams import FILE_LEVEL, fs_type, read_params
-from twofold.fsinfo.mounts import Mount, writable_mount
+from twofold.fsinfo.fsparams import FILE_LEVEL, SNAPSHOT, fs_type, read_params
+from twofold.fsinfo.mounts import Mount, mounts, writable_mount
 from twofold.image.errors import ImageRefused
+from twofold.image.lvmsnap import partition_number, physical_volumes
 from twofold.image.source import busy_reason, related_devices
 
 
@@ -23,12 +25,11 @@ class LiveVolume:
     params: dict[str, Any]
 
 
-def _partition_number(name: str) -> int | None:
-    try:
-        with open(f"/sys/class/block/{name}/partition") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
+def _btrfs_mount(device: int) -> Mount | None:
+    """A read-write mount of a subvolume of the btrfs on `device` (its whole file system is
+    imaged from snapshots, whichever subvolume is mounted)."""
+    hits = [m for m in mounts() if m.device == device and m.read_write and m.fstype == "btrfs"]
+    return min(hits, key=lambda m: len(m.point)) if hits else None
 
 
 def live_volumes(source: str) -> dict[int | None, LiveVolume]:
@@ -37,13 +38,14 @@ def live_volumes(source: str) -> dict[int | None, LiveVolume]:
     something else holds it, or a mounted file system is of a
     type twofold cannot read at file level and make anew."""
     live: dict[int | None, LiveVolume] = {}
+    pvs = physical_volumes(related_devices(source))  # imaged through LVM snapshots
     for dev, name in related_devices(source).items():
-        mount = writable_mount(dev)
+        mount = writable_mount(dev) or _btrfs_mount(dev)
         if mount is None:
             continue
         device = f"/dev/{name}"
         kind = fs_type(device) or mount.fstype
-        params = read_params(device) if kind in FILE_LEVEL else None
+        params = read_params(device) if kind in FILE_LEVEL + SNAPSHOT else None
         if params is None:
             raise ImageRefused(
                 f"cannot image {source}: {device} is mounted read-write at {mount.point}, "
@@ -51,10 +53,10 @@ def live_volumes(source: str) -> dict[int | None, LiveVolume]:
                 "file level by twofold",
                 "unmount it, or image the system from rescue media (twofold rescue "
                 "build), which images it at block level")
-        number = _partition_number(name)
+        number = partition_number(name)
         live[number] = LiveVolume(number, device, mount, params)
     if not live:
-        reason = busy_reason(source, writable_only=True)
+        reason = busy_reason(source, writable_only=True, held_ok=pvs)
         if reason is not None:
             raise ImageRefused(f"cannot image {source}: {reason}",
                                "unmount it first, or image the system from rescue media")
@@ -64,7 +66,7 @@ def live_volumes(source: str) -> dict[int | None, LiveVolume]:
             holders = os.listdir(f"/sys/class/block/{name}/holders")
         except OSError:
             holders = []
-        if holders:
+        if holders and f"/dev/{name}" not in pvs:
             raise ImageRefused(f"cannot image {source}: /dev/{name} is in use by "
                                f"{', '.join(sorted(holders))}",
                                "image it from rescue media (a live USB)")

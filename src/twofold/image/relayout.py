@@ -22,13 +22,16 @@ def _up(n: int) -> int:
 def min_size(area: Area) -> int:
     """The smallest partition a file-level area's file system can be made in: its used
     space (statvfs at imaging time) with a tenth more and 8 MiB for the file system's own
-    structures; FAT32 needs at least 65525 clusters, XFS 300 MiB."""
+    structures; FAT32 needs at least 65525 clusters, XFS 300 MiB, btrfs 120 MiB and room
+    for the chunks it allocates ahead."""
     files = area.files or {}
     need = _up(int(int(files.get("fs_used", files.get("file_bytes", 0))) * 1.1) + 8 * MiB)
     if files.get("params", {}).get("fat_bits") == 32:
         need = max(need, 34 * MiB)
     if files.get("params", {}).get("type") == "xfs":
         need = max(need, 300 * MiB)  # mkfs.xfs makes nothing smaller
+    if files.get("params", {}).get("type") == "btrfs":  # chunks allocated ahead, DUP metadata
+        need = max(_up(int(files.get("fs_used", 0)) * 3 // 2 + 32 * MiB), 120 * MiB)
     return min(area.size, need)
 
 

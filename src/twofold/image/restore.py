@@ -22,7 +22,7 @@ from twofold.fsinfo.loopmount import loop_device
 from twofold.fsinfo.wipe import wipe_signatures
 from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
-from twofold.image.filerestore import FilesRestored, restore_files
+from twofold.image.filerestore import FilesRestored, refuse_attached_uuid, restore_files
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans
 from twofold.image.relayout import grown_layout, min_size, smaller_layout, write_table
 from twofold.image.repo import Target, load_manifest, open_store
@@ -156,6 +156,8 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
             f"{area.label} at byte {area.start + pieces[0][0]}",
             "nothing was written; `twofold image verify` lists all damage, and `twofold "
             "image verify --heal --from OTHER_STORE` (or --source DISK) can mend it")
+    refuse_attached_uuid(areas, dest, {f"/dev/{n}" for n in related_devices(dest).values()}
+                         if os.path.exists(dest) else set())
     fd, dest_size, created = _open_dest(dest, needed)
     result = RestoreResult(m.name, dest, needed, dest_size, created)
     try:

@@ -63,9 +63,11 @@ def related_devices(path: str) -> dict[int, str]:
     return found
 
 
-def busy_reason(path: str, writable_only: bool) -> str | None:
+def busy_reason(path: str, writable_only: bool, held_ok: Collection[str] = ()
+                ) -> str | None:
     """Why `path` must not be read (`writable_only`: mounted read-write or held) or
-    written (mounted at all, or held by device mapper, RAID...), or None."""
+    written (mounted at all, or held by device mapper, RAID...), or None. `held_ok`:
+    devices (/dev/NAME) whose holders are taken care of (LVM snapshots)."""
     devices = related_devices(path)
     if not devices:
         return None
@@ -98,6 +100,8 @@ def busy_reason(path: str, writable_only: bool) -> str | None:
     for dev, name in devices.items():
         base = _dev_dir(dev)
         holders = os.listdir(os.path.join(base, "holders")) if base else []
+        if f"/dev/{name}" in held_ok:
+            continue
         if holders:
             return f"/dev/{name} is in use by {', '.join(sorted(holders))}"
     return None

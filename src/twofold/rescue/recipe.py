@@ -139,6 +139,17 @@ echo twofold-rescue > /proc/sys/kernel/hostname
 /lib/systemd/systemd-udevd --daemon >/dev/null 2>&1
 udevadm trigger --action=add >/dev/null 2>&1 &
 ip link set lo up >/dev/null 2>&1 &
+for w in $(cat /proc/cmdline); do  # tests: twofold.script=LABEL runs run.sh from that disk
+    case "$w" in twofold.script=*)
+        wait
+        udevadm settle --timeout=15 >/dev/null 2>&1
+        mkdir -p /run/twofold/script
+        mount -o ro "/dev/disk/by-label/${{w#twofold.script=}}" /run/twofold/script &&
+            sh /run/twofold/script/run.sh
+        echo "twofold script finished with exit code $?"
+        sync; echo o > /proc/sysrq-trigger;;
+    esac
+done
 for c in $(awk '{{print $1}}' /proc/consoles); do
     [ "$c" = tty0 ] && c=tty1
     [ -e "/dev/$c" ] || continue
