@@ -15,7 +15,8 @@ import pytest
 
 from tests.drives import run
 from tests.imaging.conftest import FixedClock
-from tests.rescue.test_rescue_boot import KernelVm, _extract, rescue_iso
+from tests.rescue.conftest import rescue_iso
+from tests.rescue.test_rescue_boot import KernelVm, _extract
 from twofold.core.progress import NullProgress
 from twofold.image.manifest import parse_manifest
 from twofold.image.restore import restore
