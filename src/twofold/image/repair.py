@@ -19,8 +19,6 @@ from twofold.chunks.packs import (
     PackBuilder,
     PackDamaged,
     PackEntry,
-    chunk_id,
-    decompress,
     pack_name,
 )
 from twofold.core.clock import Clock
@@ -130,7 +128,7 @@ def _rewrite(store: ChunkStore, packs: list[str]) -> dict[str, str]:
         for e in store.packs[pack]:
             stored = store.objects.get_range(pack, e.offset, e.length)
             try:
-                ok = chunk_id(decompress(stored, e.plain_length)) == e.chunk_id
+                ok = store.sound(e.chunk_id, stored, e.plain_length)
             except PackDamaged:
                 ok = False
             if not ok:
