@@ -38,7 +38,7 @@ def test_subkeys_and_chunk_id() -> None:
     assert _hkdf(SEAL_INFO).hex() == SEAL_KEY and _hkdf(ID_INFO).hex() == ID_KEY
     assert Vault(MASTER).chunk_id(b"twofold").hex() == CHUNK_ID
     assert blake3.blake3(b"twofold", key=bytes.fromhex(ID_KEY)).hexdigest() == CHUNK_ID
-    assert CHUNK_ID != blake3.blake3(b"twofold").hexdigest()  # keyed: not the plain id
+    assert blake3.blake3(b"twofold").hexdigest() != CHUNK_ID  # keyed: not the plain id
 
 
 def test_sealed_object_and_chunk() -> None:

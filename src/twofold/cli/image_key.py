@@ -23,6 +23,10 @@ KeyFile = Annotated[Path | None, typer.Option(
 Encrypt = Annotated[bool, typer.Option(
     "--encrypt", help="Make a new store encrypted (AES-256-GCM, passphrase via Argon2id).")]
 NEW_ENV = "TWOFOLD_NEW_PASSPHRASE"
+NewKeyFile = Annotated[Path | None, typer.Option(
+    "--new-key-file", show_default=False,
+    help="A file holding the new passphrase (else TWOFOLD_NEW_PASSPHRASE, else it is "
+         "asked for twice at the terminal).")]
 
 
 class PassphraseMismatch(TwofoldError):

@@ -10,7 +10,7 @@ import typer
 from twofold.cli.common import handles_errors, out
 from twofold.cli.image_cmd import image_app
 from twofold.cli.image_common import TARGET_HELP, Endpoint
-from twofold.cli.image_key import NEW_ENV, KeyFile, passphrase
+from twofold.cli.image_key import NEW_ENV, KeyFile, NewKeyFile, passphrase
 
 
 @image_app.command("passwd")
@@ -18,7 +18,7 @@ from twofold.cli.image_key import NEW_ENV, KeyFile, passphrase
 def passwd_command(
     target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     key_file: KeyFile = None,
-    new_key_file: KeyFile = None,
+    new_key_file: NewKeyFile = None,
     s3_endpoint: Endpoint = None,
 ) -> None:
     """Change the passphrase of the encrypted store at TARGET: the old one from --key-file,
