@@ -13,7 +13,14 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from twofold.vault.cipher import ID_INFO, SEAL_INFO, SealDamaged, Vault, chunk_ad, object_ad
-from twofold.vault.keys import KdfParams, KeyFileDamaged, WrongPassphrase, key_doc, unwrap
+from twofold.vault.keys import (
+    KdfParams,
+    KeyFileDamaged,
+    WrongPassphrase,
+    derive,
+    key_doc,
+    unwrap,
+)
 
 MASTER = bytes(range(32))
 SEAL_KEY = "30b5853e69dd2c938102fefdc7445e44e7db164e32a1094ced51bd2bf79eedc7"
@@ -28,6 +35,7 @@ KEY_FILE = (
     '"cipher":"aes-256-gcm","wrapped":"016465666768696a6b6c6d6e6f48f00bc925dd9bad626d54be1385e'
     'a3493a344204be1ac749832f6d68fcffa8dea6e964d0d5af85757aeb993d6d1f41f"}\n')
 PARAMS = KdfParams(1, 1024, 1)
+KEK = "77cce82a2481b757eb86f92a001910c970069038c7537a3ec40d22d50763d0f8"
 
 
 def _hkdf(info: bytes) -> bytes:
@@ -74,6 +82,11 @@ def test_sealed_bytes_open_only_where_they_belong() -> None:
 def test_key_file() -> None:
     made = key_doc(MASTER, b"correct horse", PARAMS, bytes(range(16)), bytes(range(100, 112)))
     assert made.decode() == KEY_FILE
+    kek = derive(b"correct horse", bytes(range(16)), PARAMS)
+    assert kek.hex() == KEK
+    nonce = bytes(range(100, 112))
+    assert json.loads(KEY_FILE)["wrapped"] == \
+        (b"\x01" + nonce + AESGCM(kek).encrypt(nonce, MASTER, b"twofold key v1")).hex()
     assert unwrap(KEY_FILE.encode(), b"correct horse", "k") == MASTER
     with pytest.raises(WrongPassphrase, match="wrong passphrase"):
         unwrap(KEY_FILE.encode(), b"correct horse!", "k")
