@@ -238,3 +238,27 @@ def test_damage_is_found_never_restored(tmp_path: Path, secret: str) -> None:
     assert code == 3 and "image two" in text and "authentication" in text, text
     code, text = cli("restore", str(drive), "two", "--to", str(out))
     assert code == 1 and "authentication" in text, text
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not os.path.exists("/dev/fuse") or os.geteuid() != 0,
+                    reason="needs root and /dev/fuse (image files mounts the image)")
+def test_files_come_out_of_an_encrypted_image(gpt_disk: Path, seeded_tree: Path,
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.image.conftest import tree_digest
+
+    store = tmp_path / "store"
+    store.mkdir()
+    key = tmp_path / "key"
+    key.write_text(PASS)
+    monkeypatch.delenv("TWOFOLD_PASSPHRASE", raising=False)
+    code, text = cli("create", str(gpt_disk), "--to", str(store), "--name", "disk",
+                     "--encrypt", "--key-file", str(key))
+    assert code == 0, text
+    code, text = cli("files", str(store), "disk", "part2/d1", "--to", str(tmp_path / "o"))
+    assert code == 1 and "is encrypted" in text and not (tmp_path / "o").exists(), text
+    code, text = cli("files", str(store), "disk", "part2/d1", "--to", str(tmp_path / "o"),
+                     "--key-file", str(key))
+    assert code == 0, text
+    assert tree_digest(tmp_path / "o" / "d1") == tree_digest(seeded_tree / "d1")

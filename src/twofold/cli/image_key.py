@@ -77,6 +77,20 @@ def passphrase(key_file: Path | None, where: str, confirm: bool = False,
                       f"set {env}, or give a file holding it with --key-file")
 
 
+def passphrase_for(target: str, endpoint: str | None, key_file: Path | None) -> bytes | None:
+    """The passphrase of the store at `target` when it is encrypted (None when it is not),
+    for engines that open the store in a process of their own (mount, files)."""
+    from twofold.blobs.objects import TargetMissing
+    from twofold.blobs.remote import open_target
+    from twofold.vault.objects import key_names
+
+    try:
+        objects = open_target(target, endpoint)
+    except TargetMissing:
+        return None  # the engine says so
+    return passphrase(key_file, objects.describe()) if key_names(objects) else None
+
+
 def unlocked(target: Target, key_file: Path | None, encrypt: bool = False) -> Target:
     """`target` as engines take it: an encrypted store opened with its passphrase; with
     `encrypt`, a new store gets its key first (the passphrase asked twice)."""

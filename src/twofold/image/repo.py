@@ -22,7 +22,7 @@ from twofold.image.manifest import (
     parse_manifest,
 )
 from twofold.vault.cipher import SealDamaged
-from twofold.vault.objects import PASSPHRASE_ENV, StoreLocked, key_names, plain_objects
+from twofold.vault.objects import PASSPHRASE_ENV, StoreLocked, key_names, plain_objects, unlock
 
 Target = str | ObjectStore
 """A folder, an sftp:// or s3:// URL (blobs/remote.py), or an opened ObjectStore."""
@@ -54,6 +54,17 @@ def open_objects(target: Target) -> ObjectStore:
         raise StoreLocked(f"the image store at {objects.describe()} is encrypted",
                           f"give its passphrase in {PASSPHRASE_ENV} or a file holding it "
                           "with --key-file")
+    return objects
+
+
+def open_keyed(target: str, endpoint: str | None, passphrase: bytes | None) -> ObjectStore:
+    """The store a TARGET text names, unlocked with `passphrase` when encrypted (for the
+    engines that hand the TARGET on to a process of their own: mount, files)."""
+    objects = open_target(target, endpoint)
+    if key_names(objects):
+        if passphrase is None:
+            return open_objects(target)  # StoreLocked, with its hint
+        return unlock(objects, passphrase)
     return objects
 
 
