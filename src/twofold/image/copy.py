@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore, Location
-from twofold.chunks.packs import PackDamaged
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
 from twofold.image.create import WORKERS
@@ -77,11 +76,7 @@ def _fetch(source: ChunkStore, run: Run) -> list[tuple[bytes, bytes, int]]:
     out = []
     for cid, loc in chunks:
         stored = data[loc.offset - start:loc.offset - start + loc.length]
-        try:
-            ok = source.sound(cid, stored, loc.plain_length)
-        except PackDamaged:
-            ok = False
-        if not ok:
+        if not source.sound(cid, stored, loc.plain_length):
             source.forget(cid, pack)
             raise ImageDamaged(f"chunk {cid.hex()} in {pack} of the source fails its check",
                                "nothing was listed in the destination; run twofold image "

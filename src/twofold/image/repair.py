@@ -127,11 +127,7 @@ def _rewrite(store: ChunkStore, packs: list[str]) -> dict[str, str]:
         builder = PackBuilder()
         for e in store.packs[pack]:
             stored = store.objects.get_range(pack, e.offset, e.length)
-            try:
-                ok = store.sound(e.chunk_id, stored, e.plain_length)
-            except PackDamaged:
-                ok = False
-            if not ok:
+            if not store.sound(e.chunk_id, stored, e.plain_length):
                 break
             builder.add(e.chunk_id, stored, e.plain_length)
         else:

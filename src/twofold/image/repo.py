@@ -51,10 +51,14 @@ def open_objects(target: Target) -> ObjectStore:
         return target
     objects = open_target(target)
     if key_names(objects):
-        raise StoreLocked(f"the image store at {objects.describe()} is encrypted",
-                          f"give its passphrase in {PASSPHRASE_ENV} or a file holding it "
-                          "with --key-file")
+        raise _locked(objects)
     return objects
+
+
+def _locked(objects: ObjectStore) -> StoreLocked:
+    return StoreLocked(f"the image store at {objects.describe()} is encrypted",
+                       f"give its passphrase in {PASSPHRASE_ENV} or a file holding it with "
+                       "--key-file")
 
 
 def open_keyed(target: str, endpoint: str | None, passphrase: bytes | None) -> ObjectStore:
@@ -63,7 +67,7 @@ def open_keyed(target: str, endpoint: str | None, passphrase: bytes | None) -> O
     objects = open_target(target, endpoint)
     if key_names(objects):
         if passphrase is None:
-            return open_objects(target)  # StoreLocked, with its hint
+            raise _locked(objects)
         return unlock(objects, passphrase)
     return objects
 
