@@ -58,6 +58,9 @@ def test_sealed_object_and_chunk() -> None:
     assert sealed == b"\x01" + bytes(range(12)) + aead.encrypt(bytes(range(12)), doc,
                                                                b"object:images/x.json")
     assert vault.open(sealed, object_ad("images/x.json"), "x") == doc
+    chunk = vault.seal_chunk(doc, bytes(32))  # in place, the same format
+    assert chunk[0] == 1 and len(chunk) == len(doc) + 29
+    assert vault.open(bytes(chunk), chunk_ad(bytes(32)), "c") == doc
     cid = bytes.fromhex(CHUNK_ID)
     assert vault.seal(b"abc", chunk_ad(cid), bytes(12)).hex() == SEALED_CHUNK
     assert vault.open(bytes.fromhex(SEALED_CHUNK), b"chunk:" + cid, "c") == b"abc"

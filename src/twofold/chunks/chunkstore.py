@@ -9,6 +9,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import cast
 
 from twofold.blobs.objects import ObjectMissing, ObjectStore, StoreError
 from twofold.chunks.freeing import collect
@@ -258,7 +259,10 @@ class ChunkStore:
         """What a pack holds for chunk `cid`: zstd at `level`, then sealed when the store
         is encrypted (any thread)."""
         stored = compress(data, level)
-        return stored if self.vault is None else self.vault.seal(stored, chunk_ad(cid))
+        if self.vault is None:
+            return stored
+        # a bytearray, which the pack builder only joins: no copy of it is made
+        return cast(bytes, self.vault.seal_chunk(stored, cid))
 
     def unpack(self, cid: bytes, stored: bytes, plain_length: int) -> bytes:
         """The plain data of stored chunk bytes, unchecked against `cid` (opened first
