@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from twofold.chunks.packs import (
     parse_index,
 )
 from twofold.fsinfo.volume import DriveId
-from twofold.vault.cipher import SealDamaged, chunk_ad
+from twofold.vault.cipher import OVERHEAD, PACK_INDEX_AD, SealDamaged, chunk_ad
 from twofold.vault.objects import StoreLocked, vault_of
 
 CHUNK_SIZE = 1 << 20
@@ -99,7 +100,7 @@ class ChunkStore:
         self.bad: set[tuple[bytes, str]] = set()  # (chunk id, pack): a copy found damaged
         self.found_bad: set[tuple[bytes, str]] = set()  # found by this session's loads
         self._bad_lock = threading.Lock()
-        self._builder = PackBuilder()
+        self._builder = self.new_builder()
         self._session_packs: list[str] = []
         self._volume_use: dict[str, int] = {}
         self._writer: ThreadPoolExecutor | None = None
@@ -204,10 +205,26 @@ class ChunkStore:
 
     def read_pack_index(self, pack: str, size: int) -> list[PackEntry]:
         """The index a pack carries at its end."""
+        overhead = 0 if self.vault is None else OVERHEAD
         tail = self.objects.get_range(pack, max(0, size - FOOTER.size), FOOTER.size)
-        offset, count, crc = parse_footer(tail, size, pack)
-        raw = self.objects.get_range(pack, offset, count * ENTRY.size)
-        return parse_index(raw, count, crc, pack)
+        offset, count, crc = parse_footer(tail, size, pack, overhead)
+        raw = self.objects.get_range(pack, offset, count * ENTRY.size + overhead)
+        if self.vault is None:
+            return parse_index(raw, count, crc, pack)
+        if zlib.crc32(raw) != crc:
+            raise PackDamaged(f"pack {pack} has a damaged index")
+        try:
+            plain = self.vault.open(raw, PACK_INDEX_AD, f"the index of pack {pack}")
+        except SealDamaged as err:
+            raise PackDamaged(err.message) from None
+        return parse_index(plain, count, zlib.crc32(plain), pack)
+
+    def new_builder(self) -> PackBuilder:
+        """A pack builder for this store (its index sealed when encrypted)."""
+        vault = self.vault
+        if vault is None:
+            return PackBuilder()
+        return PackBuilder(lambda index: vault.seal(index, PACK_INDEX_AD), OVERHEAD)
 
     def _add_pack(self, pack: str, entries: list[PackEntry]) -> None:
         self.packs[pack] = entries
@@ -315,7 +332,7 @@ class ChunkStore:
         self._add_pack(name, builder.entries)
         self._session_packs.append(name)
         self.new_bytes += len(data)
-        self._builder = PackBuilder()
+        self._builder = self.new_builder()
         return name
 
     def _volume_for(self, size: int) -> str:
@@ -377,7 +394,7 @@ class ChunkStore:
         """Give up this session's packs: wait for (and ignore the errors of) queued writes,
         then delete every pack it wrote; returns how many. Only when no other writer can
         have seen them (a create that stops for want of space)."""
-        self._builder = PackBuilder()
+        self._builder = self.new_builder()
         while self._writes:
             with suppress(StoreError):
                 self._writes.pop(0).result()

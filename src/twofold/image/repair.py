@@ -16,7 +16,6 @@ from twofold.chunks.chunkstore import CHUNK_SIZE, ChunkStore, volume_of
 from twofold.chunks.indexfiles import MarkerDamaged
 from twofold.chunks.packs import (
     PACK_MAGIC,
-    PackBuilder,
     PackDamaged,
     PackEntry,
     pack_name,
@@ -124,7 +123,7 @@ def _rewrite(store: ChunkStore, packs: list[str]) -> dict[str, str]:
     left as it is (verify names it)."""
     done: dict[str, str] = {}
     for pack in packs:
-        builder = PackBuilder()
+        builder = store.new_builder()
         for e in store.packs[pack]:
             stored = store.objects.get_range(pack, e.offset, e.length)
             if not store.sound(e.chunk_id, stored, e.plain_length):

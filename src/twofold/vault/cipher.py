@@ -40,6 +40,10 @@ def chunk_ad(cid: bytes) -> bytes:
     return b"chunk:" + cid
 
 
+PACK_INDEX_AD = b"pack index"
+"""The associated data of a pack's own index (its chunks are bound to their ids)."""
+
+
 def object_ad(name: str) -> bytes:
     """The associated data of an object: it opens only under its own name."""
     return b"object:" + name.encode()
