@@ -241,6 +241,20 @@ def test_passwd_rewraps_the_key_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert cli("list", str(drive), "--key-file", str(key))[0] == 0
 
 
+def test_index_rebuilt_from_sealed_packs(tmp_path: Path, secret: str) -> None:
+    src = seeded(tmp_path / "src.img", 8)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    assert cli("create", str(src), "--to", str(drive), "--name", "one", "--encrypt")[0] == 0
+    root = drive / "twofold-images"
+    for f in (root / "index").iterdir():
+        f.unlink()  # the index files are a cache: the packs' own (sealed) indexes rebuild it
+    code, text = cli("repair", str(drive))
+    assert code == 0 and "index rebuilt from the packs" in text, text
+    code, text = cli("restore", str(drive), "one", "--to", str(tmp_path / "o"))
+    assert code == 0 and (tmp_path / "o").read_bytes() == src.read_bytes(), text
+
+
 def test_damage_is_found_never_restored(tmp_path: Path, secret: str) -> None:
     src = seeded(tmp_path / "src.img", 6)
     drive = tmp_path / "drive"
