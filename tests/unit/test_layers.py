@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "twofold"
-RANK = {"core": 0, "fsinfo": 1, "vm": 1, "blobs": 2, "sets": 2, "chunks": 4,
+RANK = {"core": 0, "fsinfo": 1, "vm": 1, "blobs": 2, "sets": 2, "vault": 3, "chunks": 4,
         "backup": 5, "image": 5, "rescue": 5, "jobs": 6, "cli": 7, "web": 7}
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import cast
 
 from twofold.blobs.objects import ObjectMissing, ObjectStore, StoreError
 from twofold.chunks.freeing import collect
@@ -33,12 +35,15 @@ from twofold.chunks.packs import (
     PackDamaged,
     PackEntry,
     chunk_id,
+    compress,
     decompress,
     pack_name,
     parse_footer,
     parse_index,
 )
 from twofold.fsinfo.volume import DriveId
+from twofold.vault.cipher import OVERHEAD, PACK_INDEX_AD, SealDamaged, chunk_ad
+from twofold.vault.objects import StoreLocked, vault_of
 
 CHUNK_SIZE = 1 << 20
 PACK_SIZE = 32 << 20
@@ -80,6 +85,7 @@ class ChunkStore:
         if volume_size is not None and volume_size < MIN_VOLUME:
             raise StoreError(f"a volume must hold at least {MIN_VOLUME >> 20} MiB")
         self.objects = objects
+        self.vault = vault_of(objects)  # chunks sealed and ids keyed (vault/), or None
         self.chunk_size = _valid_chunk_size(chunk_size)
         self.volume_size = volume_size
         self.pack_limit = min(pack_size, volume_size or pack_size)
@@ -94,7 +100,7 @@ class ChunkStore:
         self.bad: set[tuple[bytes, str]] = set()  # (chunk id, pack): a copy found damaged
         self.found_bad: set[tuple[bytes, str]] = set()  # found by this session's loads
         self._bad_lock = threading.Lock()
-        self._builder = PackBuilder()
+        self._builder = self.new_builder()
         self._session_packs: list[str] = []
         self._volume_use: dict[str, int] = {}
         self._writer: ThreadPoolExecutor | None = None
@@ -107,7 +113,8 @@ class ChunkStore:
     def init(self, drive: DriveId | None = None) -> None:
         """Make the store's marker object if the store is new (naming the `drive` it is
         made on); check it otherwise."""
-        if self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, drive)):
+        if self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, drive,
+                                                        self.vault is not None)):
             self.drive = drive
         else:
             self.check()
@@ -119,7 +126,15 @@ class ChunkStore:
         except ObjectMissing:
             raise StoreError(f"no image store at {self.objects.describe()}",
                              "create an image there first (twofold image create)") from None
-        marker = parse_marker(raw, self.objects.describe())
+        where = self.objects.describe()
+        marker = parse_marker(raw, where)
+        if "encryption" in marker and self.vault is None:
+            raise StoreLocked(f"the image store at {where} is encrypted",
+                              "give its passphrase in TWOFOLD_PASSPHRASE, or a file holding "
+                              "it with --key-file (or type it at the prompt)")
+        if "encryption" not in marker and self.vault is not None:
+            raise StoreError(f"the image store at {where} is not encrypted, yet holds keys/",
+                             "remove the folder keys/ there if no encrypted store was meant")
         self.chunk_size = _valid_chunk_size(marker.get("chunk_size"))
         self.drive = DriveId.from_json(marker.get("drive"))
 
@@ -135,7 +150,8 @@ class ChunkStore:
         """Replace a damaged store.json (only under the exclusive lock)."""
         self.chunk_size = _valid_chunk_size(chunk_size)
         self.objects.delete(STORE_FILE)
-        self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, self.drive))
+        self.objects.put_once(STORE_FILE, marker_doc(self.chunk_size, self.drive,
+                                                     self.vault is not None))
 
     def load_index(self, repair: bool = False) -> list[str]:
         """Read the index files and bad-chunk lists, then the footers of packs no sound
@@ -150,7 +166,7 @@ class ChunkStore:
         self.index_files = [o.name for o in listed if o.name.startswith(INDEX_DIR)]
         self.bad_files = bad_files = [o.name for o in listed if o.name.startswith(BAD_DIR)]
         with ThreadPoolExecutor(self.objects.writers, thread_name_prefix="twofold-idx") as pool:
-            docs = list(pool.map(self.objects.get, self.index_files + bad_files))
+            docs = list(pool.map(self._get_doc, self.index_files + bad_files))
         for name, raw in zip(bad_files, docs[len(self.index_files):], strict=True):
             try:
                 self.bad |= parse_bad_file(name, raw)
@@ -179,12 +195,36 @@ class ChunkStore:
             self._write_index(recovered)
         return recovered
 
+    def _get_doc(self, name: str) -> bytes:
+        """An index file or bad-chunk list; in an encrypted store, one that fails its
+        authentication reads as damaged (b"" fails every parser)."""
+        try:
+            return self.objects.get(name)
+        except SealDamaged:
+            return b""
+
     def read_pack_index(self, pack: str, size: int) -> list[PackEntry]:
         """The index a pack carries at its end."""
+        overhead = 0 if self.vault is None else OVERHEAD
         tail = self.objects.get_range(pack, max(0, size - FOOTER.size), FOOTER.size)
-        offset, count, crc = parse_footer(tail, size, pack)
-        raw = self.objects.get_range(pack, offset, count * ENTRY.size)
-        return parse_index(raw, count, crc, pack)
+        offset, count, crc = parse_footer(tail, size, pack, overhead)
+        raw = self.objects.get_range(pack, offset, count * ENTRY.size + overhead)
+        if self.vault is None:
+            return parse_index(raw, count, crc, pack)
+        if zlib.crc32(raw) != crc:
+            raise PackDamaged(f"pack {pack} has a damaged index")
+        try:
+            plain = self.vault.open(raw, PACK_INDEX_AD, f"the index of pack {pack}")
+        except SealDamaged as err:
+            raise PackDamaged(err.message) from None
+        return parse_index(plain, count, zlib.crc32(plain), pack)
+
+    def new_builder(self) -> PackBuilder:
+        """A pack builder for this store (its index sealed when encrypted)."""
+        vault = self.vault
+        if vault is None:
+            return PackBuilder()
+        return PackBuilder(lambda index: vault.seal(index, PACK_INDEX_AD), OVERHEAD)
 
     def _add_pack(self, pack: str, entries: list[PackEntry]) -> None:
         self.packs[pack] = entries
@@ -228,6 +268,37 @@ class ChunkStore:
 
     # -- writing -----------------------------------------------------------------------
 
+    def id_of(self, data: bytes) -> bytes:
+        """The id of a chunk of plain `data` in this store (keyed when encrypted)."""
+        return chunk_id(data) if self.vault is None else self.vault.chunk_id(data)
+
+    def stored_form(self, cid: bytes, data: bytes, level: int) -> bytes:
+        """What a pack holds for chunk `cid`: zstd at `level`, then sealed when the store
+        is encrypted (any thread)."""
+        stored = compress(data, level)
+        if self.vault is None:
+            return stored
+        # a bytearray, which the pack builder only joins: no copy of it is made
+        return cast(bytes, self.vault.seal_chunk(stored, cid))
+
+    def unpack(self, cid: bytes, stored: bytes, plain_length: int) -> bytes:
+        """The plain data of stored chunk bytes, unchecked against `cid` (opened first
+        when encrypted); PackDamaged when they do not open or decompress."""
+        if self.vault is not None:
+            try:
+                stored = self.vault.open(stored, chunk_ad(cid), f"chunk {cid.hex()}")
+            except SealDamaged as err:
+                raise PackDamaged(err.message) from None
+        return decompress(stored, plain_length)
+
+    def sound(self, cid: bytes, stored: bytes, plain_length: int) -> bool:
+        """True when stored chunk bytes open to data of `plain_length` with id `cid`."""
+        try:
+            data = self.unpack(cid, stored, plain_length)
+        except PackDamaged:
+            return False
+        return len(data) == plain_length and self.id_of(data) == cid
+
     def has(self, cid: bytes) -> bool:
         """True when the store (or the pack being built) holds the chunk."""
         return cid in self.index or cid in self._builder.ids
@@ -261,7 +332,7 @@ class ChunkStore:
         self._add_pack(name, builder.entries)
         self._session_packs.append(name)
         self.new_bytes += len(data)
-        self._builder = PackBuilder()
+        self._builder = self.new_builder()
         return name
 
     def _volume_for(self, size: int) -> str:
@@ -323,7 +394,7 @@ class ChunkStore:
         """Give up this session's packs: wait for (and ignore the errors of) queued writes,
         then delete every pack it wrote; returns how many. Only when no other writer can
         have seen them (a create that stops for want of space)."""
-        self._builder = PackBuilder()
+        self._builder = self.new_builder()
         while self._writes:
             with suppress(StoreError):
                 self._writes.pop(0).result()
@@ -356,11 +427,11 @@ class ChunkStore:
             raise ObjectMissing(f"chunk {cid.hex()} is not in the store")
         stored = self.objects.get_range(loc.pack, loc.offset, loc.length)
         try:
-            data = decompress(stored, loc.plain_length)
+            data = self.unpack(cid, stored, loc.plain_length)
         except PackDamaged:
             self.forget(cid, loc.pack)
             raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} does not decompress") from None
-        if len(data) != loc.plain_length or chunk_id(data) != cid:
+        if len(data) != loc.plain_length or self.id_of(data) != cid:
             self.forget(cid, loc.pack)
             raise ChunkDamaged(f"chunk {cid.hex()} in {loc.pack} fails its hash check")
         return data

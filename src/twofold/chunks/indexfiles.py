@@ -23,6 +23,7 @@ STORE_FILE = "store.json"
 STORE_FORMAT = "twofold-image-store"
 STORE_VERSION = 2
 OLD_VERSION = 1
+ENCRYPTED_VERSION = 3
 """index files and store.json before they carried a checksum; read, never written"""
 
 PACK_NAME = re.compile(r"(?:vol-[0-9]{4}/)?packs/([0-9a-f]{2})/\1[0-9a-f]{62}\.pack")
@@ -120,11 +121,16 @@ def parse_bad_file(name: str, data: bytes) -> set[tuple[bytes, str]]:
     return out
 
 
-def marker_doc(chunk_size: int, drive: DriveId | None = None) -> bytes:
+def marker_doc(chunk_size: int, drive: DriveId | None = None,
+               encrypted: bool = False) -> bytes:
     """store.json's bytes: the one place its fields are set (more may be added); `drive`:
-    the drive a store in a folder is made on (fsinfo/volume.py)."""
+    the drive a store in a folder is made on (fsinfo/volume.py); `encrypted`: a store
+    sealed by vault/ (version 3, so that a twofold without encryption refuses it)."""
     doc: dict[str, Any] = {"format": STORE_FORMAT, "version": STORE_VERSION,
                            "chunk_size": chunk_size, "hash": "blake3", "compression": "zstd"}
+    if encrypted:
+        doc.update(version=ENCRYPTED_VERSION, hash="blake3-keyed",
+                   encryption={"cipher": "aes-256-gcm", "kdf": "argon2id", "keys": "keys/"})
     if drive is not None:
         doc["drive"] = drive.to_json()
     return seal(doc)
@@ -141,11 +147,12 @@ def parse_marker(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise MarkerDamaged(f"{STORE_FILE} in {where} is damaged (not an object)", hint)
     if doc.get("format") != STORE_FORMAT or \
-            doc.get("version") not in (OLD_VERSION, STORE_VERSION):
+            doc.get("version") not in (OLD_VERSION, STORE_VERSION, ENCRYPTED_VERSION):
         raise StoreError(f"{where} holds an image store of an unknown format "
                          f"{doc.get('format')} {doc.get('version')}",
                          "a newer twofold may read it")
-    if (doc.get("version") == STORE_VERSION) != is_sealed(data):
+    if (doc.get("version") != OLD_VERSION) != is_sealed(data) or \
+            (doc.get("version") == ENCRYPTED_VERSION) != isinstance(doc.get("encryption"), dict):
         raise MarkerDamaged(f"{STORE_FILE} in {where} is damaged (version and checksum "
                             "disagree)", hint)
     return doc

@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import blake3
@@ -48,9 +49,13 @@ def pack_name(data: bytes, folder: str = "") -> str:
 
 
 class PackBuilder:
-    """Collects compressed chunks in memory and turns them into one pack's bytes."""
+    """Collects compressed chunks in memory and turns them into one pack's bytes
+    (`seal_index`: how an encrypted store seals the index, `index_overhead` bytes longer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, seal_index: Callable[[bytes], bytes] | None = None,
+                 index_overhead: int = 0) -> None:
+        self.seal_index = seal_index
+        self.index_overhead = index_overhead
         self.parts: list[bytes] = [PACK_MAGIC]
         self.entries: list[PackEntry] = []
         self.size = len(PACK_MAGIC)
@@ -67,22 +72,28 @@ class PackBuilder:
 
     def finished_size(self, extra_entries: int = 0) -> int:
         """The pack's size once index and footer are added."""
-        return self.size + (len(self.entries) + extra_entries) * ENTRY.size + FOOTER.size
+        return (self.size + (len(self.entries) + extra_entries) * ENTRY.size
+                + self.index_overhead + FOOTER.size)
 
     def build(self) -> bytes:
         """The complete pack."""
         index = b"".join(ENTRY.pack(e.chunk_id, e.offset, e.length, e.plain_length)
                          for e in self.entries)
+        if self.seal_index is not None:
+            index = self.seal_index(index)
         footer = FOOTER.pack(self.size, len(self.entries), zlib.crc32(index), FOOTER_MAGIC)
         return b"".join([*self.parts, index, footer])
 
 
-def parse_footer(tail: bytes, pack_size: int, name: str) -> tuple[int, int, int]:
-    """(index offset, entry count, index CRC) from a pack's last FOOTER.size bytes."""
+def parse_footer(tail: bytes, pack_size: int, name: str,
+                 index_overhead: int = 0) -> tuple[int, int, int]:
+    """(index offset, entry count, index CRC) from a pack's last FOOTER.size bytes (an
+    encrypted store's sealed index is `index_overhead` bytes longer)."""
     if len(tail) < FOOTER.size:
         raise PackDamaged(f"pack {name} is too short for a footer")
     index_offset, count, crc, magic = FOOTER.unpack(tail[-FOOTER.size:])
-    if magic != FOOTER_MAGIC or index_offset + count * ENTRY.size + FOOTER.size != pack_size:
+    if magic != FOOTER_MAGIC or \
+            index_offset + count * ENTRY.size + index_overhead + FOOTER.size != pack_size:
         raise PackDamaged(f"pack {name} has a damaged footer")
     return index_offset, count, crc
 

@@ -15,6 +15,7 @@ from twofold.cli.image_cmd import image_app
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
 from twofold.cli.image_common import progress_for as _progress
 from twofold.cli.image_common import target_of as _target
+from twofold.cli.image_key import KeyFile
 from twofold.core.errors import ExitCode, UsageError
 from twofold.jobs.clock import SystemClock
 
@@ -38,6 +39,7 @@ def drill_command(
     = False,
     scratch: Annotated[Path | None, typer.Option(
         "--scratch", help="Folder for the scratch copy (default: the temp folder).")] = None,
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -51,7 +53,7 @@ def drill_command(
     before = signal.signal(signal.SIGTERM, _stop)
     progress = _progress(as_json)
     try:
-        rec = drill(_target(target, s3_endpoint), image, progress, SystemClock(),
+        rec = drill(_target(target, s3_endpoint, key_file), image, progress, SystemClock(),
                     DrillOptions(timeout=timeout, accel=accel, workdir=scratch,
                                  secure_boot=secure_boot))
     finally:

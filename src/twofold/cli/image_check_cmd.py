@@ -12,6 +12,7 @@ from twofold.cli.image_cmd import damaged_notes, image_app
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
 from twofold.cli.image_common import progress_for as _progress
 from twofold.cli.image_common import target_of as _target
+from twofold.cli.image_key import KeyFile
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.text import plural
 from twofold.jobs.clock import SystemClock
@@ -90,6 +91,7 @@ def verify_command(
         "--source", help="The disk, partition or image file that was imaged (heal from it; "
         "only data that still hashes to the image's chunk is taken).",
         show_default=False)] = None,
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -104,12 +106,12 @@ def verify_command(
         if heal:
             from twofold.image.heal import heal as heal_store
 
-            h = heal_store(_target(target, s3_endpoint), image, progress, SystemClock(),
+            h = heal_store(_target(target, s3_endpoint, key_file), image, progress, SystemClock(),
                            _target(other, s3_endpoint) if other else None, source)
         else:
             from twofold.image.verify import verify
 
-            r = verify(_target(target, s3_endpoint), image, progress, SystemClock())
+            r = verify(_target(target, s3_endpoint, key_file), image, progress, SystemClock())
     finally:
         progress.finish()
     if heal:
@@ -154,6 +156,7 @@ def _repaired(r: RepairResult) -> None:
 @handles_errors
 def repair_command(
     target: Annotated[str, typer.Argument(help=TARGET_HELP)],
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -163,7 +166,7 @@ def repair_command(
     try:
         from twofold.image.repair import repair
 
-        r = repair(_target(target, s3_endpoint), progress, SystemClock())
+        r = repair(_target(target, s3_endpoint, key_file), progress, SystemClock())
     finally:
         progress.finish()
     code = int(ExitCode.PARTIAL) if r.remaining else int(ExitCode.OK)

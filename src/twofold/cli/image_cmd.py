@@ -22,6 +22,7 @@ from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
 from twofold.cli.image_common import progress_for as _progress
 from twofold.cli.image_common import target_of as _target
 from twofold.cli.image_export_cmd import export_command
+from twofold.cli.image_key import Encrypt, KeyFile
 from twofold.cli.image_restore_cmd import restore_command
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.models import Issue
@@ -83,6 +84,8 @@ def create_command(
         "--force", help="Image a file system marked dirty as it is.")] = False,
     allow_system_disk: AllowSystemDisk = False,
     new_drive: NewDrive = False,
+    encrypt: Encrypt = False,
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -100,9 +103,9 @@ def create_command(
     try:
         from twofold.image.create import create
 
-        r = create(source, _target(to, s3_endpoint), name, level, volume, force, progress,
-                   SystemClock(), None if new_drive else state.seen_drive("image", to),
-                   allow_system_disk)
+        r = create(source, _target(to, s3_endpoint, key_file, encrypt), name, level, volume,
+                   force, progress, SystemClock(),
+                   None if new_drive else state.seen_drive("image", to), allow_system_disk)
     finally:
         progress.finish()
     if r.drive is not None:
@@ -138,6 +141,7 @@ def _exit_if_unstable(issues: list[Issue]) -> None:
 @handles_errors
 def list_command(
     target: Annotated[str, typer.Argument(help=TARGET_HELP)],
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -146,7 +150,7 @@ def list_command(
     named: exit 3)."""
     from twofold.image.manage import list_store
 
-    listing = list_store(_target(target, s3_endpoint))
+    listing = list_store(_target(target, s3_endpoint, key_file))
     images = listing.images
     damaged_notes(listing.damaged)
     if as_json:
@@ -208,6 +212,7 @@ def _deleted(r: DeleteResult, as_json: bool, dry_run: bool = False) -> None:
 def delete_command(
     target: Annotated[str, typer.Argument(help=TARGET_HELP)],
     image: Annotated[str, typer.Argument(help="Image to delete.")],
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -216,7 +221,7 @@ def delete_command(
     try:
         from twofold.image.manage import delete
 
-        r = delete(_target(target, s3_endpoint), image, progress, SystemClock())
+        r = delete(_target(target, s3_endpoint, key_file), image, progress, SystemClock())
     finally:
         progress.finish()
     _deleted(r, as_json)
@@ -229,6 +234,7 @@ def prune_command(
     keep: Annotated[int, typer.Option("--keep", min=1, help="Newest images to keep.")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would go.")]
     = False,
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -237,7 +243,8 @@ def prune_command(
     try:
         from twofold.image.manage import prune
 
-        r = prune(_target(target, s3_endpoint), keep, progress, SystemClock(), dry_run=dry_run)
+        r = prune(_target(target, s3_endpoint, key_file), keep, progress, SystemClock(),
+                  dry_run=dry_run)
     finally:
         progress.finish()
     _deleted(r, as_json, dry_run)
@@ -276,10 +283,11 @@ def copy_command(
 
 
 # registers `image drill`, `image verify`, `image repair`, `image mount`, `image umount`,
-# `image files` and `image cleanup`
+# `image files`, `image cleanup` and `image passwd`
 from twofold.cli import (  # noqa: E402,F401
     drill_cmd,
     image_check_cmd,
     image_cleanup_cmd,
     image_mount_cmd,
+    image_passwd_cmd,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -32,8 +33,11 @@ def progress_for(as_json: bool) -> Progress:
     return NullProgress() if as_json else ImageProgress(err)
 
 
-def target_of(text: str, endpoint: str | None) -> Target:
-    """The store a TARGET names (a network store is connected on first use)."""
+def target_of(text: str, endpoint: str | None, key_file: Path | None = None,
+              encrypt: bool = False) -> Target:
+    """The store a TARGET names, unlocked when encrypted (cli/image_key.py; `encrypt`:
+    a new store is made encrypted)."""
     from twofold.blobs.remote import open_target
+    from twofold.cli.image_key import unlocked
 
-    return open_target(text, endpoint) if endpoint else text
+    return unlocked(open_target(text, endpoint) if endpoint else text, key_file, encrypt)

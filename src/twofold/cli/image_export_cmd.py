@@ -9,6 +9,7 @@ import typer
 
 from twofold.cli.common import handles_errors, out, print_json, size
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json, progress_for, target_of
+from twofold.cli.image_key import KeyFile
 from twofold.jobs.clock import SystemClock
 
 
@@ -19,6 +20,7 @@ def export_command(
     fmt: Annotated[str, typer.Option(
         "--format", help="raw, vhd, vhdx, qcow2 or vmdk.")],
     to: Annotated[str, typer.Option("--to", help="The file to write (must not exist).")],
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -30,7 +32,7 @@ def export_command(
     try:
         from twofold.image.export import export
 
-        r = export(target_of(target, s3_endpoint), image, fmt.lower(), to, progress,
+        r = export(target_of(target, s3_endpoint, key_file), image, fmt.lower(), to, progress,
                    SystemClock())
     finally:
         progress.finish()

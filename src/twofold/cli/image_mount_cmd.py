@@ -15,6 +15,7 @@ import typer
 from twofold.cli.common import err, handles_errors, out, print_json, size
 from twofold.cli.image_cmd import image_app
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json
+from twofold.cli.image_key import KeyFile, passphrase_for
 from twofold.core.text import plural
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def mount_command(
     background: Annotated[bool, typer.Option(
         "--background", help="Return once mounted; unmount with twofold image umount.")]
     = False,
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -56,7 +58,8 @@ def mount_command(
     before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:  # SIGTERM and SIGHUP as Ctrl-C: everything comes down
         log = _log_path(mountpoint) if background else None
-        r = mount_image(target, image, mountpoint, log=log, endpoint=s3_endpoint)
+        r = mount_image(target, image, mountpoint, log=log, endpoint=s3_endpoint,
+                        passphrase=passphrase_for(target, s3_endpoint, key_file))
         try:
             _show(r, log, as_json, background)
             if not background:
@@ -128,6 +131,7 @@ def files_command(
              "(the partition's folder may be left out when the image has one).")],
     to: Annotated[str, typer.Option("--to", help="Folder to copy them into (made if "
                                     "missing).")],
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -136,7 +140,8 @@ def files_command(
     image: nothing is copied (exit 1). Needs root and FUSE, like image mount."""
     from twofold.image.mountfiles import copy_files
 
-    r = copy_files(target, image, paths, to, endpoint=s3_endpoint)
+    r = copy_files(target, image, paths, to, endpoint=s3_endpoint,
+                   passphrase=passphrase_for(target, s3_endpoint, key_file))
     if as_json:
         print_json(vars(r))
         return

@@ -12,6 +12,7 @@ import typer
 
 from twofold.cli.common import err, handles_errors, out, print_json, size
 from twofold.cli.image_common import TARGET_HELP, Endpoint, Json, progress_for, target_of
+from twofold.cli.image_key import KeyFile
 from twofold.core.errors import TwofoldError, UsageError
 from twofold.core.text import plural
 from twofold.jobs.clock import SystemClock
@@ -83,6 +84,7 @@ def restore_command(
     grow: Annotated[bool, typer.Option(
         "--grow", help="On a larger disk, let the last partition take the new space.")
     ] = False,
+    key_file: KeyFile = None,
     s3_endpoint: Endpoint = None,
     as_json: Json = False,
 ) -> None:
@@ -102,7 +104,7 @@ def restore_command(
     try:
         from twofold.image.restore import restore
 
-        r = restore(target_of(target, s3_endpoint), image, to, partition, progress,
+        r = restore(target_of(target, s3_endpoint, key_file), image, to, partition, progress,
                     SystemClock(), readback=not no_readback, grow=grow)
     finally:
         progress.finish()

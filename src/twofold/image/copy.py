@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore, Location
-from twofold.chunks.packs import PackDamaged, chunk_id, decompress
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
 from twofold.image.create import WORKERS
-from twofold.image.errors import ImageDamaged
+from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import (
     Target,
@@ -28,6 +27,7 @@ from twofold.image.repo import (
     read_manifests,
 )
 from twofold.image.verify import check_chunks, record_bad
+from twofold.vault.objects import vault_of
 
 RUN_BYTES = 8 << 20
 """Chunks next to each other in a source pack are fetched together, up to this much."""
@@ -76,11 +76,7 @@ def _fetch(source: ChunkStore, run: Run) -> list[tuple[bytes, bytes, int]]:
     out = []
     for cid, loc in chunks:
         stored = data[loc.offset - start:loc.offset - start + loc.length]
-        try:
-            ok = chunk_id(decompress(stored, loc.plain_length)) == cid
-        except PackDamaged:
-            ok = False
-        if not ok:
+        if not source.sound(cid, stored, loc.plain_length):
             source.forget(cid, pack)
             raise ImageDamaged(f"chunk {cid.hex()} in {pack} of the source fails its check",
                                "nothing was listed in the destination; run twofold image "
@@ -124,6 +120,10 @@ def copy(src: Target, dst: Target, images: list[str] | None, progress: Progress,
     """Copy `images` (default: all) from the store at `src` to the one at `dst`."""
     started = clock.now_ns()
     source = open_store(src)
+    objects = open_objects(dst)
+    if source.vault is not None or vault_of(objects) is not None:
+        raise ImageRefused("image copy does not copy to or from an encrypted store yet",
+                           "restore the image, then create it anew in the other store")
     result = CopyResult()
     if images:
         wanted = [load_manifest(source.objects, n) for n in images]
@@ -134,7 +134,6 @@ def copy(src: Target, dst: Target, images: list[str] | None, progress: Progress,
         if (lack := _missing_in(source, m)):
             raise ImageDamaged(f"image {m.name} needs {len(lack)} chunk(s) the source "
                                "store does not hold", "run twofold image verify on it")
-    objects = open_objects(dst)
     drive = claim_drive(objects)
     with creating(objects, clock) as lease:
         dest = ChunkStore(objects, chunk_size=source.chunk_size)

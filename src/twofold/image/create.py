@@ -13,10 +13,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from twofold.blobs.objects import LocalObjects, StoreFullError
+from twofold.blobs.objects import ObjectStore, StoreFullError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.chunks.lease import CREATE, Lease, records
-from twofold.chunks.packs import chunk_id, compress
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
@@ -39,7 +38,14 @@ from twofold.image.manifest import (
     manifest_object,
 )
 from twofold.image.parent import find_parent, parent_cells, within
-from twofold.image.repo import Target, claim_drive, creating, open_objects, open_store
+from twofold.image.repo import (
+    Target,
+    claim_drive,
+    creating,
+    local_of,
+    open_objects,
+    open_store,
+)
 from twofold.image.source import plan_image, related_devices, table_doc
 from twofold.image.space import (
     MARGIN,
@@ -114,15 +120,16 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
         zero = old == _ZEROS[:len(old)]
         if before[1] is None and zero:
             return None, None, before[0]
-        if not zero and chunk_id(old) == before[1]:  # stored again when found damaged
-            return before[1], None if store.has(before[1]) else compress(old, level), before[0]
+        if not zero and store.id_of(old) == before[1]:  # stored again when found damaged
+            stored = None if store.has(before[1]) else store.stored_form(before[1], old, level)
+            return before[1], stored, before[0]
     data = _read_pieces(reader, start, pieces)
     if data == _ZEROS[:len(data)]:
         return None, None, pieces
-    cid = chunk_id(data)
+    cid = store.id_of(data)
     if store.has(cid):
         return cid, None, pieces
-    return cid, compress(data, level), pieces
+    return cid, store.stored_form(cid, data, level), pieces
 
 
 Job = tuple[Area, int, list[Extent], tuple[list[Extent], bytes | None] | None]
@@ -179,7 +186,7 @@ def create(source: str, target: Target, name: str | None, level: int,
             parent_job = aside.submit(find_parent, objects, os.path.abspath(source),
                                       plan.kind, plan.size)
             store = open_store(objects, volume_size, write=True, drive=drive)
-            guard = objects.guard if isinstance(objects, LocalObjects) else None
+            guard = local.guard if (local := local_of(objects)) is not None else None
             if store.objects.exists(manifest_object(name)):
                 raise ImageExists(f"an image named {name!r} already exists",
                                   "choose another --name, or delete the old image first")
@@ -309,14 +316,15 @@ def _check_live_planned(areas: list[Area], live: dict[int | None, LiveVolume],
 
 def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: ChunkStore,
                 level: int, result: CreateResult, progress: Progress,
-                objects: object, parent: Manifest | None) -> None:
+                objects: ObjectStore, parent: Manifest | None) -> None:
     """Image the areas planned at file level from their mounted trees (the store's own
     folder left out; files unchanged since the parent image not read), and note how
     every area was taken."""
     skip: set[tuple[int, int]] = set()
-    if isinstance(objects, LocalObjects):
+    local = local_of(objects)
+    if local is not None:
         with suppress(OSError):
-            st = os.stat(objects.root)
+            st = os.stat(local.root)
             skip.add((st.st_dev, st.st_ino))
     for area in areas:
         if area.role == "disk":
@@ -332,7 +340,7 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
             old = None  # another file system: its inode numbers mean nothing here
         before = previous(store, old, f"{area.label} of image {parent.name if parent else ''}")
         if vol.params["type"] in SNAPSHOT:
-            root = objects.root if isinstance(objects, LocalObjects) else None
+            root = local.root if local is not None else None
             with btrfs_snapshots(vol.device, vol.mount.device, vol.params, root) as view:
                 result.cleaned.extend(f"{vol.device}: {p}" for p in view.removed)
                 progress.phase(f"files of {area.label} (snapshots of {vol.mount.point})")

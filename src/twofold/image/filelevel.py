@@ -16,7 +16,6 @@ from typing import Any
 
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore
-from twofold.chunks.packs import chunk_id, compress
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.image.filerecords import (
@@ -67,8 +66,8 @@ class _Sink:
             with self.lock:
                 self.taken.zero_chunks += 1
             return None
-        cid = chunk_id(data)
-        stored = None if self.store.has(cid) else compress(data, self.level)
+        cid = self.store.id_of(data)
+        stored = None if self.store.has(cid) else self.store.stored_form(cid, data, self.level)
         with self.lock:
             self.ids[cid] = len(data)
             if stored is not None and self.store.add(cid, stored, len(data)):

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore
-from twofold.chunks.packs import chunk_id, compress
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
 from twofold.fsinfo.blockio import FileReader
@@ -66,8 +65,8 @@ def _from_store(other: ChunkStore, cid: bytes) -> bytes | None:
         return None
 
 
-def _from_source(reader: FileReader, place: tuple[int, list[Extent]] | None,
-                 cid: bytes) -> bytes | None:
+def _from_source(store: ChunkStore, reader: FileReader,
+                 place: tuple[int, list[Extent]] | None, cid: bytes) -> bytes | None:
     if place is None:
         return None
     start, pieces = place
@@ -75,7 +74,7 @@ def _from_source(reader: FileReader, place: tuple[int, list[Extent]] | None,
         data = b"".join(reader.pread(start + o, n) for o, n in pieces)
     except OSError:
         return None
-    return data if chunk_id(data) == cid else None  # the disk has changed there
+    return data if store.id_of(data) == cid else None  # the disk has changed there
 
 
 def heal(target: Target, image: str | None, progress: Progress, clock: Clock,
@@ -129,10 +128,10 @@ def _heal(target: Target, image: str | None, progress: Progress, clock: Clock,
         places = _places(manifests, wanted)
         for cid in sorted(wanted):
             data = _from_store(donor, cid) if donor is not None else \
-                _from_source(reader, places.get(cid), cid) if reader else None
+                _from_source(store, reader, places.get(cid), cid) if reader else None
             progress.advance(files=1)
             if data is not None and not store.has(cid):
-                store.add(cid, compress(data, LEVELS["balanced"]), len(data))
+                store.add(cid, store.stored_form(cid, data, LEVELS["balanced"]), len(data))
         store.commit_index()
         lease.check()
         for name, data in mended.items():

@@ -289,9 +289,10 @@ def serve(target: str, image: str, point: str) -> None:
     (the foreground of this process)."""
     import mfusepy
 
-    from twofold.image.repo import load_manifest, open_store
+    from twofold.image.repo import load_manifest, open_keyed, open_store
+    from twofold.vault.objects import PASSPHRASE_ENV
 
-    store = open_store(target)
+    store = open_store(open_keyed(target, None, os.environb.get(PASSPHRASE_ENV.encode())))
     m = load_manifest(store.objects, image)
     ops = ImageFS(store, m)
     extra = {"allow_other": True} if os.geteuid() == 0 else {}

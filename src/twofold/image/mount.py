@@ -15,13 +15,13 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass, field
 
-from twofold.blobs.remote import open_target
 from twofold.core.errors import TwofoldError, UsageError
 from twofold.fsinfo.fsparams import fs_type
 from twofold.fsinfo.loopmount import kernel_has
 from twofold.image.errors import ImageRefused
 from twofold.image.imagefs import shown
-from twofold.image.repo import load_manifest, open_store
+from twofold.image.repo import load_manifest, open_keyed, open_store
+from twofold.vault.objects import PASSPHRASE_ENV
 
 FUSE_TYPE = "fuse.twofold"
 FUSE_DEVICE = "/dev/fuse"
@@ -93,23 +93,25 @@ def check_point(point: str) -> None:
 
 
 def mount_image(target: str, image: str, point: str, log: str | None = None,
-                endpoint: str | None = None) -> MountResult:
+                endpoint: str | None = None, passphrase: bytes | None = None) -> MountResult:
     """Mount `image` of the store at `target` on the empty folder `point`, each
     partition's file system beneath it where a driver can; the image's file system
     keeps running in its own process after this returns (`log`: where it writes what
     goes wrong, such as a damaged chunk; None: this process's stderr; `endpoint`: an S3
-    endpoint for a non-AWS store)."""
+    endpoint for a non-AWS store; `passphrase`: an encrypted store's, handed to the
+    file system's process in its environment)."""
     point = os.path.abspath(point)
     check_point(point)
     check_fuse()
-    store = open_store(open_target(target, endpoint) if endpoint else target)
+    store = open_store(open_keyed(target, endpoint, passphrase))
     m = load_manifest(store.objects, image)  # ImageNotFound before anything starts
     out = open(log, "ab") if log else None  # noqa: SIM115  # handed to the child
     try:
         server = subprocess.Popen(
             [sys.executable, "-m", "twofold.image.imagefs", target, image, point],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-            env={**os.environ, **({"AWS_ENDPOINT_URL": endpoint} if endpoint else {})})
+            env={**os.environb, **({b"AWS_ENDPOINT_URL": endpoint.encode()} if endpoint else {}),
+                 **({PASSPHRASE_ENV.encode(): passphrase} if passphrase else {})})
     finally:
         if out is not None:
             out.close()

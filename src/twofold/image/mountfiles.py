@@ -16,7 +16,7 @@ from twofold.core.errors import TwofoldError, UsageError
 from twofold.image.filerecords import check_path
 from twofold.image.imagefs import shown
 from twofold.image.mount import mount_image, unmount_all
-from twofold.image.repo import load_manifest, open_objects
+from twofold.image.repo import load_manifest, open_keyed
 
 
 class PathNotInImage(TwofoldError):
@@ -84,14 +84,11 @@ def _size(path: str) -> tuple[int, int]:
 
 
 def copy_files(target: str, image: str, paths: list[str], to: str,
-               endpoint: str | None = None) -> FilesCopied:
+               endpoint: str | None = None, passphrase: bytes | None = None) -> FilesCopied:
     """Copy `paths` of `image` into the folder `to` (made if missing), each under its own
     name, with modes, owners, times, links and xattrs; PathNotInImage (nothing copied)
     when one is not in the image."""
-    from twofold.blobs.remote import open_target
-
-    m = load_manifest(open_objects(open_target(target, endpoint) if endpoint else target),
-                      image)
+    m = load_manifest(open_keyed(target, endpoint, passphrase), image)
     folders = [s.folder for s in shown(m)]
     wanted = [(p, *_split(p, folders)) for p in paths]
     to = os.path.abspath(to)
@@ -110,7 +107,8 @@ def copy_files(target: str, image: str, paths: list[str], to: str,
     point = tempfile.mkdtemp(prefix="twofold-files-")
     log = point + ".log"
     try:
-        mounted = mount_image(target, image, point, log=log, endpoint=endpoint)
+        mounted = mount_image(target, image, point, log=log, endpoint=endpoint,
+                              passphrase=passphrase)
         try:
             state = {p.folder: p for p in mounted.parts}
             missing = []

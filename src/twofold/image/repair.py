@@ -16,11 +16,8 @@ from twofold.chunks.chunkstore import CHUNK_SIZE, ChunkStore, volume_of
 from twofold.chunks.indexfiles import MarkerDamaged
 from twofold.chunks.packs import (
     PACK_MAGIC,
-    PackBuilder,
     PackDamaged,
     PackEntry,
-    chunk_id,
-    decompress,
     pack_name,
 )
 from twofold.core.clock import Clock
@@ -126,14 +123,10 @@ def _rewrite(store: ChunkStore, packs: list[str]) -> dict[str, str]:
     left as it is (verify names it)."""
     done: dict[str, str] = {}
     for pack in packs:
-        builder = PackBuilder()
+        builder = store.new_builder()
         for e in store.packs[pack]:
             stored = store.objects.get_range(pack, e.offset, e.length)
-            try:
-                ok = chunk_id(decompress(stored, e.plain_length)) == e.chunk_id
-            except PackDamaged:
-                ok = False
-            if not ok:
+            if not store.sound(e.chunk_id, stored, e.plain_length):
                 break
             builder.add(e.chunk_id, stored, e.plain_length)
         else:

@@ -21,6 +21,8 @@ from twofold.image.manifest import (
     manifest_object,
     parse_manifest,
 )
+from twofold.vault.cipher import SealDamaged
+from twofold.vault.objects import PASSPHRASE_ENV, StoreLocked, key_names, plain_objects, unlock
 
 Target = str | ObjectStore
 """A folder, an sftp:// or s3:// URL (blobs/remote.py), or an opened ObjectStore."""
@@ -43,8 +45,37 @@ class Manifests:
 
 
 def open_objects(target: Target) -> ObjectStore:
-    """The ObjectStore for a TARGET: a path means `<path>/twofold-images/`."""
-    return target if not isinstance(target, str) else open_target(target)
+    """The ObjectStore for a TARGET: a path means `<path>/twofold-images/`. An encrypted
+    store is passed in unlocked (vault.objects.unlock); named by a string, StoreLocked."""
+    if not isinstance(target, str):
+        return target
+    objects = open_target(target)
+    if key_names(objects):
+        raise _locked(objects)
+    return objects
+
+
+def _locked(objects: ObjectStore) -> StoreLocked:
+    return StoreLocked(f"the image store at {objects.describe()} is encrypted",
+                       f"give its passphrase in {PASSPHRASE_ENV} or a file holding it with "
+                       "--key-file")
+
+
+def open_keyed(target: str, endpoint: str | None, passphrase: bytes | None) -> ObjectStore:
+    """The store a TARGET text names, unlocked with `passphrase` when encrypted (for the
+    engines that hand the TARGET on to a process of their own: mount, files)."""
+    objects = open_target(target, endpoint)
+    if key_names(objects):
+        if passphrase is None:
+            raise _locked(objects)
+        return unlock(objects, passphrase)
+    return objects
+
+
+def local_of(objects: ObjectStore) -> LocalObjects | None:
+    """The local folder store under `objects` (unsealed), or None for a network store."""
+    plain = plain_objects(objects)
+    return plain if isinstance(plain, LocalObjects) else None
 
 
 def claim_drive(objects: ObjectStore, seen_drive: DriveId | None = None,
@@ -52,7 +83,8 @@ def claim_drive(objects: ObjectStore, seen_drive: DriveId | None = None,
     """Before the first write of a run into a store in a folder: refuse unless the folder
     is the store's drive (fsinfo.volume.check_drive; `seen_drive`: where this computer last
     found the store). The id to write into a new store's store.json, else None."""
-    guard = objects.guard if isinstance(objects, LocalObjects) else None
+    local = local_of(objects)
+    guard = local.guard if local is not None else None
     if guard is None:
         return None
     found = objects.exists(STORE_FILE)
@@ -68,8 +100,8 @@ def open_store(target: Target, volume_size: int | None = None, write: bool = Fal
     store = ChunkStore(objects, volume_size)
     if write:
         store.init(drive)
-        if isinstance(objects, LocalObjects) and objects.guard is not None:
-            objects.guard.drive = store.drive
+        if (local := local_of(objects)) is not None and local.guard is not None:
+            local.guard.drive = store.drive
     else:
         store.check()
     store.load_index(repair=write)
@@ -113,7 +145,10 @@ def read_manifests(objects: ObjectStore) -> Manifests:
     names = image_names(objects)
 
     def one(name: str) -> Manifest | tuple[str, bytes]:
-        data = _get(objects, name)
+        try:
+            data = _get(objects, name)
+        except SealDamaged as err:
+            return err.message, b""
         try:
             return parse_manifest(data, f"{objects.describe()}/{manifest_object(name)}",
                                   name)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 
-from twofold.chunks.packs import chunk_id
+from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
@@ -204,7 +204,7 @@ def restore(target: Target, image: str, dest: str, partition: int | None,
                 result.bytes_written += got.file_bytes
         if readback:
             os.fsync(fd)
-            result.bytes_checked = _read_back(dest, fd, shift, places, progress)
+            result.bytes_checked = _read_back(store, dest, fd, shift, places, progress)
         if layout is not None:
             os.fsync(fd)
             progress.phase("partition table")
@@ -260,7 +260,7 @@ def _write_zeros(fd: int, offset: int, length: int) -> None:
         length -= n
 
 
-def _read_back(dest: str, fd: int, shift: int,
+def _read_back(store: ChunkStore, dest: str, fd: int, shift: int,
                places: dict[bytes, list[tuple[Area, list[Extent]]]], progress: Progress) -> int:
     """Read every written chunk back (past the page cache where the OS allows) and check
     it against its id; ImageDamaged naming the first byte range that differs."""
@@ -274,7 +274,7 @@ def _read_back(dest: str, fd: int, shift: int,
     def same(item: tuple[int, bytes, Area, list[Extent]]) -> tuple[bool, int]:
         _first, cid, area, pieces = item
         data = b"".join(os.pread(rfd, n, shift + area.start + o) for o, n in pieces)
-        return chunk_id(data) == cid, len(data)
+        return store.id_of(data) == cid, len(data)
 
     checked = 0
     rfd = os.open(dest, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))

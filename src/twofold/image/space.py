@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 from twofold.blobs.objects import LocalObjects, ObjectStore
 from twofold.chunks.chunkstore import PACK_SIZE, ChunkStore
-from twofold.chunks.packs import chunk_id, compress
+from twofold.chunks.packs import compress
 from twofold.core.text import human_bytes
 from twofold.fsinfo.blockio import FileReader
 from twofold.image.errors import ImageRefused
 from twofold.image.manifest import Area, Extent, Manifest, cell_pieces
 from twofold.image.repo import all_manifests
+from twofold.vault.objects import plain_objects
 
 MARGIN = 4 << 20
 """Kept free beyond the estimate: the index file, the manifest, lock records, and the
@@ -36,6 +37,7 @@ class NoSpace(ImageRefused):
 def free_bytes(objects: ObjectStore) -> int | None:
     """Bytes a writer may still use on a local store's drive; None for a network store,
     whose free space the protocol does not tell."""
+    objects = plain_objects(objects)
     if not isinstance(objects, LocalObjects):
         return None
     path = objects.root
@@ -62,12 +64,14 @@ def reserve_size(objects: LocalObjects) -> int:
 
 def keep_reserve(objects: ObjectStore) -> None:
     """Make a local store's reserve file where there is room (blobs/objects.py, RESERVE)."""
+    objects = plain_objects(objects)
     if isinstance(objects, LocalObjects):
         objects.keep_reserve(reserve_size(objects))
 
 
 def release_reserve(objects: ObjectStore) -> None:
     """Free a local store's reserve file for a delete or prune on a full drive."""
+    objects = plain_objects(objects)
     if isinstance(objects, LocalObjects):
         objects.release_reserve()
 
@@ -124,7 +128,7 @@ def sample_need(reader: FileReader, areas: list[Area], store: ChunkStore,
         plain += len(data)
         if data.count(0) == len(data):
             continue
-        cid = chunk_id(data)
+        cid = store.id_of(data)
         if not store.has(cid):
             stored += len(compress(data, min(level, 3)))
     if not plain:

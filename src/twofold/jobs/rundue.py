@@ -8,6 +8,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from twofold.blobs.remote import STORE_DIR
 from twofold.chunks.indexfiles import STORE_FILE
@@ -21,6 +22,9 @@ from twofold.jobs.runlog import LogProgress, RunLog, logged_run, outcome_of
 from twofold.jobs.state import State
 from twofold.jobs.status import Probe, job_status
 from twofold.sets.target import SetDir
+
+if TYPE_CHECKING:
+    from twofold.image.repo import Target
 
 
 @dataclass
@@ -84,24 +88,38 @@ def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
     return outcome
 
 
+def _unlocked(location: str) -> Target:
+    """The image store at `location`; an encrypted one unlocked with TWOFOLD_PASSPHRASE
+    from the timer's environment (without it, the engine refuses it, naming the variable)."""
+    from twofold.blobs.remote import open_target
+    from twofold.vault.objects import PASSPHRASE_ENV, key_names, unlock
+
+    secret = os.environ.get(PASSPHRASE_ENV)
+    if not secret or ("://" not in location and not os.path.isdir(location)):
+        return location
+    objects = open_target(location)
+    return unlock(objects, secret.encode()) if key_names(objects) else location
+
+
 def _image(job: ImageJob, location: str, clock: Clock, progress: LiveProgress,
            log: LogProgress, state: State, probe: Probe) -> tuple[str, str]:
     from twofold.image.create import LEVELS, create
     from twofold.image.manage import list_images
 
+    store = _unlocked(location)
     text = job.compression.lower()
     level = LEVELS.get(text) or (int(text) if text.isdigit() else 0)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.now_ns() // 10**9))
     name = base = re.sub(r"[^A-Za-z0-9._+-]", "_", f"{job.name}-{stamp}")
     try:
-        taken = {i.name for i in list_images(location)}
+        taken = {i.name for i in list_images(store)}
     except TwofoldError:  # no store there yet
         taken = set()
     n = 1
     while name in taken:
         n += 1
         name = f"{base}-{n}"
-    r = create(job.source, location, name, level, None, False, progress, clock,
+    r = create(job.source, store, name, level, None, False, progress, clock,
                state.seen_drive("image", location))
     if r.drive is not None:
         state.remember_drive("image", location, "", r.drive)
