@@ -64,15 +64,32 @@ def can_fork() -> bool:
     return sys.platform != "win32" and "fork" in multiprocessing.get_all_start_methods()
 
 
-def child_context() -> ForkContext | ForkServerContext:
-    """How to start helper processes: a fork where this process has one thread, else a
-    fork server. A fork copies no other thread, so a lock or a thread pool another thread
-    held (BLAKE3's hashing pool after a large restore, a network client's threads) would
-    hang the child."""
+FORK_SAFE_THREADS = frozenset({"twofold-read-ahead", "twofold-progress"})
+"""Names of threads of ours beside which a fork is safe: they take no lock and no pool a
+helper process uses (a loop reading a file; the redraw of a progress bar, which helpers
+never draw)."""
+
+
+def unsafe_threads() -> int:
+    """Threads of this process, other than the calling one and those in FORK_SAFE_THREADS
+    (told apart by their kernel thread ids)."""
     try:
-        threads = len(os.listdir("/proc/self/task"))
+        tids = {int(t) for t in os.listdir("/proc/self/task")}
     except OSError:
-        threads = threading.active_count()
-    if threads == 1:
+        return threading.active_count() - 1
+    tids.discard(threading.get_native_id())
+    for t in threading.enumerate():
+        if t.name in FORK_SAFE_THREADS and t.native_id is not None:
+            tids.discard(t.native_id)
+    return len(tids)
+
+
+def child_context() -> ForkContext | ForkServerContext:
+    """How to start helper processes: a fork where no other thread runs (but the safe ones
+    of FORK_SAFE_THREADS), else a fork server. A fork copies no other thread, so a lock or
+    a thread pool another thread held (BLAKE3's hashing pool after a large restore, a
+    network client's threads) would hang the child. A fork server and its resource tracker
+    outlive the run by a moment, and cost a start-up, so they are used only when needed."""
+    if unsafe_threads() == 0:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver")
