@@ -9,6 +9,7 @@ import pathspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twofold.fsinfo import excludes
 from twofold.fsinfo.excludes import DEFAULT_EXCLUDES, Excluder, _compile
 from twofold.fsinfo.scan import Scanner, Source
 
@@ -82,3 +83,13 @@ def test_defaults_are_gitignore_lines() -> None:
     assert m(b"a/.cache/", b".cache/") and m(b".local/share/Trash/", b"Trash/")
     assert m(b".Trash-1000/", b".Trash-1000/") and not m(b"x/.local/share/Trash/", b"Trash/")
     assert not m(b"cache.txt", b"cache.txt") and not m(b"Documents/", b"Documents/")
+
+
+def test_known_translations_are_pathspecs() -> None:
+    """excludes.KNOWN spares a run with only the default excludes the import of pathspec:
+    it must hold exactly what pathspec makes of those lines."""
+    assert set(excludes.KNOWN) == set(excludes.DEFAULT_EXCLUDES)
+    for line, known in excludes.KNOWN.items():
+        made = tuple((p.regex.pattern, p.include)
+                     for p in pathspec.GitIgnoreSpec.from_lines([line]).patterns)
+        assert made == known, line
