@@ -126,6 +126,32 @@ def _compile(lines: list[str], origin: str) -> Matcher:
     return lambda path, name: name_match(name) is not None or path_match(path) is not None
 
 
+NAME_FIRST, PATH_FIRST = 1, 2
+_NOT_LITERAL = frozenset("*?[\\!")
+
+
+def first_bytes(lines: list[str]) -> bytes | None:
+    """A table of 256 flags for the walk in C, or None: NAME_FIRST at a byte that some
+    name pattern among `lines` may start with, PATH_FIRST at one that a path pattern (one
+    anchored to the source: a "/" at its start or middle) may start with. An entry whose
+    name and path start with unflagged bytes matches no pattern, so the matcher is not
+    asked. None when a pattern may start with anything (a wildcard first, `**/`, an escape,
+    a negation, a space)."""
+    table = bytearray(256)
+    for raw in lines:
+        line = raw.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        body = line.rstrip("/")
+        anchored = "/" in body
+        body = body.lstrip("/")
+        if not body or body[0] in _NOT_LITERAL or body[0].isspace() or body.startswith("**"):
+            return None
+        first = body.encode("utf-8", errors="surrogateescape")[0]
+        table[first] |= PATH_FIRST if anchored else NAME_FIRST
+    return bytes(table)
+
+
 class Excluder:
     """Decides whether a relative path (top name first) is excluded."""
 
@@ -135,6 +161,7 @@ class Excluder:
         self._global = _compile(lines, "the exclude options") if lines else None
         self._per_source: dict[bytes, Matcher] = {}
         self._joined: dict[bytes, Matcher] = {}  # for_source's answers, made once per source
+        self._own_lines: dict[bytes, list[str]] = {}
 
     def enter_source(self, top: bytes, abs_path: bytes) -> None:
         """Read the source's own `.twofoldignore`, if it has one."""
@@ -145,7 +172,13 @@ class Excluder:
         except OSError:
             return
         self._per_source[top] = _compile(lines, os.fsdecode(path))
+        self._own_lines[top] = lines
         self._joined.pop(top, None)
+
+    def first_bytes(self, top: bytes) -> bytes | None:
+        """first_bytes() of every pattern that applies in source `top` (after
+        `enter_source`): a prefilter for for_source(top)'s matcher."""
+        return first_bytes([*self.patterns, *self._own_lines.get(top, [])])
 
     def for_source(self, top: bytes) -> Matcher:
         """The matcher for entries of source `top` (after `enter_source`), called with the
