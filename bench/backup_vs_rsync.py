@@ -298,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the tree and both copies go (/var/tmp/twofold-bench)")
     ap.add_argument("--keep", action="store_true", help="keep the workdir afterwards")
     ap.add_argument("--repeat", type=int, default=5,
-                    help="turns each tool takes at the warm no-op; medians are reported (5)")
+                    help="turns each tool takes at the no-op, cold and warm; medians are "
+                         "reported (5)")
     ap.add_argument("--warm-full", action="store_true",
                     help="also time a full backup with a warm cache (two more full copies)")
     ap.add_argument("--wrap", default="",
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{s.hardlinks} hard links; made in {s.seconds:.1f} s", flush=True)
         print(f"Listing: {listing_counts(tree_listing(b.src))}", flush=True)
         b.phase("full", cold=True)
-        b.phase("no-op", cold=True)
+        b.phase("no-op", cold=True, repeat=args.repeat)
         b.phase("no-op", cold=False, repeat=args.repeat)
         for i, cold in enumerate((True, False)):
             m = gentree.mutate(b.src, args.change, args.seed + i)
