@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from twofold.backup.copyjob import CopyOutcome, CopyTask, copy_many
@@ -464,6 +464,8 @@ class Applier:
 def _pool(workers: int) -> Executor:
     """Worker processes where fork exists (no GIL between copies), else threads."""
     if can_fork():
+        from concurrent.futures import ProcessPoolExecutor  # only a run that copies
+
         return ProcessPoolExecutor(workers, mp_context=child_context(),
                                    initializer=die_with_parent, initargs=(os.getpid(),))
     return ThreadPoolExecutor(workers)
