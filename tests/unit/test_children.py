@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
-import threading
 
 import pytest
 
+PROBE = """
+import threading
 from twofold.fsinfo.children import child_context, unsafe_threads
+assert unsafe_threads() == 0, unsafe_threads()
+stop = threading.Event()
+t = threading.Thread(target=stop.wait, name={name!r}, daemon=True)
+t.start()
+print(child_context().get_start_method())
+stop.set()
+t.join()
+print(child_context().get_start_method())
+"""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/task")
 @pytest.mark.parametrize(("name", "method"), [("twofold-progress", "fork"),
+                                              ("twofold-read-ahead", "fork"),
                                               ("some-client-pool", "forkserver")])
 def test_only_unknown_threads_need_a_fork_server(name: str, method: str) -> None:
-    before = unsafe_threads()
-    if before:
-        pytest.skip(f"{before} other threads already run in this test process")
-    stop = threading.Event()
-    t = threading.Thread(target=stop.wait, name=name, daemon=True)
-    t.start()
-    try:
-        assert child_context().get_start_method() == method
-    finally:
-        stop.set()
-        t.join()
-    assert child_context().get_start_method() == "fork"
+    """In a fresh interpreter (a test process may hold threads of its own)."""
+    got = subprocess.run([sys.executable, "-c", PROBE.format(name=name)], text=True,
+                         capture_output=True, check=True)
+    assert got.stdout.split() == [method, "fork"], got.stdout + got.stderr
