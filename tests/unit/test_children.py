@@ -9,6 +9,7 @@ import pytest
 
 PROBE = """
 import threading
+import time
 from twofold.fsinfo.children import child_context, unsafe_threads
 assert unsafe_threads() == 0, unsafe_threads()
 stop = threading.Event()
@@ -17,6 +18,10 @@ t.start()
 print(child_context().get_start_method())
 stop.set()
 t.join()
+for _ in range(200):  # the kernel lists a joined thread for a moment longer
+    if unsafe_threads() == 0:
+        break
+    time.sleep(0.01)
 print(child_context().get_start_method())
 """
 
