@@ -18,6 +18,7 @@ t.start()
 print(child_context().get_start_method())
 stop.set()
 t.join()
+print(child_context().get_start_method())  # at once: the kernel may still list it
 for _ in range(200):  # the kernel lists a joined thread for a moment longer
     if unsafe_threads() == 0:
         break
@@ -34,4 +35,7 @@ def test_only_unknown_threads_need_a_fork_server(name: str, method: str) -> None
     """In a fresh interpreter (a test process may hold threads of its own)."""
     got = subprocess.run([sys.executable, "-c", PROBE.format(name=name)], text=True,
                          capture_output=True, check=True)
-    assert got.stdout.split() == [method, "fork"], got.stdout + got.stderr
+    during, at_once, later = got.stdout.split()
+    assert (during, later) == (method, "fork"), got.stdout + got.stderr
+    if method == "fork":  # a safe thread just ended does not count, though still listed
+        assert at_once == "fork", got.stdout + got.stderr

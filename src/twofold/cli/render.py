@@ -18,6 +18,7 @@ from rich.progress import (
 
 from twofold.core.models import Issue
 from twofold.core.text import plural
+from twofold.fsinfo.children import note_fork_safe
 
 
 class RichProgress:
@@ -63,6 +64,7 @@ class RichProgress:
             self._redraw = threading.Thread(target=self._redraw_loop, name="twofold-progress",
                                             daemon=True)
             self._redraw.start()
+            note_fork_safe(self._redraw)
         if self.task is not None:
             self.bar.remove_task(self.task)
         self.files, self.total_files = 0, total_files

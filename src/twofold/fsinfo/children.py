@@ -70,6 +70,16 @@ helper process uses (a loop reading a file; the redraw of a progress bar, which 
 never draw)."""
 
 
+_safe_tids: set[int] = set()  # kernel ids of fork-safe threads, kept while the kernel lists them
+
+
+def note_fork_safe(thread: threading.Thread) -> None:
+    """Record a started thread of FORK_SAFE_THREADS by its kernel id: a thread that has
+    ended for Python stays in /proc/self/task for a moment, and must not count then."""
+    if thread.name in FORK_SAFE_THREADS and thread.native_id is not None:
+        _safe_tids.add(thread.native_id)
+
+
 def unsafe_threads() -> int:
     """Threads of this process, other than the calling one and those in FORK_SAFE_THREADS
     (told apart by their kernel thread ids)."""
@@ -79,9 +89,9 @@ def unsafe_threads() -> int:
         return threading.active_count() - 1
     tids.discard(threading.get_native_id())
     for t in threading.enumerate():
-        if t.name in FORK_SAFE_THREADS and t.native_id is not None:
-            tids.discard(t.native_id)
-    return len(tids)
+        note_fork_safe(t)
+    _safe_tids.intersection_update(tids)  # a kernel id is reused only once it is gone
+    return len(tids - _safe_tids)
 
 
 def child_context() -> ForkContext | ForkServerContext:
