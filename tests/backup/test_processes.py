@@ -1,11 +1,14 @@
-"""Clean ends and honest alarms: a backup killed (-9) half-way leaves no process behind
-(copy workers, fork server, resource tracker); verify during a run reports no damage; a
-drive whose FUSE driver died gets the drive-gone message."""
+"""Clean ends and honest alarms: a backup killed (-9) half-way, or one that ends, leaves no
+process behind (planning helpers, copy workers, fork server, resource tracker); verify
+during a run reports no damage; a drive whose FUSE driver died gets the drive-gone
+message."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -23,6 +26,7 @@ from .conftest import SET, T0, FakeClock, run_backup, run_verify, write_file
 
 RUNNER = Path(__file__).with_name("childrun.py")
 WAIT = 120.0  # seconds: how long a stopped or dying process may take (a loaded machine)
+MANY = 20_500  # entries: planproc.ranges plans in two processes from 2 * MIN_ROWS rows
 
 
 def _tree(src: Path, files: int = 300) -> None:
@@ -204,3 +208,45 @@ def test_killed_restore_leaves_no_partial_file(tmp_path: Path, at: int) -> None:
     assert len(restored) == at - 1  # those written before the kill
     for p in restored:
         assert p.read_bytes() == (src / p.relative_to(dest / "src")).read_bytes(), p
+
+
+def _cli_leaves_nothing(tmp_path: Path, src: Path, target: Path, tty: bool) -> None:
+    """Run `python -m twofold backup` in a session of its own (on a terminal, which draws
+    progress bars, when `tty`); once it has exited, no process of that session may still
+    be alive (planning helpers, copy workers, a fork server, a resource tracker)."""
+    extra = [] if tty else ["--json"]
+    leader, follower = pty.openpty() if tty else (-1, subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "twofold", "backup", str(src), "--to",
+                             str(target), "--set", SET, *extra], stdout=follower,
+                            stderr=follower, start_new_session=True, cwd=tmp_path)
+    out = bytearray()
+    if tty:
+        assert isinstance(follower, int)
+        os.close(follower)
+        with contextlib.suppress(OSError):  # EIO once the run has closed the terminal
+            while chunk := os.read(leader, 65536):
+                out += chunk
+        os.close(leader)
+        proc.wait(timeout=WAIT)
+    else:
+        out += proc.communicate(timeout=WAIT)[0]
+    left = _session(proc.pid)
+    for pid, _state, _cmd in left:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0, out.decode(errors="replace")[-2000:]
+    assert left == [], f"alive after the run ended: {left}"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("tty", [False, True], ids=["json", "terminal"])
+def test_runs_leave_no_process_behind(tmp_path: Path, tty: bool) -> None:
+    src = tmp_path / "src"
+    _tree(src, 200)
+    for i in range(MANY):  # enough catalog rows for planning in several processes
+        write_file(src / "many" / f"d{i % 50}" / f"e{i}", b"")
+    target = tmp_path / "target"
+    target.mkdir()
+    _cli_leaves_nothing(tmp_path, src, target, tty)  # a full run: copy workers
+    _cli_leaves_nothing(tmp_path, src, target, tty)  # a no-op
+    write_file(src / "d0" / "changed.bin", os.urandom(5000))
+    _cli_leaves_nothing(tmp_path, src, target, tty)  # one file to copy

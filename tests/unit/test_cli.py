@@ -174,8 +174,9 @@ def test_prune_drops_old_versions(tree: tuple[Path, Path]) -> None:
 
 
 def test_start_up_leaves_typer_rich_help_unloaded_until_used() -> None:
-    """typer's Rich help (with rich.markdown and markdown_it) is loaded on first use only
-    (cli/lazy_rich.py), and help and usage errors still come out formatted by it. In a
+    """typer's Rich help (with rich.markdown and markdown_it) and rich.traceback (with
+    pygments) are loaded on first use only (cli/lazy_rich.py), and help, usage errors and
+    tracebacks still come out formatted by them. In a
     fresh interpreter: here typer was imported before twofold, so the stand-in is off."""
     import subprocess
     import sys
@@ -185,10 +186,16 @@ def test_start_up_leaves_typer_rich_help_unloaded_until_used() -> None:
         return subprocess.run([sys.executable, *args], capture_output=True, text=True,
                               env=env, check=False)
 
-    probe = ("import sys; import twofold.cli.app; "
-             "print(sorted(m for m in ('markdown_it', 'rich.markdown') if m in sys.modules))")
+    probe = ("import sys; import twofold.cli.app, twofold.cli.backup_cmd; "
+             "print(sorted(m for m in ('markdown_it', 'rich.markdown', 'pygments', "
+             "'pathspec') if m in sys.modules))")  # pathspec: fsinfo/excludes.KNOWN
     got = python("-c", probe)
     assert got.stdout.strip() == "[]", got.stdout + got.stderr
+    boom = ("import twofold.cli, typer; app = typer.Typer()\n"
+            "@app.command()\ndef boom() -> None:\n    raise ValueError('kaboom')\napp()")
+    got = python("-c", boom)  # rich.traceback, loaded when typer draws the exception
+    assert "Traceback (most recent call last)" in got.stderr, got.stderr
+    assert "ValueError: kaboom" in got.stderr, got.stderr
     got = python("-m", "twofold", "backup", "--help")
     assert got.returncode == 0 and "─ Options ─" in got.stdout, got.stdout + got.stderr
     assert "--allow-mass-delete" in got.stdout

@@ -9,6 +9,7 @@ import pathspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twofold.fsinfo import excludes
 from twofold.fsinfo.excludes import DEFAULT_EXCLUDES, Excluder, _compile
 from twofold.fsinfo.scan import Scanner, Source
 
@@ -82,3 +83,40 @@ def test_defaults_are_gitignore_lines() -> None:
     assert m(b"a/.cache/", b".cache/") and m(b".local/share/Trash/", b"Trash/")
     assert m(b".Trash-1000/", b".Trash-1000/") and not m(b"x/.local/share/Trash/", b"Trash/")
     assert not m(b"cache.txt", b"cache.txt") and not m(b"Documents/", b"Documents/")
+
+
+def test_known_translations_are_pathspecs() -> None:
+    """excludes.KNOWN spares a run with only the default excludes the import of pathspec:
+    it must hold exactly what pathspec makes of those lines."""
+    assert set(excludes.KNOWN) == set(excludes.DEFAULT_EXCLUDES)
+    for line, known in excludes.KNOWN.items():
+        made = tuple((p.regex.pattern, p.include)
+                     for p in pathspec.GitIgnoreSpec.from_lines([line]).patterns)
+        assert made == known, line
+
+
+@settings(max_examples=150)
+@given(st.lists(st.sampled_from([*PATTERNS, *DEFAULT_EXCLUDES, "build/", "/docs/x",
+                                 "été/", "a/**/b"]), min_size=1, max_size=5),
+       st.lists(segments, min_size=1, max_size=4), st.booleans())
+def test_first_bytes_lets_every_match_through(pats: list[str], parts: list[str],
+                                              is_dir: bool) -> None:
+    """The walk in C asks the matcher only when first_bytes' table flags the name's or
+    the path's first byte: whatever the matcher excludes must be flagged."""
+    table = excludes.first_bytes(pats)
+    if table is None:
+        return
+    tail = "/" if is_dir else ""
+    inner, name = ("/".join(parts) + tail).encode(), (parts[-1] + tail).encode()
+    if _compile(pats, "test")(inner, name):
+        assert table[name[0]] & excludes.NAME_FIRST or table[inner[0]] & excludes.PATH_FIRST
+
+
+def test_first_bytes_of_patterns() -> None:
+    t = excludes.first_bytes(["build/", "/docs/x", "a/**/b", "# note", "", "été/"])
+    assert t is not None
+    flagged = {i: t[i] for i in range(256) if t[i]}
+    assert flagged == {ord("b"): excludes.NAME_FIRST, ord("d"): excludes.PATH_FIRST,
+                       ord("a"): excludes.PATH_FIRST, "é".encode()[0]: excludes.NAME_FIRST}
+    for wild in ("*.tmp", "?x", "[ab]", "!keep", "**/logs", " lead", "\\#x"):
+        assert excludes.first_bytes(["build/", wild]) is None, wild

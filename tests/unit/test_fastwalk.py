@@ -185,7 +185,8 @@ def test_random_changes_are_planned_alike(tmp_path: Path, seed: int,
     splits = [[Range()], [Range(b"", cuts[1]), Range(cuts[1], None)],
               [Range(b"", cuts[0]), *(Range(a, b) for a, b in itertools.pairwise(cuts)),
                Range(cuts[-1], None)]]
-    for excludes in ([], ["a-b/", "*.b"], ["a/a*", "!a/a.b", "**/z*/"]):
+    for excludes in ([], ["a-b/", "*.b"], ["a/a*", "!a/a.b", "**/z*/"],
+                     ["a-b/", "a/a*", "/b/a", "new*", "c.b"]):  # a prefilter: first_bytes
         for parts in splits:
             python = _plan(sources, db, parts, excludes, False, monkeypatch)
             native = _plan(sources, db, parts, excludes, True, monkeypatch)

@@ -161,6 +161,17 @@ def test_worker_processes_give_the_changes_of_one_merge(
     assert not multiprocessing.active_children()
 
 
+def test_sample_of_open_rows(setup: tuple[list[Source], Catalog]) -> None:
+    """ranges() cuts at a sample of the open rows: every row of a small catalog, sorted;
+    of a larger one, an estimate near the count and paths of open rows only."""
+    _sources, catalog = setup
+    every = sorted(bytes(r.path) for r in catalog.current())
+    assert catalog.sample_open(10 * len(every)) == (len(every), every)
+    estimate, some = catalog.sample_open(16)
+    assert set(some) <= set(every) and some == sorted(some)
+    assert abs(estimate - catalog.count_open()) <= len(every) // 3
+
+
 @needs_fork
 def test_a_replay_gives_the_changes_of_the_first_pass(
         setup: tuple[list[Source], Catalog]) -> None:

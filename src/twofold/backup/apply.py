@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from twofold.backup.copyjob import CopyOutcome, CopyTask, copy_many
@@ -96,8 +96,7 @@ class Applier:
         batch: list[Change] = []
         size = 0
         in_flight: Started | None = None
-        with _pool(self.workers or COPY_WORKERS) as pool:
-            self._pool = pool
+        try:  # the copy workers start with the first copy: none on a run with none
             for ch in changes:
                 batch.append(ch)
                 if ch.entry is not None and ch.entry.kind is Kind.FILE:
@@ -115,6 +114,9 @@ class Applier:
                 in_flight = started
             if in_flight is not None:
                 self._finish(*in_flight)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
         for op in sorted(self._rmdirs, key=lambda o: o.path.count(b"/"), reverse=True):
             try:
                 apply_op(self.sd, self.run_name, op, lambda _p: None)
@@ -247,7 +249,8 @@ class Applier:
                 and ch.path not in self.moved_to)
 
     def _submit(self, chunk: list[tuple[Step, str]]) -> Future[list[CopyOutcome]]:
-        assert self._pool is not None
+        if self._pool is None:
+            self._pool = _pool(self.workers or COPY_WORKERS)
         tasks = []
         for step, tmp_name in chunk:
             ch = step.change
@@ -447,6 +450,12 @@ class Applier:
 
     # end of run ------------------------------------------------------------------------
 
+    @property
+    def wrote(self) -> bool:
+        """Whether the run wrote anything to the target's files (besides the catalog):
+        a copy, a rename, a folder, a folder's time."""
+        return bool(self._tmp_seq or self._seq or self._rmdirs or self._touched)
+
     def _finish_dirs(self) -> None:
         """Give folders touched by this run the modification time of their source."""
         set_dir_times(self.sd, self._touched, self._dir_mtime, self.catalog.open_row)
@@ -455,6 +464,8 @@ class Applier:
 def _pool(workers: int) -> Executor:
     """Worker processes where fork exists (no GIL between copies), else threads."""
     if can_fork():
+        from concurrent.futures import ProcessPoolExecutor  # only a run that copies
+
         return ProcessPoolExecutor(workers, mp_context=child_context(),
                                    initializer=die_with_parent, initargs=(os.getpid(),))
     return ThreadPoolExecutor(workers)

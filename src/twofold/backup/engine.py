@@ -114,11 +114,13 @@ def drop_rows(catalog: Catalog, dropped: list[tuple[int, bytes]]) -> None:
 
 
 def heal_listed(sd: SetDir, catalog: Catalog, srcs: list[Source], run_name: str,
-                stats: RunStats) -> None:
-    """Heal the copies verify found damaged or missing (backup/heal.py)."""
+                stats: RunStats) -> bool:
+    """Heal the copies verify found damaged or missing (backup/heal.py); whether any was
+    tried (and so something may have been written)."""
     healed = heal_copies(sd, catalog, {s.name: s.path for s in srcs}, run_name)
     stats.healed = healed.healed
     stats.issues.extend(healed.left)
+    return bool(healed.healed or healed.left)
 
 
 def _stats_from_plan(plan: Plan) -> RunStats:
@@ -135,7 +137,7 @@ def _check_space(sd: SetDir, plan: Plan, catalog: Catalog | None) -> None:
     """TargetFullError when the plan's copies cannot fit on the drive."""
     where = sd.root if os.path.isdir(sd.root) else sd.target
     check_space(where, plan.copy_bytes, plan.copy_files,
-                catalog.versions_bytes() if catalog is not None else 0,
+                catalog.versions_bytes if catalog is not None else lambda: 0,
                 f"twofold prune --from {os.fsdecode(sd.target)} --set {sd.name} "
                 "--keep-daily 7 --keep-weekly 4")
 
@@ -197,13 +199,14 @@ def backup(sources: list[str], target: str, set_name: str, options: BackupOption
                                   workers=options.workers, moved_from=plan.moved_from,
                                   moved_to=plan.moved_to, guard=guard)
                 applier.run(plan.changes(), plan.copy_files, plan.copy_bytes)
-                heal_listed(sd, catalog, srcs, name, stats)
+                healed = heal_listed(sd, catalog, srcs, name, stats)
             finally:
                 plan.close()
-            try:
-                syncfs(sd.current)
-            except OSError as err:
-                raise target_failure(err, os.fsdecode(sd.current)) from err
+            if applier.wrote or healed:  # else only the catalog changed, which SQLite
+                try:                     # flushes at each commit
+                    syncfs(sd.current)
+                except OSError as err:
+                    raise target_failure(err, os.fsdecode(sd.current)) from err
             stats.seconds = (clock.now_ns() - started) / 1e9
             guard.check(sd.drive)
             with catalog.transaction():

@@ -48,13 +48,18 @@ class Range:
 
 def ranges(catalog: Catalog | None, parts: int | None = None) -> list[Range]:
     """The ranges to plan in: two per core (a cold walk waits on the disk, and more walks
-    keep more reads in flight), at most MAX_PARTS, each with at least MIN_ROWS rows."""
+    keep more reads in flight), at most MAX_PARTS, each with about MIN_ROWS rows or more
+    (estimated from a sample of the catalog's rows, which also gives the cuts)."""
     if catalog is None or not can_fork():
         return [Range()]
-    rows = catalog.count_open()
+    rows, sample = catalog.sample_open()  # cut where a sample of the rows is cut evenly
     if parts is None:
         parts = max(1, min(2 * (os.cpu_count() or 1), MAX_PARTS, rows // MIN_ROWS))
-    cuts = catalog.split_points(parts, rows) if parts > 1 else []
+    cuts: list[bytes] = []
+    for i in range(1, parts):
+        cut = sample[len(sample) * i // parts] if sample else None
+        if cut is not None and (not cuts or cut > cuts[-1]) and cut > b"":
+            cuts.append(cut)
     bounds: list[bytes | None] = [b"", *cuts, None]
     return [Range(bounds[i] or b"", bounds[i + 1]) for i in range(len(bounds) - 1)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 
 from twofold.core.errors import SafetyRefusal, TargetFullError, UsageError
 from twofold.core.text import human_bytes, plural
@@ -101,9 +102,12 @@ row of the catalog per copied file."""
 
 
 def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
-                versions_bytes: int, prune_hint: str) -> None:
+                versions_bytes: Callable[[], int], prune_hint: str) -> None:
     """Refuse, before anything is copied, a run whose copies cannot fit on the drive: each
-    file takes whole blocks, about half a block more than its size on average."""
+    file takes whole blocks, about half a block more than its size on average.
+
+    `versions_bytes` (what prune could free: a read of the whole catalog) is asked only
+    for the message."""
     st = os.statvfs(target)
     if st.f_blocks == 0:
         return  # the driver does not say (fusefat reports 0 of 0): a full drive stops cleanly
@@ -111,8 +115,9 @@ def check_space(target: str | bytes, copy_bytes: int, copy_files: int,
     need = copy_bytes + copy_files * (st.f_frsize // 2 + ENTRY_MARGIN) + SPACE_MARGIN
     if need <= free:
         return
+    kept = versions_bytes()
     room = (f"`{prune_hint}` removes old versions (versions/ holds "
-            f"{human_bytes(versions_bytes)}), or " if versions_bytes else "")
+            f"{human_bytes(kept)}), or " if kept else "")
     raise TargetFullError(
         f"the drive has {human_bytes(free)} free, but this run would copy "
         f"{plural(copy_files, 'file')} of {human_bytes(copy_bytes)} (about "

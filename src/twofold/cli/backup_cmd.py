@@ -20,7 +20,6 @@ from twofold.cli.common import (
     profile_json,
     size,
 )
-from twofold.cli.render import RichProgress
 from twofold.core.errors import ExitCode, UsageError
 from twofold.core.progress import NullProgress, Progress, TeeProgress
 from twofold.core.text import plural
@@ -99,7 +98,12 @@ def backup_command(
     state = State()
     if not new_drive:
         options.seen_drive = state.seen_drive("backup", to, set_name)
-    progress: Progress = NullProgress() if as_json else RichProgress(err)
+    if as_json:
+        progress: Progress = NullProgress()
+    else:  # Rich's progress bars load only here: --json draws none
+        from twofold.cli.render import RichProgress
+
+        progress = RichProgress(err)
     clock = SystemClock()
     try:
         if job is None or dry_run:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,6 +18,7 @@ from rich.progress import (
 
 from twofold.core.models import Issue
 from twofold.core.text import plural
+from twofold.fsinfo.children import note_fork_safe
 
 
 class RichProgress:
@@ -26,7 +29,7 @@ class RichProgress:
         self.bar = Progress(
             SpinnerColumn(), TextColumn("[bold]{task.description:<10}"), BarColumn(),
             DownloadColumn(), TextColumn("{task.fields[files]}"), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=console, transient=True)
+            TimeRemainingColumn(), console=console, transient=True, auto_refresh=False)
         self.task: TaskID | None = None
         self.files = 0
         self.total_files: int | None = None
@@ -36,6 +39,12 @@ class RichProgress:
         self.issues = 0
         self.started = False
         self._name = ""
+        self._stop = threading.Event()
+        self._redraw: threading.Thread | None = None
+
+    def _redraw_loop(self) -> None:
+        while not self._stop.wait(0.1):
+            self.bar.refresh()
 
     def _files_text(self) -> str:
         if self.total_files:  # an estimate the run outgrew grows with it: never 12/5
@@ -49,6 +58,13 @@ class RichProgress:
         if not self.started:
             self.bar.start()
             self.started = True
+            # Our own redraw thread rather than Rich's: its name tells fsinfo.children that
+            # helper processes may be forked beside it (no fork server to outlive the run).
+            self._stop.clear()
+            self._redraw = threading.Thread(target=self._redraw_loop, name="twofold-progress",
+                                            daemon=True)
+            self._redraw.start()
+            note_fork_safe(self._redraw)
         if self.task is not None:
             self.bar.remove_task(self.task)
         self.files, self.total_files = 0, total_files
@@ -81,5 +97,9 @@ class RichProgress:
     def finish(self) -> None:
         """Remove the bars."""
         if self.started:
+            self._stop.set()
+            if self._redraw is not None:
+                self._redraw.join()
+                self._redraw = None
             self.bar.stop()
             self.started = False

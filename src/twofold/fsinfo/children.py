@@ -64,15 +64,42 @@ def can_fork() -> bool:
     return sys.platform != "win32" and "fork" in multiprocessing.get_all_start_methods()
 
 
-def child_context() -> ForkContext | ForkServerContext:
-    """How to start helper processes: a fork where this process has one thread, else a
-    fork server. A fork copies no other thread, so a lock or a thread pool another thread
-    held (BLAKE3's hashing pool after a large restore, a network client's threads) would
-    hang the child."""
+FORK_SAFE_THREADS = frozenset({"twofold-read-ahead", "twofold-progress"})
+"""Names of threads of ours beside which a fork is safe: they take no lock and no pool a
+helper process uses (a loop reading a file; the redraw of a progress bar, which helpers
+never draw)."""
+
+
+_safe_tids: set[int] = set()  # kernel ids of fork-safe threads, kept while the kernel lists them
+
+
+def note_fork_safe(thread: threading.Thread) -> None:
+    """Record a started thread of FORK_SAFE_THREADS by its kernel id: a thread that has
+    ended for Python stays in /proc/self/task for a moment, and must not count then."""
+    if thread.name in FORK_SAFE_THREADS and thread.native_id is not None:
+        _safe_tids.add(thread.native_id)
+
+
+def unsafe_threads() -> int:
+    """Threads of this process, other than the calling one and those in FORK_SAFE_THREADS
+    (told apart by their kernel thread ids)."""
     try:
-        threads = len(os.listdir("/proc/self/task"))
+        tids = {int(t) for t in os.listdir("/proc/self/task")}
     except OSError:
-        threads = threading.active_count()
-    if threads == 1:
+        return threading.active_count() - 1
+    tids.discard(threading.get_native_id())
+    for t in threading.enumerate():
+        note_fork_safe(t)
+    _safe_tids.intersection_update(tids)  # a kernel id is reused only once it is gone
+    return len(tids - _safe_tids)
+
+
+def child_context() -> ForkContext | ForkServerContext:
+    """How to start helper processes: a fork where no other thread runs (but the safe ones
+    of FORK_SAFE_THREADS), else a fork server. A fork copies no other thread, so a lock or
+    a thread pool another thread held (BLAKE3's hashing pool after a large restore, a
+    network client's threads) would hang the child. A fork server and its resource tracker
+    outlive the run by a moment, and cost a start-up, so they are used only when needed."""
+    if unsafe_threads() == 0:
         return multiprocessing.get_context("fork")
     return multiprocessing.get_context("forkserver")

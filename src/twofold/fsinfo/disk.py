@@ -10,6 +10,8 @@ import os
 import sys
 import threading
 
+from twofold.fsinfo.children import note_fork_safe
+
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
@@ -143,4 +145,5 @@ def read_ahead(path: bytes | str) -> threading.Thread:
 
     thread = threading.Thread(target=read, name="twofold-read-ahead", daemon=True)
     thread.start()
+    note_fork_safe(thread)
     return thread

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import pathspec
+if TYPE_CHECKING:
+    import pathspec
 
 from twofold.core.errors import UsageError
 
@@ -25,6 +27,47 @@ DEFAULT_EXCLUDES = (
     ".DS_Store",
     "Thumbs.db",
 )
+
+
+# DEFAULT_EXCLUDES as pathspec translates them, (regex, include) per pattern, so that a
+# run with only the defaults does not import pathspec (0.1 s of every start); a test
+# (tests/unit/test_excludes.py) checks the table against pathspec.
+KNOWN: dict[str, tuple[tuple[str, bool], ...]] = {
+    ".cache/": ((r"^(?:.+/)?\.cache(?P<ps_d>/)", True),),
+    "__pycache__/": ((r"^(?:.+/)?__pycache__(?P<ps_d>/)", True),),
+    ".thumbnails/": ((r"^(?:.+/)?\.thumbnails(?P<ps_d>/)", True),),
+    ".Trash/": ((r"^(?:.+/)?\.Trash(?P<ps_d>/)", True),),
+    ".Trash-*/": ((r"^(?:.+/)?\.Trash\-[^/]*(?P<ps_d>/)", True),),
+    ".local/share/Trash/": ((r"^\.local/share/Trash(?P<ps_d>/)", True),),
+    "$RECYCLE.BIN/": ((r"^(?:.+/)?\$RECYCLE\.BIN(?P<ps_d>/)", True),),
+    "System Volume Information/": (
+        (r"^(?:.+/)?System\ Volume\ Information(?P<ps_d>/)", True),),
+    ".DS_Store": ((r"^(?:.+/)?\.DS_Store(?:(?P<ps_d>/)|$)", True),),
+    "Thumbs.db": ((r"^(?:.+/)?Thumbs\.db(?:(?P<ps_d>/)|$)", True),),
+}
+
+
+def translate(line: str) -> tuple[tuple[str, bool], ...]:
+    """(regex, include) of each pattern pathspec makes of a gitignore line (none for a
+    blank line or a comment); pathspec's errors pass through."""
+    known = KNOWN.get(line)
+    if known is not None:
+        return known
+    import pathspec
+
+    out = []
+    for pat in pathspec.GitIgnoreSpec.from_lines([line]).patterns:
+        regex = getattr(pat, "regex", None)
+        include = getattr(pat, "include", None)
+        if include is not None and regex is not None:
+            out.append((str(regex.pattern), bool(include)))
+    return tuple(out)
+
+
+def _whole_spec(lines: list[str]) -> pathspec.GitIgnoreSpec:
+    import pathspec
+
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 Matcher = Callable[[bytes, bytes], bool]  # (path inside the source, its last name)
@@ -52,21 +95,17 @@ def _compile(lines: list[str], origin: str) -> Matcher:
     pathspec decides on the whole path (last match wins).
     """
     try:
-        per_line = [(line, pathspec.GitIgnoreSpec.from_lines([line])) for line in lines]
+        per_line = [(line, translate(line)) for line in lines]
     except Exception as err:  # pathspec raises several types for a bad pattern
         raise UsageError(f"bad exclude pattern in {origin}: {err}",
                          "patterns follow .gitignore rules") from err
     names: list[str] = []
     paths: list[str] = []
     for line, one in per_line:
-        for pat in one.patterns:
-            regex = getattr(pat, "regex", None)
-            include = getattr(pat, "include", None)
-            if include is None or regex is None:
-                continue
-            text = regex.pattern.replace("(?P<ps_d>/)", "/")
+        for pattern, include in one:
+            text = pattern.replace("(?P<ps_d>/)", "/")
             if not include or "(?P<" in text:  # negations: pathspec decides
-                spec = pathspec.GitIgnoreSpec.from_lines(lines)
+                spec = _whole_spec(lines)
                 return lambda path, _name: bool(spec.match_file(
                     path.decode("utf-8", errors="surrogateescape")))
             if "/" not in line.strip().rstrip("/") and text.startswith(_ANY_LEVEL):
@@ -87,6 +126,32 @@ def _compile(lines: list[str], origin: str) -> Matcher:
     return lambda path, name: name_match(name) is not None or path_match(path) is not None
 
 
+NAME_FIRST, PATH_FIRST = 1, 2
+_NOT_LITERAL = frozenset("*?[\\!")
+
+
+def first_bytes(lines: list[str]) -> bytes | None:
+    """A table of 256 flags for the walk in C, or None: NAME_FIRST at a byte that some
+    name pattern among `lines` may start with, PATH_FIRST at one that a path pattern (one
+    anchored to the source: a "/" at its start or middle) may start with. An entry whose
+    name and path start with unflagged bytes matches no pattern, so the matcher is not
+    asked. None when a pattern may start with anything (a wildcard first, `**/`, an escape,
+    a negation, a space)."""
+    table = bytearray(256)
+    for raw in lines:
+        line = raw.rstrip()
+        if not line or line.startswith("#"):
+            continue
+        body = line.rstrip("/")
+        anchored = "/" in body
+        body = body.lstrip("/")
+        if not body or body[0] in _NOT_LITERAL or body[0].isspace() or body.startswith("**"):
+            return None
+        first = body.encode("utf-8", errors="surrogateescape")[0]
+        table[first] |= PATH_FIRST if anchored else NAME_FIRST
+    return bytes(table)
+
+
 class Excluder:
     """Decides whether a relative path (top name first) is excluded."""
 
@@ -96,6 +161,7 @@ class Excluder:
         self._global = _compile(lines, "the exclude options") if lines else None
         self._per_source: dict[bytes, Matcher] = {}
         self._joined: dict[bytes, Matcher] = {}  # for_source's answers, made once per source
+        self._own_lines: dict[bytes, list[str]] = {}
 
     def enter_source(self, top: bytes, abs_path: bytes) -> None:
         """Read the source's own `.twofoldignore`, if it has one."""
@@ -106,7 +172,13 @@ class Excluder:
         except OSError:
             return
         self._per_source[top] = _compile(lines, os.fsdecode(path))
+        self._own_lines[top] = lines
         self._joined.pop(top, None)
+
+    def first_bytes(self, top: bytes) -> bytes | None:
+        """first_bytes() of every pattern that applies in source `top` (after
+        `enter_source`): a prefilter for for_source(top)'s matcher."""
+        return first_bytes([*self.patterns, *self._own_lines.get(top, [])])
 
     def for_source(self, top: bytes) -> Matcher:
         """The matcher for entries of source `top` (after `enter_source`), called with the

@@ -51,9 +51,16 @@ def pairs(sources: list[Source], excluder: Excluder, lo: bytes, hi: bytes | None
     """
     assert _walk is not None, "the walk in C is not built"
 
-    def matcher_for(top: bytes) -> Matcher | None:  # None: the C side matches nothing
+    tables: dict[bytes, bytes | None] = {}
+
+    def matcher_for(top: bytes) -> tuple[Matcher, bytes | None] | None:
+        """None: the C side matches nothing; else the matcher and its prefilter."""
         found = excluder.for_source(top)
-        return None if found is nothing else found
+        if found is nothing:
+            return None
+        if top not in tables:
+            tables[top] = excluder.first_bytes(top)
+        return found, tables[top]
 
     walk = _walk.Walk([(s.name, s.path) for s in sorted(sources, key=lambda s: s.name)],
                       lo, hi, matcher_for, excluder.enter_source, os.fsencode(db_file),

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twofold.core.errors import TargetError, UsageError
-from twofold.fsinfo.blockio import FileReader, LayoutError
-from twofold.fsinfo.parttable import parse_table
 from twofold.jobs.config import drive_of
 
 LSBLK_COLUMNS = "NAME,PATH,MODEL,SIZE,FSTYPE,LABEL,UUID,MOUNTPOINT,RM,HOTPLUG,TRAN,TYPE"
@@ -108,6 +106,10 @@ def disk_facts(path: str) -> tuple[Drive, str, list[PartFacts]]:
     disk = parse_lsblk(r.stdout)[0]
     probe = blkid(path)
     disk.fstype, disk.label = probe.get("TYPE"), probe.get("LABEL")
+    # here, not at the top: a backup imports this module and needs none of the tables
+    from twofold.fsinfo.blockio import FileReader, LayoutError
+    from twofold.fsinfo.parttable import parse_table
+
     try:
         with FileReader(path) as reader:
             table = parse_table(reader, reader.size)

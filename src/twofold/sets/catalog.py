@@ -336,16 +336,18 @@ class Catalog:
         return int(self.db.execute(
             "SELECT COUNT(*) FROM entries WHERE until_run IS NULL").fetchone()[0])
 
-    def split_points(self, parts: int, total: int) -> list[bytes]:
-        """Paths cutting the `total` open rows into `parts` ranges of about equal size."""
-        cuts: list[bytes] = []
-        for i in range(1, parts):
-            row = self.db.execute(
-                "SELECT path FROM entries WHERE until_run IS NULL ORDER BY path "
-                "LIMIT 1 OFFSET ?", (total * i // parts,)).fetchone()
-            if row is not None and (not cuts or bytes(row[0]) > cuts[-1]):
-                cuts.append(bytes(row[0]))
-        return cuts
+    def sample_open(self, n: int = 256) -> tuple[int, list[bytes]]:
+        """An estimate of how many open rows there are, and the paths, sorted, of those
+        among up to `n` rows picked evenly by row id: a look-up each, where counting or
+        cutting the open rows by offset reads the whole index (30-50 ms at 100k rows)."""
+        top = int(self.db.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()[0])
+        if top == 0:
+            return 0, []
+        ids = sorted({1 + k * top // n for k in range(n)})
+        marks = ",".join("?" * len(ids))
+        paths = sorted(bytes(r[0]) for r in self.db.execute(
+            f"SELECT path FROM entries WHERE until_run IS NULL AND id IN ({marks})", ids))
+        return len(paths) * top // len(ids), paths
 
     def valid_at(self, run_id: int) -> Iterator[Record]:
         """Rows describing the tree as run `run_id` left it, in path order."""

@@ -210,9 +210,15 @@ class SetDir:
 
     def tidy_tmp(self) -> None:
         """Remove .tmp/'s (empty) subfolders after a complete run."""
+        try:
+            present = set(os.listdir(self.tmp))
+        except OSError:
+            return
         for n in range(TMP_FANOUT):
-            with suppress(OSError):
-                os.rmdir(os.path.join(self.tmp, b"%02x" % n))
+            sub = b"%02x" % n
+            if sub in present:
+                with suppress(OSError):
+                    os.rmdir(os.path.join(self.tmp, sub))
 
     @contextmanager
     def lock(self, *, shared: bool = False) -> Iterator[None]:

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int tw_buf_reserve(Buf *b, size_t more) {
@@ -73,6 +74,50 @@ void tw_here_close(Walk *w, Here *h) {
     memset(&h->path, 0, sizeof h->path);
 }
 
+/* One name of a folder into the listing: 0, -1 (no memory: a Python error is set), or an
+ * errno (reading its type failed). */
+static int add_name(Listing *out, int dir_fd, const char *n, unsigned char d_type) {
+    if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0))) return 0;
+    char is_dir = d_type == DT_DIR;
+    if (d_type == DT_UNKNOWN) {  /* as DirEntry.is_dir(follow_symlinks=False) */
+        struct stat st;
+        if (fstatat(dir_fd, n, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            is_dir = S_ISDIR(st.st_mode) != 0;
+        else if (errno != ENOENT)
+            return errno;
+    }
+    return tw_listing_add(out, n, strlen(n), NULL, 0, is_dir);
+}
+
+struct dirent64_raw {  /* what getdents64 fills in */
+    unsigned long long d_ino;
+    long long d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+/* The names of an open folder, read with getdents64 straight from its descriptor (no
+ * duplicate descriptor, no DIR: three fcntl calls and a close fewer per folder than
+ * fdopendir). 0, -1 or an errno as add_name. */
+static int list_fd(int fd, Listing *out) {
+    static _Alignas(8) char buf[65536];  /* one at a time: the GIL is held throughout */
+    for (;;) {
+        long n = syscall(SYS_getdents64, fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno ? errno : EIO;
+        }
+        if (n == 0) return 0;
+        for (long off = 0; off < n;) {
+            struct dirent64_raw *de = (struct dirent64_raw *)(buf + off);
+            off += de->d_reclen;
+            int r = add_name(out, fd, de->d_name, de->d_type);
+            if (r) return r;
+        }
+    }
+}
+
 /* scan._list: the items of a folder, and the folder opened for its walk (by descriptor
  * while fewer than max_held are open, else by path). Returns 0, or an errno. */
 int tw_list_dir(Walk *w, const char *name, const char *path, size_t path_len,
@@ -91,52 +136,33 @@ int tw_list_dir(Walk *w, const char *name, const char *path, size_t path_len,
         tw_here_close(w, here);
         return -1;
     }
-    DIR *d;
+    int e = 0;
     if (fd >= 0) {
-        int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-        if (!d && dup_fd >= 0) {
-            int e = errno;
-            close(dup_fd);
-            errno = e;
-        }
+        e = list_fd(fd, out);
     } else {
-        d = opendir(path);
-    }
-    if (!d) {
-        int e = errno ? errno : EIO;
-        tw_here_close(w, here);
-        return e;
-    }
-    for (;;) {
-        errno = 0;
-        struct dirent *de = readdir(d);
-        if (!de) break;
-        const char *n = de->d_name;
-        if (n[0] == '.' && (n[1] == 0 || (n[1] == '.' && n[2] == 0))) continue;
-        char is_dir = de->d_type == DT_DIR;
-        if (de->d_type == DT_UNKNOWN) {  /* as DirEntry.is_dir(follow_symlinks=False) */
-            struct stat st;
-            if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) == 0)
-                is_dir = S_ISDIR(st.st_mode) != 0;
-            else if (errno != ENOENT)
-                break;
-        }
-        if (tw_listing_add(out, n, strlen(n), NULL, 0, is_dir) < 0) {
-            closedir(d);
-            tw_listing_free(out);
+        DIR *d = opendir(path);
+        if (!d) {
+            e = errno ? errno : EIO;
             tw_here_close(w, here);
-            return -1;
+            return e;
         }
+        for (;;) {
+            errno = 0;
+            struct dirent *de = readdir(d);
+            if (!de) {
+                e = errno;
+                break;
+            }
+            e = add_name(out, dirfd(d), de->d_name, de->d_type);
+            if (e) break;
+        }
+        closedir(d);
     }
-    int e = errno;
-    closedir(d);
     if (e) {
         tw_listing_free(out);
         tw_here_close(w, here);
-        return e;
     }
-    return 0;
+    return e;
 }
 
 /* Orders the keys of a level as bytes: a name, or the name followed by "/". */

@@ -81,10 +81,19 @@ int tw_push_level(Walk *w, const char *prefix, size_t n, Listing *listing, Here 
     const char *slash = memchr(prefix, '/', n);
     size_t top = slash ? (size_t)(slash - prefix) : n;
     L->cut = top + 1;
+    /* None, or (matcher, None or excludes.first_bytes' table of 256 flags) */
     PyObject *m = PyObject_CallFunction(w->matcher_for, "y#", prefix, (Py_ssize_t)top);
     if (!m) goto fail;
-    if (m == Py_None) Py_DECREF(m);
-    else L->matcher = m;
+    if (m != Py_None) {
+        PyObject *table;
+        if (!PyArg_ParseTuple(m, "OO", &L->matcher, &table)) { Py_DECREF(m); goto fail; }
+        Py_INCREF(L->matcher);
+        if (PyBytes_Check(table) && PyBytes_GET_SIZE(table) == 256) {
+            memcpy(L->first, PyBytes_AS_STRING(table), 256);
+            L->filtered = 1;
+        }
+    }
+    Py_DECREF(m);
     return 0;
 fail:
     tw_level_free(w, L);
@@ -97,6 +106,9 @@ fail:
 static int excluded(Level *L, const char *inner, size_t ninner, const char *name,
                     size_t nname, int slash) {
     if (!L->matcher) return 0;
+    if (L->filtered && !(L->first[(unsigned char)name[0]] & 1) &&
+        !(ninner && (L->first[(unsigned char)inner[0]] & 2)))
+        return 0;  /* starts as no pattern does */
     PyObject *a = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(ninner + slash));
     PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(nname + slash));
     if (!a || !b) { Py_XDECREF(a); Py_XDECREF(b); return -1; }

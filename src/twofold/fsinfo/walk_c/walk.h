@@ -51,6 +51,8 @@ typedef struct {
     size_t npending, cap_pending;
     int whole;                /* every path under prefix lies in the range */
     PyObject *matcher;        /* callable(inner, name) -> bool, or NULL for none */
+    int filtered;             /* first[] holds excludes.first_bytes' table */
+    unsigned char first[256];
     size_t cut;               /* where the path inside the source starts */
     Here here;
 } Level;
