@@ -19,11 +19,12 @@ from twofold.backup.fits import name_problem
 from twofold.backup.fresh import Fresh
 from twofold.backup.ops import apply_op, set_dir_times
 from twofold.backup.records import to_record
+from twofold.backup.steps import Step, tally, unsafe_step
 from twofold.backup.twins import place_twins
 from twofold.core.diff import Action, Change
-from twofold.core.models import Entry, Issue, Kind, Record, RunStats
+from twofold.core.models import Entry, Issue, Kind, RunStats
 from twofold.core.names import too_large
-from twofold.core.paths import parent_of, unsafe
+from twofold.core.paths import parent_of
 from twofold.core.progress import Progress
 from twofold.fsinfo.children import can_fork, child_context, die_with_parent
 from twofold.fsinfo.disk import can_syncfs, syncfs
@@ -44,18 +45,6 @@ while other workers hash and write (docs/DESIGN.md, "Copy workers")."""
 
 Chunks = dict[Future[list[CopyOutcome]], list[tuple["Step", str]]]
 Started = tuple[list["Step"], Chunks]
-
-
-@dataclass(slots=True)
-class Step:
-    """What one change amounts to: a new row, an operation, an old row to close."""
-
-    change: Change
-    record: Record | None = None
-    op: PendingOp | None = None
-    close: tuple[int, bool] | None = None  # (old row id, content moved to versions/)
-    issue: Issue | None = None
-    copied: int = 0
 
 
 @dataclass
@@ -133,7 +122,7 @@ class Applier:
         chunk: list[tuple[Step, str]] = []
         chunk_bytes = 0
         for step in steps:
-            if self._unsafe(step) or self._too_large(step) or self._too_long(step):
+            if unsafe_step(step) or self._too_large(step) or self._too_long(step):
                 continue
             if self._needs_worker(step.change):
                 chunk.append((step, self._next_tmp()))
@@ -190,7 +179,7 @@ class Applier:
         if ops:
             self._done_seq = ops[-1].seq
         for s in steps:
-            self._account(s)
+            tally(s, self.stats, self.progress, self._dir_mtime, self._touched)
 
     def _next_tmp(self) -> str:
         """A temp name in one of .tmp/'s subfolders (file creation slows in big folders)."""
@@ -209,18 +198,6 @@ class Applier:
         why = too_large(self.sd.namer.profile, e.size)
         if why is not None:
             step.issue = Issue(step.change.path, "skipped", why)
-        return why is not None
-
-    @staticmethod
-    def _unsafe(step: Step) -> bool:
-        """A catalog row whose path would leave the set's folder (a crafted catalog) is
-        named once and closed; nothing on the drive is touched for it."""
-        why = unsafe(step.change.path)
-        if why is not None:
-            step.issue = Issue(step.change.path, "unsafe", f"left alone: {why} (a crafted "
-                               "or damaged catalog? `twofold repair` rebuilds it)")
-            if step.change.old is not None:
-                step.close = (step.change.old.id, False)
         return why is not None
 
     def _too_long(self, step: Step) -> bool:
@@ -409,44 +386,6 @@ class Applier:
             first = self.catalog.open_row(rec.link_to)
             known = first.hash if first is not None else None
         rec.hash = known
-
-    def _account(self, step: Step) -> None:
-        st = self.stats
-        if step.issue is not None:
-            st.issues.append(step.issue)
-            self.progress.issue(step.issue)
-            if step.issue.kind == "skipped":
-                st.skipped += 1
-                entry = step.change.entry
-                if entry is not None and entry.kind is Kind.FILE and step.record is None:
-                    st.files_total -= 1  # not in the backup: the summary says what is
-                    st.bytes_total -= entry.size
-            elif step.issue.kind == "special":
-                st.special += 1
-        if step.op is not None and step.op.op == "move":
-            st.moved += 1
-            self.progress.advance(1, 0)
-            return
-        if step.record is None and step.change.action is not Action.DELETED:
-            return
-        action = step.change.action
-        if action is Action.CHECK:
-            action = Action.META if step.op is not None and step.op.op == "meta" \
-                else Action.CHANGED
-        if action is Action.NEW:
-            st.new += 1
-        elif action is Action.CHANGED:
-            st.changed += 1
-        elif action is Action.META:
-            st.metadata += 1
-        elif action is Action.DELETED:
-            st.deleted += 1
-        st.bytes_copied += step.copied
-        if step.record is not None and step.record.kind is Kind.DIR:
-            self._dir_mtime[step.record.path] = step.record.mtime_ns
-            self._touched.add(step.record.path)
-        if step.change.entry is not None and step.change.entry.kind is not Kind.DIR:
-            self.progress.advance(1, 0)
 
     # end of run ------------------------------------------------------------------------
 
