@@ -1,18 +1,18 @@
 """The content-addressed chunk store on an ObjectStore: packs (optionally in volumes),
 the index of chunk id → pack location, rebuilt from the packs' own indexes when missing
-or damaged, and the copies found damaged (never used again)."""
+or damaged, and the copies found damaged (never used again). How one chunk is named and
+stored (keyed, compressed, sealed) is its base class, Codec (chunks/codec.py)."""
 
 from __future__ import annotations
 
 import threading
 import time
-import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import cast
 
 from twofold.blobs.objects import ObjectMissing, ObjectStore, StoreError
+from twofold.chunks.codec import Codec
 from twofold.chunks.freeing import collect
 from twofold.chunks.indexfiles import (
     BAD_DIR,
@@ -31,18 +31,13 @@ from twofold.chunks.indexfiles import (
 from twofold.chunks.packs import (
     ENTRY,
     FOOTER,
-    PackBuilder,
     PackDamaged,
     PackEntry,
-    chunk_id,
-    compress,
-    decompress,
     pack_name,
     parse_footer,
-    parse_index,
 )
 from twofold.fsinfo.volume import DriveId
-from twofold.vault.cipher import OVERHEAD, PACK_INDEX_AD, SealDamaged, chunk_ad
+from twofold.vault.cipher import SealDamaged
 from twofold.vault.objects import StoreLocked, vault_of
 
 CHUNK_SIZE = 1 << 20
@@ -77,7 +72,7 @@ def volume_of(pack: str) -> str:
     return head if head.startswith("vol-") else ""
 
 
-class ChunkStore:
+class ChunkStore(Codec):
     """Chunks by id. Writers add chunks, then `flush` and `commit_index`; readers `load`."""
 
     def __init__(self, objects: ObjectStore, volume_size: int | None = None,
@@ -85,7 +80,7 @@ class ChunkStore:
         if volume_size is not None and volume_size < MIN_VOLUME:
             raise StoreError(f"a volume must hold at least {MIN_VOLUME >> 20} MiB")
         self.objects = objects
-        self.vault = vault_of(objects)  # chunks sealed and ids keyed (vault/), or None
+        super().__init__(vault_of(objects))
         self.chunk_size = _valid_chunk_size(chunk_size)
         self.volume_size = volume_size
         self.pack_limit = min(pack_size, volume_size or pack_size)
@@ -205,26 +200,10 @@ class ChunkStore:
 
     def read_pack_index(self, pack: str, size: int) -> list[PackEntry]:
         """The index a pack carries at its end."""
-        overhead = 0 if self.vault is None else OVERHEAD
         tail = self.objects.get_range(pack, max(0, size - FOOTER.size), FOOTER.size)
-        offset, count, crc = parse_footer(tail, size, pack, overhead)
-        raw = self.objects.get_range(pack, offset, count * ENTRY.size + overhead)
-        if self.vault is None:
-            return parse_index(raw, count, crc, pack)
-        if zlib.crc32(raw) != crc:
-            raise PackDamaged(f"pack {pack} has a damaged index")
-        try:
-            plain = self.vault.open(raw, PACK_INDEX_AD, f"the index of pack {pack}")
-        except SealDamaged as err:
-            raise PackDamaged(err.message) from None
-        return parse_index(plain, count, zlib.crc32(plain), pack)
-
-    def new_builder(self) -> PackBuilder:
-        """A pack builder for this store (its index sealed when encrypted)."""
-        vault = self.vault
-        if vault is None:
-            return PackBuilder()
-        return PackBuilder(lambda index: vault.seal(index, PACK_INDEX_AD), OVERHEAD)
+        offset, count, crc = parse_footer(tail, size, pack, self.overhead)
+        raw = self.objects.get_range(pack, offset, count * ENTRY.size + self.overhead)
+        return self.open_pack_index(raw, count, crc, pack)
 
     def _add_pack(self, pack: str, entries: list[PackEntry]) -> None:
         self.packs[pack] = entries
@@ -267,37 +246,6 @@ class ChunkStore:
         return len(pairs)
 
     # -- writing -----------------------------------------------------------------------
-
-    def id_of(self, data: bytes) -> bytes:
-        """The id of a chunk of plain `data` in this store (keyed when encrypted)."""
-        return chunk_id(data) if self.vault is None else self.vault.chunk_id(data)
-
-    def stored_form(self, cid: bytes, data: bytes, level: int) -> bytes:
-        """What a pack holds for chunk `cid`: zstd at `level`, then sealed when the store
-        is encrypted (any thread)."""
-        stored = compress(data, level)
-        if self.vault is None:
-            return stored
-        # a bytearray, which the pack builder only joins: no copy of it is made
-        return cast(bytes, self.vault.seal_chunk(stored, cid))
-
-    def unpack(self, cid: bytes, stored: bytes, plain_length: int) -> bytes:
-        """The plain data of stored chunk bytes, unchecked against `cid` (opened first
-        when encrypted); PackDamaged when they do not open or decompress."""
-        if self.vault is not None:
-            try:
-                stored = self.vault.open(stored, chunk_ad(cid), f"chunk {cid.hex()}")
-            except SealDamaged as err:
-                raise PackDamaged(err.message) from None
-        return decompress(stored, plain_length)
-
-    def sound(self, cid: bytes, stored: bytes, plain_length: int) -> bool:
-        """True when stored chunk bytes open to data of `plain_length` with id `cid`."""
-        try:
-            data = self.unpack(cid, stored, plain_length)
-        except PackDamaged:
-            return False
-        return len(data) == plain_length and self.id_of(data) == cid
 
     def has(self, cid: bytes) -> bool:
         """True when the store (or the pack being built) holds the chunk."""
