@@ -1,7 +1,8 @@
 """The catalog of a backup set: an SQLite file on the target recording runs and entries.
 
 Each entry row is one version of one path, valid from run `first_run` until `until_run`
-(open rows, with `until_run` NULL, describe current/). The schema is in docs/FORMAT.md.
+(open rows, with `until_run` NULL, describe current/). The schema is in schema.py and
+docs/FORMAT.md.
 """
 
 from __future__ import annotations
@@ -34,69 +35,11 @@ from twofold.sets.rows import (
     target_failure,
     to_run,
 )
+from twofold.sets.schema import FORMAT_VERSION, SCHEMA
 
 __all__ = ["Catalog", "PendingOp", "Run", "open_rows", "read_only"]
 
-FORMAT_VERSION = 2
 PAGE = 2000
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs(
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    started_ns INTEGER NOT NULL,
-    finished_ns INTEGER,
-    state TEXT NOT NULL,
-    config TEXT NOT NULL,
-    host TEXT NOT NULL,
-    stats TEXT
-);
-CREATE TABLE IF NOT EXISTS entries(
-    id INTEGER PRIMARY KEY,
-    path BLOB NOT NULL,
-    kind TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    ctime_ns INTEGER NOT NULL,
-    ino INTEGER NOT NULL,
-    mode INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    gid INTEGER NOT NULL,
-    owner TEXT,
-    grp TEXT,
-    xattrs TEXT,
-    target BLOB,
-    rdev INTEGER NOT NULL,
-    link_to BLOB,
-    hash BLOB,
-    first_run INTEGER NOT NULL,
-    until_run INTEGER,
-    vrun INTEGER
-);
-CREATE UNIQUE INDEX IF NOT EXISTS entries_open ON entries(path) WHERE until_run IS NULL;
-CREATE INDEX IF NOT EXISTS entries_path ON entries(path, first_run);
-CREATE TABLE IF NOT EXISTS names(
-    path BLOB PRIMARY KEY,
-    stored BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS moves(
-    run INTEGER NOT NULL,
-    old BLOB NOT NULL,
-    new BLOB NOT NULL,
-    PRIMARY KEY(run, old)
-);
-CREATE TABLE IF NOT EXISTS pending(
-    run INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    op TEXT NOT NULL,
-    path BLOB NOT NULL,
-    tmp TEXT,
-    link_to BLOB,
-    PRIMARY KEY(run, seq)
-);
-"""
-
 
 
 def open_rows(db: sqlite3.Connection, lo: bytes = b"", hi: bytes | None = None,
@@ -158,7 +101,7 @@ class Catalog:
             self.db.execute("PRAGMA journal_mode=PERSIST")
             self.db.execute("PRAGMA synchronous=FULL")
             if create:
-                self.db.executescript(_SCHEMA)
+                self.db.executescript(SCHEMA)
                 old = self.meta("format_version")
                 if old is None or int(old) < FORMAT_VERSION:  # 1 -> 2 added the names table
                     with self.transaction():
