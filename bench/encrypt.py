@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -34,29 +35,9 @@ from common import (
     machine_facts,
     verdict,
 )
+from image_vs_partclone import fill
 
 GOAL = 1.15
-
-
-def fill(tree: Path, want: int) -> int:
-    """Copy regular files from /usr/lib and /usr/share into `tree` until `want` bytes."""
-    copied = 0
-    for base in ("/usr/lib", "/usr/share"):
-        for dirpath, _dirs, files in os.walk(base):
-            for f in sorted(files):
-                src = os.path.join(dirpath, f)
-                if not os.path.isfile(src) or os.path.islink(src):
-                    continue
-                dst = tree / os.path.relpath(src, "/usr")
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    shutil.copyfile(src, dst)
-                except OSError:
-                    continue
-                copied += dst.stat().st_size
-                if copied >= want:
-                    return copied
-    return copied
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -88,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     tf = [os.path.join(os.path.dirname(sys.executable), "twofold"), "image"]
     print("\n".join(machine_facts(str(work), version)))
     tree, img = work / "tree", work / "disk.img"
-    copied = fill(tree, a.fill * MB)
+    copied = fill(tree, a.fill * MB, random.Random(1))  # into tree/data
     with open(img, "wb") as f:
         f.truncate(a.size * MB)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(tree), str(img)], check=True)
