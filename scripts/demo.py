@@ -14,6 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "demo-out"
 TWOFOLD = [sys.executable, "-m", "twofold"]
+# The demo's own state folder (what twofold remembers of drives and runs), removed with
+# demo-out: the demo leaves the user's state alone and runs again after itself.
+ENV = {**os.environ, "TWOFOLD_STATE_DIR": str(OUT / "state")}
 
 
 def say(text: str) -> None:
@@ -22,7 +25,7 @@ def say(text: str) -> None:
 
 def twofold(*args: str) -> int:
     print("$ twofold " + " ".join(args), flush=True)
-    return subprocess.run([*TWOFOLD, *args], check=False).returncode
+    return subprocess.run([*TWOFOLD, *args], check=False, env=ENV).returncode
 
 
 def make_samples(home: Path, rng: random.Random) -> None:
