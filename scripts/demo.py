@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "demo-out"
+OUT = Path(os.environ.get("TWOFOLD_DEMO_OUT", ROOT / "demo-out"))  # the tests put it elsewhere
 TWOFOLD = [sys.executable, "-m", "twofold"]
 # The demo's own state folder (what twofold remembers of drives and runs), removed with
 # demo-out: the demo leaves the user's state alone and runs again after itself.
@@ -115,7 +115,7 @@ def main() -> int:
         print("\033[1;31mrestored tree differs:\033[0m", diff)
         return 1
     print("\033[1;32mThe restored first run is identical to the files as they were.\033[0m")
-    print(f"\nEverything is in {OUT}; look around, then `rm -rf demo-out`.")
+    print(f"\nEverything is in {OUT}; look around, then `rm -rf {OUT}`.")
     return 0
 
 
