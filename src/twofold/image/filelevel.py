@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,17 +17,16 @@ from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
 from twofold.image.filerecords import (
+    BOUNDARY_MASK,
     RECORD_MASK,
-    ends_group,
     get_bytes,
     groups,
     load_records,
+    path_mark,
     put_bytes,
 )
+from twofold.image.filewalk import Read, Sink, Tally, read_files, walk
 from twofold.image.manifest import ManifestError
-
-TRIES = 3  # reads of a file that keeps changing before it is listed as inconsistent
-_OPEN = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOATIME", 0)
 
 
 @dataclass
@@ -42,143 +39,6 @@ class FilesTaken:
     new_chunks: int = 0
     reused_chunks: int = 0
     zero_chunks: int = 0
-
-
-@dataclass
-class _Read:
-    st: os.stat_result
-    refs: list[list[Any]]  # [id hex or None, offset in chunk, length] (large files)
-    small: bytes | None  # the whole data of a small file, packed by the main thread
-    unstable: bool
-
-
-class _Sink:
-    """The chunk store shared by the reading threads (ChunkStore itself is not)."""
-
-    def __init__(self, store: ChunkStore, level: int, taken: FilesTaken) -> None:
-        self.store, self.level, self.taken = store, level, taken
-        self.lock = threading.Lock()
-        self.ids: dict[bytes, int] = {}  # every chunk this file system needs: its length
-
-    def put(self, data: bytes) -> bytes | None:
-        """Store `data` as a chunk unless held already; its id (None when all zero)."""
-        if not data.strip(b"\0"):
-            with self.lock:
-                self.taken.zero_chunks += 1
-            return None
-        cid = self.store.id_of(data)
-        stored = None if self.store.has(cid) else self.store.stored_form(cid, data, self.level)
-        with self.lock:
-            self.ids[cid] = len(data)
-            if stored is not None and self.store.add(cid, stored, len(data)):
-                self.taken.new_chunks += 1
-            else:
-                self.taken.reused_chunks += 1
-        return cid
-
-
-def _same(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == \
-        (b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
-
-
-def _read_file(path: bytes, small: int, chunk_size: int, sink: _Sink) -> _Read | None:
-    """A regular file's data (None when it vanished or is no longer a regular file),
-    read again while its size, times or inode change under the read."""
-    for attempt in range(TRIES):
-        try:
-            fd = os.open(path, _OPEN)
-        except FileNotFoundError:
-            return None
-        try:
-            before = os.fstat(fd)
-            if not stat.S_ISREG(before.st_mode):
-                return None
-            refs: list[list[Any]] = []
-            data: bytes | None = None
-            end = before.st_size  # a file that grows meanwhile is read again, not forever
-            if end < small:
-                parts = []
-                got = 0
-                while got < end and (part := os.pread(fd, end - got, got)):
-                    parts.append(part)
-                    got += len(part)
-                data = b"".join(parts)
-            else:
-                offset = 0
-                while offset < end and \
-                        (piece := os.pread(fd, min(chunk_size, end - offset), offset)):
-                    cid = sink.put(piece)
-                    refs.append([cid.hex() if cid else None, 0, len(piece)])
-                    offset += len(piece)
-            after = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if _same(before, after) or attempt == TRIES - 1:
-            return _Read(after, refs, data, not _same(before, after))
-    raise AssertionError("unreachable")
-
-
-def _xattrs(path: bytes) -> dict[str, str]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return {}  # no xattrs on this file system (FAT through FUSE)
-    out = {}
-    for name in sorted(names):
-        try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False).hex()
-        except OSError:
-            continue
-    return out
-
-
-Entry = tuple[bytes, os.stat_result, dict[str, str]]  # name, lstat, xattrs
-
-
-def _scan(full: bytes) -> list[Entry]:
-    """A folder's entries with their lstat and xattrs, by name (those gone meanwhile left
-    out)."""
-    try:
-        names = sorted(os.listdir(full))
-    except FileNotFoundError:
-        return []
-    out = []
-    for name in names:
-        try:
-            child = os.path.join(full, name)
-            out.append((name, os.lstat(child), _xattrs(child)))
-        except FileNotFoundError:
-            continue
-    return out
-
-
-def _walk(root: bytes, skip: set[tuple[int, int]], graft: dict[bytes, bytes] | None = None
-          ) -> Iterator[tuple[bytes, bytes, os.stat_result, dict[str, str]]]:
-    """(relative path, full path, lstat, xattrs) of everything under `root`, parents first,
-    names sorted; folders on another device (mounts) are listed, never entered, except
-    those `graft` names: their tree is read from the folder it gives (a snapshot of a
-    btrfs subvolume in place of its stub). Folders are listed by a few threads ahead of
-    the walk (a cold tree waits on the disk)."""
-    top = os.lstat(root)
-    yield b"", root, top, _xattrs(root)
-    with ThreadPoolExecutor(4, thread_name_prefix="twofold-walk") as pool:
-        stack = [(b"", root, top.st_dev, pool.submit(_scan, root))]
-        while stack:
-            rel, full, dev, listing = stack.pop()
-            below = []
-            for name, seen, seen_x in listing.result():
-                if (seen.st_dev, seen.st_ino) in skip:
-                    continue
-                child = os.path.join(full, name)
-                crel = rel + b"/" + name if rel else name
-                other = graft.get(crel) if graft else None
-                st, xattrs = (os.lstat(other), _xattrs(other)) if other else (seen, seen_x)
-                child = other or child
-                yield crel, child, st, xattrs
-                if stat.S_ISDIR(st.st_mode) and (st.st_dev == dev or other is not None):
-                    below.append((crel, child, st.st_dev, pool.submit(_scan, child)))
-            stack.extend(reversed(below))  # depth first, in name order
 
 
 _KIND = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFCHR: "c",
@@ -210,8 +70,16 @@ def _unchanged(before: _Before | None, rel: bytes, st: os.stat_result,
             (old.get("i"), old.get("s"), old.get("t"), old.get("c")) != \
             (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
         return None
-    ids = [bytes.fromhex(h) for h, _o, _n in old["d"] if h is not None]
-    return old if all(store.has(i) for i in ids) else None
+    assert before is not None
+    held = before.held
+    for h, _o, _n in old["d"]:
+        if h is not None:
+            ok = held.get(h)
+            if ok is None:  # asked once per chunk: small files share theirs
+                ok = held[h] = store.has(bytes.fromhex(h))
+            if not ok:
+                return None
+    return old
 
 
 @dataclass
@@ -220,6 +88,7 @@ class _Before:
 
     records: dict[bytes, dict[str, Any]]
     lengths: dict[bytes, int]
+    held: dict[str, bool] = field(default_factory=dict)  # hex id -> still stored
 
 
 def previous(store: ChunkStore, files: dict[str, Any] | None, where: str) -> _Before | None:
@@ -235,6 +104,20 @@ def previous(store: ChunkStore, files: dict[str, Any] | None, where: str) -> _Be
     return _Before(by_path, {bytes.fromhex(h): n for n, h in files["data"]})
 
 
+class _Batch:
+    """Files read by one task of the pool (many small ones, or one large one)."""
+
+    def __init__(self) -> None:
+        self.paths: list[bytes] = []
+        self.size = 0
+        self.fut: Future[list[Read | None]] | None = None
+
+
+BATCH_FILES = 64  # small files read by one task
+BATCH_BYTES = 1 << 20
+TICK = 256  # files between progress reports
+
+
 def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: int,
                 progress: Progress, workers: int, skip: set[tuple[int, int]],
                 before: _Before | None = None, graft: dict[bytes, bytes] | None = None
@@ -242,20 +125,30 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     """Image the file system mounted at `point` at file level into `store`; `skip`:
     (st_dev, st_ino) of folders left out (the image store's own); `before`: the previous
     image's records, whose files are not read again when unchanged; `graft`: folders
-    read from elsewhere (see _walk)."""
+    read from elsewhere (see filewalk.walk)."""
     taken = FilesTaken({})
-    sink = _Sink(store, level, taken)
+    tally = Tally()
+    sink = Sink(store, level, tally)
     chunk_size = store.chunk_size
     small = chunk_size // 4
     records: list[dict[str, Any]] = []
-    paths: list[bytes] = []
+    marks: list[int] = []
     unstable: list[str] = []
     links: dict[tuple[int, int], bytes] = {}
+    kept: set[str] = set()  # chunks of files taken over from the previous image
     bundle: list[bytes] = []
     filled = 0  # bytes in `bundle`
     waiting: list[tuple[dict[str, Any], int, int]] = []  # records whose data is in `bundle`
     packing: deque[tuple[Future[bytes | None], list[tuple[dict[str, Any], int, int]]]] = \
         deque()  # bundles being hashed and compressed by the pool
+    ticked = [0, 0]  # files and bytes not yet reported
+
+    def report(files: int, nbytes: int, now: bool = False) -> None:
+        ticked[0] += files
+        ticked[1] += nbytes
+        if ticked[0] >= TICK or now:
+            progress.advance(files=ticked[0], nbytes=ticked[1])
+            ticked[0] = ticked[1] = 0
 
     def settle(limit: int) -> None:
         while len(packing) > limit:
@@ -274,13 +167,19 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         filled = 0
         settle(workers * 2)
 
-    def take(rec: dict[str, Any], rel: bytes, fut: Future[_Read | None] | None) -> None:
+    def start(batch: _Batch) -> Future[list[Read | None]]:
+        if batch.fut is None:
+            batch.fut = pool.submit(read_files, batch.paths, small, chunk_size, sink)
+        return batch.fut
+
+    def take(rec: dict[str, Any], rel: bytes, batch: _Batch | None, index: int) -> None:
         nonlocal filled
-        got = fut.result() if fut is not None else None
-        if fut is None and "s" in rec:  # unchanged since the previous image
-            taken.file_bytes += rec["s"]
-            progress.advance(files=1, nbytes=rec["s"])
-        if fut is not None:
+        if batch is None:
+            if "s" in rec:  # unchanged since the previous image
+                taken.file_bytes += rec["s"]
+                report(1, rec["s"])
+        else:
+            got = start(batch).result()[index]
             if got is None:  # vanished while imaged: left out, as if deleted just before
                 return
             rec.update(m=stat.S_IMODE(got.st.st_mode), u=got.st.st_uid, g=got.st.st_gid,
@@ -305,21 +204,23 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
                 size = sum(r[2] for r in got.refs)
             rec["s"] = size
             taken.file_bytes += size
-            progress.advance(files=1, nbytes=size)
+            report(1, size)
+        mark = path_mark(rel)
         records.append(rec)
-        paths.append(rel)
-        if ends_group(rel):
+        marks.append(mark)
+        if not mark & BOUNDARY_MASK:
             close_bundle()
 
     root = os.fsencode(point)
     label_entry = str(params.get("label") or "").encode() if params["type"] == "vfat" else b""
-    pending: deque[tuple[dict[str, Any], bytes, Future[_Read | None] | None]] = deque()
+    pending: deque[tuple[dict[str, Any], bytes, _Batch | None, int]] = deque()
+    batch = _Batch()
     with ThreadPoolExecutor(workers, thread_name_prefix="twofold-files") as pool:
-        for rel, full, st, xattrs in _walk(root, skip, graft):
+        for rel, full, st, xattrs in walk(root, skip, graft):
             if rel == label_entry and stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 continue  # fusefat shows a FAT volume label as an empty file in the root
             rec = _record(rel, full, st, xattrs)
-            fut = None
+            reading: _Batch | None = None
             if rec["k"] == "f":
                 first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
                 if first is not None:
@@ -328,24 +229,34 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
                     if st.st_nlink > 1:  # inode numbers repeat across btrfs subvolumes
                         links[(st.st_dev, st.st_ino)] = rel
                     old = _unchanged(before, rel, st, store)
-                    if old is not None and before is not None:
+                    if old is not None:
                         rec.update(d=old["d"], s=old["s"], c=old["c"], i=old["i"])
-                        for h, _o, _n in old["d"]:
-                            if h is not None:
-                                sink.ids[bytes.fromhex(h)] = \
-                                    before.lengths.get(bytes.fromhex(h), 0)
-                        taken.reused_chunks += 1
+                        kept.update(h for h, _o, _n in old["d"] if h is not None)
+                        tally.reused_chunks += 1
                     else:
-                        fut = pool.submit(_read_file, full, small, chunk_size, sink)
-            pending.append((rec, rel, fut))
-            if len(pending) >= workers * 32:  # a deep window: walking overlaps reading
+                        if st.st_size >= small or batch.fut is not None or \
+                                len(batch.paths) >= BATCH_FILES or batch.size >= BATCH_BYTES:
+                            if batch.paths:
+                                start(batch)
+                            batch = _Batch()
+                        reading = batch
+                        batch.paths.append(full)
+                        batch.size += st.st_size
+                        if st.st_size >= small:  # a large file: a task of its own
+                            start(batch)
+            pending.append((rec, rel, reading, len(reading.paths) - 1 if reading else 0))
+            if len(pending) >= workers * 64:  # a deep window: walking overlaps reading
                 take(*pending.popleft())
         while pending:
             take(*pending.popleft())
         close_bundle()
         settle(0)
+    report(0, 0, now=True)
+    if before is not None:
+        for h in kept:
+            sink.ids.setdefault(bytes.fromhex(h), before.lengths.get(bytes.fromhex(h), 0))
     meta: list[tuple[int, bytes]] = []
-    for piece in groups(records, paths, chunk_size, RECORD_MASK):
+    for piece in groups(records, marks, chunk_size, RECORD_MASK):
         made = sink.put(piece)
         assert made is not None  # records are JSON text, never all zero bytes
         meta.append((len(piece), made))
@@ -354,6 +265,8 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     vfs = os.statvfs(point)
     fs_used = (vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize if vfs.f_blocks else \
         sum(-(-int(r.get("s", 0)) // 4096) * 4096 + 4096 for r in records)  # fusefat: 0 of 0
+    taken.new_chunks, taken.reused_chunks, taken.zero_chunks = \
+        tally.new_chunks, tally.reused_chunks, tally.zero_chunks
     taken.doc = {"params": params, "entries": len(records), "file_bytes": taken.file_bytes,
                  "fs_used": fs_used,
                  "meta": [[n, cid.hex()] for n, cid in meta],

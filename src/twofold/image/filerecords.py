@@ -37,26 +37,35 @@ def get_bytes(doc: dict[str, Any], key: str) -> bytes | None:
     return None
 
 
+def path_mark(path: bytes) -> int:
+    """The bits of `path` that say where groups end: a group of small files' data ends
+    after a path whose mark has BOUNDARY_MASK's bits clear, a chunk of records where it
+    has RECORD_MASK's clear. Decided by the path alone, so a change inside one group
+    leaves the others as they were."""
+    return int.from_bytes(blake3(path).digest()[:2], "little")
+
+
 def ends_group(path: bytes, mask: int = BOUNDARY_MASK) -> bool:
-    """True when a group of small files' data (or of records) ends after `path`: decided
-    by the path alone, so a change inside one group leaves the others as they were."""
-    return int.from_bytes(blake3(path).digest()[:2], "little") & mask == 0
+    """True when a group of small files' data (or of records, with RECORD_MASK) ends
+    after `path` (see path_mark)."""
+    return path_mark(path) & mask == 0
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # one: dumps() makes one a call
 
 
-def groups(records: list[dict[str, Any]], paths: list[bytes], limit: int,
+def groups(records: list[dict[str, Any]], marks: list[int], limit: int,
            mask: int = RECORD_MASK) -> Iterator[bytes]:
     """The record stream as pieces of at most about `limit` bytes, each ending after a
-    boundary path (see ends_group) or at `limit`."""
+    record whose path's mark (path_mark) has `mask`'s bits clear, or at `limit`."""
     piece: list[bytes] = []
     size = 0
-    for rec, path in zip(records, paths, strict=True):
-        line = _ENCODER.encode(rec).encode() + b"\n"
+    encode = _ENCODER.encode
+    for rec, mark in zip(records, marks, strict=True):
+        line = (encode(rec) + "\n").encode()
         piece.append(line)
         size += len(line)
-        if size >= limit or ends_group(path, mask):
+        if size >= limit or not mark & mask:
             yield b"".join(piece)
             piece, size = [], 0
     if piece:

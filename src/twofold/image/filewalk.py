@@ -1,0 +1,175 @@
+"""The walk and the reads of file-level imaging (image/filelevel.py): the mounted tree
+listed folder by folder ahead of its use (lstat and xattrs, in threads), and files read
+whole (small ones, many to one task) or cut at chunk-size cells, read again while they
+change."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+from twofold.chunks.chunkstore import ChunkStore
+
+TRIES = 3  # reads of a file that keeps changing before it is listed as inconsistent
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOATIME", 0)
+
+
+@dataclass
+class Read:
+    """One file as read: its fstat after, its cells (large) or its data (small)."""
+
+    st: os.stat_result
+    refs: list[list[Any]]  # [id hex or None, offset in chunk, length] (large files)
+    small: bytes | None  # the whole data of a small file, packed by the main thread
+    unstable: bool
+
+
+@dataclass
+class Tally:
+    """Chunks stored, found stored, and all zero (counted by the reading threads)."""
+
+    new_chunks: int = 0
+    reused_chunks: int = 0
+    zero_chunks: int = 0
+
+
+class Sink:
+    """The chunk store shared by the reading threads (ChunkStore itself is not)."""
+
+    def __init__(self, store: ChunkStore, level: int, tally: Tally) -> None:
+        self.store, self.level, self.tally = store, level, tally
+        self.lock = threading.Lock()
+        self.ids: dict[bytes, int] = {}  # every chunk this file system needs: its length
+
+    def put(self, data: bytes) -> bytes | None:
+        """Store `data` as a chunk unless held already; its id (None when all zero)."""
+        if not data.strip(b"\0"):
+            with self.lock:
+                self.tally.zero_chunks += 1
+            return None
+        cid = self.store.id_of(data)
+        stored = None if self.store.has(cid) else self.store.stored_form(cid, data, self.level)
+        with self.lock:
+            self.ids[cid] = len(data)
+            if stored is not None and self.store.add(cid, stored, len(data)):
+                self.tally.new_chunks += 1
+            else:
+                self.tally.reused_chunks += 1
+        return cid
+
+
+def same(a: os.stat_result, b: os.stat_result) -> bool:
+    """True when inode, size, mtime and ctime are equal."""
+    return (a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == \
+        (b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
+
+
+def read_file(path: bytes, small: int, chunk_size: int, sink: Sink) -> Read | None:
+    """A regular file's data (None when it vanished or is no longer a regular file),
+    read again while its size, times or inode change under the read."""
+    for attempt in range(TRIES):
+        try:
+            fd = os.open(path, _OPEN)
+        except FileNotFoundError:
+            return None
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                return None
+            refs: list[list[Any]] = []
+            data: bytes | None = None
+            end = before.st_size  # a file that grows meanwhile is read again, not forever
+            if end < small:
+                data = os.pread(fd, end, 0) if end else b""
+                while len(data) < end and (part := os.pread(fd, end - len(data), len(data))):
+                    data += part
+            else:
+                offset = 0
+                while offset < end and \
+                        (piece := os.pread(fd, min(chunk_size, end - offset), offset)):
+                    cid = sink.put(piece)
+                    refs.append([cid.hex() if cid else None, 0, len(piece)])
+                    offset += len(piece)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if same(before, after) or attempt == TRIES - 1:
+            return Read(after, refs, data, not same(before, after))
+    raise AssertionError("unreachable")
+
+
+def read_files(paths: list[bytes], small: int, chunk_size: int, sink: Sink
+               ) -> list[Read | None]:
+    """read_file of each path, in one task of a pool (a future per file costs more than
+    reading a small file from the page cache)."""
+    return [read_file(p, small, chunk_size, sink) for p in paths]
+
+
+def xattrs(path: bytes) -> dict[str, str]:
+    """The extended attributes of `path` (not followed), values in hex, names sorted."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return {}  # no xattrs on this file system (FAT through FUSE)
+    out = {}
+    for name in sorted(names):
+        try:
+            out[name] = os.getxattr(path, name, follow_symlinks=False).hex()
+        except OSError:
+            continue
+    return out
+
+
+Entry = tuple[bytes, bytes, os.stat_result, dict[str, str]]  # name, path, lstat, xattrs
+_NAME = attrgetter("name")
+
+
+def scan(full: bytes) -> list[Entry]:
+    """A folder's entries with their lstat and xattrs, by name (those gone meanwhile left
+    out)."""
+    try:
+        with os.scandir(full) as listing:
+            found = sorted(listing, key=_NAME)
+    except FileNotFoundError:
+        return []
+    out = []
+    for item in found:
+        try:
+            child = item.path
+            out.append((item.name, child, item.stat(follow_symlinks=False), xattrs(child)))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def walk(root: bytes, skip: set[tuple[int, int]], graft: dict[bytes, bytes] | None = None,
+         threads: int = 4) -> Iterator[tuple[bytes, bytes, os.stat_result, dict[str, str]]]:
+    """(relative path, full path, lstat, xattrs) of everything under `root`, parents first,
+    names sorted; folders on another device (mounts) are listed, never entered, except
+    those `graft` names: their tree is read from the folder it gives (a snapshot of a
+    btrfs subvolume in place of its stub). Folders are listed by a few threads ahead of
+    the walk (a cold tree waits on the disk)."""
+    top = os.lstat(root)
+    yield b"", root, top, xattrs(root)
+    with ThreadPoolExecutor(threads, thread_name_prefix="twofold-walk") as pool:
+        stack = [(b"", top.st_dev, pool.submit(scan, root))]
+        while stack:
+            rel, dev, listing = stack.pop()
+            below = []
+            for name, seen_path, seen, seen_x in listing.result():
+                if (seen.st_dev, seen.st_ino) in skip:
+                    continue
+                crel = rel + b"/" + name if rel else name
+                other = graft.get(crel) if graft else None
+                child, st, attrs = (other, os.lstat(other), xattrs(other)) if other else \
+                    (seen_path, seen, seen_x)
+                yield crel, child, st, attrs
+                if stat.S_ISDIR(st.st_mode) and (st.st_dev == dev or other is not None):
+                    below.append((crel, st.st_dev, pool.submit(scan, child)))
+            stack.extend(reversed(below))  # depth first, in name order
