@@ -10,7 +10,9 @@ files, half random, half text) are added and both run again (twofold into the sa
 store: only the change is stored; fsarchiver saves everything again). Last, each restores
 onto a disk halfway between the data's size and the source's (twofold lays the partition
 out again; fsarchiver restores into a partition of that size). The page cache is dropped
-before each run. Prints times, sizes and ratios against the goals of issue 16.
+before each run. Prints times (and the CPU seconds, user + system, of each command),
+sizes and ratios against the goals of issue 16, and the load. twofold runs HEAD's src/,
+exported and byte-compiled (bench/common.py, pin_source; --no-pin: the working tree).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 import zstandard
+from common import code_under_test, load_text
 from image_vs_partclone import drop_caches, du
 
 SOURCES = ("/usr/bin", "/usr/lib/python3", "/usr/share/doc", "/usr/include", "/usr/share/man",
@@ -61,21 +64,30 @@ def fill(top: Path, want: int) -> int:
 MB = 1 << 20
 
 
+ENV: dict[str, str] | None = None  # twofold's environment (the pinned code, its state)
+CPU: dict[str, float] = {}  # CPU seconds (user + system) of each timed command, by label
+
+
 def sh(*cmd: str | Path, stdin: str | None = None) -> str:
     """Run, failing loudly; stdout."""
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, input=stdin,
-                          check=False)
+                          check=False, env={**os.environ, **(ENV or {})})
     if proc.returncode:
         raise SystemExit(f"{cmd} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
     return proc.stdout
 
 
-def timed(*cmd: str | Path) -> float:
-    """Drop caches, run, seconds."""
+def timed(label: str, *cmd: str | Path) -> float:
+    """Drop caches, run, seconds (its CPU seconds into CPU[label])."""
     drop_caches()
+    before = os.times()
     start = time.monotonic()
     sh(*cmd)
-    return time.monotonic() - start
+    took = time.monotonic() - start
+    after = os.times()
+    CPU[label] = after.children_user - before.children_user + \
+        after.children_system - before.children_system
+    return took
 
 
 def stored(store: Path) -> int:
@@ -110,10 +122,14 @@ def main() -> None:
     ap.add_argument("--fill", type=int, default=800, help="MB of files")
     ap.add_argument("--change", type=int, default=30, help="MB of new files")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--no-pin", action="store_true", help="run the working tree's src/")
     args = ap.parse_args()
+    global ENV
     twofold = str(Path(sys.executable).with_name("twofold"))
     work = Path(tempfile.mkdtemp(prefix="live-bench-", dir=args.workdir))
     loops: list[str] = []
+    ENV, version = code_under_test(str(work), not args.no_pin)
+    print(f"twofold: {version}")
     mnt = work / "mnt"
     try:
         dev, part = disk(work / "disk.img", args.size * MB)
@@ -127,14 +143,15 @@ def main() -> None:
         store.mkdir()
         fsa.mkdir()
         rows = []
-        t1 = timed(twofold, "image", "create", dev, "--to", store, "--name", "one",
-                   "--allow-system-disk")
+        t1 = timed("twofold live image", twofold, "image", "create", dev, "--to", store,
+                   "--name", "one", "--allow-system-disk")
         s1 = stored(store)
-        f1 = timed("fsarchiver", "savefs", "-A", "-j2", "-Z3", "-o", fsa / "one.fsa", part)
+        f1 = timed("fsarchiver savefs", "fsarchiver", "savefs", "-A", "-j2", "-Z3", "-o",
+                   fsa / "one.fsa", part)
         rows += [("twofold live image", t1, s1), ("fsarchiver savefs", f1, du(fsa / "one.fsa"))]
         os.environ.update(RESTIC_PASSWORD="bench", RESTIC_REPOSITORY=str(work / "restic"))
         sh("restic", "init", "-q")
-        r1 = timed("restic", "backup", "-q", mnt)
+        r1 = timed("restic backup (first)", "restic", "backup", "-q", mnt)
         restic1 = du(work / "restic")
         rows.append(("restic backup (first)", r1, restic1))
         new = mnt / "change"
@@ -147,31 +164,35 @@ def main() -> None:
             (new / f"blob{i}.bin").write_bytes(blob)
         added = args.change * len(blob)
         zstd_change = args.change * len(zstandard.ZstdCompressor(level=3).compress(blob))
-        t2 = timed(twofold, "image", "create", dev, "--to", store, "--name", "two",
-                   "--allow-system-disk")
+        t2 = timed("twofold second image", twofold, "image", "create", dev, "--to", store,
+                   "--name", "two", "--allow-system-disk")
         s2 = stored(store) - s1
-        f2 = timed("fsarchiver", "savefs", "-A", "-j2", "-Z3", "-o", fsa / "two.fsa", part)
+        f2 = timed("fsarchiver second savefs", "fsarchiver", "savefs", "-A", "-j2", "-Z3",
+                   "-o", fsa / "two.fsa", part)
         rows += [("twofold second image", t2, s2), ("fsarchiver second savefs", f2,
                                                     du(fsa / "two.fsa"))]
-        r2 = timed("restic", "backup", "-q", mnt)
+        r2 = timed("restic backup (second)", "restic", "backup", "-q", mnt)
         rows.append(("restic backup (second)", r2, du(work / "restic") - restic1))
         used_now = int(sh("df", "-B1", "--output=used", mnt).split()[-1])
         small = (args.size * MB + int(used_now * 1.1) + 12 * MB) // 2 // MB * MB  # halfway
         target = work / "small.img"
         with open(target, "wb") as f:
             f.truncate(small)
-        t3 = timed(twofold, "image", "restore", store, "two", "--to", target, "--no-readback")
+        t3 = timed("twofold restore", twofold, "image", "restore", store, "two", "--to",
+                   target, "--no-readback")
         fdev, fpart = disk(work / "fsa-small.img", small)
         loops.append(fdev)
-        f3 = timed("fsarchiver", "restfs", fsa / "two.fsa", f"id=0,dest={fpart}")
-        rows += [(f"twofold restore, {small >> 20} MiB disk", t3, 0), ("fsarchiver restfs", f3, 0)]
+        f3 = timed("fsarchiver restfs", "fsarchiver", "restfs", fsa / "two.fsa",
+                   f"id=0,dest={fpart}")
+        rows += [("twofold restore", t3, 0), ("fsarchiver restfs", f3, 0)]
         files = sum(len(f) for _d, _s, f in os.walk(mnt))
         print(f"files: {filled / 1e6:.0f} MB in {files:,} files copied from /usr "
               f"({used / 1e6:.0f} MB used), "
-              f"change: {added / 1e6:.0f} MB of new files; disk {args.size} MiB")
-        print(f"{'what':28} {'seconds':>8} {'MB stored':>10}")
+              f"change: {added / 1e6:.0f} MB of new files; disk {args.size} MiB; "
+              f"restore onto {small >> 20} MiB")
+        print(f"{'what':28} {'seconds':>8} {'CPU s':>6} {'MB stored':>10}")
         for name, secs, size in rows:
-            print(f"{name:28} {secs:8.2f} {size / 1e6:10.1f}")
+            print(f"{name:28} {secs:8.2f} {CPU[name]:6.2f} {size / 1e6:10.1f}")
         print(f"live image time  {t1 / f1:.2f}x fsarchiver (goal <= 0.6), "
               f"size {s1 / du(fsa / 'one.fsa'):.2f}x (goal <= 1.0)")
         print(f"second image     {t2 / f2:.2f}x fsarchiver's (full) savefs time; stored "
@@ -179,6 +200,7 @@ def main() -> None:
               f"{s2 / zstd_change:.2f}x their zstd -3 size (goal <= 1.25)")
         print(f"second image     {t2 / r2:.2f}x restic backup's time (goal <= 0.3)")
         print(f"smaller restore  {t3 / f3:.2f}x fsarchiver restfs (goal <= 0.8)")
+        print(f"at the end: {load_text()}")
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
         for dev in reversed(loops):
