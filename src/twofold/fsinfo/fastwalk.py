@@ -38,6 +38,16 @@ def available() -> bool:
     return _walk is not None and not os.environ.get(OFF)
 
 
+def scan_folder() -> Callable[[bytes, type], Any] | None:
+    """The C scan of one folder for file-level images (image/filewalk.scan), or None where
+    the walk in C is not built, is switched off, or os.stat_result is not the 19 fields
+    it fills (Linux, CPython 3.11-3.13)."""
+    if not available() or os.stat_result.n_fields != 19 or \
+            os.stat_result.n_sequence_fields != 10:
+        return None
+    return _walk.scan_folder  # type: ignore[no-any-return]
+
+
 def pairs(sources: list[Source], excluder: Excluder, lo: bytes, hi: bytes | None,
           db_file: str, sql: str, row: Callable[[RawRow], CatalogRow], links: bool,
           tally: Tally) -> Iterator[Pair | None]:

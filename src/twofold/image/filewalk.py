@@ -15,6 +15,7 @@ from operator import attrgetter
 from typing import Any
 
 from twofold.chunks.chunkstore import ChunkStore
+from twofold.fsinfo import fastwalk
 
 TRIES = 3  # reads of a file that keeps changing before it is listed as inconsistent
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOATIME", 0)
@@ -130,7 +131,7 @@ Entry = tuple[bytes, bytes, os.stat_result, dict[str, str]]  # name, path, lstat
 _NAME = attrgetter("name")
 
 
-def scan(full: bytes) -> list[Entry]:
+def scan_python(full: bytes) -> list[Entry]:
     """A folder's entries with their lstat and xattrs, by name (those gone meanwhile left
     out)."""
     try:
@@ -146,6 +147,19 @@ def scan(full: bytes) -> list[Entry]:
         except FileNotFoundError:
             continue
     return out
+
+
+def scan(full: bytes) -> list[Entry]:
+    """scan_python's result, from the walk in C where it is built (every system call of
+    the folder made without the GIL: a second image is mostly this walk)."""
+    native = fastwalk.scan_folder()
+    if native is None:
+        return scan_python(full)
+    try:
+        found: list[Entry] = native(full, os.stat_result)
+    except FileNotFoundError:
+        return []
+    return found
 
 
 def walk(root: bytes, skip: set[tuple[int, int]], graft: dict[bytes, bytes] | None = None,

@@ -193,9 +193,16 @@ static PyTypeObject WalkType = {
     .tp_members = walk_members,
 };
 
+static PyMethodDef functions[] = {
+    {"scan_folder", tw_scan_folder, METH_VARARGS,
+     "scan_folder(path, os.stat_result) -> [(name, path, lstat, xattrs)] by name "
+     "(image/filewalk.py)"},
+    {NULL, NULL, 0, NULL}};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_walk",
+    .m_methods = functions,
     .m_doc = "The walk of fsinfo/scan.py in C, aligned with the catalog (see fastwalk.py).",
     .m_size = -1,
 };

@@ -111,4 +111,7 @@ int tw_same_signature(Walk *w);
 PyObject *tw_row_obj(Walk *w);
 int tw_ns_of(struct timespec t, long long *out);
 
+/* folder.c: one folder's entries for file-level images */
+PyObject *tw_scan_folder(PyObject *self, PyObject *args);
+
 #endif
