@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 
 WALK = "src/twofold/fsinfo/walk_c"
 native = [Extension("twofold.fsinfo._walk",
-                    [f"{WALK}/{part}.c" for part in ("module", "listing", "scan", "rows", "folder")],
+                    [f"{WALK}/{part}.c" for part in ("module", "listing", "scan", "rows", "folder", "read")],
                     depends=[f"{WALK}/walk.h"], libraries=["sqlite3"], optional=True)]
 
 setup(ext_modules=native if sys.platform.startswith("linux") else [])

@@ -14,7 +14,15 @@ import pytest
 from twofold.blobs.objects import LocalObjects
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.fsinfo import fastwalk
-from twofold.image.filewalk import Entry, Sink, Tally, read_files, scan, scan_python
+from twofold.image.filewalk import (
+    Entry,
+    Sink,
+    Tally,
+    read_files,
+    read_files_python,
+    scan,
+    scan_python,
+)
 
 FIELDS = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_size",
           "st_atime", "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns", "st_ctime_ns",
@@ -79,3 +87,25 @@ def test_a_batch_reads_each_file_as_one_read_would(tmp_path: Path) -> None:
         [r[2] for r in large.refs] == [store.chunk_size, 5]
     assert empty is not None and empty.small == b""
     assert stat.S_ISREG(small.st.st_mode)
+
+
+@pytest.mark.skipif(fastwalk.read_small() is None, reason="the walk in C is not built here")
+def test_a_batch_read_in_c_gives_what_python_reads(tmp_path: Path) -> None:
+    store = ChunkStore(LocalObjects(tmp_path / "store"))
+    small = store.chunk_size // 4
+    names = {"a": b"a" * 10, "b": os.urandom(small - 1), "c": b"", "d": os.urandom(small)}
+    for name, data in names.items():
+        (tmp_path / name).write_bytes(data)
+    os.symlink("a", tmp_path / "link")
+    os.mkfifo(tmp_path / "fifo")  # a FIFO in a file's place: not a file, and not waited on
+    paths = [os.fsencode(tmp_path / n) for n in (*names, "gone", "fifo")]
+    native = read_files(paths, small, store.chunk_size, Sink(store, 3, Tally()))
+    python = read_files_python(paths, small, store.chunk_size, Sink(store, 3, Tally()))
+    assert [r and (r.small, r.refs, r.unstable, tuple(getattr(r.st, f) for f in FIELDS))
+            for r in native] == \
+        [r and (r.small, r.refs, r.unstable, tuple(getattr(r.st, f) for f in FIELDS))
+         for r in python]
+    assert [r.small if r else None for r in native] == [*names.values()][:3] + [None] * 3
+    with pytest.raises(OSError):  # a symlink in place of a file: refused, as in Python
+        read_files([os.fsencode(tmp_path / "link")], small, store.chunk_size,
+                   Sink(store, 3, Tally()))

@@ -38,14 +38,23 @@ def available() -> bool:
     return _walk is not None and not os.environ.get(OFF)
 
 
+def _stat_ok() -> bool:
+    """True when os.stat_result has the 19 fields the C side fills (Linux, CPython
+    3.11-3.13) and the walk in C is there."""
+    return available() and os.stat_result.n_fields == 19 and \
+        os.stat_result.n_sequence_fields == 10
+
+
 def scan_folder() -> Callable[[bytes, type], Any] | None:
     """The C scan of one folder for file-level images (image/filewalk.scan), or None where
-    the walk in C is not built, is switched off, or os.stat_result is not the 19 fields
-    it fills (Linux, CPython 3.11-3.13)."""
-    if not available() or os.stat_result.n_fields != 19 or \
-            os.stat_result.n_sequence_fields != 10:
-        return None
-    return _walk.scan_folder  # type: ignore[no-any-return]
+    it cannot be used (see _stat_ok)."""
+    return _walk.scan_folder if _stat_ok() else None
+
+
+def read_small() -> Callable[[list[bytes], int, type], list[Any]] | None:
+    """The C read of a batch of small files for file-level images (filewalk.read_files),
+    or None where it cannot be used (see _stat_ok)."""
+    return _walk.read_small if _stat_ok() else None
 
 
 def pairs(sources: list[Source], excluder: Excluder, lo: bytes, hi: bytes | None,

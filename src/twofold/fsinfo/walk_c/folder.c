@@ -164,7 +164,7 @@ static PyObject *float_of(struct timespec t) {
 }
 
 /* An os.stat_result as os.lstat makes it (Linux: 10 fields, then 9 by name only). */
-static PyObject *os_stat(PyTypeObject *type, const struct stat *st) {
+PyObject *tw_os_stat(PyTypeObject *type, const struct stat *st) {
     PyObject *s = PyStructSequence_New(type);
     if (!s) return NULL;
     PyObject *v[19] = {
@@ -245,7 +245,7 @@ PyObject *tw_scan_folder(PyObject *self, PyObject *args) {
             PyErr_NoMemory();
         } else {
             item = Py_BuildValue("(y#y#NN)", name, (Py_ssize_t)x->len, f.full.p,
-                                 (Py_ssize_t)f.full.n, os_stat((PyTypeObject *)type, &x->st),
+                                 (Py_ssize_t)f.full.n, tw_os_stat((PyTypeObject *)type, &x->st),
                                  xattr_dict(f.xattrs.p ? f.xattrs.p + x->xa : "", x->xalen));
         }
         if (!item || PyList_Append(out, item) < 0) Py_CLEAR(out);

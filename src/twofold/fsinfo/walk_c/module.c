@@ -197,6 +197,9 @@ static PyMethodDef functions[] = {
     {"scan_folder", tw_scan_folder, METH_VARARGS,
      "scan_folder(path, os.stat_result) -> [(name, path, lstat, xattrs)] by name "
      "(image/filewalk.py)"},
+    {"read_small", tw_read_small, METH_VARARGS,
+     "read_small(paths, limit, os.stat_result) -> [(data, fstat, unstable) | None | False] "
+     "(image/filewalk.py)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {

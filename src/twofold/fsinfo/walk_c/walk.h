@@ -113,5 +113,9 @@ int tw_ns_of(struct timespec t, long long *out);
 
 /* folder.c: one folder's entries for file-level images */
 PyObject *tw_scan_folder(PyObject *self, PyObject *args);
+PyObject *tw_os_stat(PyTypeObject *type, const struct stat *st);
+
+/* read.c: small files read whole for file-level images */
+PyObject *tw_read_small(PyObject *self, PyObject *args);
 
 #endif
