@@ -45,7 +45,7 @@ _KIND = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFCHR: 
          stat.S_IFBLK: "b", stat.S_IFIFO: "p", stat.S_IFSOCK: "s"}
 
 
-def _record(rel: bytes, full: bytes, st: os.stat_result, xattrs: dict[str, str]
+def _record(rel: bytes, st: os.stat_result, xattrs: dict[str, str], target: bytes | None
             ) -> dict[str, Any]:
     rec: dict[str, Any] = {"k": _KIND[stat.S_IFMT(st.st_mode)], "m": stat.S_IMODE(st.st_mode),
                            "u": st.st_uid, "g": st.st_gid, "t": st.st_mtime_ns}
@@ -53,7 +53,7 @@ def _record(rel: bytes, full: bytes, st: os.stat_result, xattrs: dict[str, str]
         rec["a"] = st.st_atime_ns
     put_bytes(rec, "p", rel)
     if rec["k"] == "l":
-        put_bytes(rec, "l", os.readlink(full))
+        put_bytes(rec, "l", target or b"")
     elif rec["k"] in "cb":
         rec["r"] = st.st_rdev
     if xattrs:
@@ -216,10 +216,10 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     pending: deque[tuple[dict[str, Any], bytes, _Batch | None, int]] = deque()
     batch = _Batch()
     with ThreadPoolExecutor(workers, thread_name_prefix="twofold-files") as pool:
-        for rel, full, st, xattrs in walk(root, skip, graft):
+        for rel, full, st, xattrs, target in walk(root, skip, graft):
             if rel == label_entry and stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 continue  # fusefat shows a FAT volume label as an empty file in the root
-            rec = _record(rel, full, st, xattrs)
+            rec = _record(rel, st, xattrs, target)
             reading: _Batch | None = None
             if rec["k"] == "f":
                 first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None

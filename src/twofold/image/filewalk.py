@@ -156,13 +156,14 @@ def xattrs(path: bytes) -> dict[str, str]:
     return out
 
 
-Entry = tuple[bytes, bytes, os.stat_result, dict[str, str]]  # name, path, lstat, xattrs
+Entry = tuple[bytes, bytes, os.stat_result, dict[str, str], bytes | None]
+"""name, path, lstat, xattrs, a symlink's target."""
 _NAME = attrgetter("name")
 
 
 def scan_python(full: bytes) -> list[Entry]:
-    """A folder's entries with their lstat and xattrs, by name (those gone meanwhile left
-    out)."""
+    """A folder's entries with their lstat, xattrs and symlink targets, by name (those gone
+    meanwhile left out)."""
     try:
         with os.scandir(full) as listing:
             found = sorted(listing, key=_NAME)
@@ -172,7 +173,9 @@ def scan_python(full: bytes) -> list[Entry]:
     for item in found:
         try:
             child = item.path
-            out.append((item.name, child, item.stat(follow_symlinks=False), xattrs(child)))
+            st = item.stat(follow_symlinks=False)
+            target = os.readlink(child) if stat.S_ISLNK(st.st_mode) else None
+            out.append((item.name, child, st, xattrs(child), target))
         except FileNotFoundError:
             continue
     return out
@@ -192,27 +195,29 @@ def scan(full: bytes) -> list[Entry]:
 
 
 def walk(root: bytes, skip: set[tuple[int, int]], graft: dict[bytes, bytes] | None = None,
-         threads: int = 4) -> Iterator[tuple[bytes, bytes, os.stat_result, dict[str, str]]]:
-    """(relative path, full path, lstat, xattrs) of everything under `root`, parents first,
-    names sorted; folders on another device (mounts) are listed, never entered, except
-    those `graft` names: their tree is read from the folder it gives (a snapshot of a
-    btrfs subvolume in place of its stub). Folders are listed by a few threads ahead of
-    the walk (a cold tree waits on the disk)."""
+         threads: int = 4) -> Iterator[Entry]:
+    """(relative path, full path, lstat, xattrs, symlink target) of everything under
+    `root`, parents first, names sorted; folders on another device (mounts) are listed,
+    never entered, except those `graft` names: their tree is read from the folder it gives
+    (a snapshot of a btrfs subvolume in place of its stub). Folders are listed by a few
+    threads ahead of the walk (a cold tree waits on the disk)."""
     top = os.lstat(root)
-    yield b"", root, top, xattrs(root)
+    yield b"", root, top, xattrs(root), None
     with ThreadPoolExecutor(threads, thread_name_prefix="twofold-walk") as pool:
         stack = [(b"", top.st_dev, pool.submit(scan, root))]
         while stack:
             rel, dev, listing = stack.pop()
             below = []
-            for name, seen_path, seen, seen_x in listing.result():
+            for name, seen_path, seen, seen_x, seen_to in listing.result():
                 if (seen.st_dev, seen.st_ino) in skip:
                     continue
                 crel = rel + b"/" + name if rel else name
                 other = graft.get(crel) if graft else None
-                child, st, attrs = (other, os.lstat(other), xattrs(other)) if other else \
-                    (seen_path, seen, seen_x)
-                yield crel, child, st, attrs
+                child, st, attrs, target = (other, os.lstat(other), xattrs(other), None) \
+                    if other else (seen_path, seen, seen_x, seen_to)
+                if other and stat.S_ISLNK(st.st_mode):
+                    target = os.readlink(other)
+                yield crel, child, st, attrs, target
                 if stat.S_ISDIR(st.st_mode) and (st.st_dev == dev or other is not None):
                     below.append((crel, st.st_dev, pool.submit(scan, child)))
             stack.extend(reversed(below))  # depth first, in name order

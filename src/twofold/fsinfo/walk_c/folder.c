@@ -1,4 +1,5 @@
-/* One folder's entries with their lstat and extended attributes, for file-level images
+/* One folder's entries with their lstat, extended attributes and (symlinks) targets, for
+ * file-level images
  * (image/filewalk.py, scan): every system call made without the GIL, then one Python
  * object per entry. The same result as filewalk's Python scan, which tests compare. */
 
@@ -15,11 +16,12 @@ typedef struct {
     size_t name, len;   /* the name in the names buffer */
     struct stat st;
     size_t xa, xalen;   /* its xattrs in the xattr buffer: name NUL, 4-byte length, value */
+    size_t link, linklen; /* a symlink's target in the targets buffer */
     int gone;           /* vanished between the listing and the lstat */
 } FEnt;
 
 typedef struct {
-    Buf names, xattrs, full;
+    Buf names, xattrs, full, targets;
     FEnt *ents;
     size_t n, cap;
     int err;            /* errno of a failure that raises, else 0 */
@@ -137,6 +139,27 @@ static void read_folder(Folder *f, const char *path, size_t np) {
             f->failed = "lstat";
             break;
         }
+        if (S_ISLNK(x->st.st_mode)) {
+            size_t want = (size_t)x->st.st_size + 1;
+            for (;;) {
+                if (grow(&f->targets, want) < 0) { f->err = ENOMEM; break; }
+                ssize_t r = readlinkat(dirfd(d), name, f->targets.p + f->targets.n, want);
+                if (r < 0) {
+                    if (errno == ENOENT) x->gone = 1;
+                    else { f->err = errno; f->failed = "readlink"; }
+                    break;
+                }
+                if ((size_t)r < want) {
+                    x->link = f->targets.n;
+                    x->linklen = (size_t)r;
+                    f->targets.n += (size_t)r;
+                    break;
+                }
+                want *= 2;  /* the link was made longer meanwhile */
+            }
+            if (f->err) break;
+            if (x->gone) continue;
+        }
         x->xa = f->xattrs.n;
         if (full_path(f, path, np, name, x->len) < 0 || read_xattrs(f) < 0) f->err = ENOMEM;
         x->xalen = f->xattrs.n - x->xa;
@@ -216,7 +239,8 @@ static PyObject *xattr_dict(const char *p, size_t n) {
     return d;
 }
 
-/* scan_folder(path: bytes, stat_result type) -> [(name, path, lstat, xattrs)], by name;
+/* scan_folder(path: bytes, stat_result type) -> [(name, path, lstat, xattrs, symlink
+ * target or None)], by name;
  * OSError when the folder cannot be read. */
 PyObject *tw_scan_folder(PyObject *self, PyObject *args) {
     (void)self;
@@ -244,9 +268,13 @@ PyObject *tw_scan_folder(PyObject *self, PyObject *args) {
         if (full_path(&f, path, (size_t)np, name, x->len) < 0) {
             PyErr_NoMemory();
         } else {
-            item = Py_BuildValue("(y#y#NN)", name, (Py_ssize_t)x->len, f.full.p,
+            PyObject *target = S_ISLNK(x->st.st_mode)
+                ? PyBytes_FromStringAndSize(f.targets.p + x->link, (Py_ssize_t)x->linklen)
+                : Py_NewRef(Py_None);
+            item = Py_BuildValue("(y#y#NNN)", name, (Py_ssize_t)x->len, f.full.p,
                                  (Py_ssize_t)f.full.n, tw_os_stat((PyTypeObject *)type, &x->st),
-                                 xattr_dict(f.xattrs.p ? f.xattrs.p + x->xa : "", x->xalen));
+                                 xattr_dict(f.xattrs.p ? f.xattrs.p + x->xa : "", x->xalen),
+                                 target);
         }
         if (!item || PyList_Append(out, item) < 0) Py_CLEAR(out);
         Py_XDECREF(item);
@@ -255,6 +283,7 @@ done:
     free(f.names.p);
     free(f.xattrs.p);
     free(f.full.p);
+    free(f.targets.p);
     free(f.ents);
     return out;
 }
