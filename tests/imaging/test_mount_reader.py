@@ -5,6 +5,7 @@ naming it, never wrong bytes (no root needed)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from tests.imaging.conftest import FixedClock, MiB, blank, store_files
 from twofold.core.progress import NullProgress
 from twofold.image.create import create
 from twofold.image.errors import ImageDamaged
+from twofold.image.manifest import Area
 from twofold.image.reader import ImageReader
 from twofold.image.repo import load_manifest, open_store
 
@@ -44,6 +46,33 @@ def test_any_range_reads_as_the_source(imaged: tuple[bytes, Path]) -> None:
             length = rng.choice([1, 511, 4096, MiB, 3 * MiB + 7])
             assert reader.read(offset, length) == raw[offset:offset + length]
         assert reader.read(0, len(raw)) == raw
+
+
+def _split(area: Area, at: int, chunk_size: int) -> tuple[Area, Area]:
+    """`area` as two areas meeting at byte `at` (a multiple of the chunk size)."""
+    cut = at // chunk_size
+    low = [(o, min(o + n, at) - o) for o, n in area.extents if o < at]
+    high = [(max(o, at) - at, o + n - max(o, at)) for o, n in area.extents if o + n > at]
+    return (replace(area, size=at, extents=low,
+                    chunks=[c for c in area.chunks if c.cell < cut]),
+            replace(area, start=area.start + at, size=area.size - at, extents=high,
+                    chunks=[replace(c, cell=c.cell - cut) for c in area.chunks
+                            if c.cell >= cut]))
+
+
+def test_areas_listed_out_of_disk_order_read_right(imaged: tuple[bytes, Path]) -> None:
+    raw, store = imaged
+    chunks = open_store(str(store))
+    m = load_manifest(chunks.objects, "v")
+    first, second = _split(m.areas[0], 4 * MiB, m.chunk_size)
+    assert first.chunks and second.chunks
+    reader = ImageReader(chunks, replace(m, areas=[second, first]))
+    rng = random.Random(2)
+    for _ in range(100):
+        offset = rng.randrange(len(raw))
+        length = rng.choice([1, 4096, MiB, 3 * MiB + 7])
+        assert reader.read(offset, length) == raw[offset:offset + length]
+    assert reader.read(0, len(raw)) == raw
 
 
 def test_a_damaged_chunk_is_named_never_returned(imaged: tuple[bytes, Path]) -> None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore, Location
+from twofold.chunks.workers import WORKERS
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
-from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.manifest import Manifest, manifest_object
 from twofold.image.repo import (

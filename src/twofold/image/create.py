@@ -16,6 +16,7 @@ from typing import NoReturn
 from twofold.blobs.objects import ObjectStore, StoreFullError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.chunks.lease import CREATE, Lease, records
+from twofold.chunks.workers import WORKERS
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
@@ -57,7 +58,6 @@ from twofold.image.space import (
 )
 
 LEVELS = {"fast": 1, "balanced": 3, "max": 19}
-WORKERS = min(16, max(4, 2 * (os.cpu_count() or 2)))  # reads overlap hashing
 _ZEROS = memoryview(bytes(16 << 20))
 
 

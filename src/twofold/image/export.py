@@ -11,10 +11,10 @@ import tempfile
 from contextlib import suppress
 from dataclasses import dataclass
 
+from twofold.chunks.workers import WORKERS
 from twofold.core.clock import Clock
 from twofold.core.errors import TargetFullError, TwofoldError, UsageError
 from twofold.core.progress import Progress
-from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.export_esp import EspPatch, fallback_patch
 from twofold.image.export_nbd import NbdServer

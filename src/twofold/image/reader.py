@@ -6,10 +6,11 @@ wrong bytes. Safe to call from several threads; the store is only read."""
 from __future__ import annotations
 
 import threading
+from array import array
+from bisect import bisect_right
 from collections import OrderedDict
 from dataclasses import dataclass
-
-import numpy as np
+from itertools import pairwise
 
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore
@@ -27,10 +28,10 @@ class _Pieces:
     [starts[i], starts[i] + lengths[i]) with bytes of chunk ids[which[i]] from inner[i]
     (which[i] == -1: an all-zero chunk)."""
 
-    starts: np.ndarray
-    lengths: np.ndarray
-    which: np.ndarray
-    inner: np.ndarray
+    starts: array[int]  # int64 arrays: 8 bytes a piece, and no numpy to import
+    lengths: array[int]
+    which: array[int]
+    inner: array[int]
     ids: list[bytes]
     where: list[str]  # per chunk: the area that needs it, for messages
 
@@ -58,11 +59,12 @@ def _pieces(areas: list[Area], chunk_size: int, shift: int) -> _Pieces:
                 which.append(k)
                 inner.append(pos)
                 pos += length
-    order = np.argsort(np.array(starts, dtype=np.int64), kind="stable")
-    return _Pieces(np.array(starts, dtype=np.int64)[order],
-                   np.array(lengths, dtype=np.int64)[order],
-                   np.array(which, dtype=np.int64)[order],
-                   np.array(inner, dtype=np.int64)[order], ids, where)
+    if any(a > b for a, b in pairwise(starts)):  # areas out of disk order (rare)
+        order = sorted(range(len(starts)), key=starts.__getitem__)
+        starts, lengths, which, inner = ([v[i] for i in order]
+                                         for v in (starts, lengths, which, inner))
+    return _Pieces(array("q", starts), array("q", lengths), array("q", which),
+                   array("q", inner), ids, where)
 
 
 class ChunkCache:
@@ -133,15 +135,15 @@ class ImageReader:
         out: list[memoryview] = []
         pos = offset
         p = self._p
-        i = max(0, int(np.searchsorted(p.starts, offset, side="right")) - 1)
+        i = max(0, bisect_right(p.starts, offset) - 1)
         while i < len(p.starts) and p.starts[i] < end:
-            start, n = int(p.starts[i]), int(p.lengths[i])
+            start, n = p.starts[i], p.lengths[i]
             lo, hi = max(start, offset), min(start + n, end)
-            k = int(p.which[i])
+            k = p.which[i]
             if lo < hi and k >= 0:
                 out.extend(_zeros(lo - pos))
                 data = self.cache.get(p.ids[k], p.where[k])
-                first = int(p.inner[i]) + lo - start
+                first = p.inner[i] + lo - start
                 out.append(memoryview(data)[first:first + hi - lo])
                 pos = hi
             i += 1

@@ -11,6 +11,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 
 from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.workers import WORKERS
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
@@ -20,7 +21,6 @@ from twofold.fsinfo.fsparams import fs_type, grow_fs
 from twofold.fsinfo.gptgrow import grow_gpt
 from twofold.fsinfo.loopmount import loop_device
 from twofold.fsinfo.wipe import wipe_signatures
-from twofold.image.create import WORKERS
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.filerestore import FilesRestored, refuse_attached_uuid, restore_files
 from twofold.image.manifest import Area, Extent, Manifest, chunk_spans

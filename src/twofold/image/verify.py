@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.workers import WORKERS
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
-from twofold.image.create import WORKERS
 from twofold.image.manifest import Manifest, ManifestError, chunk_spans
 from twofold.image.repo import Manifests, Target, load_manifest, open_store, read_manifests
 
