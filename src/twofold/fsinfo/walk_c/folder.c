@@ -171,17 +171,6 @@ static PyObject *time_t_obj(struct timespec t) {
     return PyLong_FromLongLong((long long)t.tv_sec);
 }
 
-static PyObject *ns_of(struct timespec t) {
-    long long v;
-    if (tw_ns_of(t, &v)) return PyLong_FromLongLong(v);
-    PyObject *s = PyLong_FromLongLong((long long)t.tv_sec), *g = PyLong_FromLong(1000000000L);
-    PyObject *n = PyLong_FromLong(t.tv_nsec);
-    PyObject *m = s && g ? PyNumber_Multiply(s, g) : NULL;
-    PyObject *r = m && n ? PyNumber_Add(m, n) : NULL;
-    Py_XDECREF(s); Py_XDECREF(g); Py_XDECREF(n); Py_XDECREF(m);
-    return r;
-}
-
 static PyObject *float_of(struct timespec t) {
     return PyFloat_FromDouble((double)t.tv_sec + (double)t.tv_nsec * 1e-9);
 }
@@ -200,17 +189,11 @@ PyObject *tw_os_stat(PyTypeObject *type, const struct stat *st) {
         PyLong_FromLongLong((long long)st->st_size),
         time_t_obj(st->st_atim), time_t_obj(st->st_mtim), time_t_obj(st->st_ctim),
         float_of(st->st_atim), float_of(st->st_mtim), float_of(st->st_ctim),
-        ns_of(st->st_atim), ns_of(st->st_mtim), ns_of(st->st_ctim),
+        tw_ns_obj(st->st_atim), tw_ns_obj(st->st_mtim), tw_ns_obj(st->st_ctim),
         PyLong_FromLong((long)st->st_blksize),
         PyLong_FromLongLong((long long)st->st_blocks),
         PyLong_FromUnsignedLongLong((unsigned long long)st->st_rdev)};
-    int bad = 0;
-    for (int i = 0; i < 19; i++) {
-        if (!v[i]) bad = 1;
-        PyStructSequence_SET_ITEM(s, i, v[i] ? v[i] : Py_NewRef(Py_None));
-    }
-    if (bad) { Py_DECREF(s); return NULL; }
-    return s;
+    return tw_struct_fill(s, v, 19);
 }
 
 /* {name: value in hex} of one entry's xattrs in the buffer. */

@@ -19,7 +19,8 @@ static PyStructSequence_Desc stat_desc = {
     "twofold.fsinfo._walk.stat_result",
     "What the walk read of an entry: the fields Entry is built from.", stat_fields, 10};
 
-static PyObject *ns_obj(struct timespec t) {
+/* Nanoseconds since the epoch as a Python int (past 64 bits too). */
+PyObject *tw_ns_obj(struct timespec t) {
     long long v;
     if (tw_ns_of(t, &v)) return PyLong_FromLongLong(v);
     PyObject *s = PyLong_FromLongLong((long long)t.tv_sec);
@@ -29,6 +30,18 @@ static PyObject *ns_obj(struct timespec t) {
     PyObject *r = m && n ? PyNumber_Add(m, n) : NULL;
     Py_XDECREF(s); Py_XDECREF(g); Py_XDECREF(n); Py_XDECREF(m);
     return r;
+}
+
+/* Sets the n fields of the struct sequence s from v (taking the references); NULL, with s
+ * released, if any of them failed to be made. */
+PyObject *tw_struct_fill(PyObject *s, PyObject **v, int n) {
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        if (!v[i]) bad = 1;
+        PyStructSequence_SET_ITEM(s, i, v[i] ? v[i] : Py_NewRef(Py_None));
+    }
+    if (bad) { Py_DECREF(s); return NULL; }
+    return s;
 }
 
 static PyObject *stat_obj(const struct stat *st) {
@@ -42,15 +55,9 @@ static PyObject *stat_obj(const struct stat *st) {
         PyLong_FromUnsignedLong((unsigned long)st->st_uid),
         PyLong_FromUnsignedLong((unsigned long)st->st_gid),
         PyLong_FromLongLong((long long)st->st_size),
-        ns_obj(st->st_mtim), ns_obj(st->st_ctim),
+        tw_ns_obj(st->st_mtim), tw_ns_obj(st->st_ctim),
         PyLong_FromUnsignedLongLong((unsigned long long)st->st_rdev)};
-    int bad = 0;
-    for (int i = 0; i < 10; i++) {
-        if (!v[i]) bad = 1;
-        PyStructSequence_SET_ITEM(s, i, v[i] ? v[i] : Py_NewRef(Py_None));
-    }
-    if (bad) { Py_DECREF(s); return NULL; }
-    return s;
+    return tw_struct_fill(s, v, 10);
 }
 
 /* ---- the iterator ------------------------------------------------------------------ */

@@ -111,6 +111,10 @@ int tw_same_signature(Walk *w);
 PyObject *tw_row_obj(Walk *w);
 int tw_ns_of(struct timespec t, long long *out);
 
+/* module.c: Python values */
+PyObject *tw_ns_obj(struct timespec t);
+PyObject *tw_struct_fill(PyObject *s, PyObject **v, int n);
+
 /* folder.c: one folder's entries for file-level images */
 PyObject *tw_scan_folder(PyObject *self, PyObject *args);
 PyObject *tw_os_stat(PyTypeObject *type, const struct stat *st);
