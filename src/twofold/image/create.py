@@ -16,7 +16,7 @@ from typing import NoReturn
 from twofold.blobs.objects import ObjectStore, StoreFullError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.chunks.lease import CREATE, Lease, records
-from twofold.chunks.workers import WORKERS
+from twofold.chunks.workers import FILE_READERS, WORKERS
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
@@ -344,11 +344,11 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
             with btrfs_snapshots(vol.device, vol.mount.device, vol.params, root) as view:
                 result.cleaned.extend(f"{vol.device}: {p}" for p in view.removed)
                 progress.phase(f"files of {area.label} (snapshots of {vol.mount.point})")
-                got = image_files(view.root, view.params, store, level, progress, WORKERS,
+                got = image_files(view.root, view.params, store, level, progress, FILE_READERS,
                                   view.skip, before, view.graft)
             how = f"snapshot ({len(view.graft) + 1} btrfs subvolumes), read at file level"
         else:
-            got = image_files(vol.mount.point, vol.params, store, level, progress, WORKERS,
+            got = image_files(vol.mount.point, vol.params, store, level, progress, FILE_READERS,
                               skip, before)
             how = f"file level from {vol.mount.point}"
         area.files, area.fs = got.doc, str(vol.params["type"])

@@ -115,6 +115,7 @@ class _Batch:
 
 BATCH_FILES = 64  # small files read by one task
 BATCH_BYTES = 1 << 20
+WINDOW_BYTES = 64 << 20  # small files' data read ahead of the records, at most
 TICK = 256  # files between progress reports
 
 
@@ -213,8 +214,16 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
 
     root = os.fsencode(point)
     label_entry = str(params.get("label") or "").encode() if params["type"] == "vfat" else b""
-    pending: deque[tuple[dict[str, Any], bytes, _Batch | None, int]] = deque()
+    pending: deque[tuple[dict[str, Any], bytes, _Batch | None, int, int]] = deque()
+    held = 0  # bytes of small files in `pending`, read or being read
     batch = _Batch()
+
+    def take_first() -> None:
+        nonlocal held
+        rec, rel, reading, index, size = pending.popleft()
+        held -= size
+        take(rec, rel, reading, index)
+
     with ThreadPoolExecutor(workers, thread_name_prefix="twofold-files") as pool:
         for rel, full, st, xattrs, target in walk(root, skip, graft):
             if rel == label_entry and stat.S_ISREG(st.st_mode) and st.st_size == 0:
@@ -244,11 +253,13 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
                         batch.size += st.st_size
                         if st.st_size >= small:  # a large file: a task of its own
                             start(batch)
-            pending.append((rec, rel, reading, len(reading.paths) - 1 if reading else 0))
-            if len(pending) >= workers * 64:  # a deep window: walking overlaps reading
-                take(*pending.popleft())
+            size = st.st_size if reading is not None and st.st_size < small else 0
+            held += size
+            pending.append((rec, rel, reading, len(reading.paths) - 1 if reading else 0, size))
+            while len(pending) >= workers * 64 or held > WINDOW_BYTES:
+                take_first()  # a deep window: walking overlaps reading on a cold disk
         while pending:
-            take(*pending.popleft())
+            take_first()
         close_bundle()
         settle(0)
     report(0, 0, now=True)
