@@ -21,7 +21,7 @@ from twofold.image.filerecords import (
     RECORD_MASK,
     get_bytes,
     groups,
-    load_records,
+    load_lines,
     path_mark,
     put_bytes,
 )
@@ -65,30 +65,64 @@ def _unchanged(before: _Before | None, rel: bytes, st: os.stat_result,
                store: ChunkStore) -> dict[str, Any] | None:
     """The previous image's record of `rel` when the file is as it was then (inode, size,
     mtime and ctime) and its chunks are still stored: its data need not be read."""
-    old = before.records.get(rel) if before is not None else None
+    got = before.records.get(rel) if before is not None else None
+    old = got[0] if got is not None else None
     if old is None or old.get("k") != "f" or "d" not in old or \
             (old.get("i"), old.get("s"), old.get("t"), old.get("c")) != \
             (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
         return None
     assert before is not None
-    held = before.held
-    for h, _o, _n in old["d"]:
-        if h is not None:
-            ok = held.get(h)
-            if ok is None:  # asked once per chunk: small files share theirs
-                ok = held[h] = store.has(bytes.fromhex(h))
-            if not ok:
-                return None
-    return old
+    return old if before.holds(old, store) else None
+
+
+def _as_before(before: _Before, rel: bytes, st: os.stat_result, xattrs: dict[str, str],
+               target: bytes | None, store: ChunkStore) -> tuple[dict[str, Any], bytes] | None:
+    """The previous image's record of `rel` and its line, when the record made now would
+    be the same (a folder, a symlink, or a file with one link whose data is still stored):
+    neither built nor encoded again. None for anything else (then the record is built)."""
+    got = before.records.get(rel)
+    if got is None:
+        return None
+    old = got[0]
+    mode = st.st_mode
+    kind = old.get("k")
+    if kind != _KIND.get(stat.S_IFMT(mode)) or old.get("m") != stat.S_IMODE(mode) or \
+            old.get("u") != st.st_uid or old.get("g") != st.st_gid or \
+            old.get("t") != st.st_mtime_ns or old.get("x") != (xattrs or None):
+        return None
+    if kind == "f":
+        if st.st_nlink != 1 or "d" not in old or \
+                (old.get("a"), old.get("c"), old.get("i"), old.get("s")) != \
+                (st.st_atime_ns, st.st_ctime_ns, st.st_ino, st.st_size) or \
+                not before.holds(old, store):
+            return None
+    elif kind == "l":
+        if get_bytes(old, "l") != (target or b""):
+            return None
+    elif kind != "d":
+        return None  # devices, FIFOs, sockets: rare, built as before
+    return got
 
 
 @dataclass
 class _Before:
     """The previous image of the same file system: records by path, chunk lengths."""
 
-    records: dict[bytes, dict[str, Any]]
+    records: dict[bytes, tuple[dict[str, Any], bytes]]  # path -> record, its line
     lengths: dict[bytes, int]
     held: dict[str, bool] = field(default_factory=dict)  # hex id -> still stored
+
+    def holds(self, rec: dict[str, Any], store: ChunkStore) -> bool:
+        """True when every chunk of a file's record is still in the store."""
+        held = self.held
+        for h, _o, _n in rec["d"]:
+            if h is not None:
+                ok = held.get(h)
+                if ok is None:  # asked once per chunk: small files share theirs
+                    ok = held[h] = store.has(bytes.fromhex(h))
+                if not ok:
+                    return False
+        return True
 
 
 def previous(store: ChunkStore, files: dict[str, Any] | None, where: str) -> _Before | None:
@@ -97,10 +131,10 @@ def previous(store: ChunkStore, files: dict[str, Any] | None, where: str) -> _Be
     if not files:
         return None
     try:
-        recs = load_records(store, files, where)
+        recs = load_lines(store, files, where)
     except (StoreError, ManifestError):
         return None
-    by_path = {get_bytes(r, "p") or b"": r for r in recs}
+    by_path = {get_bytes(r, "p") or b"": (r, line) for r, line in recs}
     return _Before(by_path, {bytes.fromhex(h): n for n, h in files["data"]})
 
 
@@ -133,6 +167,7 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     chunk_size = store.chunk_size
     small = chunk_size // 4
     records: list[dict[str, Any]] = []
+    lines: dict[int, bytes] = {}  # records taken over as they were: their lines, by id()
     marks: list[int] = []
     unstable: list[str] = []
     links: dict[tuple[int, int], bytes] = {}
@@ -218,6 +253,37 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     held = 0  # bytes of small files in `pending`, read or being read
     batch = _Batch()
 
+    def keep(old: dict[str, Any]) -> None:  # a file's data as in the previous image
+        kept.update(h for h, _o, _n in old["d"] if h is not None)
+        tally.reused_chunks += 1
+
+    def plan(rec: dict[str, Any], rel: bytes, full: bytes, st: os.stat_result
+             ) -> _Batch | None:
+        """Where a file's data comes from: the batch that reads it, or None (a hard
+        link to a file before it, or unchanged since the previous image)."""
+        nonlocal batch
+        first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+        if first is not None:
+            put_bytes(rec, "h", first)
+            return None
+        if st.st_nlink > 1:  # inode numbers repeat across btrfs subvolumes
+            links[(st.st_dev, st.st_ino)] = rel
+        old = _unchanged(before, rel, st, store)
+        if old is not None:
+            rec.update(d=old["d"], s=old["s"], c=old["c"], i=old["i"])
+            keep(old)
+            return None
+        if st.st_size >= small or batch.fut is not None or \
+                len(batch.paths) >= BATCH_FILES or batch.size >= BATCH_BYTES:
+            if batch.paths:
+                start(batch)
+            batch = _Batch()
+        batch.paths.append(full)
+        batch.size += st.st_size
+        if st.st_size >= small:  # a large file: a task of its own
+            start(batch)
+        return batch
+
     def take_first() -> None:
         nonlocal held
         rec, rel, reading, index, size = pending.popleft()
@@ -228,31 +294,17 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         for rel, full, st, xattrs, target in walk(root, skip, graft):
             if rel == label_entry and stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 continue  # fusefat shows a FAT volume label as an empty file in the root
-            rec = _record(rel, st, xattrs, target)
             reading: _Batch | None = None
-            if rec["k"] == "f":
-                first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
-                if first is not None:
-                    put_bytes(rec, "h", first)
-                else:
-                    if st.st_nlink > 1:  # inode numbers repeat across btrfs subvolumes
-                        links[(st.st_dev, st.st_ino)] = rel
-                    old = _unchanged(before, rel, st, store)
-                    if old is not None:
-                        rec.update(d=old["d"], s=old["s"], c=old["c"], i=old["i"])
-                        kept.update(h for h, _o, _n in old["d"] if h is not None)
-                        tally.reused_chunks += 1
-                    else:
-                        if st.st_size >= small or batch.fut is not None or \
-                                len(batch.paths) >= BATCH_FILES or batch.size >= BATCH_BYTES:
-                            if batch.paths:
-                                start(batch)
-                            batch = _Batch()
-                        reading = batch
-                        batch.paths.append(full)
-                        batch.size += st.st_size
-                        if st.st_size >= small:  # a large file: a task of its own
-                            start(batch)
+            same = _as_before(before, rel, st, xattrs, target, store) \
+                if before is not None else None
+            if same is not None:  # as in the previous image: its record and line
+                rec, lines[id(rec)] = same
+                if rec["k"] == "f":
+                    keep(rec)
+            else:
+                rec = _record(rel, st, xattrs, target)
+                if rec["k"] == "f":
+                    reading = plan(rec, rel, full, st)
             size = st.st_size if reading is not None and st.st_size < small else 0
             held += size
             pending.append((rec, rel, reading, len(reading.paths) - 1 if reading else 0, size))
@@ -267,7 +319,7 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         for h in kept:
             sink.ids.setdefault(bytes.fromhex(h), before.lengths.get(bytes.fromhex(h), 0))
     meta: list[tuple[int, bytes]] = []
-    for piece in groups(records, marks, chunk_size, RECORD_MASK):
+    for piece in groups(records, marks, chunk_size, RECORD_MASK, lines):
         made = sink.put(piece)
         assert made is not None  # records are JSON text, never all zero bytes
         meta.append((len(piece), made))

@@ -55,14 +55,19 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # one: dumps
 
 
 def groups(records: list[dict[str, Any]], marks: list[int], limit: int,
-           mask: int = RECORD_MASK) -> Iterator[bytes]:
+           mask: int = RECORD_MASK, lines: dict[int, bytes] | None = None) -> Iterator[bytes]:
     """The record stream as pieces of at most about `limit` bytes, each ending after a
-    record whose path's mark (path_mark) has `mask`'s bits clear, or at `limit`."""
+    record whose path's mark (path_mark) has `mask`'s bits clear, or at `limit`; `lines`:
+    the encoded lines of records taken over from the previous image, by id() (not encoded
+    again: the same dict gives the same line)."""
     piece: list[bytes] = []
     size = 0
     encode = _ENCODER.encode
+    known = lines or {}
     for rec, mark in zip(records, marks, strict=True):
-        line = (encode(rec) + "\n").encode()
+        line = known.get(id(rec))
+        if line is None:
+            line = (encode(rec) + "\n").encode()
         piece.append(line)
         size += len(line)
         if size >= limit or not mark & mask:
@@ -103,6 +108,22 @@ def parse_records(data: bytes, where: str) -> Iterator[dict[str, Any]]:
         yield rec
 
 
+def load_lines(store: ChunkStore, files: dict[str, Any], where: str
+               ) -> list[tuple[dict[str, Any], bytes]]:
+    """load_records, each record with its line as stored (newline included)."""
+    out: list[tuple[dict[str, Any], bytes]] = []
+    for length, hexid in files["meta"]:
+        data = store.load(bytes.fromhex(hexid))
+        if len(data) != length:
+            raise ManifestError(f"{where}: a records chunk has the wrong length")
+        recs = list(parse_records(data, where))
+        raw = data.split(b"\n")
+        if raw[-1] or len(raw) != len(recs) + 1:
+            raise ManifestError(f"{where}: a records chunk does not end its lines")
+        out.extend((rec, line + b"\n") for rec, line in zip(recs, raw, strict=False))
+    return out
+
+
 def check_path(path: bytes) -> list[bytes]:
     """The components of a relative path from a record; ValueError for an absolute path,
     `.`/`..`, an empty component or a NUL byte ("" is the file system's root)."""
@@ -116,10 +137,4 @@ def check_path(path: bytes) -> list[bytes]:
 
 def load_records(store: ChunkStore, files: dict[str, Any], where: str) -> list[dict[str, Any]]:
     """The records of a file-level area, read from the store and checked."""
-    out: list[dict[str, Any]] = []
-    for length, hexid in files["meta"]:
-        data = store.load(bytes.fromhex(hexid))
-        if len(data) != length:
-            raise ManifestError(f"{where}: a records chunk has the wrong length")
-        out.extend(parse_records(data, where))
-    return out
+    return [rec for rec, _line in load_lines(store, files, where)]
