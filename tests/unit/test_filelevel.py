@@ -44,7 +44,7 @@ def _described(store: ChunkStore, doc: dict[str, Any]) -> dict[bytes, tuple[Any,
     """Each entry's record without its chunk references, and its data as stored."""
     out = {}
     for rec, line in load_lines(store, doc, "test"):
-        assert line == (_ENCODER.encode(rec) + "\n").encode()  # a line is its record
+        assert line == _ENCODER.encode(rec).encode()  # a line is its record
         data = b"".join(store.load(bytes.fromhex(h))[o:o + n] if h else bytes(n)
                         for h, o, n in rec.get("d", []))
         out[get_bytes(rec, "p") or b""] = (sorted((k, str(v)) for k, v in rec.items()

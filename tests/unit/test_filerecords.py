@@ -23,13 +23,20 @@ def _rec(kind: str, path: bytes, **more: object) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("path", [b"/etc/passwd", b"a/../../x", b"..", b"a//b", b"./a",
-                                  b"a/\0b"])
+                                  b"a/\0b", b"a/", b"a/..", b"a/./b", b"."])
 def test_unsafe_paths_are_refused(path: bytes) -> None:
     with pytest.raises(ValueError):
         check_path(path)
     line = json.dumps(_rec("f", path, d=[], s=0)).encode()
     with pytest.raises(ManifestError, match="record 1 is damaged"):
         list(parse_records(line, "test"))
+
+
+@pytest.mark.parametrize("path", [b"", b".config/a", b"a/.b", b"a/..b", b"...", b"a.b/c."])
+def test_names_with_dots_are_kept(path: bytes) -> None:
+    assert check_path(path) == (path.split(b"/") if path else [])
+    line = json.dumps(_rec("f", path, d=[], s=0)).encode()
+    assert len(parse_records(line, "test")) == 1
 
 
 def test_names_that_are_not_utf8_round_trip_as_hex() -> None:

@@ -5,6 +5,7 @@ records' own paths, so an unchanged stretch of the tree makes the same chunks ag
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,17 +68,19 @@ def groups(records: list[dict[str, Any]], marks: list[int], limit: int,
     for rec, mark in zip(records, marks, strict=True):
         line = known.get(id(rec))
         if line is None:
-            line = (encode(rec) + "\n").encode()
+            line = encode(rec).encode()
         piece.append(line)
-        size += len(line)
+        size += len(line) + 1
         if size >= limit or not mark & mask:
-            yield b"".join(piece)
+            piece.append(b"")
+            yield b"\n".join(piece)
             piece, size = [], 0
     if piece:
-        yield b"".join(piece)
+        piece.append(b"")
+        yield b"\n".join(piece)
 
 
-def parse_records(data: bytes, where: str) -> Iterator[dict[str, Any]]:
+def parse_records(data: bytes, where: str) -> list[dict[str, Any]]:
     """The records in the stream `data`, each checked for its kind and a safe path;
     ManifestError naming `where` otherwise."""
     try:  # one JSON array: far faster than a loads() a line
@@ -94,34 +97,45 @@ def parse_records(data: bytes, where: str) -> Iterator[dict[str, Any]]:
                                     "do not restore it; delete it and image the disk again"
                                     ) from None
     for number, rec in enumerate(recs, 1):
+        if type(rec) is dict and rec.get("k") in KINDS:
+            path = rec.get("p")
+            if type(path) is str and (not path or (
+                    "/." not in path and "//" not in path and "\0" not in path and
+                    path[0] not in "./" and path[-1] != "/")):
+                continue  # the usual record: a kind and a path plainly safe (no dot
+                # starts a component); anything else is checked in full below
         try:
             if not isinstance(rec, dict) or rec.get("k") not in KINDS:
                 raise ValueError("not a record")
-            path = get_bytes(rec, "p")
-            if path is None:
+            raw = get_bytes(rec, "p")
+            if raw is None:
                 raise ValueError("no path")
-            check_path(path)
+            check_path(raw)
         except (ValueError, TypeError) as err:
             raise ManifestError(f"{where}: record {number} is damaged ({err})",
                                 "do not restore it; delete it and image the disk again"
                                 ) from None
-        yield rec
+    return recs
 
 
 def load_lines(store: ChunkStore, files: dict[str, Any], where: str
                ) -> list[tuple[dict[str, Any], bytes]]:
-    """load_records, each record with its line as stored (newline included)."""
+    """load_records, each record with its line as stored (without its newline)."""
     out: list[tuple[dict[str, Any], bytes]] = []
     for length, hexid in files["meta"]:
         data = store.load(bytes.fromhex(hexid))
         if len(data) != length:
             raise ManifestError(f"{where}: a records chunk has the wrong length")
-        recs = list(parse_records(data, where))
+        recs = parse_records(data, where)
         raw = data.split(b"\n")
-        if raw[-1] or len(raw) != len(recs) + 1:
+        if raw.pop() or len(raw) != len(recs):
             raise ManifestError(f"{where}: a records chunk does not end its lines")
-        out.extend((rec, line + b"\n") for rec, line in zip(recs, raw, strict=False))
+        out.extend(zip(recs, raw, strict=True))
     return out
+
+
+_UNSAFE = re.compile(rb"(?:^|/)\.{0,2}(?:/|$)|\x00")
+"""An empty, `.` or `..` component (a leading, trailing or doubled `/` included), or NUL."""
 
 
 def check_path(path: bytes) -> list[bytes]:
@@ -129,10 +143,9 @@ def check_path(path: bytes) -> list[bytes]:
     `.`/`..`, an empty component or a NUL byte ("" is the file system's root)."""
     if not path:
         return []
-    parts = path.split(b"/")
-    if b"\0" in path or any(p in (b"", b".", b"..") for p in parts):
+    if _UNSAFE.search(path):
         raise ValueError(f"unsafe path {path!r}")
-    return parts
+    return path.split(b"/")
 
 
 def load_records(store: ChunkStore, files: dict[str, Any], where: str) -> list[dict[str, Any]]:
