@@ -18,6 +18,7 @@ from twofold.image.filewalk import (
     Entry,
     Sink,
     Tally,
+    Walk,
     read_files,
     read_files_python,
     scan,
@@ -115,3 +116,28 @@ def test_a_batch_read_in_c_gives_what_python_reads(tmp_path: Path) -> None:
     with pytest.raises(OSError):  # a symlink in place of a file: refused, as in Python
         read_files([os.fsencode(tmp_path / "link")], small, store.chunk_size,
                    Sink(store, 3, Tally()))
+
+
+def test_the_walk_runs_ahead_in_order_and_stops_when_closed(tmp_path: Path) -> None:
+    for n in range(30):
+        (tmp_path / f"d{n:02}" / "sub").mkdir(parents=True)
+        (tmp_path / f"d{n:02}" / "f").write_text("x")
+    with Walk(os.fsencode(tmp_path), set()) as walk:
+        got = [rel for rel, *_ in walk]
+    want = [b"", *(b"d%02d" % n for n in range(30))] + \
+        [p for n in range(30) for p in (b"d%02d/f" % n, b"d%02d/sub" % n)]
+    assert got == want  # a folder's entries, names sorted, then its folders depth first
+    walk = Walk(os.fsencode(tmp_path), set())
+    Walk.AHEAD, before = 1, Walk.AHEAD
+    try:
+        first = next(iter(walk))
+    finally:
+        Walk.AHEAD = before
+        walk.close()  # read no further: its threads end
+    assert first[0] == b"" and not walk.thread.is_alive()
+
+
+def test_an_error_of_the_walk_reaches_its_reader(tmp_path: Path) -> None:
+    with Walk(os.fsencode(tmp_path / "gone"), set()) as walk, \
+            pytest.raises(FileNotFoundError):
+        list(walk)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 from typing import NoReturn
 
 from twofold.blobs.objects import ObjectStore, StoreFullError
@@ -338,7 +339,8 @@ def _take_files(areas: list[Area], live: dict[int | None, LiveVolume], store: Ch
                     if a.role == area.role and a.number == area.number), None)
         if old and old["params"].get("uuid") != vol.params.get("uuid"):
             old = None  # another file system: its inode numbers mean nothing here
-        before = previous(store, old, f"{area.label} of image {parent.name if parent else ''}")
+        before = partial(previous, store, old,
+                         f"{area.label} of image {parent.name if parent else ''}")
         if vol.params["type"] in SNAPSHOT:
             root = local.root if local is not None else None
             with btrfs_snapshots(vol.device, vol.mount.device, vol.params, root) as view:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from twofold.image.filerecords import (
     path_mark,
     put_bytes,
 )
-from twofold.image.filewalk import Read, Sink, Tally, read_files, walk
+from twofold.image.filewalk import Read, Sink, Tally, Walk, read_files
 from twofold.image.manifest import ManifestError
 
 
@@ -155,13 +156,16 @@ TICK = 256  # files between progress reports
 
 def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: int,
                 progress: Progress, workers: int, skip: set[tuple[int, int]],
-                before: _Before | None = None, graft: dict[bytes, bytes] | None = None
+                before: _Before | Callable[[], _Before | None] | None = None,
+                graft: dict[bytes, bytes] | None = None
                 ) -> FilesTaken:
     """Image the file system mounted at `point` at file level into `store`; `skip`:
     (st_dev, st_ino) of folders left out (the image store's own); `before`: the previous
-    image's records, whose files are not read again when unchanged; `graft`: folders
-    read from elsewhere (see filewalk.walk)."""
+    image's records, whose files are not read again when unchanged (or what loads them,
+    called once the walk has started); `graft`: folders read from elsewhere (see
+    filewalk.Walk)."""
     taken = FilesTaken({})
+    prior = None if callable(before) else before
     tally = Tally()
     sink = Sink(store, level, tally)
     chunk_size = store.chunk_size
@@ -268,7 +272,7 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
             return None
         if st.st_nlink > 1:  # inode numbers repeat across btrfs subvolumes
             links[(st.st_dev, st.st_ino)] = rel
-        old = _unchanged(before, rel, st, store)
+        old = _unchanged(prior, rel, st, store)
         if old is not None:
             rec.update(d=old["d"], s=old["s"], c=old["c"], i=old["i"])
             keep(old)
@@ -290,13 +294,16 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         held -= size
         take(rec, rel, reading, index)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="twofold-files") as pool:
-        for rel, full, st, xattrs, target in walk(root, skip, graft):
+    with Walk(root, skip, graft) as entries, \
+            ThreadPoolExecutor(workers, thread_name_prefix="twofold-files") as pool:
+        if callable(before):  # loaded while the walk lists the first folders
+            prior = before()
+        for rel, full, st, xattrs, target in entries:
             if rel == label_entry and stat.S_ISREG(st.st_mode) and st.st_size == 0:
                 continue  # fusefat shows a FAT volume label as an empty file in the root
             reading: _Batch | None = None
-            same = _as_before(before, rel, st, xattrs, target, store) \
-                if before is not None else None
+            same = _as_before(prior, rel, st, xattrs, target, store) \
+                if prior is not None else None
             if same is not None:  # as in the previous image: its record and line
                 rec, lines[id(rec)] = same
                 if rec["k"] == "f":
@@ -315,9 +322,9 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         close_bundle()
         settle(0)
     report(0, 0, now=True)
-    if before is not None:
+    if prior is not None:
         for h in kept:
-            sink.ids.setdefault(bytes.fromhex(h), before.lengths.get(bytes.fromhex(h), 0))
+            sink.ids.setdefault(bytes.fromhex(h), prior.lengths.get(bytes.fromhex(h), 0))
     meta: list[tuple[int, bytes]] = []
     for piece in groups(records, marks, chunk_size, RECORD_MASK, lines):
         made = sink.put(piece)

@@ -6,6 +6,7 @@ change."""
 from __future__ import annotations
 
 import os
+import queue
 import stat
 import threading
 from collections.abc import Iterator
@@ -194,30 +195,81 @@ def scan(full: bytes) -> list[Entry]:
     return found
 
 
-def walk(root: bytes, skip: set[tuple[int, int]], graft: dict[bytes, bytes] | None = None,
-         threads: int = 4) -> Iterator[Entry]:
+class Walk:
     """(relative path, full path, lstat, xattrs, symlink target) of everything under
     `root`, parents first, names sorted; folders on another device (mounts) are listed,
     never entered, except those `graft` names: their tree is read from the folder it gives
-    (a snapshot of a btrfs subvolume in place of its stub). Folders are listed by a few
-    threads ahead of the walk (a cold tree waits on the disk)."""
-    top = os.lstat(root)
-    yield b"", root, top, xattrs(root), None
-    with ThreadPoolExecutor(threads, thread_name_prefix="twofold-walk") as pool:
-        stack = [(b"", top.st_dev, pool.submit(scan, root))]
-        while stack:
-            rel, dev, listing = stack.pop()
-            below = []
-            for name, seen_path, seen, seen_x, seen_to in listing.result():
-                if (seen.st_dev, seen.st_ino) in skip:
-                    continue
-                crel = rel + b"/" + name if rel else name
-                other = graft.get(crel) if graft else None
-                child, st, attrs, target = (other, os.lstat(other), xattrs(other), None) \
-                    if other else (seen_path, seen, seen_x, seen_to)
-                if other and stat.S_ISLNK(st.st_mode):
-                    target = os.readlink(other)
-                yield crel, child, st, attrs, target
-                if stat.S_ISDIR(st.st_mode) and (st.st_dev == dev or other is not None):
-                    below.append((crel, st.st_dev, pool.submit(scan, child)))
-            stack.extend(reversed(below))  # depth first, in name order
+    (a snapshot of a btrfs subvolume in place of its stub). The walk starts when made and
+    runs ahead of its reader in a thread of its own, folders listed by a few more threads
+    (a cold tree waits on the disk: meanwhile the reader can load the previous image)."""
+
+    AHEAD = 512  # folders listed ahead of the reader, at most
+
+    def __init__(self, root: bytes, skip: set[tuple[int, int]],
+                 graft: dict[bytes, bytes] | None = None, threads: int = 4) -> None:
+        self.queue: queue.Queue[list[Entry] | BaseException | None] = queue.Queue(self.AHEAD)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._crawl, args=(root, skip, graft, threads),
+                                       name="twofold-walk", daemon=True)
+        self.thread.start()
+
+    def _put(self, item: list[Entry] | BaseException | None) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _crawl(self, root: bytes, skip: set[tuple[int, int]],
+               graft: dict[bytes, bytes] | None, threads: int) -> None:
+        try:
+            top = os.lstat(root)
+            if not self._put([(b"", root, top, xattrs(root), None)]):
+                return
+            with ThreadPoolExecutor(threads, thread_name_prefix="twofold-walk") as pool:
+                stack = [(b"", top.st_dev, pool.submit(scan, root))]
+                while stack:
+                    rel, dev, listing = stack.pop()
+                    out: list[Entry] = []
+                    below = []
+                    for name, seen_path, seen, seen_x, seen_to in listing.result():
+                        if (seen.st_dev, seen.st_ino) in skip:
+                            continue
+                        crel = rel + b"/" + name if rel else name
+                        other = graft.get(crel) if graft else None
+                        child, st, attrs, target = (other, os.lstat(other), xattrs(other),
+                                                    None) \
+                            if other else (seen_path, seen, seen_x, seen_to)
+                        if other and stat.S_ISLNK(st.st_mode):
+                            target = os.readlink(other)
+                        out.append((crel, child, st, attrs, target))
+                        if stat.S_ISDIR(st.st_mode) and (st.st_dev == dev or other is not None):
+                            below.append((crel, st.st_dev, pool.submit(scan, child)))
+                    if not self._put(out):
+                        for _rel, _dev, fut in [*stack, *below]:
+                            fut.cancel()
+                        return
+                    stack.extend(reversed(below))  # depth first, in name order
+        except BaseException as err:  # handed to the reader, raised there
+            self._put(err)
+        else:
+            self._put(None)
+
+    def __iter__(self) -> Iterator[Entry]:
+        while (item := self.queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield from item
+
+    def close(self) -> None:
+        """Stop the walk (where it is) and wait for its threads."""
+        self.stop.set()
+        self.thread.join()
+
+    def __enter__(self) -> Walk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
