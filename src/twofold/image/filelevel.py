@@ -87,7 +87,7 @@ def _as_before(before: _Before, rel: bytes, st: os.stat_result, xattrs: dict[str
     old = got[0]
     mode = st.st_mode
     kind = old.get("k")
-    if kind != _KIND.get(stat.S_IFMT(mode)) or old.get("m") != stat.S_IMODE(mode) or \
+    if kind != _KIND.get(mode & 0o170000) or old.get("m") != mode & 0o7777 or \
             old.get("u") != st.st_uid or old.get("g") != st.st_gid or \
             old.get("t") != st.st_mtime_ns or old.get("x") != (xattrs or None):
         return None
@@ -258,7 +258,9 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
     batch = _Batch()
 
     def keep(old: dict[str, Any]) -> None:  # a file's data as in the previous image
-        kept.update(h for h, _o, _n in old["d"] if h is not None)
+        for h, _o, _n in old["d"]:
+            if h is not None:
+                kept.add(h)
         tally.reused_chunks += 1
 
     def plan(rec: dict[str, Any], rel: bytes, full: bytes, st: os.stat_result
@@ -312,6 +314,9 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
                 rec = _record(rel, st, xattrs, target)
                 if rec["k"] == "f":
                     reading = plan(rec, rel, full, st)
+            if reading is None and not pending:  # nothing read ahead of it: in place now
+                take(rec, rel, None, 0)
+                continue
             size = st.st_size if reading is not None and st.st_size < small else 0
             held += size
             pending.append((rec, rel, reading, len(reading.paths) - 1 if reading else 0, size))
