@@ -93,10 +93,16 @@ def _as_before(before: _Before, rel: bytes, st: os.stat_result, xattrs: dict[str
         return None
     if kind == "f":
         if st.st_nlink != 1 or "d" not in old or \
-                (old.get("a"), old.get("c"), old.get("i"), old.get("s")) != \
-                (st.st_atime_ns, st.st_ctime_ns, st.st_ino, st.st_size) or \
-                not before.holds(old, store):
+                (old.get("c"), old.get("i"), old.get("s")) != \
+                (st.st_ctime_ns, st.st_ino, st.st_size) or not before.holds(old, store):
             return None
+        if old.get("a") != st.st_atime_ns:  # read since (relatime): only the atime is new
+            line = got[1]
+            if not line.startswith(b'{"a":'):
+                return None
+            # "a" sorts first, so the line is the old one with its first value replaced
+            return {**old, "a": st.st_atime_ns}, \
+                b'{"a":%d%s' % (st.st_atime_ns, line[line.index(b",", 5):])
     elif kind == "l":
         if get_bytes(old, "l") != (target or b""):
             return None
