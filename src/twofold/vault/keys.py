@@ -1,6 +1,7 @@
 """Key files: the store's master key wrapped with AES-256-GCM under a key derived from the
 passphrase by Argon2id, whose parameters and salt the file holds (docs/FORMAT.md,
-"Key files"). Changing the passphrase rewrites this file only. No I/O."""
+"Key files"). Changing the passphrase rewrites this file only. No I/O. argon2 and
+cryptography are imported when a key is made or opened (plain stores never do)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,6 @@ import json
 import os
 from dataclasses import dataclass
 from typing import Any
-
-from argon2.low_level import Type, hash_secret_raw
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from twofold.blobs.objects import StoreError
 from twofold.vault.cipher import KEY_BYTES, NONCE_BYTES, SEAL_VERSION
@@ -42,6 +39,8 @@ class KdfParams:
 
 def derive(passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
     """The 32-byte key-encryption key for `passphrase` (Argon2id, version 0x13)."""
+    from argon2.low_level import Type, hash_secret_raw
+
     return hash_secret_raw(passphrase, salt, params.time_cost, params.memory_kib,
                            params.parallelism, KEY_BYTES, Type.ID)
 
@@ -53,6 +52,8 @@ def key_doc(master: bytes, passphrase: bytes, params: KdfParams,
     salt = os.urandom(SALT_BYTES) if salt is None else salt
     nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
     kek = derive(passphrase, salt, params)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     wrapped = bytes([SEAL_VERSION]) + nonce + AESGCM(kek).encrypt(nonce, master, WRAP_AD)
     doc = {"format": KEY_FORMAT, "version": KEY_VERSION,
            "kdf": {"name": "argon2id", "version": 19, "time_cost": params.time_cost,
@@ -97,6 +98,9 @@ def unwrap(data: bytes, passphrase: bytes, where: str) -> bytes:
     if len(wrapped) != 1 + NONCE_BYTES + KEY_BYTES + 16 or wrapped[0] != SEAL_VERSION:
         raise KeyFileDamaged(f"key file {where} is damaged (wrapped key of a wrong size)")
     kek = derive(passphrase, salt, params)
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         return AESGCM(kek).decrypt(wrapped[1:1 + NONCE_BYTES], wrapped[1 + NONCE_BYTES:],
                                    WRAP_AD)
