@@ -207,7 +207,7 @@ def image_files(point: str, params: dict[str, Any], store: ChunkStore, level: in
         nonlocal filled
         if not bundle:
             return
-        packing.append((pool.submit(sink.put, b"".join(bundle)), list(waiting)))
+        packing.append((pool.submit(sink.put_joined, list(bundle)), list(waiting)))
         bundle.clear()
         waiting.clear()
         filled = 0

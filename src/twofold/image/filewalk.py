@@ -59,6 +59,10 @@ class Sink:
         self.lock = threading.Lock()
         self.ids: dict[bytes, int] = {}  # every chunk this file system needs: its length
 
+    def put_joined(self, pieces: list[bytes]) -> bytes | None:
+        """put() of `pieces` joined (in the thread that stores them, not the caller's)."""
+        return self.put(b"".join(pieces))
+
     def put(self, data: bytes) -> bytes | None:
         """Store `data` as a chunk unless held already; its id (None when all zero)."""
         if _all_zero(data):
