@@ -18,6 +18,7 @@ from twofold.blobs.objects import ObjectStore, StoreFullError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.chunks.lease import CREATE, Lease, records
 from twofold.chunks.workers import FILE_READERS, WORKERS
+from twofold.chunks.zeros import all_zero
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
@@ -59,7 +60,6 @@ from twofold.image.space import (
 )
 
 LEVELS = {"fast": 1, "balanced": 3, "max": 19}
-_ZEROS = memoryview(bytes(16 << 20))
 
 
 @dataclass
@@ -118,14 +118,14 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
     the previous image's pieces and id for this cell, tried first when they cover ours."""
     if before is not None:
         old = _read_pieces(reader, start, before[0])
-        zero = old == _ZEROS[:len(old)]
+        zero = all_zero(old)
         if before[1] is None and zero:
             return None, None, before[0]
         if not zero and store.id_of(old) == before[1]:  # stored again when found damaged
             stored = None if store.has(before[1]) else store.stored_form(before[1], old, level)
             return before[1], stored, before[0]
     data = _read_pieces(reader, start, pieces)
-    if data == _ZEROS[:len(data)]:
+    if all_zero(data):
         return None, None, pieces
     cid = store.id_of(data)
     if store.has(cid):

@@ -16,10 +16,10 @@ from operator import attrgetter
 from typing import Any
 
 from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.zeros import all_zero
 from twofold.fsinfo import fastwalk
 
 TRIES = 3  # reads of a file that keeps changing before it is listed as inconsistent
-_ZEROS = memoryview(bytes(16 << 20))
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
     getattr(os, "O_NOATIME", 0)  # NONBLOCK: a FIFO put in a file's place is not waited on
 
@@ -43,14 +43,6 @@ class Tally:
     zero_chunks: int = 0
 
 
-def _all_zero(data: bytes) -> bool:
-    """True when every byte of `data` is zero (compared with zeros, which stops at the
-    first other byte; strip() made a copy of the chunk)."""
-    if len(data) <= len(_ZEROS):
-        return data == _ZEROS[:len(data)]
-    return not data.strip(b"\0")
-
-
 class Sink:
     """The chunk store shared by the reading threads (ChunkStore itself is not)."""
 
@@ -65,7 +57,7 @@ class Sink:
 
     def put(self, data: bytes) -> bytes | None:
         """Store `data` as a chunk unless held already; its id (None when all zero)."""
-        if _all_zero(data):
+        if all_zero(data):
             with self.lock:
                 self.tally.zero_chunks += 1
             return None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from twofold.blobs.objects import LocalObjects, ObjectStore
 from twofold.chunks.chunkstore import PACK_SIZE, ChunkStore
 from twofold.chunks.packs import compress
+from twofold.chunks.zeros import all_zero
 from twofold.core.text import human_bytes
 from twofold.fsinfo.blockio import FileReader
 from twofold.image.errors import ImageRefused
@@ -126,7 +127,7 @@ def sample_need(reader: FileReader, areas: list[Area], store: ChunkStore,
     for start, pieces in _sample_cells(areas, store.chunk_size):
         data = b"".join(reader.pread(start + o, n) for o, n in pieces)
         plain += len(data)
-        if data.count(0) == len(data):
+        if all_zero(data):
             continue
         cid = store.id_of(data)
         if not store.has(cid):
