@@ -258,16 +258,19 @@ def copy_command(
     images: Annotated[list[str] | None, typer.Argument(help="Images to copy (default: all).")]
     = None,
     s3_endpoint: Endpoint = None,
+    key_file: KeyFile = None,
     as_json: Json = False,
 ) -> None:
     """Copy images from SRC to DST (e.g. the drive to offsite), sending only the chunks DST
-    lacks, checking each; an interrupted copy resumes where it stopped."""
+    lacks, checking each; an interrupted copy resumes where it stopped. An encrypted SRC
+    goes into a new DST that takes its key (the same passphrase opens both), or into an
+    earlier copy of it."""
     progress = _progress(as_json)
     try:
         from twofold.image.copy import copy
 
-        r = copy(_target(src, s3_endpoint), _target(dst, s3_endpoint), images or None,
-                 progress, SystemClock())
+        r = copy(_target(src, s3_endpoint, key_file), _target(dst, s3_endpoint, key_file),
+                 images or None, progress, SystemClock())
     finally:
         progress.finish()
     damaged_notes(r.damaged)

@@ -1,7 +1,9 @@
 """`copy`: replicate images from one store to another (the drive to offsite), sending
 only the chunks the destination lacks. Every chunk is checked against its id before it is
 sent and read back from the destination before the manifest is written, last; a killed
-copy is resumed by the next (its packs are found through their footers)."""
+copy is resumed by the next (its packs are found through their footers). An encrypted
+store is copied into a new store that takes its key files, so both hold the same master
+key and the chunks, ids and sealed bytes, move as they are."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from twofold.blobs.objects import StoreError
+from twofold.blobs.objects import ObjectStore, StoreError
 from twofold.chunks.chunkstore import ChunkStore, Location
+from twofold.chunks.indexfiles import STORE_FILE
 from twofold.chunks.workers import WORKERS
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
@@ -27,7 +30,7 @@ from twofold.image.repo import (
     read_manifests,
 )
 from twofold.image.verify import check_chunks, record_bad
-from twofold.vault.objects import vault_of
+from twofold.vault.objects import VaultObjects, key_names, plain_objects, vault_of
 
 RUN_BYTES = 8 << 20
 """Chunks next to each other in a source pack are fetched together, up to this much."""
@@ -121,9 +124,7 @@ def copy(src: Target, dst: Target, images: list[str] | None, progress: Progress,
     started = clock.now_ns()
     source = open_store(src)
     objects = open_objects(dst)
-    if source.vault is not None or vault_of(objects) is not None:
-        raise ImageRefused("image copy does not copy to or from an encrypted store yet",
-                           "restore the image, then create it anew in the other store")
+    objects = _same_keys(source, objects)
     result = CopyResult()
     if images:
         wanted = [load_manifest(source.objects, n) for n in images]
@@ -168,6 +169,34 @@ def copy(src: Target, dst: Target, images: list[str] | None, progress: Progress,
             result.copied.append(m.name)
     result.seconds = (clock.now_ns() - started) / 1e9
     return result
+
+
+def _same_keys(source: ChunkStore, objects: ObjectStore) -> ObjectStore:
+    """The destination's objects, sealed as the source's are: a plain store stays plain;
+    from an encrypted source, a new destination takes the source's key files (written
+    first) and its vault, and an encrypted one must hold the same master key. Anything
+    else is refused before a byte is written (chunk ids are keyed by the master key, so
+    chunks cannot cross from one key to another, or between plain and encrypted)."""
+    theirs = vault_of(objects)
+    if source.vault is None:
+        if theirs is not None:
+            raise ImageRefused(f"{objects.describe()} is an encrypted store and "
+                               f"{source.objects.describe()} a plain one",
+                               "copy into a new store or a plain one")
+        return objects
+    if theirs is not None:
+        if not theirs.same_key(source.vault):
+            raise ImageRefused(f"{objects.describe()} is encrypted under another master key "
+                               f"than {source.objects.describe()}",
+                               "copy into a new store: it takes the source's key")
+        return objects
+    if objects.exists(STORE_FILE):
+        raise ImageRefused(f"{objects.describe()} is a plain store and "
+                           f"{source.objects.describe()} an encrypted one",
+                           "copy into a new store: it takes the source's key")
+    keys = plain_objects(source.objects)  # the same passphrase opens the copy: its key
+    return VaultObjects(objects, source.vault,  # files go in before the first object
+                        [keys.get(name) for name in key_names(keys)])
 
 
 def _check(dest: ChunkStore, sent: list[bytes], needed: list[bytes], progress: Progress,

@@ -5,6 +5,7 @@ vault is made: a plain store's commands do not pay its import (25 ms with a cold
 
 from __future__ import annotations
 
+import hmac
 import os
 
 import blake3
@@ -61,6 +62,10 @@ class Vault:
         self._into = hasattr(AESGCM, "encrypt_into")  # not in older releases
         self._invalid = InvalidTag
         self._id_key = subkey(master, ID_INFO)
+
+    def same_key(self, other: Vault) -> bool:
+        """True when `other` was made from the same master key (its chunk ids match)."""
+        return hmac.compare_digest(self._id_key, other._id_key)
 
     def chunk_id(self, data: bytes) -> bytes:
         """The id of a chunk: keyed BLAKE3 of its plain data (equal data in two stores

@@ -32,11 +32,12 @@ def is_plain(name: str) -> bool:
 
 class VaultObjects:
     """`inner` with every object but the plain ones sealed under `vault`, bound to its
-    name (an object moved to another name does not open). `pending`: the key file of a
+    name (an object moved to another name does not open). `pending`: the key files of a
     new store, written just before the first object (a run refused before it writes
     anything leaves no key file behind)."""
 
-    def __init__(self, inner: ObjectStore, vault: Vault, pending: bytes | None = None) -> None:
+    def __init__(self, inner: ObjectStore, vault: Vault,
+                 pending: list[bytes] | None = None) -> None:
         self.inner = inner
         self.vault = vault
         self.writers = inner.writers
@@ -65,7 +66,8 @@ class VaultObjects:
         if self._pending is not None:
             with self._lock:
                 if self._pending is not None:
-                    _put_key(self.inner, self._pending)
+                    for doc in self._pending:
+                        _put_key(self.inner, doc)
                     self._pending = None
         if not is_plain(name):
             data = self.vault.seal(data, object_ad(name))
@@ -118,7 +120,7 @@ def make_keys(objects: ObjectStore, passphrase: bytes,
         raise StoreError(f"{objects.describe()} already holds a key file")
     master = os.urandom(KEY_BYTES)
     return VaultObjects(plain_objects(objects), Vault(master),
-                        key_doc(master, passphrase, params or KdfParams()))
+                        [key_doc(master, passphrase, params or KdfParams())])
 
 
 def _master(objects: ObjectStore, passphrase: bytes) -> tuple[bytes, list[str]]:
