@@ -74,3 +74,21 @@ def test_encrypted_remote_store(remote: Place, tmp_path: Path,
     assert code == 0 and json.loads(text)["deleted"] == ["one"], text
     code, text = cli("prune", remote.url, "--keep", "1", "--json")
     assert code == 0 and json.loads(text)["kept"] == ["two"], text
+
+
+def test_an_encrypted_drive_copies_offsite_sealed(remote: Place, tmp_path: Path) -> None:
+    src = tmp_path / "private-disk.img"
+    body = random.Random(22).randbytes(2 * MiB) + b"the known plaintext\n" * 60_000
+    src.write_bytes(body)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    assert cli("create", str(src), "--to", str(drive), "--name", "one", "--encrypt")[0] == 0
+    code, text = cli("copy", str(drive), remote.url, "--json")
+    assert code == 0 and json.loads(text)["copied"] == ["one"], text
+    stored = raw(remote.objects())
+    assert any(n.startswith("keys/") for n in stored)
+    assert b"known plaintext" not in b"".join(stored.values())
+    out = tmp_path / "out.img"
+    code, text = cli("restore", remote.url, "one", "--to", str(out))
+    assert code == 0, text
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(body).digest()
