@@ -153,17 +153,17 @@ def test_wrong_or_missing_passphrase_writes_nothing(tmp_path: Path,
 def test_timers_unlock_with_the_environment(tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from twofold.image.manage import list_images
-    from twofold.jobs.rundue import _unlocked
+    from twofold.jobs.rundue import env_unlocked
 
     src = seeded(tmp_path / "src.img", 7)
     drive = tmp_path / "drive"
     drive.mkdir()
     monkeypatch.setenv("TWOFOLD_PASSPHRASE", PASS)
     assert cli("create", str(src), "--to", str(drive), "--name", "one", "--encrypt")[0] == 0
-    assert [i.name for i in list_images(_unlocked(str(drive)))] == ["one"]
+    assert [i.name for i in list_images(env_unlocked(str(drive)))] == ["one"]
     monkeypatch.delenv("TWOFOLD_PASSPHRASE")
     with pytest.raises(StoreLocked, match="TWOFOLD_PASSPHRASE"):
-        list_images(_unlocked(str(drive)))
+        list_images(env_unlocked(str(drive)))
 
 
 def test_passphrase_typed_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

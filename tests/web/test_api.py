@@ -374,3 +374,21 @@ def test_a_drill_that_cannot_boot_says_why(client: TestClient, panel: Panel,
     result = wait_done(panel, "drill-disk-1")
     assert result.startswith("failed: "), result
     assert "Error" not in result.split(":", 2)[1], result  # words, not an exception name
+
+
+def test_an_encrypted_store_opens_with_the_panels_environment(
+        client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from twofold.blobs.remote import open_target
+    from twofold.core.progress import NullProgress
+    from twofold.image.create import create
+    from twofold.jobs.clock import SystemClock
+    from twofold.vault.objects import make_keys
+
+    sealed = make_keys(open_target(str(world.drive)), b"the timer's words")
+    create(str(world.disk), sealed, "disk-1", 3, None, False, NullProgress(), SystemClock())
+    monkeypatch.delenv("TWOFOLD_PASSPHRASE", raising=False)
+    page = client.get("/images").text
+    assert "This store is encrypted" in page and "disk-1" not in page
+    monkeypatch.setenv("TWOFOLD_PASSPHRASE", "the timer's words")
+    page = client.get("/images").text
+    assert "disk-1" in page and "This store is encrypted" not in page

@@ -169,7 +169,34 @@ def test_verify_an_image(page: Any, world: World) -> None:
     page.get_by_role("button", name="Verify disk-1").click()
     # this job's own entry (an earlier test's finished job may be listed too)
     page.locator("#live .job-live.ok", has_text="Verify disk-1").wait_for(timeout=60_000)
-    assert "OK: 1 image," in page.locator("#live").inner_text()
+    sync_api.expect(page.locator("#live")).to_contain_text("OK: 1 image,")  # a reload
+    # on the end of the job may be under way: retried until it shows
+
+
+def test_an_encrypted_store_opens_with_its_passphrase(page: Any, world: World) -> None:
+    from twofold.blobs.remote import open_target
+    from twofold.core.progress import NullProgress
+    from twofold.image.create import create
+    from twofold.jobs.clock import SystemClock
+    from twofold.vault.objects import make_keys
+
+    sealed = make_keys(open_target(str(world.drive)), b"words for the panel")
+    create(str(world.disk), sealed, "disk-1", 3, None, False, NullProgress(), SystemClock())
+    page.get_by_role("link", name="Images").click()
+    page.get_by_text("This store is encrypted").wait_for()
+    assert page.get_by_role("button", name="Verify disk-1").count() == 0
+    page.get_by_label("Passphrase").fill("not the words")
+    page.get_by_role("button", name="Open").click()
+    assert "wrong passphrase" in page.locator(".banner.bad").inner_text()
+    page.get_by_label("Passphrase").fill("words for the panel")
+    page.get_by_role("button", name="Open").click()
+    page.get_by_role("button", name="Verify disk-1").click()
+    page.locator("#live .job-live.ok", has_text="Verify disk-1").wait_for(timeout=60_000)
+    sync_api.expect(page.locator("#live")).to_contain_text("OK: 1 image,")  # a reload
+    # on the end of the job may be under way: retried until it shows
+    page.get_by_role("button", name="Lock this store").click()
+    page.get_by_label("Passphrase").wait_for()
+    assert page.get_by_role("button", name="Verify disk-1").count() == 0
 
 
 def test_no_token_and_a_foreign_host_are_refused(browser: Any, server: str) -> None:

@@ -88,7 +88,7 @@ def _backup(job: SetConfig, cfg: Config, location: str, clock: Clock,
     return outcome
 
 
-def _unlocked(location: str) -> Target:
+def env_unlocked(location: str) -> Target:
     """The image store at `location`; an encrypted one unlocked with TWOFOLD_PASSPHRASE
     from the timer's environment (without it, the engine refuses it, naming the variable)."""
     from twofold.blobs.remote import open_target
@@ -106,7 +106,7 @@ def _image(job: ImageJob, location: str, clock: Clock, progress: LiveProgress,
     from twofold.image.create import LEVELS, create
     from twofold.image.manage import list_images
 
-    store = _unlocked(location)
+    store = env_unlocked(location)
     text = job.compression.lower()
     level = LEVELS.get(text) or (int(text) if text.isdigit() else 0)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.now_ns() // 10**9))

@@ -45,6 +45,8 @@ class Panel:
     watch: Watch = field(default_factory=Watch)
     templates: Jinja2Templates = field(init=False)
     stopping: threading.Event = field(default_factory=threading.Event)  # event streams end
+    unlocked: dict[str, Any] = field(default_factory=dict)  # encrypted stores opened with a
+    # passphrase typed in the Images page: folder -> its ObjectStore (memory only)
 
     def __post_init__(self) -> None:
         self.runner = Runner(self.state_root, self.config_path)

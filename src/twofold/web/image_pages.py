@@ -1,6 +1,8 @@
 """Images: the images on every connected image store of the config, with verify, drill,
 delete and restore, run by the same engine calls as `twofold image ...` (so with its refusals:
-a mounted, busy or too small destination is refused by the engine)."""
+a mounted, busy or too small destination is refused by the engine). An encrypted store
+opens with TWOFOLD_PASSPHRASE from the panel's environment, as a timer's does, or with a
+passphrase typed here, kept in this process's memory until Lock or the panel's end."""
 
 from __future__ import annotations
 
@@ -39,19 +41,29 @@ def stores(cfg: Config) -> dict[str, str]:
 def routes(panel: Panel) -> list[BaseRoute]:
     """The routes of the Images page."""
 
+    def target(where: str) -> Any:  # what the engines take: the folder, or it unlocked
+        from twofold.jobs.rundue import env_unlocked
+
+        return panel.unlocked.get(where) or env_unlocked(where)
+
     def images(request: Request) -> Response:
         from twofold.image.manage import list_store
 
         cfg, _ = panel.config()
         listing: list[dict[str, Any]] = []
         for where, jobs in stores(cfg).items():
+            from twofold.vault.objects import StoreLocked
+
             entry: dict[str, Any] = {"where": where, "jobs": jobs, "images": [],
-                                     "damaged": {}, "error": None}
+                                     "damaged": {}, "error": None, "locked": False,
+                                     "unlocked": where in panel.unlocked}
             if os.path.isdir(os.path.join(where, STORE_DIR)):
                 try:
-                    found = list_store(where)
+                    found = list_store(target(where))
                     entry["images"] = list(reversed(found.images))
                     entry["damaged"] = found.damaged
+                except StoreLocked:
+                    entry["locked"] = True
                 except TwofoldError as err:
                     entry["error"] = str(err)
             listing.append(entry)
@@ -75,7 +87,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
             return panel.back("/images", "bad", str(err))
 
         def work(live: LiveProgress) -> str:
-            r = verify_images(where, image, live, SystemClock())
+            r = verify_images(target(where), image, live, SystemClock())
             if r.damages:
                 raise UsageError(f"DAMAGED: {plural(len(r.damages), 'chunk')} of "
                                  f"{', '.join(r.images)}: {r.damages[0]}")
@@ -99,7 +111,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
             return panel.back("/images", "bad", str(err))
 
         def work(live: LiveProgress) -> str:
-            r = delete_image(where, image, live, SystemClock())
+            r = delete_image(target(where), image, live, SystemClock())
             return f"deleted {image}; {size(r.bytes_freed)} freed, {len(r.kept)} kept"
 
         panel.runner.start_task(f"delete-{image}", "delete", f"Delete {image}", work)
@@ -125,7 +137,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
             return panel.back("/images", "bad", str(err))
 
         def work(live: LiveProgress) -> str:
-            r = restore_image(where, image, dest, None, live, SystemClock())
+            r = restore_image(target(where), image, dest, None, live, SystemClock())
             return (f"{image} restored to {r.dest}: {size(r.bytes_written)} written, "
                     f"{size(r.bytes_checked)} read back")
 
@@ -144,7 +156,7 @@ def routes(panel: Panel) -> list[BaseRoute]:
             return panel.back("/images", "bad", str(err))
 
         def work(live: LiveProgress) -> str:
-            rec = drill_image(where, image, live, SystemClock())
+            rec = drill_image(target(where), image, live, SystemClock())
             if not rec.passed:
                 raise UsageError(f"FAILED at {rec.failed_stage}: {rec.reason}",
                                  "the Images page shows the last drill of each image")
@@ -155,7 +167,31 @@ def routes(panel: Panel) -> list[BaseRoute]:
         return panel.back("/images", "good", f"Drilling {image}: restore to a scratch copy "
                           "and boot it in QEMU")
 
+    async def unlock(request: Request) -> Response:
+        from twofold.blobs.remote import open_target
+        from twofold.vault.objects import unlock as open_with
+
+        form = await request.form()
+        try:
+            where = _store(form)
+            secret = form_text(form, "passphrase")
+            if not secret:
+                raise UsageError("type the store's passphrase to open it")
+            panel.unlocked[where] = open_with(open_target(where), secret.encode())
+        except TwofoldError as err:
+            return panel.back("/images", "bad", str(err))
+        return panel.back("/images", "good", f"Opened the encrypted store at {where} "
+                          "until you lock it or the panel stops")
+
+    async def lock(request: Request) -> Response:
+        form = await request.form()
+        where = form_text(form, "store")
+        panel.unlocked.pop(where, None)
+        return panel.back("/images", "good", f"Locked the store at {where}")
+
     return [Route("/images", images), Route("/images/verify", verify, methods=["POST"]),
+            Route("/images/unlock", unlock, methods=["POST"]),
+            Route("/images/lock", lock, methods=["POST"]),
             Route("/images/drill", drill, methods=["POST"]),
             Route("/images/delete", delete, methods=["POST"]),
             Route("/images/restore", restore, methods=["POST"])]
