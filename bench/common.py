@@ -150,6 +150,15 @@ def drop_caches() -> str | None:
     return None
 
 
+def partition(dev: str, number: int = 1) -> str:
+    """Partition `number`'s device of a loop device, once it has appeared (this kernel
+    makes none on loop devices by itself: partx adds them)."""
+    for _ in range(100):
+        if os.path.exists(f"{dev}p{number}"):
+            return f"{dev}p{number}"
+        subprocess.run(["partx", "-a", dev], capture_output=True, check=False)
+        time.sleep(0.05)
+    raise SystemExit(f"{dev}p{number} did not appear")
 
 
 def pin_source(workdir: str) -> tuple[dict[str, str], str]:

@@ -16,73 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.bootdisks import grub_bios_setup  # noqa: E402  (GRUB's BIOS boot code on a file)
+from debian_disk import DISK_MIB, build_disk
 
-CACHE = Path(os.environ.get("TWOFOLD_BENCH_CACHE", "/var/cache/twofold-bench"))
-PACKAGES = ["systemd-sysv", "udev", "linux-image-amd64", "initramfs-tools", "e2fsprogs",
-            "login", "passwd", "python3", "perl", "less", "vim-tiny", "man-db", "locales",
-            "ca-certificates", "openssh-client", "iproute2", "build-essential"]
-MIB = 1 << 20
-DISK_MIB = 3072
 GOAL_EXTRA_S = 90.0
-
-
-def _run(*cmd: str | Path, **kw: object) -> subprocess.CompletedProcess[str]:
-    print("+", " ".join(map(str, cmd)), flush=True)
-    return subprocess.run([str(c) for c in cmd], check=True, text=True, **kw)  # type: ignore
-
-
-def build_disk(suite: str) -> Path:
-    """A GPT disk with a BIOS boot partition and one ext4 root holding a Debian system."""
-    out = CACHE / f"debian-{suite}-{DISK_MIB}M.raw"
-    if out.exists():
-        return out
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-        root = Path(tmp) / "root"
-        _run("mmdebstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-             "--dpkgopt=path-exclude=/usr/share/doc/*", suite, root)
-        fs_uuid = str(uuid.uuid4())
-        (root / "etc/fstab").write_text(f"UUID={fs_uuid} / ext4 errors=remount-ro 0 1\n")
-        (root / "etc/hostname").write_text("drilled\n")
-        kernels = sorted((root / "boot").glob("vmlinuz-*"))
-        initrds = sorted((root / "boot").glob("initrd.img-*"))
-        assert kernels and initrds, "the kernel or initramfs is missing"
-        (root / "boot/grub").mkdir(parents=True, exist_ok=True)
-        (root / "boot/grub/grub.cfg").write_text(  # as update-grub would write it, in short
-            "set timeout=1\n"
-            f"search --no-floppy --fs-uuid --set=root {fs_uuid}\n"
-            "menuentry 'Debian GNU/Linux' {\n"
-            f"  linux /boot/{kernels[-1].name} root=UUID={fs_uuid} ro quiet\n"
-            f"  initrd /boot/{initrds[-1].name}\n}}\n")
-        # about 1 GB used: the system plus incompressible user data
-        used = int(subprocess.run(["du", "-sb", str(root)], capture_output=True, text=True,
-                                  check=True).stdout.split()[0])
-        filler = max(0, 1000 * 1000 * 1000 - used)
-        with (root / "var/lib/userdata.bin").open("wb") as f:
-            while filler > 0:
-                n = min(filler, 16 * MIB)
-                f.write(os.urandom(n))
-                filler -= n
-        part = Path(tmp) / "root.img"
-        _run("mkfs.ext4", "-q", "-F", "-U", fs_uuid, "-L", "root", "-d", root, part,
-             f"{DISK_MIB - 4}M")
-        disk = Path(tmp) / "disk.raw"
-        with disk.open("wb") as f:
-            f.truncate(DISK_MIB * MIB)
-        _run("sfdisk", "-q", disk, input="label: gpt\nstart=2048, size=2048, "
-             "type=21686148-6449-6E6F-744E-656564454649\nstart=4096, type=L\n")
-        with part.open("rb") as src, disk.open("r+b") as dst:
-            dst.seek(2 * MIB)
-            shutil.copyfileobj(src, dst, 4 * MIB)
-        grub_bios_setup(disk, Path(tmp), 2048, "(hd0,gpt2)/boot/grub")
-        os.replace(disk, out)
-    return out
 
 
 def timed(cmd: list[str]) -> tuple[float, str, int]:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import zstandard
-from common import code_under_test, load_text
+from common import code_under_test, load_text, partition
 from image_vs_partclone import drop_caches, du
 
 SOURCES = ("/usr/bin", "/usr/lib/python3", "/usr/share/doc", "/usr/include", "/usr/share/man",
@@ -95,16 +95,6 @@ def stored(store: Path) -> int:
     full drive, is not image data)."""
     return du(store) - du(store / "twofold-images" / ".reserve") \
         if (store / "twofold-images" / ".reserve").exists() else du(store)
-
-
-def partition(dev: str) -> str:
-    """The first partition's device of a loop device, once it has appeared."""
-    for _ in range(100):
-        if os.path.exists(f"{dev}p1"):
-            return f"{dev}p1"
-        subprocess.run(["partx", "-a", dev], capture_output=True, check=False)
-        time.sleep(0.05)
-    raise SystemExit(f"{dev}p1 did not appear")
 
 
 def disk(path: Path, size: int) -> tuple[str, str]:
