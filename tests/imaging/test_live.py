@@ -343,3 +343,30 @@ def test_a_mounted_partition_given_alone_is_imaged_and_restored_as_one_volume(
         assert snapshot(seen, True) == snapshot(disk.root, True)
     finally:
         run("umount", seen)
+
+
+def test_a_damaged_file_chunk_stops_the_restore_naming_the_partition(disk: LiveDisk,
+                                                                     tmp_path: Path) -> None:
+    from twofold.blobs.objects import LocalObjects
+    from twofold.chunks.chunkstore import ChunkStore
+    from twofold.image.errors import ImageDamaged
+
+    store = tmp_path / "store"
+    store.mkdir()
+    create(disk.dev, str(store), "one", 3, None, False, NullProgress(), FixedClock())
+    m = parse_manifest((store / "twofold-images/images/one.json").read_bytes(), "one")
+    area = next(a for a in m.areas if a.number == 1)
+    assert area.files is not None
+    chunks = ChunkStore(LocalObjects(store / "twofold-images"))
+    chunks.load_index()
+    cid = bytes.fromhex(area.files["data"][-1][1])  # a data chunk, loaded ahead of its use
+    loc = chunks.location(cid)
+    assert loc is not None
+    pack = store / "twofold-images" / loc.pack
+    data = bytearray(pack.read_bytes())
+    data[loc.offset + loc.length // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    with pytest.raises(ImageDamaged, match=re.escape(area.label)) as err:
+        restore(str(store), "one", str(tmp_path / "out.img"), None, NullProgress(),
+                FixedClock())
+    assert "verify --heal" in str(err.value)

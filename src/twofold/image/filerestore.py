@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import os
 import stat
-from collections import OrderedDict
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore
+from twofold.chunks.workers import WORKERS
 from twofold.core.progress import Progress
 from twofold.fsinfo.btrfs import devices_with_uuid, finish_subvolumes, make_subvolumes
+from twofold.fsinfo.disk import syncfs
 from twofold.fsinfo.fsparams import FAT, SNAPSHOT, check_fs, make_fs
 from twofold.fsinfo.loopmount import loop_device, mounted
 from twofold.image.errors import ImageDamaged, ImageRefused
@@ -36,25 +42,88 @@ class FilesRestored:
 
 
 class _Chunks:
-    """Chunks by id, the last few kept (small files of one group share a chunk)."""
+    """Chunks by id, loaded (read, decompressed, checked) by a few threads ahead of their
+    use in `order`, the order the records use them; the last few kept (small files of one
+    group share a chunk)."""
 
-    def __init__(self, store: ChunkStore, label: str) -> None:
+    AHEAD = 2 * WORKERS  # chunks being loaded ahead of the writes
+
+    def __init__(self, store: ChunkStore, label: str, order: list[bytes]) -> None:
         self.store, self.label = store, label
         self.cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self.order = iter(order)
+        self.ahead: deque[tuple[bytes, Future[bytes]]] = deque()
+        self.pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="twofold-chunks")
+
+    def _keep(self, cid: bytes, data: bytes) -> None:
+        self.cache[cid] = data
+        if len(self.cache) > 8:
+            self.cache.popitem(last=False)
+
+    def _fill(self) -> None:
+        while len(self.ahead) < self.AHEAD and (cid := next(self.order, None)) is not None:
+            self.ahead.append((cid, self.pool.submit(self.store.load, cid)))
 
     def get(self, cid: bytes) -> bytes:
         data = self.cache.get(cid)
-        if data is None:
-            try:
+        try:
+            self._fill()
+            while data is None and self.ahead:
+                ahead, fut = self.ahead.popleft()
+                loaded = fut.result()
+                self._keep(ahead, loaded)
+                data = loaded if ahead == cid else None
+                self._fill()
+            if data is None:  # not where the records said (never, but then load it now)
                 data = self.store.load(cid)
-            except StoreError as err:
-                raise ImageDamaged(f"{self.label}: {err.message}",
-                                   "the restore stopped; mend the image with twofold image "
-                                   "verify --heal --from OTHER_STORE") from None
-            self.cache[cid] = data
-            if len(self.cache) > 8:
-                self.cache.popitem(last=False)
+                self._keep(cid, data)
+        except StoreError as err:
+            raise ImageDamaged(f"{self.label}: {err.message}",
+                               "the restore stopped; mend the image with twofold image "
+                               "verify --heal --from OTHER_STORE") from None
         return data
+
+    def close(self) -> None:
+        """Stop loading ahead (a restore that failed)."""
+        for _cid, fut in self.ahead:
+            fut.cancel()
+        self.pool.shutdown(wait=True)
+
+
+@contextmanager
+def _flushing(point: str, on: bool) -> Iterator[None]:
+    """While the files are written, flush the new file system every quarter second in a
+    thread of its own, so the device takes the data as it comes rather than all of it at
+    the unmount (the kernel starts on its own only at a tenth of the memory dirty)."""
+    stop = threading.Event()
+
+    def flush() -> None:
+        while not stop.wait(0.25):
+            with suppress(OSError):  # the unmount's own flush says what fails
+                syncfs(point)
+
+    thread = threading.Thread(target=flush, name="twofold-flush", daemon=True)
+    if on:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if on:
+            thread.join()
+
+
+def _use_order(records: list[dict[str, Any]]) -> list[bytes]:
+    """The chunk ids the records' files use, in the order of use (repeats in a row
+    once: small files of one group share their chunk)."""
+    out: list[bytes] = []
+    for rec in records:
+        if rec["k"] == "f" and "h" not in rec and "hx" not in rec:
+            for hexid, _offset, _length in rec.get("d", []):
+                if hexid is not None and (cid := bytes.fromhex(hexid)) != \
+                        (out[-1] if out else None):
+                    out.append(cid)
+    return out
 
 
 class _Tree:
@@ -110,13 +179,13 @@ def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: i
     params = files["params"]
     kind = str(params["type"])
     done = FilesRestored(area.label, size=size)
-    chunks = _Chunks(store, area.label)
     try:
         records = load_records(store, files, f"{area.label} records")
     except StoreError as err:
         raise ImageDamaged(f"{area.label}: {err.message}", "the restore stopped; mend the "
                            "image with twofold image verify --heal --from OTHER_STORE"
                            ) from None
+    chunks = _Chunks(store, area.label, _use_order(records))
     progress.phase(f"making {kind} for {area.label}")
     with loop_device(dest, offset, size) as dev:
         make_fs(params, dev, size)
@@ -124,7 +193,11 @@ def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: i
             if kind in SNAPSHOT:
                 make_subvolumes(point, params)
             progress.phase(f"files of {area.label}", total_bytes=int(files["file_bytes"]))
-            _write_all(records, point, chunks, kind in FAT, done, progress)
+            with _flushing(point, kind not in FAT):
+                try:
+                    _write_all(records, point, chunks, kind in FAT, done, progress)
+                finally:
+                    chunks.close()
             if kind in SNAPSHOT:
                 finish_subvolumes(point, params)
         problem = check_fs(kind, dev)
