@@ -13,6 +13,12 @@ out again; fsarchiver restores into a partition of that size). The page cache is
 before each run. Prints times (and the CPU seconds, user + system, of each command),
 sizes and ratios against the goals of issue 16, and the load. twofold runs HEAD's src/,
 exported and byte-compiled (bench/common.py, pin_source; --no-pin: the working tree).
+
+--corpus debian: the source is instead a copy of the real Debian system disk of
+bench/debian_disk.py (BIOS boot partition, ext4 root with about 1 GB used), its root
+mounted read-write, and the change is that module's: packages unpacked from the host's apt
+cache (--deb-mib of .deb files) and --change MB of new files. The compressed change is the
+zstd -3 size of every file whose ctime is after the first images, in 1 MiB pieces.
 """
 
 from __future__ import annotations
@@ -97,6 +103,33 @@ def stored(store: Path) -> int:
         if (store / "twofold-images" / ".reserve").exists() else du(store)
 
 
+def changed_since(top: Path, since_ns: int) -> tuple[int, int]:
+    """(bytes, zstd -3 bytes in 1 MiB pieces) of the regular files under `top` whose ctime
+    is after `since_ns` (new or written since; unpacked files keep their packages' mtimes)."""
+    data = bytearray()
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if st.st_ctime_ns > since_ns and os.path.isfile(path) and not os.path.islink(path):
+                with open(path, "rb") as f:
+                    data += f.read()
+    zstd = zstandard.ZstdCompressor(level=3)
+    return len(data), sum(len(zstd.compress(bytes(data[i:i + MB])))
+                          for i in range(0, len(data), MB))
+
+
+def usr_change(mnt: Path, mib: int) -> str:
+    """`mib` new 1 MiB files, half random, half text (compressible)."""
+    new = mnt / "change"
+    new.mkdir()
+    rng = __import__("random").Random(2)
+    for i in range(mib):
+        (new / f"blob{i}.bin").write_bytes(rng.randbytes(MB // 2) + b"".join(
+            b"log line %d of file %d\n" % (n, i) for n in range(MB // 48))[:MB // 2])
+    return f"{mib} MB of new files"
+
+
 def disk(path: Path, size: int) -> tuple[str, str]:
     """A GPT disk file with one Linux partition on a loop device: (disk dev, partition)."""
     with open(path, "wb") as f:
@@ -113,6 +146,11 @@ def main() -> None:
     ap.add_argument("--change", type=int, default=30, help="MB of new files")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--no-pin", action="store_true", help="run the working tree's src/")
+    ap.add_argument("--corpus", choices=("usr", "debian"), default="usr",
+                    help="files copied from /usr (--size, --fill), or the real Debian disk")
+    ap.add_argument("--suite", default="bookworm", help="Debian suite of --corpus debian")
+    ap.add_argument("--deb-mib", type=int, default=15,
+                    help="MiB of .deb files unpacked by the change of --corpus debian")
     args = ap.parse_args()
     global ENV
     twofold = str(Path(sys.executable).with_name("twofold"))
@@ -122,12 +160,22 @@ def main() -> None:
     print(f"twofold: {version}")
     mnt = work / "mnt"
     try:
-        dev, part = disk(work / "disk.img", args.size * MB)
+        if args.corpus == "debian":
+            import debian_disk
+
+            copy, dev_path, part = debian_disk.attach(debian_disk.build_disk(args.suite), work)
+            dev, disk_bytes = str(dev_path), copy.stat().st_size
+            what = f"the real Debian {args.suite} system of bench/debian_disk.py"
+        else:
+            dev, part = disk(work / "disk.img", args.size * MB)
+            disk_bytes = args.size * MB
+            sh("mkfs.ext4", "-q", "-L", "benchroot", part)
         loops.append(dev)
-        sh("mkfs.ext4", "-q", "-L", "benchroot", part)
         mnt.mkdir()
         sh("mount", part, mnt)
-        filled = fill(mnt, args.fill * MB)
+        if args.corpus != "debian":
+            filled = fill(mnt, args.fill * MB)
+            what = f"{filled / 1e6:.0f} MB copied from /usr"
         used = int(sh("df", "-B1", "--output=used", mnt).split()[-1])
         store, fsa = work / "store", work / "fsa"
         store.mkdir()
@@ -144,16 +192,15 @@ def main() -> None:
         r1 = timed("restic backup (first)", "restic", "backup", "-q", mnt)
         restic1 = du(work / "restic")
         rows.append(("restic backup (first)", r1, restic1))
-        new = mnt / "change"
-        new.mkdir()
-        rng = __import__("random").Random(2)
-        blob = b""
-        for i in range(args.change):  # new data: half random, half text (compressible)
-            blob = rng.randbytes(MB // 2) + b"".join(
-                b"log line %d of file %d\n" % (n, i) for n in range(MB // 48))[:MB // 2]
-            (new / f"blob{i}.bin").write_bytes(blob)
-        added = args.change * len(blob)
-        zstd_change = args.change * len(zstandard.ZstdCompressor(level=3).compress(blob))
+        since = time.time_ns()
+        time.sleep(0.01)
+        if args.corpus == "debian":
+            import debian_disk
+
+            changed = debian_disk.change(mnt, 5, args.deb_mib, args.change)
+        else:
+            changed = usr_change(mnt, args.change)
+        added, zstd_change = changed_since(mnt, since)
         t2 = timed("twofold second image", twofold, "image", "create", dev, "--to", store,
                    "--name", "two", "--allow-system-disk")
         s2 = stored(store) - s1
@@ -164,7 +211,7 @@ def main() -> None:
         r2 = timed("restic backup (second)", "restic", "backup", "-q", mnt)
         rows.append(("restic backup (second)", r2, du(work / "restic") - restic1))
         used_now = int(sh("df", "-B1", "--output=used", mnt).split()[-1])
-        small = (args.size * MB + int(used_now * 1.1) + 12 * MB) // 2 // MB * MB  # halfway
+        small = (disk_bytes + int(used_now * 1.1) + 12 * MB) // 2 // MB * MB  # halfway
         target = work / "small.img"
         with open(target, "wb") as f:
             f.truncate(small)
@@ -176,9 +223,9 @@ def main() -> None:
                    f"id=0,dest={fpart}")
         rows += [("twofold restore", t3, 0), ("fsarchiver restfs", f3, 0)]
         files = sum(len(f) for _d, _s, f in os.walk(mnt))
-        print(f"files: {filled / 1e6:.0f} MB in {files:,} files copied from /usr "
-              f"({used / 1e6:.0f} MB used), "
-              f"change: {added / 1e6:.0f} MB of new files; disk {args.size} MiB; "
+        print(f"files: {what}, {files:,} files ({used / 1e6:.0f} MB used); change: "
+              f"{changed} ({added / 1e6:.0f} MB in new or rewritten files, "
+              f"{zstd_change / 1e6:.1f} MB with zstd -3); disk {disk_bytes >> 20} MiB; "
               f"restore onto {small >> 20} MiB")
         print(f"{'what':28} {'seconds':>8} {'CPU s':>6} {'MB stored':>10}")
         for name, secs, size in rows:
@@ -186,7 +233,7 @@ def main() -> None:
         print(f"live image time  {t1 / f1:.2f}x fsarchiver (goal <= 0.6), "
               f"size {s1 / du(fsa / 'one.fsa'):.2f}x (goal <= 1.0)")
         print(f"second image     {t2 / f2:.2f}x fsarchiver's (full) savefs time; stored "
-              f"{s2 / 1e6:.1f} MB for {added / 1e6:.1f} MB of new files, "
+              f"{s2 / 1e6:.1f} MB for {added / 1e6:.1f} MB of changed files, "
               f"{s2 / zstd_change:.2f}x their zstd -3 size (goal <= 1.25)")
         print(f"second image     {t2 / r2:.2f}x restic backup's time (goal <= 0.3)")
         print(f"smaller restore  {t3 / f3:.2f}x fsarchiver restfs (goal <= 0.8)")
