@@ -67,6 +67,16 @@ def pack_ids(store: Path) -> set[bytes]:
                 for e in opened.read_pack_index(p.name, p.size)}
 
 
+def restores_whole(store: Path, image: str, original: Path, out: Path) -> None:
+    """`image` of `store` restores to `out` equal to `original`, and the store verifies."""
+    code, text = cli("restore", str(store), image, "--to", str(out))
+    assert code == 0, text
+    assert hashlib.sha256(out.read_bytes()).digest() == \
+        hashlib.sha256(original.read_bytes()).digest()
+    code, text = cli("verify", str(store))
+    assert code == 0 and "OK: 1 image" in text, text
+
+
 def seeded(path: Path, seed: int) -> Path:
     """6 MiB of seeded data (random, text and zeros) named secret-source.img."""
     rnd = random.Random(seed)
@@ -94,13 +104,7 @@ def test_real_disk_round_trip_shows_no_plaintext(gpt_disk: Path, seeded_tree: Pa
     assert b"disk.img" in shown and all(n in shown for n in needles)  # the control
     raw = raw_bytes(sealed / "twofold-images")
     assert [n for n in names + needles if n in raw] == []
-    out = tmp_path / "out.img"
-    code, text = cli("restore", str(sealed), "s", "--to", str(out))
-    assert code == 0, text
-    assert hashlib.sha256(out.read_bytes()).digest() == \
-        hashlib.sha256(gpt_disk.read_bytes()).digest()
-    code, text = cli("verify", str(sealed))
-    assert code == 0 and "OK: 1 image" in text, text
+    restores_whole(sealed, "s", gpt_disk, tmp_path / "out.img")
     assert not pack_ids(plain) & pack_ids(sealed)
 
 

@@ -5,12 +5,11 @@ plain source is refused with nothing written."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from .test_encrypt import PASS, cli, pack_ids, raw_bytes, seeded, tree_hash
+from .test_encrypt import PASS, cli, pack_ids, raw_bytes, restores_whole, seeded, tree_hash
 
 
 @pytest.fixture
@@ -36,13 +35,7 @@ def test_an_encrypted_store_copies_into_a_new_one_that_opens_with_its_passphrase
         sorted(p.name for p in (drive / "twofold-images" / "keys").iterdir())
     assert pack_ids(offsite) == pack_ids(drive)  # the same keyed ids
     assert b"known plaintext" not in raw_bytes(offsite)
-    out = tmp_path / "out.img"
-    code, text = cli("restore", str(offsite), "one", "--to", str(out))
-    assert code == 0, text
-    assert hashlib.sha256(out.read_bytes()).digest() == \
-        hashlib.sha256(src.read_bytes()).digest()
-    code, text = cli("verify", str(offsite))
-    assert code == 0 and "OK: 1 image" in text, text
+    restores_whole(offsite, "one", src, tmp_path / "out.img")
     seeded(src, 12)  # new data: the second copy sends its chunks only
     assert cli("create", str(src), "--to", str(drive), "--name", "two")[0] == 0
     code, text = cli("copy", str(drive), str(offsite), "--json")
