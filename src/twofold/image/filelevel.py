@@ -62,18 +62,24 @@ def _record(rel: bytes, st: os.stat_result, xattrs: dict[str, str], target: byte
     return rec
 
 
+def _data_kept(before: _Before, old: dict[str, Any], st: os.stat_result,
+               store: ChunkStore) -> bool:
+    """True when `old`, the previous image's record of a file, still describes its data:
+    inode, size, mtime and ctime unchanged, and its chunks still stored."""
+    return old.get("k") == "f" and "d" in old and \
+        (old.get("i"), old.get("s"), old.get("t"), old.get("c")) == \
+        (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) and before.holds(old, store)
+
+
 def _unchanged(before: _Before | None, rel: bytes, st: os.stat_result,
                store: ChunkStore) -> dict[str, Any] | None:
-    """The previous image's record of `rel` when the file is as it was then (inode, size,
-    mtime and ctime) and its chunks are still stored: its data need not be read."""
+    """The previous image's record of `rel` when the file's data is as it was then
+    (_data_kept): its data need not be read."""
     got = before.records.get(rel) if before is not None else None
-    old = got[0] if got is not None else None
-    if old is None or old.get("k") != "f" or "d" not in old or \
-            (old.get("i"), old.get("s"), old.get("t"), old.get("c")) != \
-            (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+    if got is None:
         return None
     assert before is not None
-    return old if before.holds(old, store) else None
+    return got[0] if _data_kept(before, got[0], st, store) else None
 
 
 def _as_before(before: _Before, rel: bytes, st: os.stat_result, xattrs: dict[str, str],
@@ -92,9 +98,7 @@ def _as_before(before: _Before, rel: bytes, st: os.stat_result, xattrs: dict[str
             old.get("t") != st.st_mtime_ns or old.get("x") != (xattrs or None):
         return None
     if kind == "f":
-        if st.st_nlink != 1 or "d" not in old or \
-                (old.get("c"), old.get("i"), old.get("s")) != \
-                (st.st_ctime_ns, st.st_ino, st.st_size) or not before.holds(old, store):
+        if st.st_nlink != 1 or not _data_kept(before, old, st, store):
             return None
         if old.get("a") != st.st_atime_ns:  # read since (relatime): only the atime is new
             line = got[1]

@@ -46,12 +46,6 @@ def path_mark(path: bytes) -> int:
     return int.from_bytes(blake3(path).digest()[:2], "little")
 
 
-def ends_group(path: bytes, mask: int = BOUNDARY_MASK) -> bool:
-    """True when a group of small files' data (or of records, with RECORD_MASK) ends
-    after `path` (see path_mark)."""
-    return path_mark(path) & mask == 0
-
-
 _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # one: dumps() makes one a call
 
 
