@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,12 @@ class FilesRestored:
     entries: int = 0
     file_bytes: int = 0
     size: int = 0  # bytes of the file system made
+
+
+def _damaged(label: str, err: StoreError) -> ImageDamaged:
+    """What a restore says when a chunk or the records of `label` cannot be read."""
+    return ImageDamaged(f"{label}: {err.message}", "the restore stopped; mend the image "
+                        "with twofold image verify --heal --from OTHER_STORE")
 
 
 class _Chunks:
@@ -78,9 +84,7 @@ class _Chunks:
                 data = self.store.load(cid)
                 self._keep(cid, data)
         except StoreError as err:
-            raise ImageDamaged(f"{self.label}: {err.message}",
-                               "the restore stopped; mend the image with twofold image "
-                               "verify --heal --from OTHER_STORE") from None
+            raise _damaged(self.label, err) from None
         return data
 
     def close(self) -> None:
@@ -91,7 +95,7 @@ class _Chunks:
 
 
 @contextmanager
-def _flushing(point: str, on: bool) -> Iterator[None]:
+def _flushing(point: str) -> Iterator[None]:
     """While the files are written, flush the new file system every quarter second in a
     thread of its own, so the device takes the data as it comes rather than all of it at
     the unmount (the kernel starts on its own only at a tenth of the memory dirty)."""
@@ -103,14 +107,12 @@ def _flushing(point: str, on: bool) -> Iterator[None]:
                 syncfs(point)
 
     thread = threading.Thread(target=flush, name="twofold-flush", daemon=True)
-    if on:
-        thread.start()
+    thread.start()
     try:
         yield
     finally:
         stop.set()
-        if on:
-            thread.join()
+        thread.join()
 
 
 def _use_order(records: list[dict[str, Any]]) -> list[bytes]:
@@ -182,9 +184,7 @@ def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: i
     try:
         records = load_records(store, files, f"{area.label} records")
     except StoreError as err:
-        raise ImageDamaged(f"{area.label}: {err.message}", "the restore stopped; mend the "
-                           "image with twofold image verify --heal --from OTHER_STORE"
-                           ) from None
+        raise _damaged(area.label, err) from None
     chunks = _Chunks(store, area.label, _use_order(records))
     progress.phase(f"making {kind} for {area.label}")
     with loop_device(dest, offset, size) as dev:
@@ -193,7 +193,7 @@ def restore_files(store: ChunkStore, area: Area, dest: str, offset: int, size: i
             if kind in SNAPSHOT:
                 make_subvolumes(point, params)
             progress.phase(f"files of {area.label}", total_bytes=int(files["file_bytes"]))
-            with _flushing(point, kind not in FAT):
+            with nullcontext() if kind in FAT else _flushing(point):  # FUSE: at the unmount
                 try:
                     _write_all(records, point, chunks, kind in FAT, done, progress)
                 finally:
