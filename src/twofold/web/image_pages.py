@@ -41,19 +41,27 @@ def stores(cfg: Config) -> dict[str, str]:
 def routes(panel: Panel) -> list[BaseRoute]:
     """The routes of the Images page."""
 
+    by_env: dict[str, Any] = {}  # stores TWOFOLD_PASSPHRASE opened (its Argon2 run once)
+
     def target(where: str) -> Any:  # what the engines take: the folder, or it unlocked
         from twofold.jobs.rundue import env_unlocked
 
-        return panel.unlocked.get(where) or env_unlocked(where)
+        if where in panel.unlocked:
+            return panel.unlocked[where]
+        if where not in by_env:
+            opened = env_unlocked(where)
+            if isinstance(opened, str):
+                return where  # plain, or no passphrase in the environment
+            by_env[where] = opened
+        return by_env[where]
 
     def images(request: Request) -> Response:
         from twofold.image.manage import list_store
+        from twofold.vault.objects import StoreLocked
 
         cfg, _ = panel.config()
         listing: list[dict[str, Any]] = []
         for where, jobs in stores(cfg).items():
-            from twofold.vault.objects import StoreLocked
-
             entry: dict[str, Any] = {"where": where, "jobs": jobs, "images": [],
                                      "damaged": {}, "error": None, "locked": False,
                                      "unlocked": where in panel.unlocked}
