@@ -36,7 +36,7 @@ class PackEntry:
     plain_length: int
 
 
-def chunk_id(data: bytes) -> bytes:
+def chunk_id(data: bytes | memoryview) -> bytes:
     """The id of a chunk: BLAKE3 (32 bytes) of its plain data."""
     return bytes(blake3.blake3(data).digest())
 
@@ -112,7 +112,7 @@ def parse_index(index: bytes, count: int, crc: int, name: str) -> list[PackEntry
 _local = threading.local()
 
 
-def compress(data: bytes, level: int) -> bytes:
+def compress(data: bytes | memoryview, level: int) -> bytes:
     """One zstd frame (content size recorded) of `data`; safe to call from any thread."""
     cache: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "cctx", None)
     if cache is None:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import mmap
 import os
 import stat
 import struct
+import threading
 from types import TracebackType
 from typing import Protocol
 
 from twofold.core.errors import TwofoldError
 
 _BLKSSZGET = 0x1268  # Linux ioctl: logical sector size of a block device
+
+DIRECT_ALIGN = 4096
+"""Offsets, lengths and buffers aligned to this are read past the page cache (O_DIRECT:
+any logical sector size up to 4096 allows it)."""
 
 
 class LayoutError(TwofoldError):
@@ -51,6 +58,9 @@ class FileReader:
             self._owned = True
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
         self.sector_size = _logical_sector_size(self.fd)
+        self._direct: int | None = None  # an O_DIRECT descriptor of the same file
+        self._direct_state = 0  # 0: not tried yet, 1: open, -1: not possible here
+        self._direct_lock = threading.Lock()
 
     def pread(self, offset: int, length: int) -> bytes:
         """Read up to `length` bytes at `offset`, looping over short reads."""
@@ -64,8 +74,50 @@ class FileReader:
             done += len(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def read_into(self, buf: memoryview, offset: int, aligned: bool = True) -> int:
+        """Fill `buf` with the bytes at `offset`; the count read (fewer only at the end).
+
+        No copy passes through Python. When `buf` starts on a page (`aligned`: the caller's
+        word, as for a slice at a multiple of DIRECT_ALIGN into an mmap) and offset and
+        length are multiples of DIRECT_ALIGN, the read bypasses the page cache: one
+        request per read instead of the cache's readahead pieces, and imaging a disk
+        does not push the system's own files out of memory. Elsewhere (a file system
+        that refuses O_DIRECT, an unaligned piece, the end of the device) it reads
+        through the cache."""
+        length, done = len(buf), 0
+        if aligned and not (offset | length) % DIRECT_ALIGN:
+            fd = self._direct_fd()
+            if fd is not None:
+                try:
+                    done = os.preadv(fd, [buf], offset)
+                except OSError as err:
+                    if err.errno != errno.EINVAL:
+                        raise
+                    self._direct_state = -1  # this file refuses it after all
+        while done < length:
+            got = os.preadv(self.fd, [buf[done:]], offset + done)
+            if not got:
+                break
+            done += got
+        return done
+
+    def _direct_fd(self) -> int | None:
+        if self._direct_state == 0:
+            with self._direct_lock:
+                if self._direct_state == 0:
+                    try:
+                        self._direct = os.open(f"/proc/self/fd/{self.fd}",
+                                               os.O_RDONLY | os.O_DIRECT | os.O_CLOEXEC)
+                        self._direct_state = 1
+                    except OSError:
+                        self._direct_state = -1
+        return self._direct if self._direct_state == 1 else None
+
     def close(self) -> None:
-        """Close the descriptor if this reader opened it."""
+        """Close the descriptor if this reader opened it (and the O_DIRECT one)."""
+        if self._direct is not None:
+            os.close(self._direct)
+            self._direct, self._direct_state = None, -1
         if self._owned and self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -80,6 +132,19 @@ class FileReader:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_buffers = threading.local()
+
+
+def thread_buffer(size: int) -> memoryview:
+    """A page-aligned buffer of `size` bytes owned by the calling thread (kept for its next
+    call: the bytes read last are overwritten then). FileReader.read_into reads into it
+    past the page cache; hashing and compressing take it as it is, with no copy."""
+    buf: memoryview | None = getattr(_buffers, "buf", None)
+    if buf is None or len(buf) < size:
+        buf = _buffers.buf = memoryview(mmap.mmap(-1, max(size, 1)))
+    return buf[:size]
 
 
 def _logical_sector_size(fd: int) -> int | None:

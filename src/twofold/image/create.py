@@ -18,11 +18,10 @@ from twofold.blobs.objects import ObjectStore, StoreFullError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.chunks.lease import CREATE, Lease, records
 from twofold.chunks.workers import FILE_READERS, WORKERS
-from twofold.chunks.zeros import all_zero
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
-from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.blockio import DIRECT_ALIGN, FileReader, thread_buffer
 from twofold.fsinfo.fsbitmap import merge_extents
 from twofold.fsinfo.fsparams import SNAPSHOT
 from twofold.fsinfo.volume import DriveId
@@ -95,21 +94,25 @@ class CreateResult:
 Work = tuple[bytes | None, bytes | None, list[Extent]]  # id (None: zeros), new bytes, pieces
 
 
-def _read_pieces(reader: FileReader, start: int, pieces: list[Extent]) -> bytes:
-    parts = []
+def _read_pieces(reader: FileReader, start: int, pieces: list[Extent]) -> memoryview:
+    """The bytes of `pieces` back to back, in this thread's buffer (valid until its next
+    call here)."""
+    buf = thread_buffer(sum(n for _, n in pieces))
+    pos = 0
     for offset, length in pieces:
         try:
-            data = reader.pread(start + offset, length)
+            got = reader.read_into(buf[pos:pos + length], start + offset,
+                                   aligned=not pos % DIRECT_ALIGN)
         except OSError as err:
             raise SourceReadError(
                 f"reading the source failed at byte {start + offset}: {err.strerror or err}",
                 "the disk may be failing; copy it with ddrescue first, then image the copy"
             ) from err
-        if len(data) != length:
+        if got != length:
             raise SourceReadError(f"the source ended early at byte {start + offset}",
                                   "did the device shrink or go away?")
-        parts.append(data)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+        pos += length
+    return buf
 
 
 def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: ChunkStore,
@@ -118,16 +121,17 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
     the previous image's pieces and id for this cell, tried first when they cover ours."""
     if before is not None:
         old = _read_pieces(reader, start, before[0])
-        zero = all_zero(old)
+        old_id = store.id_of(old)
+        zero = store.is_zero(old_id, len(old))
         if before[1] is None and zero:
             return None, None, before[0]
-        if not zero and store.id_of(old) == before[1]:  # stored again when found damaged
+        if not zero and old_id == before[1]:  # stored again when found damaged
             stored = None if store.has(before[1]) else store.stored_form(before[1], old, level)
             return before[1], stored, before[0]
     data = _read_pieces(reader, start, pieces)
-    if all_zero(data):
-        return None, None, pieces
     cid = store.id_of(data)
+    if store.is_zero(cid, len(data)):
+        return None, None, pieces
     if store.has(cid):
         return cid, None, pieces
     return cid, store.stored_form(cid, data, level), pieces

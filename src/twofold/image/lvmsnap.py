@@ -47,6 +47,13 @@ class OverlayReader(FileReader):
         self.fd, self._owned = base.fd, False
         self.size, self.sector_size = base.size, base.sector_size
         self.pieces = sorted(pieces, key=lambda p: p[0])  # (disk offset, length, reader, at)
+        self._direct, self._direct_state = None, -1  # a read may span several sources
+
+    def read_into(self, buf: memoryview, offset: int, aligned: bool = True) -> int:
+        """Fill `buf` with the bytes at `offset` (through pread: see its sources)."""
+        data = self.pread(offset, len(buf))
+        buf[:len(data)] = data
+        return len(data)
 
     def pread(self, offset: int, length: int) -> bytes:
         """Read up to `length` bytes at `offset`, each byte from where it is taken."""

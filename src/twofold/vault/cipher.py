@@ -67,7 +67,7 @@ class Vault:
         """True when `other` was made from the same master key (its chunk ids match)."""
         return hmac.compare_digest(self._id_key, other._id_key)
 
-    def chunk_id(self, data: bytes) -> bytes:
+    def chunk_id(self, data: bytes | memoryview) -> bytes:
         """The id of a chunk: keyed BLAKE3 of its plain data (equal data in two stores
         gets two unrelated ids)."""
         return bytes(blake3.blake3(data, key=self._id_key).digest())
