@@ -1,4 +1,5 @@
-"""Positional byte readers over files, block devices and windows of them (partitions)."""
+"""Positional byte readers over files, block devices and windows of them (partitions), and
+reads of pieces into a per-thread buffer past the page cache (O_DIRECT) where allowed."""
 
 from __future__ import annotations
 
@@ -145,6 +146,33 @@ def thread_buffer(size: int) -> memoryview:
     if buf is None or len(buf) < size:
         buf = _buffers.buf = memoryview(mmap.mmap(-1, max(size, 1)))
     return buf[:size]
+
+
+class PieceReadError(Exception):
+    """A piece could not be read whole: `offset` where; `cause` the OSError, or None when
+    the file ended first."""
+
+    def __init__(self, offset: int, cause: OSError | None) -> None:
+        super().__init__(offset, cause)
+        self.offset, self.cause = offset, cause
+
+
+def read_pieces(reader: FileReader, start: int, pieces: list[tuple[int, int]]) -> memoryview:
+    """The bytes of `pieces` ((offset from `start`, length)) back to back, in the calling
+    thread's buffer (thread_buffer: valid until its next use), past the page cache where
+    possible; PieceReadError when one cannot be read whole."""
+    buf = thread_buffer(sum(n for _, n in pieces))
+    pos = 0
+    for offset, length in pieces:
+        try:
+            got = reader.read_into(buf[pos:pos + length], start + offset,
+                                   aligned=not pos % DIRECT_ALIGN)
+        except OSError as err:
+            raise PieceReadError(start + offset, err) from err
+        if got != length:
+            raise PieceReadError(start + offset, None)
+        pos += length
+    return buf
 
 
 def _logical_sector_size(fd: int) -> int | None:

@@ -21,7 +21,7 @@ from twofold.chunks.workers import FILE_READERS, WORKERS
 from twofold.core.clock import Clock
 from twofold.core.models import Issue
 from twofold.core.progress import Progress
-from twofold.fsinfo.blockio import DIRECT_ALIGN, FileReader, thread_buffer
+from twofold.fsinfo.blockio import FileReader, PieceReadError, read_pieces
 from twofold.fsinfo.fsbitmap import merge_extents
 from twofold.fsinfo.fsparams import SNAPSHOT
 from twofold.fsinfo.volume import DriveId
@@ -95,24 +95,18 @@ Work = tuple[bytes | None, bytes | None, list[Extent]]  # id (None: zeros), new 
 
 
 def _read_pieces(reader: FileReader, start: int, pieces: list[Extent]) -> memoryview:
-    """The bytes of `pieces` back to back, in this thread's buffer (valid until its next
-    call here)."""
-    buf = thread_buffer(sum(n for _, n in pieces))
-    pos = 0
-    for offset, length in pieces:
-        try:
-            got = reader.read_into(buf[pos:pos + length], start + offset,
-                                   aligned=not pos % DIRECT_ALIGN)
-        except OSError as err:
-            raise SourceReadError(
-                f"reading the source failed at byte {start + offset}: {err.strerror or err}",
-                "the disk may be failing; copy it with ddrescue first, then image the copy"
-            ) from err
-        if got != length:
-            raise SourceReadError(f"the source ended early at byte {start + offset}",
-                                  "did the device shrink or go away?")
-        pos += length
-    return buf
+    """The bytes of `pieces` back to back, in this thread's buffer (blockio.read_pieces)."""
+    try:
+        return read_pieces(reader, start, pieces)
+    except PieceReadError as err:
+        if err.cause is None:
+            raise SourceReadError(f"the source ended early at byte {err.offset}",
+                                  "did the device shrink or go away?") from None
+        raise SourceReadError(
+            f"reading the source failed at byte {err.offset}: "
+            f"{err.cause.strerror or err.cause}",
+            "the disk may be failing; copy it with ddrescue first, then image the copy"
+        ) from err.cause
 
 
 def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: ChunkStore,

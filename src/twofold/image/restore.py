@@ -15,7 +15,7 @@ from twofold.chunks.workers import WORKERS
 from twofold.core.clock import Clock
 from twofold.core.errors import UsageError
 from twofold.core.progress import Progress
-from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.blockio import FileReader, PieceReadError, read_pieces
 from twofold.fsinfo.efiboot import ensure_fallback_loader
 from twofold.fsinfo.fsparams import fs_type, grow_fs
 from twofold.fsinfo.gptgrow import grow_gpt
@@ -273,11 +273,14 @@ def _read_back(store: ChunkStore, dest: str, fd: int, shift: int,
 
     def same(item: tuple[int, bytes, Area, list[Extent]]) -> tuple[bool, int]:
         _first, cid, area, pieces = item
-        data = b"".join(os.pread(rfd, n, shift + area.start + o) for o, n in pieces)
+        try:
+            data = read_pieces(reader, shift + area.start, pieces)
+        except PieceReadError:
+            return False, 0
         return store.id_of(data) == cid, len(data)
 
     checked = 0
-    rfd = os.open(dest, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    reader = FileReader(dest)
     try:
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="twofold-readback") as pool:
             for item, (ok, n) in zip(todo, pool.map(same, todo), strict=True):
@@ -290,5 +293,5 @@ def _read_back(store: ChunkStore, dest: str, fd: int, shift: int,
                 checked += n
                 progress.advance(nbytes=n)
     finally:
-        os.close(rfd)
+        reader.close()
     return checked
