@@ -16,8 +16,8 @@ from operator import attrgetter
 from typing import Any
 
 from twofold.chunks.chunkstore import ChunkStore
-from twofold.chunks.zeros import all_zero
 from twofold.fsinfo import fastwalk
+from twofold.fsinfo.blockio import thread_buffer
 
 TRIES = 3  # reads of a file that keeps changing before it is listed as inconsistent
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | \
@@ -55,13 +55,13 @@ class Sink:
         """put() of `pieces` joined (in the thread that stores them, not the caller's)."""
         return self.put(b"".join(pieces))
 
-    def put(self, data: bytes) -> bytes | None:
+    def put(self, data: bytes | memoryview) -> bytes | None:
         """Store `data` as a chunk unless held already; its id (None when all zero)."""
-        if all_zero(data):
+        cid = self.store.id_of(data)
+        if self.store.is_zero(cid, len(data)):
             with self.lock:
                 self.tally.zero_chunks += 1
             return None
-        cid = self.store.id_of(data)
         stored = None if self.store.has(cid) else self.store.stored_form(cid, data, self.level)
         with self.lock:
             self.ids[cid] = len(data)
@@ -99,11 +99,14 @@ def read_file(path: bytes, small: int, chunk_size: int, sink: Sink) -> Read | No
                     data += part
             else:
                 offset = 0
-                while offset < end and \
-                        (piece := os.pread(fd, min(chunk_size, end - offset), offset)):
-                    cid = sink.put(piece)
-                    refs.append([cid.hex() if cid else None, 0, len(piece)])
-                    offset += len(piece)
+                while offset < end:  # into this thread's buffer: no new memory per cell
+                    buf = thread_buffer(min(chunk_size, end - offset))
+                    got = os.preadv(fd, [buf], offset)
+                    if not got:
+                        break
+                    cid = sink.put(buf[:got])
+                    refs.append([cid.hex() if cid else None, 0, got])
+                    offset += got
             after = os.fstat(fd)
         finally:
             os.close(fd)

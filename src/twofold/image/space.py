@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from twofold.blobs.objects import LocalObjects, ObjectStore
 from twofold.chunks.chunkstore import PACK_SIZE, ChunkStore
 from twofold.chunks.packs import compress
-from twofold.chunks.zeros import all_zero
 from twofold.core.text import human_bytes
-from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.blockio import FileReader, PieceReadError, read_pieces
 from twofold.image.errors import ImageRefused
 from twofold.image.manifest import Area, Extent, Manifest, cell_pieces
 from twofold.image.repo import all_manifests
@@ -125,12 +124,13 @@ def sample_need(reader: FileReader, areas: list[Area], store: ChunkStore,
     used = sum(a.used_bytes for a in areas)
     plain = stored = 0
     for start, pieces in _sample_cells(areas, store.chunk_size):
-        data = b"".join(reader.pread(start + o, n) for o, n in pieces)
+        try:
+            data = read_pieces(reader, start, pieces)
+        except PieceReadError:
+            continue  # the run itself says where the source cannot be read
         plain += len(data)
-        if all_zero(data):
-            continue
         cid = store.id_of(data)
-        if not store.has(cid):
+        if not store.is_zero(cid, len(data)) and not store.has(cid):
             stored += len(compress(data, min(level, 3)))
     if not plain:
         return 0
