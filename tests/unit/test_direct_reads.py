@@ -90,12 +90,17 @@ def test_thread_buffer_is_reused_and_grows() -> None:
 def test_is_zero_compares_ids() -> None:
     codec = Codec(None)
     zeros = bytes(1 << 20)
-    assert codec.is_zero(codec.id_of(zeros), len(zeros))
-    assert codec.is_zero(codec.id_of(memoryview(zeros)[:4096]), 4096)
-    one = bytearray(zeros)
-    one[-1] = 1
-    assert not codec.is_zero(codec.id_of(bytes(one)), len(one))
-    assert not codec.is_zero(codec.id_of(zeros[:4096]), len(zeros))  # other length
+    assert codec.is_zero(codec.id_of(zeros), zeros)
+    view = memoryview(zeros)[:4096]
+    assert codec.is_zero(codec.id_of(view), view)
+    assert codec.is_zero(codec.id_of(b""), b"")
+    for where in (0, 4096, (1 << 20) - 1):  # first byte, middle, last byte
+        one = bytearray(zeros)
+        one[where] = 1
+        assert not codec.is_zero(codec.id_of(bytes(one)), bytes(one)), where
+    odd = [bytes(n) for n in range(1, 200)]  # more lengths than are kept
+    assert all(codec.is_zero(codec.id_of(z), z) for z in odd)
+    assert len(codec._zero_ids) <= 64
 
 
 def _refuses_direct(path: Path) -> bool:

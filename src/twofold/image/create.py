@@ -116,7 +116,7 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
     if before is not None:
         old = _read_pieces(reader, start, before[0])
         old_id = store.id_of(old)
-        zero = store.is_zero(old_id, len(old))
+        zero = store.is_zero(old_id, old)
         if before[1] is None and zero:
             return None, None, before[0]
         if not zero and old_id == before[1]:  # stored again when found damaged
@@ -124,7 +124,7 @@ def _chunk_work(reader: FileReader, start: int, pieces: list[Extent], store: Chu
             return before[1], stored, before[0]
     data = _read_pieces(reader, start, pieces)
     cid = store.id_of(data)
-    if store.is_zero(cid, len(data)):
+    if store.is_zero(cid, data):
         return None, None, pieces
     if store.has(cid):
         return cid, None, pieces

@@ -58,7 +58,7 @@ class Sink:
     def put(self, data: bytes | memoryview) -> bytes | None:
         """Store `data` as a chunk unless held already; its id (None when all zero)."""
         cid = self.store.id_of(data)
-        if self.store.is_zero(cid, len(data)):
+        if self.store.is_zero(cid, data):
             with self.lock:
                 self.tally.zero_chunks += 1
             return None

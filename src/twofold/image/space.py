@@ -130,7 +130,7 @@ def sample_need(reader: FileReader, areas: list[Area], store: ChunkStore,
             continue  # the run itself says where the source cannot be read
         plain += len(data)
         cid = store.id_of(data)
-        if not store.is_zero(cid, len(data)) and not store.has(cid):
+        if not store.is_zero(cid, data) and not store.has(cid):
             stored += len(compress(data, min(level, 3)))
     if not plain:
         return 0
