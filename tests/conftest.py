@@ -4,6 +4,7 @@ folder of the machine running them."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,22 @@ def private_state(tmp_path_factory: pytest.TempPathFactory,
     path = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("TWOFOLD_STATE_DIR", str(path))
     return path
+
+
+NEED_FREE = 12 << 30
+"""What the largest tests hold on the temporary folder's disk at once (a 6 GB exFAT drive
+with a 4 GiB file in it, and that file restored): measured peak of a full run, plus room."""
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Say at once, and why, when the disk cannot hold the largest tests: otherwise they
+    fail one by one with "No space left on device" far into the run."""
+    factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+    free = shutil.disk_usage(factory.getbasetemp()).free
+    if free < NEED_FREE:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = (f"only {free / 2**30:.1f} GiB free under {factory.getbasetemp()}; the "
+                   f"tests need about {NEED_FREE >> 30} GiB: free some space (old "
+                   f"pytest-of-* folders there can go), or point --basetemp elsewhere")
+        if reporter is not None:
+            reporter.write_line(f"WARNING: {message}", yellow=True, bold=True)
