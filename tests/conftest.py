@@ -21,7 +21,8 @@ def private_state(tmp_path_factory: pytest.TempPathFactory,
 
 NEED_FREE = 12 << 30
 """What the largest tests hold on the temporary folder's disk at once (a 6 GB exFAT drive
-with a 4 GiB file in it, and that file restored): measured peak of a full run, plus room."""
+with a 4 GiB file in it, and that file restored): a full run's peak was 8.2 GB (df), and
+room is left for the rest of the machine."""
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
