@@ -11,7 +11,7 @@ from twofold.blobs.objects import StoreError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.core.clock import Clock
 from twofold.core.progress import Progress
-from twofold.fsinfo.blockio import FileReader
+from twofold.fsinfo.blockio import FileReader, PieceReadError, read_pieces
 from twofold.image.create import LEVELS
 from twofold.image.errors import ImageRefused
 from twofold.image.manifest import Extent, Manifest, ManifestError, chunk_spans, manifest_object
@@ -71,10 +71,10 @@ def _from_source(store: ChunkStore, reader: FileReader,
         return None
     start, pieces = place
     try:
-        data = b"".join(reader.pread(start + o, n) for o, n in pieces)
-    except OSError:
+        data = read_pieces(reader, start, pieces)  # this thread's buffer: copied if kept
+    except PieceReadError:
         return None
-    return data if store.id_of(data) == cid else None  # the disk has changed there
+    return bytes(data) if store.id_of(data) == cid else None  # the disk has changed there
 
 
 def heal(target: Target, image: str | None, progress: Progress, clock: Clock,
