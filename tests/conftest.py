@@ -28,11 +28,11 @@ room is left for the rest of the machine."""
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Say at once, and why, when the disk cannot hold the largest tests: otherwise they
     fail one by one with "No space left on device" far into the run."""
-    factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
-    free = shutil.disk_usage(factory.getbasetemp()).free
+    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    free = shutil.disk_usage(base).free
     if free < NEED_FREE:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        message = (f"only {free / 2**30:.1f} GiB free under {factory.getbasetemp()}; the "
+        message = (f"only {free / 2**30:.1f} GiB free under {base}; the "
                    f"tests need about {NEED_FREE >> 30} GiB: free some space (old "
                    f"pytest-of-* folders there can go), or point --basetemp elsewhere")
         if reporter is not None:
