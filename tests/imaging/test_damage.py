@@ -3,6 +3,7 @@ missing packs, a too-small or mounted destination, a dirty or mounted source."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from tests.image.conftest import IS_ROOT, loop_device, mounted, run
 from twofold.core.progress import NullProgress
+from twofold.fsinfo.blockio import FileReader
+from twofold.image import restore as restore_module
 from twofold.image.create import create
 from twofold.image.errors import ImageDamaged, ImageRefused
 from twofold.image.restore import restore
@@ -154,3 +157,22 @@ def test_readback_finds_a_write_that_did_not_stick(imaged: tuple[Path, Path], tm
     r = restore(str(target), "img", str(tmp_path / "p.img"), None, NullProgress(),
                 FixedClock())
     assert r.bytes_checked == r.bytes_written > 0
+
+
+def test_readback_names_the_read_error(imaged: tuple[Path, Path], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A destination that fails when read back: the error says how, not only that its
+    bytes differ."""
+    _src, target = imaged
+    dest = tmp_path / "o.img"
+
+    class Failing(FileReader):
+        def read_into(self, buf: memoryview, offset: int, aligned: bool = True) -> int:
+            if offset >= 4 * MiB:  # the read-back of the second cell on
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            return super().read_into(buf, offset, aligned=aligned)
+
+    monkeypatch.setattr(restore_module, "FileReader", Failing)
+    with pytest.raises(ImageDamaged, match=r"o\.img could not be read back after writing "
+                       r"volume, bytes \d+-\d+: Input/output error at byte \d+"):
+        restore(str(target), "img", str(dest), None, NullProgress(), FixedClock())

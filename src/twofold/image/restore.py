@@ -271,25 +271,32 @@ def _read_back(store: ChunkStore, dest: str, fd: int, shift: int,
                   key=lambda t: t[0])
     progress.phase("checking", total_bytes=sum(n for *_, p in todo for _, n in p))
 
-    def same(item: tuple[int, bytes, Area, list[Extent]]) -> tuple[bool, int]:
+    def same(item: tuple[int, bytes, Area, list[Extent]]) -> tuple[str | None, int]:
+        """(None, bytes checked) when the chunk reads back whole and right, else what is
+        wrong, with {where} for the area and bytes written."""
         _first, cid, area, pieces = item
         try:
             data = read_pieces(reader, shift + area.start, pieces)
-        except PieceReadError:
-            return False, 0
-        return store.id_of(data) == cid, len(data)
+        except PieceReadError as err:
+            if err.cause is None:
+                return f"ended at byte {err.offset}, after writing {{where}}", 0
+            return ("could not be read back after writing {where}: "
+                    f"{err.cause.strerror or err.cause} at byte {err.offset}"), 0
+        if store.id_of(data) != cid:
+            return "does not hold what was written to {where}", 0
+        return None, len(data)
 
     checked = 0
     reader = FileReader(dest)
     try:
         with ThreadPoolExecutor(WORKERS, thread_name_prefix="twofold-readback") as pool:
-            for item, (ok, n) in zip(todo, pool.map(same, todo), strict=True):
-                if not ok:
+            for item, (wrong, n) in zip(todo, pool.map(same, todo), strict=True):
+                if wrong is not None:
                     first, _cid, area, pieces = item
                     last = shift + area.start + pieces[-1][0] + pieces[-1][1]
-                    raise ImageDamaged(
-                        f"{dest} does not hold what was written to {area.label}, bytes "
-                        f"{first}-{last}", "the destination may be failing; try another")
+                    where = f"{area.label}, bytes {first}-{last}"
+                    raise ImageDamaged(f"{dest} {wrong.replace('{where}', where)}",
+                                       "the destination may be failing; try another")
                 checked += n
                 progress.advance(nbytes=n)
     finally:
