@@ -144,8 +144,17 @@ def thread_buffer(size: int) -> memoryview:
     past the page cache; hashing and compressing take it as it is, with no copy."""
     buf: memoryview | None = getattr(_buffers, "buf", None)
     if buf is None or len(buf) < size:
-        buf = _buffers.buf = memoryview(mmap.mmap(-1, max(size, 1)))
+        buf = _buffers.buf = memoryview(private_buffer(max(size, 1)))
     return buf[:size]
+
+
+def private_buffer(size: int) -> mmap.mmap:
+    """Page-aligned memory of `size` bytes, private to this process: a process forked
+    later gets a copy of it, not the same pages (an anonymous mmap is shared by default,
+    and two processes filling one buffer would mix their bytes)."""
+    if hasattr(mmap, "MAP_PRIVATE"):
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    return mmap.mmap(-1, size)  # Windows: not inherited by child processes
 
 
 class PieceReadError(Exception):

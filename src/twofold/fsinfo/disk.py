@@ -75,6 +75,36 @@ def rename_new(src: bytes, dst: bytes) -> bool:
     return True
 
 
+_SYS_CACHESTAT = 451  # Linux 6.5: the same number on every architecture but alpha
+
+
+class _CachestatRange(ctypes.Structure):
+    _fields_ = [("off", ctypes.c_uint64), ("len", ctypes.c_uint64)]
+
+
+class _Cachestat(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "nr_cache", "nr_dirty", "nr_writeback", "nr_evicted", "nr_recently_evicted")]
+
+
+_cachestat_off: set[bool] = set()  # holds True once the kernel has said it has none
+
+
+def none_cached(fd: int) -> bool:
+    """True when the kernel says no page of the open file is in the page cache (Linux
+    cachestat); False when some are, or where the kernel cannot say. Unlike a read with
+    RWF_NOWAIT, asking starts no read of the file."""
+    libc = None if _cachestat_off else _libc()
+    if libc is None:
+        return False
+    whole, stat = _CachestatRange(0, 0), _Cachestat()
+    if libc.syscall(_SYS_CACHESTAT, fd, ctypes.byref(whole), ctypes.byref(stat), 0) != 0:
+        if ctypes.get_errno() in (errno.ENOSYS, errno.EPERM):  # an older kernel, a sandbox
+            _cachestat_off.add(True)
+        return False
+    return int(stat.nr_cache) == 0
+
+
 def copy_durably(src: bytes | str, dst: bytes | str, buf: int = 1 << 20) -> None:
     """Write a new file `dst` with `src`'s bytes, from start to end (drivers such as
     fusefat lose data written at an offset of an existing file), and flush it."""

@@ -1,8 +1,11 @@
-"""Copy one file while hashing it with BLAKE3, keeping holes of sparse files as holes."""
+"""Copy one file while hashing it with BLAKE3, keeping holes of sparse files as holes; a
+file none of which is in the page cache is read past it (O_DIRECT) where the OS allows."""
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import mmap
 import os
 import stat
 import threading
@@ -12,6 +15,8 @@ import blake3
 
 from twofold.core.models import Entry
 from twofold.core.names import Holds
+from twofold.fsinfo.blockio import private_buffer
+from twofold.fsinfo.disk import none_cached
 from twofold.fsinfo.meta import ALL, apply_metadata, read_xattrs
 
 BUF = 1 << 20
@@ -22,6 +27,8 @@ _NO_HOLES = {errno.EPERM, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS}
 _local = threading.local()
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+DIRECT_ALIGN = 4096  # offsets, lengths and the buffer of a read past the page cache
 
 
 class SourceReadError(OSError):
@@ -70,28 +77,62 @@ def _segments(fd: int, size: int) -> list[tuple[int, int]]:
     return out
 
 
-def _read_full(fd: int, view: memoryview, want: int) -> int:
-    got = 0
-    while got < want:
-        if _HAS_READV:
-            n = os.readv(fd, [view[got:want]])
-        else:  # Windows: no readv
-            data = os.read(fd, want - got)
-            n = len(data)
-            view[got:got + n] = data
-        if n == 0:
-            break
-        got += n
-    return got
+class _Source:
+    """An open source file read into a page-aligned buffer; past the page cache while
+    `direct` (until a read the OS refuses or a short one: then through the cache)."""
+
+    __slots__ = ("direct", "fd")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.direct = False
+        if _O_DIRECT and _HAS_READV and size and none_cached(fd):
+            self._set_direct(True)
+
+    def _set_direct(self, on: bool) -> None:
+        try:
+            flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+            fcntl.fcntl(self.fd, fcntl.F_SETFL,
+                        flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+        except OSError:  # a file system without direct reads: through the cache
+            self.direct = False
+            return
+        self.direct = on
+
+    def read_full(self, view: memoryview, want: int) -> int:
+        """Fill view[:want] from the file's position; fewer bytes only at its end."""
+        got = 0
+        while got < want:
+            if self.direct:  # whole aligned blocks; a read past `want` is left unused
+                ask = min(len(view), -(-want // DIRECT_ALIGN) * DIRECT_ALIGN)
+                try:
+                    n = os.readv(self.fd, [view[got:ask]])
+                except OSError:  # refused (EINVAL, or a driver's own error): the same
+                    self._set_direct(False)  # read through the cache, which says
+                    continue                 # whether the file is really unreadable
+                if n < ask - got:  # the end (or a driver's short read): no more direct
+                    self._set_direct(False)
+                n = min(n, want - got)
+            elif _HAS_READV:
+                n = os.readv(self.fd, [view[got:want]])
+            else:  # Windows: no readv
+                data = os.read(self.fd, want - got)
+                n = len(data)
+                view[got:got + n] = data
+            if n == 0:
+                break
+            got += n
+        return got
 
 
-def _pump(src: int, dst: int | None, h: blake3.blake3, length: int, buf: bytearray) -> int:
+def _pump(src: _Source, dst: int | None, h: blake3.blake3, length: int,
+          buf: mmap.mmap) -> int:
     """Copy up to `length` bytes from src's position to dst's, hashing them."""
     view = memoryview(buf)
     done = 0
     while done < length:
         try:
-            n = _read_full(src, view, min(BUF, length - done))
+            n = src.read_full(view, min(BUF, length - done))
         except OSError as err:
             raise SourceReadError(err.errno, err.strerror) from err
         if n == 0:
@@ -114,13 +155,14 @@ def _stream(src: int, dst: int | None, st: os.stat_result) -> tuple[bytes, int]:
     """Hash (and copy when dst is given) an open file; holes stay holes in dst."""
     h = blake3.blake3(max_threads=blake3.blake3.AUTO) if st.st_size > 64 * BUF else \
         blake3.blake3()
-    buf: bytearray | None = getattr(_local, "buf", None)
-    if buf is None:  # one buffer per thread: zeroing 1 MiB per small file costs more
-        buf = _local.buf = bytearray(BUF)  # than copying it
+    buf: mmap.mmap | None = getattr(_local, "buf", None)
+    if buf is None:  # one page-aligned buffer per thread: zeroing 1 MiB per small file
+        buf = _local.buf = private_buffer(BUF)  # costs more than copying it
     size = st.st_size
+    source = _Source(src, size)
     sparse = _HAS_SEEK_DATA and st.st_blocks * 512 < size
     if not sparse:  # growth while reading shows in the stat taken after the copy
-        total = _pump(src, dst, h, size, buf)
+        total = _pump(source, dst, h, size, buf)
         return h.digest(), total
     pos = 0
     for start, length in _segments(src, size):
@@ -128,7 +170,7 @@ def _stream(src: int, dst: int | None, st: os.stat_result) -> tuple[bytes, int]:
         os.lseek(src, start, os.SEEK_SET)
         if dst is not None:
             _hole(dst, pos, start)
-        pos = start + _pump(src, dst, h, length, buf)
+        pos = start + _pump(source, dst, h, length, buf)
     _hash_zeros(h, size - pos)
     if dst is not None:
         _hole(dst, pos, size)
