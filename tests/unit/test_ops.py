@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -187,3 +188,45 @@ def test_lock_without_flock_uses_an_exclusive_file(tmp_path: Path,
     with sd.lock(), open(excl) as f:
         assert json.load(f)["pid"] == os.getpid()
     assert not os.path.exists(excl)
+
+
+def _everything_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_makedirs_makes_what_is_missing_inside_the_set(tmp_path: Path) -> None:
+    sd = _set(tmp_path)
+    deep = sd.cur(b"a/b/c")
+    sd.makedirs(deep)
+    sd.makedirs(deep)  # there already: fine
+    assert os.path.isdir(deep)
+    _write(sd.cur(b"a/file"), b"x")
+    with pytest.raises(FileExistsError):
+        sd.makedirs(sd.cur(b"a/file"))
+    with pytest.raises(ValueError, match="not inside"):
+        sd.makedirs(os.fsencode(tmp_path / "elsewhere"))
+
+
+@pytest.mark.parametrize("op", [
+    PendingOp(1, "mkdir", b"src/d050"),
+    PendingOp(2, "move", b"src/new/x.txt", link_to=b"src/old.txt"),
+    PendingOp(3, "remove", b"src/old.txt"),
+])
+def test_with_the_sets_folder_gone_nothing_is_made(tmp_path: Path, op: PendingOp) -> None:
+    """A drive unmounted lazily mid-run leaves its empty mount point: the run's folders
+    must not be made there again, on the system disk (the set's own folder is never made
+    by an operation, and its absence says the drive is gone)."""
+    mount = tmp_path / "BACKUP"
+    sd = _set(mount)
+    _write(sd.cur(b"src/old.txt"), b"x")
+    os.makedirs(sd.ver(RUN, b"src"))
+    for child in mount.iterdir():  # what the empty mount point shows after the unmount
+        subprocess.run(["rm", "-rf", str(child)], check=True)
+    with pytest.raises(FileNotFoundError):
+        sd.makedirs(sd.cur(b"src/d050"))
+    with contextlib.suppress(OSError):  # a removal finds nothing to do; the rest fail
+        apply_op(sd, RUN, op, lambda _p: None, replay=False)
+    assert _everything_under(mount) == []
+    with pytest.raises(TargetError, match="the backup set's folder is gone"):
+        sd.make_tmp()
+    assert _everything_under(mount) == []

@@ -97,7 +97,7 @@ def _heal_one(sd: SetDir, rec: Record, tops: dict[bytes, bytes], where: bytes,
         return "the source changed since its last backup"
     tmp = os.path.join(sd.tmp, b"heal-%d-%d" % (os.getpid(), rec.id))
     try:
-        os.makedirs(sd.tmp, exist_ok=True)
+        sd.makedirs(sd.tmp)
         if os.path.lexists(tmp):
             os.unlink(tmp)
         copied = copy_file(src, tmp, fsync=True)
@@ -113,7 +113,7 @@ def _heal_one(sd: SetDir, rec: Record, tops: dict[bytes, bytes], where: bytes,
         if rec.vrun is None:
             no_symlink_above(sd, run_name, rec.path)  # makes folders removed from the drive
         else:
-            os.makedirs(os.path.dirname(where), exist_ok=True)
+            sd.makedirs(os.path.dirname(where))
         if os.path.isdir(where) and not os.path.islink(where):
             os.unlink(tmp)
             return "a folder is where its copy belongs"

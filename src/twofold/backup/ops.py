@@ -24,18 +24,18 @@ from twofold.sets.target import SetDir, target_failure
 
 def move_aside(sd: SetDir, run_name: str, rel: bytes) -> None:
     """Move current/<rel> to versions/<run>/<rel> (a rename on the same drive)."""
-    _aside(sd.cur(rel), sd.ver(run_name, rel))
+    _aside(sd, sd.cur(rel), sd.ver(run_name, rel))
 
 
-def _aside(cur: bytes, dest: bytes) -> None:
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
+def _aside(sd: SetDir, cur: bytes, dest: bytes) -> None:
+    sd.makedirs(os.path.dirname(dest))
     if os.path.lexists(dest):
         raise FileExistsError(errno.EEXIST, "version already kept", dest)
     os.rename(cur, dest)
 
 
-def _link_or_copy(src: bytes, dst: bytes) -> None:
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
+def _link_or_copy(sd: SetDir, src: bytes, dst: bytes) -> None:
+    sd.makedirs(os.path.dirname(dst))
     try:
         os.link(src, dst, follow_symlinks=False)
     except OSError:  # no hard links on this drive: a copy on the drive itself
@@ -53,13 +53,13 @@ def _move(sd: SetDir, run_name: str, old: bytes, new: bytes) -> None:
     cur_old, cur_new, kept = sd.cur(old), sd.cur(new), sd.ver(run_name, old)
     if os.path.lexists(cur_old):
         if not os.path.lexists(kept) and sd.namer.profile.hardlinks:
-            _link_or_copy(cur_old, kept)  # else the catalog's moves table finds it
+            _link_or_copy(sd, cur_old, kept)  # else the catalog's moves table finds it
         if os.path.lexists(cur_new) and not _same(cur_old, cur_new):  # not a change of case
             move_aside(sd, run_name, new)
-        os.makedirs(os.path.dirname(cur_new), exist_ok=True)
+        sd.makedirs(os.path.dirname(cur_new))
         os.rename(cur_old, cur_new)
     elif not os.path.lexists(cur_new) and os.path.lexists(kept):
-        _link_or_copy(kept, cur_new)  # the old folder went to versions/ with it
+        _link_or_copy(sd, kept, cur_new)  # the old folder went to versions/ with it
 
 
 def _same(a: bytes, b: bytes) -> bool:
@@ -83,7 +83,7 @@ def _remove_tree(sd: SetDir, run_name: str, rel: bytes) -> None:
             inner = os.path.join(dirpath, name)  # names here are as stored on the target
             dest = os.path.join(kept, os.path.relpath(inner, sd.current))
             if not os.path.lexists(dest):
-                _aside(inner, dest)
+                _aside(sd, inner, dest)
         with contextlib.suppress(OSError):  # never delete what could not be kept
             os.rmdir(dirpath)
 
@@ -131,13 +131,13 @@ def apply_op(sd: SetDir, run_name: str, op: PendingOp,
         if sd.namer.profile.hardlinks:
             os.link(first, cur, follow_symlinks=False)
         else:
-            _link_or_copy(first, cur)
+            _link_or_copy(sd, first, cur)
     elif op.op == "mkdir":
         there = not (fresh is not None and fresh.absent(cur)) and os.path.lexists(cur)
         if there and not _is_dir(cur):
             move_aside(sd, run_name, op.path)
             there = False
-        os.makedirs(cur, exist_ok=True)
+        sd.makedirs(cur)
         if fresh is not None and not there:
             fresh.made(cur)
         _apply_meta(sd, cur, entry_of(op.path))

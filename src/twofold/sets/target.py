@@ -56,6 +56,35 @@ class SetDir:
         self.namer = Namer()  # identity until the catalog says how names are stored
         self.real_dirs: set[bytes] = set()  # folders of current/ seen not to be symlinks
 
+    def makedirs(self, path: bytes) -> None:
+        """Make the folder `path` inside the set, and those missing above it, but never the
+        set's own folder or anything above it: when that is missing, the drive is gone (a
+        drive unmounted lazily mid-run leaves its empty mount point on the system disk,
+        where os.makedirs would build the whole chain and the run's files would follow) and
+        FileNotFoundError says so. An existing folder is fine, as with exist_ok."""
+        if not path.startswith(self.root + b"/"):
+            raise ValueError(f"{show(path)} is not inside the set's folder")
+        try:
+            os.mkdir(path)
+            return
+        except FileExistsError:
+            if os.path.isdir(path):
+                return
+            raise
+        except FileNotFoundError:
+            pass
+        missing = [path]
+        parent = os.path.dirname(path)
+        while not os.path.isdir(parent):
+            if len(parent) <= len(self.root):
+                raise FileNotFoundError(errno.ENOENT, "the backup set's folder is gone "
+                                        "(was the drive removed?)", os.fsdecode(self.root))
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        for folder in reversed(missing):
+            with suppress(FileExistsError):
+                os.mkdir(folder)
+
     def exists(self) -> bool:
         """True when the set has a catalog on the target."""
         return os.path.exists(self.catalog)
@@ -204,7 +233,7 @@ class SetDir:
                 sub = os.path.join(self.tmp, b"%02x" % n)
                 if os.path.islink(sub):  # planted: copies must not go through it
                     os.unlink(sub)
-                os.makedirs(sub, exist_ok=True)
+                self.makedirs(sub)
         except OSError as err:
             raise target_failure(err, self.tmp) from err
 
