@@ -3,6 +3,7 @@ merge of the whole tree gives: the same changes, in the same order, the same cou
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
@@ -13,9 +14,12 @@ import pytest
 
 from twofold.backup.engine import BackupOptions, backup
 from twofold.backup.planproc import (
+    LIST_MAX,
+    MAX_PARTS,
     Planned,
     Range,
     _Links,
+    folder_sample,
     plan_range,
     ranges,
 )
@@ -114,7 +118,7 @@ def _whole(sources: list[Source], catalog: Catalog) -> tuple[list[tuple[Action, 
 
 
 def plan_changes(sources: list[Source], patterns: list[str], defaults: bool,
-                 catalog: Catalog, parts: int) -> Iterator[Change | Tally]:
+                 catalog: Catalog, parts: int | None) -> Iterator[Change | Tally]:
     """One pass over a Planned, as the engine makes it, closed at the end."""
     planned = Planned(sources, patterns, defaults, catalog, parts)
     try:
@@ -159,6 +163,46 @@ def test_worker_processes_give_the_changes_of_one_merge(
     got = _summary(plan_changes(sources, ["*.tmp"], True, catalog, parts))
     assert got == _whole(sources, catalog)
     assert not multiprocessing.active_children()
+
+
+@needs_fork
+def test_a_first_run_is_cut_where_the_sources_folders_are(tmp_path: Path) -> None:
+    """An empty catalog gives no cuts: a tree of more than LIST_MAX folders is cut at a
+    sample of its own folders, and the ranges plan what one merge does."""
+    src = tmp_path / "src"
+    _tree(src)  # 7 folders of 11 folders each, and a few more
+    sources = [Source(b"src", os.fsencode(src))]
+    sample = folder_sample(sources)
+    assert sample == sorted(sample) and len(sample) > LIST_MAX
+    assert {b"src/d0", b"src/d6/e10", os.fsencode("src/d4/caf\udce9")} <= set(sample)
+    catalog = Catalog(str(tmp_path / "empty.sqlite"), create=True, set_name="s")
+    try:
+        parts = ranges(catalog, None, sources)
+        assert len(parts) == min(2 * (os.cpu_count() or 1), MAX_PARTS) > 1
+        assert parts[0].lo == b"" and parts[-1].hi is None
+        assert all(a.hi == b.lo for a, b in itertools.pairwise(parts))
+        got = _summary(plan_changes(sources, ["*.tmp"], True, catalog, None))
+        assert got == _whole(sources, catalog)
+        late = [c for c in plan_changes(sources, ["*.tmp"], True, catalog, None)
+                if isinstance(c, Change) and c.path == b"src/d6/zz-late-name.txt"]
+        assert late[0].entry is not None  # its first name lies in another range
+        assert late[0].entry.link_to == os.fsencode("src/" + _f(0))
+    finally:
+        catalog.close()
+    assert not multiprocessing.active_children()
+
+
+def test_a_small_first_run_is_one_range(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for i in range(LIST_MAX - 2):
+        (src / f"f{i}").mkdir(parents=True)
+    sources = [Source(b"src", os.fsencode(src))]
+    assert folder_sample(sources) == []  # all listed: small
+    catalog = Catalog(str(tmp_path / "empty.sqlite"), create=True, set_name="s")
+    try:
+        assert ranges(catalog, None, sources) == [Range()]
+    finally:
+        catalog.close()
 
 
 def test_sample_of_open_rows(setup: tuple[list[Source], Catalog]) -> None:

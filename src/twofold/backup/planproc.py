@@ -20,6 +20,7 @@ import os
 import pickle
 import sqlite3
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -46,15 +47,28 @@ class Range:
     hi: bytes | None = None
 
 
-def ranges(catalog: Catalog | None, parts: int | None = None) -> list[Range]:
+def ranges(catalog: Catalog | None, parts: int | None = None,
+           sources: list[Source] | None = None) -> list[Range]:
     """The ranges to plan in: two per core (a cold walk waits on the disk, and more walks
     keep more reads in flight), at most MAX_PARTS, each with about MIN_ROWS rows or more
-    (estimated from a sample of the catalog's rows, which also gives the cuts)."""
+    (estimated from a sample of the catalog's rows, which also gives the cuts).
+
+    A catalog with too few rows to cut (a first run) is cut where a sample of the sources'
+    own folders is (`folder_sample`), when the sources hold more folders than it lists."""
     if catalog is None or not can_fork():
         return [Range()]
     rows, sample = catalog.sample_open()  # cut where a sample of the rows is cut evenly
+    most = min(2 * (os.cpu_count() or 1), MAX_PARTS)
     if parts is None:
-        parts = max(1, min(2 * (os.cpu_count() or 1), MAX_PARTS, rows // MIN_ROWS))
+        parts = max(1, min(most, rows // MIN_ROWS))
+        if parts == 1 and sources:
+            sample = folder_sample(sources)
+            parts = most if sample else 1
+    return _cut(sample, parts)
+
+
+def _cut(sample: list[bytes], parts: int) -> list[Range]:
+    """`parts` ranges cut where the sorted `sample` is cut evenly (fewer when it repeats)."""
     cuts: list[bytes] = []
     for i in range(1, parts):
         cut = sample[len(sample) * i // parts] if sample else None
@@ -62,6 +76,35 @@ def ranges(catalog: Catalog | None, parts: int | None = None) -> list[Range]:
             cuts.append(cut)
     bounds: list[bytes | None] = [b"", *cuts, None]
     return [Range(bounds[i] or b"", bounds[i + 1]) for i in range(len(bounds) - 1)]
+
+
+LIST_MAX = 64
+"""Folders folder_sample lists at most: a tree with more is cut into ranges on a first run."""
+
+
+def folder_sample(sources: list[Source]) -> list[bytes]:
+    """The sorted paths (as the plan names them) of the folders found by listing the
+    sources breadth-first, LIST_MAX folders at most; empty when that listed them all (a
+    tree this small is planned as one range). A subtree with more folders near the top
+    gets more of the sample, and so a range of its own. Measured on the 100,000-file
+    bench tree, first run, cold: the plan took 1.7 s in one process, and the whole run
+    1.2-1.6 s less in four."""
+    found: list[bytes] = []
+    todo = deque((s.name, s.path) for s in sources)
+    listed = 0
+    while todo and listed < LIST_MAX:
+        rel, path = todo.popleft()
+        listed += 1
+        try:
+            with os.scandir(path) as it:
+                subs = [d for d in it if d.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue  # the walk says what is wrong with it
+        for d in subs:
+            name = os.fsencode(d.name)
+            found.append(rel + b"/" + name)
+            todo.append((rel + b"/" + name, os.fsencode(d.path)))
+    return sorted(found) if todo else []
 
 
 def plan_range(sources: list[Source], excluder: Excluder, db_file: str | None, part: Range,
@@ -177,7 +220,7 @@ class Planned:
         # A bad pattern is reported here, before anything is forked.
         self._excluder = Excluder(patterns, defaults)
         self._args = (sources, patterns, defaults, catalog.file if catalog else None)
-        self._parts = ranges(catalog, parts)
+        self._parts = ranges(catalog, parts, sources)
         self._tmp = tempfile.TemporaryDirectory(prefix="twofold-plan-")
         self._spools = [os.path.join(self._tmp.name, str(i)) for i in range(len(self._parts))]
 
