@@ -192,6 +192,15 @@ def test_a_first_run_is_cut_where_the_sources_folders_are(tmp_path: Path) -> Non
     assert not multiprocessing.active_children()
 
 
+def test_a_later_run_of_a_small_set_is_one_range(
+        setup: tuple[list[Source], Catalog]) -> None:
+    """A catalog of fewer than 2 * MIN_ROWS rows plans in one process, however many
+    folders the tree has (forking more costs a small set's no-op more than it saves)."""
+    sources, catalog = setup
+    assert folder_sample(sources)  # big enough to cut on a first run
+    assert ranges(catalog, None, sources) == [Range()]
+
+
 def test_a_small_first_run_is_one_range(tmp_path: Path) -> None:
     src = tmp_path / "src"
     for i in range(LIST_MAX - 2):

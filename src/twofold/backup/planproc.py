@@ -53,15 +53,15 @@ def ranges(catalog: Catalog | None, parts: int | None = None,
     keep more reads in flight), at most MAX_PARTS, each with about MIN_ROWS rows or more
     (estimated from a sample of the catalog's rows, which also gives the cuts).
 
-    A catalog with too few rows to cut (a first run) is cut where a sample of the sources'
-    own folders is (`folder_sample`), when the sources hold more folders than it lists."""
+    A first run (no rows to cut at) is cut where a sample of the sources' own folders is
+    (`folder_sample`), when the sources hold more folders than it lists."""
     if catalog is None or not can_fork():
         return [Range()]
     rows, sample = catalog.sample_open()  # cut where a sample of the rows is cut evenly
     most = min(2 * (os.cpu_count() or 1), MAX_PARTS)
     if parts is None:
         parts = max(1, min(most, rows // MIN_ROWS))
-        if parts == 1 and sources:
+        if rows == 0 and sources:  # a first run: no rows to cut at
             sample = folder_sample(sources)
             parts = most if sample else 1
     return _cut(sample, parts)
