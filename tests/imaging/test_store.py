@@ -4,9 +4,12 @@ index rebuild, freeing (the contract every storage kind passes is in test_target
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
-from twofold.blobs.objects import LocalObjects
+import pytest
+
+from twofold.blobs.objects import LocalObjects, StoreError
 from twofold.chunks.chunkstore import ChunkStore
 from twofold.chunks.packs import chunk_id, compress
 from twofold.core.progress import NullProgress
@@ -95,3 +98,19 @@ def test_delete_and_prune_free_unreferenced_chunks(tmp_path: Path) -> None:
     assert not verify(str(target), None, NullProgress(), clock).damages
     locks = [p.name for p in (target / "twofold-images" / "locks").iterdir()]
     assert locks == ["exclusive-0000000002.000001.json"]  # the last one, marked released
+
+
+def test_a_store_whose_folder_is_gone_writes_nothing(tmp_path: Path) -> None:
+    """A drive unmounted lazily mid-run leaves its empty mount point: an object written
+    then fails, and no folder of the store is made again on the system disk."""
+    mount = tmp_path / "BACKUP"
+    objects = LocalObjects(mount / "twofold-images")
+    os.makedirs(mount / "twofold-images")
+    assert objects.put_once("packs/ab/first.pack", b"data")
+    for child in mount.iterdir():  # what the empty mount point shows after the unmount
+        shutil.rmtree(child)
+    with pytest.raises(StoreError, match="image store's folder is gone"):
+        objects.put_once("packs/cd/second.pack", b"data")
+    with pytest.raises(StoreError, match="image store's folder is gone"):
+        objects.put_once("top-level.json", b"{}")
+    assert list(mount.iterdir()) == []

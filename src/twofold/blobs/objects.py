@@ -13,7 +13,7 @@ from typing import Protocol
 
 from twofold.core.errors import ExitCode, TargetError
 from twofold.core.holders import pid_alive
-from twofold.fsinfo.disk import fsync_dir
+from twofold.fsinfo.disk import fsync_dir, makedirs_inside
 from twofold.fsinfo.volume import DriveGuard
 
 TMP_DIR = ".tmp"
@@ -138,6 +138,7 @@ class LocalObjects:
         self.guard = guard  # the drive holding the folder: checked before every write
         self._host = this_host()
         self._swept = False
+        self._root_seen = False  # once it was there, its absence means the drive is gone
 
     def _sweep_temp(self, tmp_dir: str, everything: bool = False) -> int:
         """Remove temp files a killed writer of this host left (its pid is gone), or
@@ -234,10 +235,13 @@ class LocalObjects:
         tmp_dir = os.path.join(self.root, TMP_DIR)
         tmp = os.path.join(tmp_dir, temp_name(self._host))
         try:
-            os.makedirs(tmp_dir, exist_ok=True)
+            if not self._root_seen:  # a new store's first write makes its folder
+                os.makedirs(self.root, exist_ok=True)
+                self._root_seen = True
+            makedirs_inside(self.root, tmp_dir, "the image store's folder")
             if not self._swept:
                 self._sweep_temp(tmp_dir)
-            os.makedirs(os.path.dirname(final), exist_ok=True)
+            makedirs_inside(self.root, os.path.dirname(final), "the image store's folder")
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -11,6 +12,8 @@ import sys
 import threading
 
 from twofold.fsinfo.children import note_fork_safe
+
+AnyPath = str | bytes
 
 
 @functools.cache
@@ -103,6 +106,42 @@ def none_cached(fd: int) -> bool:
             _cachestat_off.add(True)
         return False
     return int(stat.nr_cache) == 0
+
+
+def makedirs_inside(top: AnyPath, path: AnyPath, what: str) -> None:
+    """Make the folder `path` below `top`, and those missing between, but never `top`
+    itself: its absence means the drive it was on is gone (a drive unmounted lazily
+    mid-run leaves its empty mount point on the system disk, where os.makedirs would build
+    the whole chain and the files to go in it would follow), and FileNotFoundError names
+    `what` it was. An existing folder is fine, as with exist_ok."""
+    top_b, path_b = os.fsencode(top).rstrip(b"/"), os.fsencode(path).rstrip(b"/")
+    gone = FileNotFoundError(errno.ENOENT, f"{what} is gone (was the drive removed?)",
+                             os.fsdecode(top_b))
+    if path_b == top_b:
+        if not os.path.isdir(top_b):
+            raise gone
+        return
+    if not path_b.startswith(top_b + b"/"):
+        raise ValueError(f"{os.fsdecode(path_b)!r} is not inside {os.fsdecode(top_b)!r}")
+    try:
+        os.mkdir(path_b)
+        return
+    except FileExistsError:
+        if os.path.isdir(path_b):
+            return
+        raise
+    except FileNotFoundError:
+        pass
+    missing = [path_b]
+    parent = os.path.dirname(path_b)
+    while not os.path.isdir(parent):
+        if len(parent) <= len(top_b):
+            raise gone
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
 
 
 def copy_durably(src: bytes | str, dst: bytes | str, buf: int = 1 << 20) -> None:

@@ -21,7 +21,7 @@ from twofold.core.holders import me as holder_me
 from twofold.core.models import Record
 from twofold.core.names import Namer, TargetProfile
 from twofold.core.paths import show, unsafe
-from twofold.fsinfo.disk import read_ahead
+from twofold.fsinfo.disk import makedirs_inside, read_ahead
 from twofold.fsinfo.volume import DRIVE_FILE, DriveId, new_drive_id, read_drive_id
 from twofold.sets.catalog import Catalog
 from twofold.sets.probe import probe, through_fuse
@@ -58,32 +58,8 @@ class SetDir:
 
     def makedirs(self, path: bytes) -> None:
         """Make the folder `path` inside the set, and those missing above it, but never the
-        set's own folder or anything above it: when that is missing, the drive is gone (a
-        drive unmounted lazily mid-run leaves its empty mount point on the system disk,
-        where os.makedirs would build the whole chain and the run's files would follow) and
-        FileNotFoundError says so. An existing folder is fine, as with exist_ok."""
-        if not path.startswith(self.root + b"/"):
-            raise ValueError(f"{show(path)} is not inside the set's folder")
-        try:
-            os.mkdir(path)
-            return
-        except FileExistsError:
-            if os.path.isdir(path):
-                return
-            raise
-        except FileNotFoundError:
-            pass
-        missing = [path]
-        parent = os.path.dirname(path)
-        while not os.path.isdir(parent):
-            if len(parent) <= len(self.root):
-                raise FileNotFoundError(errno.ENOENT, "the backup set's folder is gone "
-                                        "(was the drive removed?)", os.fsdecode(self.root))
-            missing.append(parent)
-            parent = os.path.dirname(parent)
-        for folder in reversed(missing):
-            with suppress(FileExistsError):
-                os.mkdir(folder)
+        set's own folder: its absence means the drive is gone (fsinfo.disk.makedirs_inside)."""
+        makedirs_inside(self.root, path, "the backup set's folder")
 
     def exists(self) -> bool:
         """True when the set has a catalog on the target."""
