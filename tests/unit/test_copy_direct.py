@@ -7,16 +7,17 @@ share it."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from pathlib import Path
 
 import blake3
 import pytest
 
-from twofold.fsinfo.blockio import private_buffer
+from twofold.fsinfo.blockio import DIRECT_ALIGN, private_buffer
 from twofold.fsinfo.disk import none_cached
 from twofold.sets import copy as copymod
-from twofold.sets.copy import BUF, DIRECT_ALIGN, copy_file, hash_file
+from twofold.sets.copy import BUF, copy_file, hash_file
 
 LENGTHS = [1, DIRECT_ALIGN - 1, DIRECT_ALIGN, DIRECT_ALIGN + 1, BUF - 1, BUF, BUF + 1,
            3 * BUF + 123]
@@ -57,8 +58,6 @@ class ReadSpy:
         monkeypatch.setattr(os, "readv", self)
 
     def __call__(self, fd: int, buffers: list[memoryview]) -> int:
-        import fcntl
-
         self.direct.append(bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT))
         return self._readv(fd, buffers)
 
@@ -128,8 +127,6 @@ def test_a_refused_direct_read_is_done_through_the_cache(
     refused: list[int] = []
 
     def readv(fd: int, buffers: list[memoryview]) -> int:
-        import fcntl
-
         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT and len(refused) < 1:
             refused.append(fd)
             raise OSError(err, os.strerror(err))

@@ -115,11 +115,9 @@ def makedirs_inside(top: AnyPath, path: AnyPath, what: str) -> None:
     the whole chain and the files to go in it would follow), and FileNotFoundError names
     `what` it was. An existing folder is fine, as with exist_ok."""
     top_b, path_b = os.fsencode(top).rstrip(b"/"), os.fsencode(path).rstrip(b"/")
-    gone = FileNotFoundError(errno.ENOENT, f"{what} is gone (was the drive removed?)",
-                             os.fsdecode(top_b))
     if path_b == top_b:
         if not os.path.isdir(top_b):
-            raise gone
+            raise _gone(what, top_b)
         return
     if not path_b.startswith(top_b + b"/"):
         raise ValueError(f"{os.fsdecode(path_b)!r} is not inside {os.fsdecode(top_b)!r}")
@@ -136,12 +134,17 @@ def makedirs_inside(top: AnyPath, path: AnyPath, what: str) -> None:
     parent = os.path.dirname(path_b)
     while not os.path.isdir(parent):
         if len(parent) <= len(top_b):
-            raise gone
+            raise _gone(what, top_b)
         missing.append(parent)
         parent = os.path.dirname(parent)
     for folder in reversed(missing):
         with contextlib.suppress(FileExistsError):
             os.mkdir(folder)
+
+
+def _gone(what: str, top: bytes) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENOENT, f"{what} is gone (was the drive removed?)",
+                             os.fsdecode(top))
 
 
 def copy_durably(src: bytes | str, dst: bytes | str, buf: int = 1 << 20) -> None:

@@ -15,7 +15,7 @@ import blake3
 
 from twofold.core.models import Entry
 from twofold.core.names import Holds
-from twofold.fsinfo.blockio import private_buffer
+from twofold.fsinfo.blockio import DIRECT_ALIGN, private_buffer
 from twofold.fsinfo.disk import none_cached
 from twofold.fsinfo.meta import ALL, apply_metadata, read_xattrs
 
@@ -28,7 +28,6 @@ _local = threading.local()
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_DIRECT = getattr(os, "O_DIRECT", 0)
-DIRECT_ALIGN = 4096  # offsets, lengths and the buffer of a read past the page cache
 
 
 class SourceReadError(OSError):
