@@ -13,6 +13,7 @@ from typing import Protocol
 
 from twofold.core.errors import ExitCode, TargetError
 from twofold.core.holders import pid_alive
+from twofold.fsinfo.blockio import write_durably
 from twofold.fsinfo.disk import fsync_dir, makedirs_inside
 from twofold.fsinfo.volume import DriveGuard
 
@@ -242,10 +243,7 @@ class LocalObjects:
             if not self._swept:
                 self._sweep_temp(tmp_dir)
             makedirs_inside(self.root, os.path.dirname(final), "the image store's folder")
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            write_durably(tmp, data)
             return self._place(tmp, final)
         except OSError as err:
             raise io_failure(err, final) from err

@@ -1,5 +1,6 @@
-"""Positional byte readers over files, block devices and windows of them (partitions), and
-reads of pieces into a per-thread buffer past the page cache (O_DIRECT) where allowed."""
+"""Positional byte readers over files, block devices and windows of them (partitions), reads
+of pieces into a per-thread buffer past the page cache (O_DIRECT) where allowed, and
+durable writes of new files that go past it too."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from types import TracebackType
 from typing import Protocol
 
 from twofold.core.errors import TwofoldError
+from twofold.fsinfo.disk import on_fuse
 
 _BLKSSZGET = 0x1268  # Linux ioctl: logical sector size of a block device
 
@@ -155,6 +157,59 @@ def private_buffer(size: int) -> mmap.mmap:
     if hasattr(mmap, "MAP_PRIVATE"):
         return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
     return mmap.mmap(-1, size)  # Windows: not inherited by child processes
+
+
+DIRECT_WRITE_MIN = 1 << 20
+"""Files of this size or more are written past the page cache by write_durably."""
+
+_write_buffers = threading.local()
+
+
+def write_durably(path: str, data: bytes | memoryview) -> None:
+    """Write `data` as the file `path` (made, or emptied) and flush it to the device.
+
+    From DIRECT_WRITE_MIN bytes, the whole 4 KiB blocks go past the page cache (O_DIRECT,
+    from a page-aligned buffer the calling thread keeps) and the last partial block through
+    it: the caller flushes anyway, so it waits no longer, and the kernel neither copies
+    the bytes into cache pages nor copies them again at writeback (an image's packs are
+    written once and not read back soon). A file system that refuses O_DIRECT, or a
+    direct write it refuses midway, gets the rest through the cache, and so does a FUSE
+    file system."""
+    view = memoryview(data).cast("B")
+    whole = len(view) - len(view) % DIRECT_ALIGN if len(view) >= DIRECT_WRITE_MIN else 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        done = _write_direct(fd, view[:whole]) if whole else 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_direct(fd: int, view: memoryview) -> int:
+    """Write `view` (whole blocks) at the file's start past the page cache, as far as the
+    file system allows; the bytes written. Leaves the descriptor buffered again."""
+    if on_fuse(fd):
+        return 0  # fusefat runs out of clusters for a buffered tail after direct writes
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
+    except OSError:
+        return 0  # this file system has no direct I/O
+    buf: memoryview | None = getattr(_write_buffers, "buf", None)
+    if buf is None or len(buf) < len(view):
+        buf = _write_buffers.buf = memoryview(private_buffer(len(view)))
+    buf[:len(view)] = view
+    done = 0
+    try:
+        while done < len(view):
+            done += os.write(fd, buf[done:len(view)])
+    except OSError as err:
+        if err.errno != errno.EINVAL:
+            raise
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    return done
 
 
 class PieceReadError(Exception):

@@ -78,6 +78,22 @@ def rename_new(src: bytes, dst: bytes) -> bool:
     return True
 
 
+_FUSE_SUPER_MAGIC = 0x65735546
+
+
+def on_fuse(fd: int) -> bool:
+    """True when the open file lies on a FUSE file system (fusefat, exfat-fuse, ntfs-3g),
+    whose drivers each handle direct and mixed writes their own way; False where the
+    kernel cannot say."""
+    libc = _libc()
+    if libc is None:
+        return False
+    buf = ctypes.create_string_buffer(256)  # struct statfs, f_type first
+    if libc.fstatfs(fd, buf) != 0:
+        return False
+    return ctypes.c_long.from_buffer(buf).value == _FUSE_SUPER_MAGIC
+
+
 _SYS_CACHESTAT = 451  # Linux 6.5: the same number on every architecture but alpha
 
 
