@@ -13,46 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.directio import WriteSpy, direct_write_folder
 from tests.drives import foreign_drive
 from twofold.blobs.objects import LocalObjects, StoreFullError
-from twofold.fsinfo import blockio
 from twofold.fsinfo.blockio import DIRECT_ALIGN, DIRECT_WRITE_MIN, write_durably
-
-LENGTHS = [0, 1, DIRECT_ALIGN - 1, DIRECT_ALIGN, DIRECT_WRITE_MIN - 1, DIRECT_WRITE_MIN,
-           DIRECT_WRITE_MIN + 1, DIRECT_WRITE_MIN + DIRECT_ALIGN, 3 * DIRECT_WRITE_MIN + 123]
-
-
-class WriteSpy:
-    """Wraps os.write: records (direct?, length) of each write; `fail` may raise instead."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.writes: list[tuple[bool, int]] = []
-        self.fail: OSError | None = None
-        self.fail_after = 0  # direct writes that go through before `fail` is raised
-        self._write = os.write
-        monkeypatch.setattr(os, "write", self)
-
-    def __call__(self, fd: int, data: memoryview) -> int:
-        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
-        if direct and self.fail is not None:
-            if self.fail_after == 0:
-                raise self.fail
-            self.fail_after -= 1
-            data = data[:DIRECT_ALIGN]  # a short write: the next one is asked for
-        self.writes.append((direct, len(data)))
-        return self._write(fd, data)
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    probe = os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT)
-    try:
-        os.write(probe, memoryview(blockio.private_buffer(DIRECT_ALIGN)))
-    except OSError:
-        pytest.skip("this folder's file system refuses direct writes")
-    finally:
-        os.close(probe)
-    return tmp_path
+    return direct_write_folder(tmp_path)
+
+
+LENGTHS = [0, 1, DIRECT_ALIGN - 1, DIRECT_ALIGN, DIRECT_WRITE_MIN - 1, DIRECT_WRITE_MIN,
+           DIRECT_WRITE_MIN + 1, DIRECT_WRITE_MIN + DIRECT_ALIGN, 3 * DIRECT_WRITE_MIN + 123]
 
 
 @pytest.mark.parametrize("length", LENGTHS)

@@ -1,5 +1,7 @@
 """Copy one file while hashing it with BLAKE3, keeping holes of sparse files as holes; a
-file none of which is in the page cache is read past it (O_DIRECT) where the OS allows."""
+file none of which is in the page cache is read past it (O_DIRECT) where the OS allows,
+and the copy of a large dense file is written past it (all but its last partial block)
+on kernel file systems that allow it."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ import blake3
 
 from twofold.core.models import Entry
 from twofold.core.names import Holds
-from twofold.fsinfo.blockio import DIRECT_ALIGN, private_buffer
-from twofold.fsinfo.disk import none_cached
+from twofold.fsinfo.blockio import DIRECT_ALIGN, DIRECT_WRITE_MIN, private_buffer
+from twofold.fsinfo.disk import none_cached, on_fuse
 from twofold.fsinfo.meta import ALL, apply_metadata, read_xattrs
 
 BUF = 1 << 20
@@ -89,14 +91,8 @@ class _Source:
             self._set_direct(True)
 
     def _set_direct(self, on: bool) -> None:
-        try:
-            flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
-            fcntl.fcntl(self.fd, fcntl.F_SETFL,
-                        flags | _O_DIRECT if on else flags & ~_O_DIRECT)
-        except OSError:  # a file system without direct reads: through the cache
-            self.direct = False
-            return
-        self.direct = on
+        changed = _set_direct(self.fd, on)  # refused: through the cache
+        self.direct = on and changed
 
     def read_full(self, view: memoryview, want: int) -> int:
         """Fill view[:want] from the file's position; fewer bytes only at its end."""
@@ -124,7 +120,53 @@ class _Source:
         return got
 
 
-def _pump(src: _Source, dst: int | None, h: blake3.blake3, length: int,
+class _Target:
+    """The new copy, written from the buffer; past the page cache while `direct` (a
+    large file written from its start, on a kernel file system that allows it), through
+    it from the first piece that is not whole blocks, or that the OS refuses."""
+
+    __slots__ = ("direct", "fd")
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd = fd
+        self.direct = False
+        if _O_DIRECT and size >= DIRECT_WRITE_MIN and not on_fuse(fd):
+            self.direct = _set_direct(fd, True)
+
+    def close(self) -> None:
+        """Leave the descriptor as it came (a caller's open file shares its flags)."""
+        if self.direct:
+            self.direct = not _set_direct(self.fd, False)
+
+    def write(self, data: memoryview) -> None:
+        """Append all of `data` (a slice of the page-aligned buffer from its start)."""
+        if self.direct:
+            if len(data) % DIRECT_ALIGN:  # the file's last piece
+                self.direct = not _set_direct(self.fd, False)
+            else:
+                try:
+                    done = os.write(self.fd, data)
+                except OSError as err:
+                    if err.errno != errno.EINVAL:
+                        raise
+                    done = 0
+                if done < len(data):  # refused or short: the rest through the cache
+                    self.direct = not _set_direct(self.fd, False)
+                data = data[done:]
+        _write_all(self.fd, data)
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Turn O_DIRECT on or off for `fd`; False when the file system refuses the change."""
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
+    except OSError:
+        return False
+    return True
+
+
+def _pump(src: _Source, dst: _Target | None, h: blake3.blake3, length: int,
           buf: mmap.mmap) -> int:
     """Copy up to `length` bytes from src's position to dst's, hashing them."""
     view = memoryview(buf)
@@ -139,7 +181,7 @@ def _pump(src: _Source, dst: int | None, h: blake3.blake3, length: int,
         chunk = view[:n]
         h.update(chunk)
         if dst is not None:
-            _write_all(dst, chunk)
+            dst.write(chunk)
         done += n
     return done
 
@@ -161,15 +203,21 @@ def _stream(src: int, dst: int | None, st: os.stat_result) -> tuple[bytes, int]:
     source = _Source(src, size)
     sparse = _HAS_SEEK_DATA and st.st_blocks * 512 < size
     if not sparse:  # growth while reading shows in the stat taken after the copy
-        total = _pump(source, dst, h, size, buf)
+        target = None if dst is None else _Target(dst, size)
+        try:
+            total = _pump(source, target, h, size, buf)
+        finally:
+            if target is not None:
+                target.close()
         return h.digest(), total
     pos = 0
+    sparse_dst = None if dst is None else _Target(dst, 0)  # through the cache
     for start, length in _segments(src, size):
         _hash_zeros(h, start - pos)
         os.lseek(src, start, os.SEEK_SET)
         if dst is not None:
             _hole(dst, pos, start)
-        pos = start + _pump(source, dst, h, length, buf)
+        pos = start + _pump(source, sparse_dst, h, length, buf)
     _hash_zeros(h, size - pos)
     if dst is not None:
         _hole(dst, pos, size)
