@@ -251,6 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (loop devices, mounts, dropping the page cache)")
+    tools = ["partclone.ext4", "zstd"] + ([] if args.full_only else ["restic"])
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:  # said before minutes of set-up, not after
+        packages = " ".join("partclone" if t.startswith("partclone") else t for t in missing)
+        raise SystemExit(f"missing {', '.join(missing)}: apt-get install {packages}"
+                         " (or --full-only to leave restic out)")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="tf-img-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "mnt").mkdir(exist_ok=True)
