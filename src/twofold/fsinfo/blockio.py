@@ -192,23 +192,42 @@ def _write_direct(fd: int, view: memoryview) -> int:
     file system allows; the bytes written. Leaves the descriptor buffered again."""
     if on_fuse(fd):
         return 0  # fusefat runs out of clusters for a buffered tail after direct writes
-    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT)
-    except OSError:
+    if not set_direct(fd, True):
         return 0  # this file system has no direct I/O
     buf: memoryview | None = getattr(_write_buffers, "buf", None)
     if buf is None or len(buf) < len(view):
         buf = _write_buffers.buf = memoryview(private_buffer(len(view)))
     buf[:len(view)] = view
+    done = write_direct(fd, buf[:len(view)])
+    set_direct(fd, False)
+    return done
+
+
+def set_direct(fd: int, on: bool) -> bool:
+    """Turn O_DIRECT on or off for `fd`; False where the OS has no O_DIRECT or the file
+    system refuses the change."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return False
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | flag if on else flags & ~flag)
+    except OSError:
+        return False
+    return True
+
+
+def write_direct(fd: int, view: memoryview) -> int:
+    """Write `view` (whole blocks of a page-aligned buffer) at the position of `fd`, which
+    is O_DIRECT, as far as the file system takes it: the bytes written, fewer than asked
+    when it refuses (EINVAL) midway. Any other error is raised."""
     done = 0
     try:
         while done < len(view):
-            done += os.write(fd, buf[done:len(view)])
+            done += os.write(fd, view[done:])
     except OSError as err:
         if err.errno != errno.EINVAL:
             raise
-    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
     return done
 
 

@@ -6,7 +6,6 @@ on kernel file systems that allow it."""
 from __future__ import annotations
 
 import errno
-import fcntl
 import mmap
 import os
 import stat
@@ -17,7 +16,13 @@ import blake3
 
 from twofold.core.models import Entry
 from twofold.core.names import Holds
-from twofold.fsinfo.blockio import DIRECT_ALIGN, DIRECT_WRITE_MIN, private_buffer
+from twofold.fsinfo.blockio import (
+    DIRECT_ALIGN,
+    DIRECT_WRITE_MIN,
+    private_buffer,
+    set_direct,
+    write_direct,
+)
 from twofold.fsinfo.disk import none_cached, on_fuse
 from twofold.fsinfo.meta import ALL, apply_metadata, read_xattrs
 
@@ -91,7 +96,7 @@ class _Source:
             self._set_direct(True)
 
     def _set_direct(self, on: bool) -> None:
-        changed = _set_direct(self.fd, on)  # refused: through the cache
+        changed = set_direct(self.fd, on)  # refused: through the cache
         self.direct = on and changed
 
     def read_full(self, view: memoryview, want: int) -> int:
@@ -131,39 +136,21 @@ class _Target:
         self.fd = fd
         self.direct = False
         if _O_DIRECT and size >= DIRECT_WRITE_MIN and not on_fuse(fd):
-            self.direct = _set_direct(fd, True)
+            self.direct = set_direct(fd, True)
 
     def close(self) -> None:
         """Leave the descriptor as it came (a caller's open file shares its flags)."""
         if self.direct:
-            self.direct = not _set_direct(self.fd, False)
+            self.direct = not set_direct(self.fd, False)
 
     def write(self, data: memoryview) -> None:
         """Append all of `data` (a slice of the page-aligned buffer from its start)."""
         if self.direct:
-            if len(data) % DIRECT_ALIGN:  # the file's last piece
-                self.direct = not _set_direct(self.fd, False)
-            else:
-                try:
-                    done = os.write(self.fd, data)
-                except OSError as err:
-                    if err.errno != errno.EINVAL:
-                        raise
-                    done = 0
-                if done < len(data):  # refused or short: the rest through the cache
-                    self.direct = not _set_direct(self.fd, False)
-                data = data[done:]
+            if len(data) % DIRECT_ALIGN == 0:
+                data = data[write_direct(self.fd, data):]
+            if data:  # the file's last piece, or refused midway: through the cache
+                self.direct = not set_direct(self.fd, False)
         _write_all(self.fd, data)
-
-
-def _set_direct(fd: int, on: bool) -> bool:
-    """Turn O_DIRECT on or off for `fd`; False when the file system refuses the change."""
-    try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags | _O_DIRECT if on else flags & ~_O_DIRECT)
-    except OSError:
-        return False
-    return True
 
 
 def _pump(src: _Source, dst: _Target | None, h: blake3.blake3, length: int,
@@ -202,26 +189,25 @@ def _stream(src: int, dst: int | None, st: os.stat_result) -> tuple[bytes, int]:
     size = st.st_size
     source = _Source(src, size)
     sparse = _HAS_SEEK_DATA and st.st_blocks * 512 < size
-    if not sparse:  # growth while reading shows in the stat taken after the copy
-        target = None if dst is None else _Target(dst, size)
-        try:
+    target = None if dst is None else _Target(dst, 0 if sparse else size)  # holes: cached
+    try:
+        if not sparse:  # growth while reading shows in the stat taken after the copy
             total = _pump(source, target, h, size, buf)
-        finally:
-            if target is not None:
-                target.close()
-        return h.digest(), total
-    pos = 0
-    sparse_dst = None if dst is None else _Target(dst, 0)  # through the cache
-    for start, length in _segments(src, size):
-        _hash_zeros(h, start - pos)
-        os.lseek(src, start, os.SEEK_SET)
+            return h.digest(), total
+        pos = 0
+        for start, length in _segments(src, size):
+            _hash_zeros(h, start - pos)
+            os.lseek(src, start, os.SEEK_SET)
+            if dst is not None:
+                _hole(dst, pos, start)
+            pos = start + _pump(source, target, h, length, buf)
+        _hash_zeros(h, size - pos)
         if dst is not None:
-            _hole(dst, pos, start)
-        pos = start + _pump(source, sparse_dst, h, length, buf)
-    _hash_zeros(h, size - pos)
-    if dst is not None:
-        _hole(dst, pos, size)
-    return h.digest(), size
+            _hole(dst, pos, size)
+        return h.digest(), size
+    finally:
+        if target is not None:
+            target.close()
 
 
 def _hole(dst: int, end: int, start: int) -> None:
