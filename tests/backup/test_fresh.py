@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +58,38 @@ def test_a_folder_is_forgotten_once_the_run_moves_past_it() -> None:
     fresh.made(b"/c/e")
     fresh.claim(b"/c/e/deep/f")  # deeper, in a folder the run did not make
     assert fresh.absent(b"/c/e/g"), "an ancestor of where the run is stays known"
+
+
+def test_names_in_the_folder_of_the_last_one_keep_the_bookkeeping_exact() -> None:
+    """claim() skips its look at the kept folders when the name goes into the folder the
+    one before went into; random runs of made/claim give the same answers as a claim that
+    always looks (the rule in the docstring: keep `path` and the folders on its way)."""
+    rng = random.Random(7)
+    names = [b"a", b"b", b"ab"]
+    paths = [b"/t/" + b"/".join(p) for n in (1, 2, 3) for p in itertools.product(names,
+                                                                               repeat=n)]
+    for _ in range(300):
+        fresh, model = Fresh(), {}  # model: folder -> names, kept as the rule says
+        path = rng.choice(paths)
+        for _step in range(25):
+            roll = rng.random()  # as runs go: the same path again (mkdir, then its
+            if roll > 0.6:       # claim), a name beside it, or anywhere
+                path = rng.choice(paths)
+            elif roll > 0.3:
+                path = os.path.dirname(path) + b"/" + rng.choice(names)
+            parent, name = os.path.split(path)
+            model = {d: n for d, n in model.items() if path == d or path.startswith(d + b"/")}
+            if parent in model:
+                model[parent].add(name.upper().decode())
+            if rng.random() < 0.3:
+                fresh.made(path)
+                model[path] = set()
+            else:
+                fresh.claim(path)
+            for probe in paths:
+                folder, leaf = os.path.split(probe)
+                want = folder in model and leaf.upper().decode() not in model[folder]
+                assert fresh.absent(probe) == want, (probe, path)
 
 
 # --- on drives ---------------------------------------------------------------------------------

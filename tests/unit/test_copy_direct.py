@@ -173,3 +173,46 @@ def test_private_buffer_is_not_shared_with_a_forked_child() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert buf[:5] == b"paren"
+
+
+def test_a_small_file_turns_o_direct_on_once_and_never_back(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its one direct read comes up short at its end and nothing reads it again: the
+    flag is not turned back off (two system calls a file, most files of a run)."""
+    data = os.urandom(DIRECT_ALIGN + 904)
+    src = folder / "src"
+    src.write_bytes(data)
+    _uncache(src)
+    spy = ReadSpy(monkeypatch)
+    sets: list[int] = []
+    real_fcntl = fcntl.fcntl
+
+    def counting(fd: int, cmd: int, arg: int = 0) -> int:
+        if cmd == fcntl.F_SETFL:
+            sets.append(arg)
+        return real_fcntl(fd, cmd, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", counting)
+    copied = copy_file(os.fsencode(src), os.fsencode(folder / "dst"))
+    assert (folder / "dst").read_bytes() == data and copied.size == len(data)
+    assert spy.direct == [True]
+    assert len(sets) == 1 and sets[0] & os.O_DIRECT
+
+
+def test_a_read_after_a_short_direct_one_goes_through_the_cache(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(5000)
+    src = folder / "src"
+    src.write_bytes(data)
+    _uncache(src)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        source = copymod._Source(fd, len(data))
+        spy = ReadSpy(monkeypatch)
+        view = memoryview(private_buffer(BUF))
+        assert source.read_full(view, len(data)) == len(data)
+        assert bytes(view[:len(data)]) == data
+        assert source.read_full(view, 100) == 0  # the end, asked through the cache
+        assert spy.direct == [True, False]
+    finally:
+        os.close(fd)

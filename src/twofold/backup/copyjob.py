@@ -7,7 +7,7 @@ import errno
 import os
 from dataclasses import dataclass, field
 
-from twofold.backup.records import to_record
+from twofold.backup.records import refreshed, to_record
 from twofold.core.models import Entry
 from twofold.core.names import Holds
 from twofold.fsinfo.meta import apply_metadata, read_xattrs
@@ -70,8 +70,8 @@ def copy_one(task: CopyTask) -> CopyOutcome:
                 break
         assert copied is not None
         problems = copied.problems
-        fresh = to_record(task.entry, 0, copied.hash, copied.before)
-        if fresh.signature() != task.entry.signature():  # changed since the scan
+        if refreshed(task.entry, copied.before):  # changed since the scan
+            fresh = to_record(task.entry, 0, copied.hash, copied.before)
             problems = apply_metadata(task.tmp, fresh, holds=task.holds)
         return CopyOutcome("copied", copied.hash, copied.size, copied.before, copied.stable,
                            task.entry.xattrs, problems)

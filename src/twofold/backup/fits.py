@@ -16,10 +16,12 @@ def name_problem(sd: SetDir, run_name: str, rel: bytes) -> str | None:
     """Why the drive cannot hold a copy of set path `rel` (a name over its limit after
     encoding, or a path over PATH_MAX in current/ or, later, in versions/), or None."""
     stored = sd.namer.rel(rel)
-    longest = max(len(n) for n in stored.split(b"/"))
+    limit = min(sd.namer.profile.name_max, NAME_MAX)
     units = sd.namer.profile.name_units  # the namer fits UTF-16 names to the drive itself
-    if units != "utf16" and longest > min(sd.namer.profile.name_max, NAME_MAX):
-        return f"a name of {longest} bytes is too long for the target; not copied"
+    if units != "utf16" and len(stored) > limit:  # else no name in it can be longer
+        longest = max(len(n) for n in stored.split(b"/"))
+        if longest > limit:
+            return f"a name of {longest} bytes is too long for the target; not copied"
     size = len(sd.ver(run_name, rel)) + RUN_NAME_SLACK
     if size >= PATH_MAX:
         return (f"its copy's path on the target would be {size} bytes, longer than the "

@@ -29,6 +29,7 @@ class Fresh:
 
     def __init__(self) -> None:
         self._dirs: dict[bytes, set[str]] = {}
+        self._settled: bytes | None = None  # a folder whose new names drop no folder
 
     def absent(self, path: bytes) -> bool:
         """True when `path` surely does not exist: its folder is one this run made and no
@@ -41,14 +42,22 @@ class Fresh:
         """This run made the folder `path` (nothing was there): remember it, empty."""
         self.claim(path)
         self._dirs[path] = set()
+        self._settled = None
 
     def claim(self, path: bytes) -> None:
         """A name now taken in its folder; folders other than `path` and those on the way
-        to it are dropped."""
-        for folder in [d for d in self._dirs if not path.startswith(d) or
-                       (path != d and path[len(d):len(d) + 1] != b"/")]:
-            del self._dirs[folder]
+        to it are dropped.
+
+        Once that is done for a path not itself a kept folder, every folder kept is on the
+        way to its folder, so another name in the same folder drops none: most files of a
+        run go into the folder of the file before them, and skip the look at each kept
+        folder."""
         parent, name = os.path.split(path)
+        if parent != self._settled:
+            for folder in [d for d in self._dirs if not path.startswith(d) or
+                           (path != d and path[len(d):len(d) + 1] != b"/")]:
+                del self._dirs[folder]
+            self._settled = None if path in self._dirs else parent
         names = self._dirs.get(parent)
         if names is not None:
             names.add(_key(name))

@@ -25,3 +25,11 @@ def to_record(entry: Entry, run_id: int, digest: bytes | None,
         rec.uid, rec.gid = st.st_uid, st.st_gid
     rec.owner, rec.group = owner_name(rec.uid), group_name(rec.gid)
     return rec
+
+
+def refreshed(entry: Entry, st: os.stat_result) -> bool:
+    """Whether to_record(entry, ..., st) would differ from `entry` in its signature: a
+    field it takes from `st` changed (cheaper than making the record to compare)."""
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, stat.S_IMODE(st.st_mode),
+            st.st_uid, st.st_gid) != (entry.size, entry.mtime_ns, entry.ctime_ns, entry.ino,
+                                      entry.mode, entry.uid, entry.gid)

@@ -87,21 +87,25 @@ class _Source:
     """An open source file read into a page-aligned buffer; past the page cache while
     `direct` (until a read the OS refuses or a short one: then through the cache)."""
 
-    __slots__ = ("direct", "fd")
+    __slots__ = ("direct", "ended", "fd")
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.direct = False
-        if _O_DIRECT and _HAS_READV and size and none_cached(fd):
-            self._set_direct(True)
+        self.ended = False  # a direct read came up short: the next read goes through
+        if _O_DIRECT and _HAS_READV and size and none_cached(fd):  # the cache (turned off
+            self._set_direct(True)  # only then: most small files are never read again)
 
     def _set_direct(self, on: bool) -> None:
         changed = set_direct(self.fd, on)  # refused: through the cache
         self.direct = on and changed
+        self.ended = False
 
     def read_full(self, view: memoryview, want: int) -> int:
         """Fill view[:want] from the file's position; fewer bytes only at its end."""
         got = 0
+        if self.ended:
+            self._set_direct(False)
         while got < want:
             if self.direct:  # whole aligned blocks; a read past `want` is left unused
                 ask = min(len(view), -(-want // DIRECT_ALIGN) * DIRECT_ALIGN)
@@ -111,7 +115,10 @@ class _Source:
                     self._set_direct(False)  # read through the cache, which says
                     continue                 # whether the file is really unreadable
                 if n < ask - got:  # the end (or a driver's short read): no more direct
-                    self._set_direct(False)
+                    if n < want - got:
+                        self._set_direct(False)
+                    else:  # all that was asked for: off before a next read, if any
+                        self.ended = True
                 n = min(n, want - got)
             elif _HAS_READV:
                 n = os.readv(self.fd, [view[got:want]])
