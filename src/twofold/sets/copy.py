@@ -92,9 +92,10 @@ class _Source:
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.direct = False
-        self.ended = False  # a direct read came up short: the next read goes through
-        if _O_DIRECT and _HAS_READV and size and none_cached(fd):  # the cache (turned off
-            self._set_direct(True)  # only then: most small files are never read again)
+        self.ended = False  # a direct read came up short: a next read, if any, goes
+        # through the cache (O_DIRECT is turned off only then: most files end in that read)
+        if _O_DIRECT and _HAS_READV and size and none_cached(fd):
+            self._set_direct(True)
 
     def _set_direct(self, on: bool) -> None:
         changed = set_direct(self.fd, on)  # refused: through the cache
