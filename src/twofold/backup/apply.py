@@ -234,7 +234,7 @@ class Applier:
             assert ch.entry is not None
             check = ch.old.hash if ch.action is Action.CHECK and ch.old is not None else None
             tasks.append(CopyTask(self.src(ch.path),
-                                  self.sd.tmp + b"/" + os.fsencode(tmp_name),
+                                  os.path.join(self.sd.tmp, os.fsencode(tmp_name)),
                                   ch.entry, check, not can_syncfs(),
                                   self.sd.namer.profile.holds))
         return self._pool.submit(copy_many, tasks)
